@@ -1,0 +1,112 @@
+/* binfmt/: which binfmt_misc entry handles each architecture's ELF files (binfmt-and-rosetta.md).
+ * The mount point is always a parameter (--binfmt-root, MAR_BINFMT_ROOT), so tests run against a
+ * fake tree. */
+#ifndef MAR_BINFMT_H
+#define MAR_BINFMT_H
+
+#include "oci/oci.h"
+
+#define BINFMT_DEFAULT_ROOT "/proc/sys/fs/binfmt_misc"
+#define BINFMT_HEADER_SIZE  128 /* BINPRM_BUF_SIZE as documented; magic must lie inside */
+
+/* ---------------------------------------------------------------------------------------------
+ * Architecture table: OCI arch <-> ELF identity <-> QEMU name <-> registration magic/mask
+ * (binfmt-and-rosetta.md §6; platforms.md §10). */
+
+typedef enum {
+    BINFMT_ARCH_AMD64,
+    BINFMT_ARCH_386,
+    BINFMT_ARCH_ARM64,
+    BINFMT_ARCH_ARM,
+    BINFMT_ARCH_PPC64LE,
+    BINFMT_ARCH_PPC64,
+    BINFMT_ARCH_S390X,
+    BINFMT_ARCH_RISCV64,
+    BINFMT_ARCH_MIPS64LE,
+    BINFMT_ARCH_MIPS64,
+    BINFMT_ARCH_LOONG64,
+    BINFMT_ARCH_COUNT
+} binfmt_arch_id;
+
+typedef struct binfmt_arch {
+    binfmt_arch_id id;
+    const char *oci_arch;  /* "arm64" */
+    const char *qemu_name; /* "aarch64": qemu-aarch64, qemu-aarch64-static */
+    unsigned char elf_class; /* 1 = 32-bit, 2 = 64-bit */
+    unsigned char elf_data;  /* 1 = LE, 2 = BE */
+    uint16_t e_machine;
+    const char *magic; /* registration string, \xHH escapes */
+    const char *mask;
+} binfmt_arch;
+
+/* Entry for an OCI architecture name (normalized, e.g. "arm64"), or NULL. */
+const binfmt_arch *binfmt_arch_by_oci(const char *oci_arch);
+const binfmt_arch *binfmt_arch_get(binfmt_arch_id id);
+/* Entry for an ELF (class, data, machine), or NULL. */
+const binfmt_arch *binfmt_arch_by_elf(unsigned elf_class, unsigned elf_data, unsigned e_machine);
+
+/* A synthetic ELF header of BINFMT_HEADER_SIZE bytes for the architecture, of type ET_EXEC (2)
+ * or ET_DYN (3), as the kernel would see a static or PIE binary. */
+void binfmt_synthetic_header(const binfmt_arch *a, unsigned e_type,
+                             unsigned char out[BINFMT_HEADER_SIZE]);
+
+/* ---------------------------------------------------------------------------------------------
+ * Entries. */
+
+typedef enum {
+    BINFMT_KIND_NONE = 0,
+    BINFMT_KIND_QEMU,
+    BINFMT_KIND_ROSETTA,
+    BINFMT_KIND_BUILDKIT_QEMU,
+    BINFMT_KIND_OTHER,
+} binfmt_kind;
+
+const char *binfmt_kind_name(binfmt_kind k);
+
+typedef struct binfmt_entry {
+    char name[128];
+    bool enabled;
+    char interpreter[256];
+    char flags[16]; /* letters as the kernel prints them */
+    bool is_extension;
+    char extension[64];
+    unsigned offset;
+    unsigned char magic[BINFMT_HEADER_SIZE];
+    unsigned char mask[BINFMT_HEADER_SIZE];
+    size_t magic_len;
+    bool has_mask;
+    int64_t ctime_ns;    /* registration time hint */
+    int64_t readdir_pos; /* position in the listing (newest first on Linux) */
+} binfmt_entry;
+
+/* Parses the text of <root>/<name> (binfmt-and-rosetta.md §4). Unknown lines are ignored.
+ * Errors: MAR_EINTEGRITY for a malformed file. */
+int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, mar_err **err);
+bool binfmt_entry_has_flag(const binfmt_entry *e, char flag);
+/* The kernel's magic test for a header of `len` bytes. */
+bool binfmt_entry_matches(const binfmt_entry *e, const unsigned char *hdr, size_t len);
+binfmt_kind binfmt_entry_kind(const binfmt_entry *e);
+
+typedef struct binfmt_table {
+    char root[256];
+    bool mounted;        /* <root>/status exists */
+    bool global_enabled; /* <root>/status reads "enabled" */
+    binfmt_entry *v;     /* newest registration first */
+    size_t n;
+} binfmt_table;
+
+/* Reads every entry under root, newest registration first (inode ctime, then inode number).
+ * A missing mount is not an error: mounted is false. Errors: MAR_EIO. */
+int binfmt_table_read(const char *root, binfmt_table *ret, mar_err **err);
+void binfmt_table_release(binfmt_table *t);
+
+/* The root to use: the argument when not NULL, else $MAR_BINFMT_ROOT, else the default. */
+const char *binfmt_root(const char *arg);
+
+/* What would handle the architecture's ELF files now: the first enabled entry, newest first,
+ * matching its synthetic ET_EXEC or ET_DYN header (the kernel's algorithm); NULL when none or
+ * when the global status is disabled. Shadowed matching entries are counted in *ret_shadowed. */
+const binfmt_entry *binfmt_effective(const binfmt_table *t, const binfmt_arch *a,
+                                     size_t *ret_shadowed);
+
+#endif
