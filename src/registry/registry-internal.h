@@ -1,0 +1,144 @@
+/* Shared between the files of registry/ only. */
+#ifndef MAR_REGISTRY_INTERNAL_H
+#define MAR_REGISTRY_INTERNAL_H
+
+#include "registry.h"
+
+/* Credentials for one registry host. Secrets are wiped when released. */
+typedef struct reg_creds {
+    char *username;
+    char *password;
+    char *identity_token; /* OAuth2 refresh token (registry-protocol.md §5) */
+    char *registry_token; /* a bearer token to send as is */
+    char source[96];      /* "config.json auths", "credential helper 'pass'": for messages */
+} reg_creds;
+
+void reg__creds_release(reg_creds *cr);
+bool reg__creds_any(const reg_creds *cr);
+
+enum { REG_AUTH_NONE = 0, REG_AUTH_BASIC, REG_AUTH_BEARER };
+
+typedef struct reg_host {
+    char *host; /* host[:port] the API lives at */
+    bool plain_http;
+    bool insecure; /* user-named: no TLS verification, plain HTTP fallback */
+    bool notice_done;
+    bool certs_loaded;
+    char *ca_pem; /* extra CA certificates (certs.d), or NULL */
+    char *client_cert;
+    char *client_key;
+    int auth_kind;
+    char *realm;
+    char *service;
+    bool creds_loaded;
+    reg_creds creds;
+    struct reg_host *next;
+} reg_host;
+
+typedef struct reg_token {
+    char *key; /* host \n realm \n service \n scope */
+    char *token;
+    uint64_t expires_ms; /* monotonic */
+    struct reg_token *next;
+} reg_token;
+
+typedef struct reg_op reg_op;
+typedef void (*reg_op_done_fn)(reg_op *op);
+
+typedef struct reg_token_fetch {
+    char *key;
+    reg_op **waiters;
+    size_t n_waiters;
+    struct reg_token_fetch *next;
+} reg_token_fetch;
+
+struct reg_client {
+    reg_options opts;
+    const reg_http_ops *ops;
+    void *tctx;
+    reg_host *hosts;
+    reg_token *tokens;
+    reg_token_fetch *fetches;
+    reg_stats stats;
+    json_t *docker_config; /* loaded once */
+    bool docker_config_loaded;
+    char *docker_config_path;
+};
+
+/* One logical request: auth, redirects, retries and backoff around single HTTP exchanges. */
+struct reg_op {
+    reg_client *c;
+    reg_host *host;
+    char *repo; /* repository path, for the pull scope; NULL for token requests */
+    const char *method;
+    char *url;    /* current URL */
+    char *origin; /* scheme://host[:port] credentials belong to */
+    char *accept;
+    bool is_token;
+    char *token_key; /* token requests: the cache key */
+    char *post_body; /* token requests: OAuth2 form (secret) */
+    int attempts;
+    int redirects;
+    bool auth_retried;
+    bool sent_basic;
+    bool manifest_head; /* a manifest HEAD (405 falls back to GET) */
+    size_t body_cap;
+    reg_http_data_fn on_data;
+    reg_http_req req;
+    reg_op_done_fn done;
+    void *userdata;
+    int rc; /* set when the op failed before a final HTTP status */
+    mar_err *err;
+};
+
+/* Creates an op for `path` ("/v2/...") on host. */
+reg_op *reg__op_new(reg_client *c, reg_host *host, const char *repo, const char *method,
+                    const char *path, reg_op_done_fn done, void *userdata);
+/* Starts (or restarts after a redirect or a retry) the op. */
+void reg__op_start(reg_op *op);
+reg_op *reg__op_free(reg_op *op);
+/* An error for a final non-2xx status ("GET '<url>': 404 MANIFEST_UNKNOWN: manifest unknown"),
+ * code from registry-protocol.md §9. */
+int reg__op_status_error(reg_op *op, const char *what, mar_err **err);
+/* The URL without query string, for messages and logs. Returns: new string. */
+char *reg__url_for_log(const char *url);
+
+/* Hosts. */
+reg_host *reg__host_get(reg_client *c, const char *hostport);
+bool reg__host_insecure_listed(const reg_client *c, const char *hostport);
+void reg__host_load_certs(reg_client *c, reg_host *h);
+/* Origin "scheme://host[:port]" of a URL, lower-case. Returns: new string or NULL. */
+char *reg__url_origin(const char *url);
+/* host[:port] of a URL. Returns: new string or NULL. */
+char *reg__url_hostport(const char *url);
+
+/* Auth. */
+typedef struct reg_challenge {
+    char scheme[16]; /* lower-case: "bearer", "basic" */
+    char *realm;
+    char *service;
+    char *scope;
+    char *error;
+} reg_challenge;
+
+/* Parses a WWW-Authenticate value into up to max challenges (RFC 7235 §4.1). Returns the count,
+ * or -1 on a malformed header. */
+int reg__challenge_parse(const char *header, reg_challenge *ret, size_t max);
+void reg__challenge_release(reg_challenge *ch);
+
+/* Adds an Authorization header when the op's URL is the registry origin and auth is known. */
+void reg__auth_attach(reg_op *op);
+/* Handles a 401: returns true when the op was parked or restarted, false when it failed (op->rc
+ * and op->err are set). */
+bool reg__auth_handle_401(reg_op *op);
+
+/* Token requests: Basic credentials for the token service, only to the realm's own origin. */
+void reg__auth_attach_token_request(reg_op *top);
+/* Parks an op whose host is known to use bearer tokens until its token exists, saving the 401
+ * round trip. Returns true when parked. */
+bool reg__auth_prefetch(reg_op *op);
+
+/* Credentials (config.json, credential helpers). Never fails: problems become warnings. */
+void reg__creds_load(reg_client *c, reg_host *h);
+
+#endif
