@@ -1,0 +1,132 @@
+/* Shared between the files of cli/ only. */
+#ifndef MAR_CLI_INTERNAL_H
+#define MAR_CLI_INTERNAL_H
+
+#include "cli.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Options as data (style.md §7): one table per command drives getopt_long and --help. */
+
+typedef enum {
+    CMD_OPT_FLAG,  /* --json */
+    CMD_OPT_VALUE, /* --platform P (last one wins) */
+    CMD_OPT_LIST,  /* --insecure-registry H (repeatable) */
+} cmd_opt_kind;
+
+typedef struct cmd_opt {
+    const char *name;
+    char short_name;
+    cmd_opt_kind kind;
+    const char *arg; /* metavariable for --help */
+    const char *help;
+} cmd_opt;
+
+typedef struct cmd_args {
+    const cmd_opt *opts[64];
+    size_t n_opts;
+    const char *value[64];
+    int count[64];
+    mar_strv list[64];
+    mar_strv pos;
+} cmd_args;
+
+typedef struct cmd_def cmd_def;
+typedef int (*cmd_fn)(const cmd_def *def, cmd_args *args);
+
+struct cmd_def {
+    const char *name;
+    cmd_fn fn;
+    int min_args;
+    int max_args; /* -1: unbounded */
+    const char *usage; /* after "mar <name> " */
+    const char *summary;
+    const char *description;
+    const cmd_opt *opts;
+    size_t n_opts;
+    bool stop_at_positional; /* options end at the first positional (run IMAGE CMD...) */
+};
+
+/* Parses argv (argv[0] is the verb) against the command's and the global options. Errors:
+ * MAR_EUSAGE. */
+int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err **err);
+void cmd_args_release(cmd_args *a);
+const char *cmd_value(const cmd_args *a, const char *name);
+bool cmd_flag(const cmd_args *a, const char *name);
+const mar_strv *cmd_list(const cmd_args *a, const char *name);
+
+void cmd_print_help(const cmd_def *def, FILE *out);
+void cmd_print_usage(const cmd_def *def, FILE *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Output. */
+
+/* Installs the stderr diagnostics sink. */
+void cmd_diag_init(bool debug, bool quiet);
+/* Prints "mar: <msg>" for an error and returns its exit status. */
+int cmd_fail(mar_err *err);
+/* Writes a JSON document to stdout: indented on a terminal, compact otherwise. */
+int cmd_json_print(json_t *doc, bool pretty);
+bool cmd_stdout_is_tty(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Shared plumbing. */
+
+/* A registry client over libcurl, configured from the global options and the environment. */
+int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err);
+/* Reads binfmt_misc and builds this host's target, or parses --target. */
+int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err);
+
+/* The platform report: one struct feeds the table and the JSON (style.md §7 "one data path"). */
+typedef struct cmd_row {
+    size_t entry;                  /* index into img->entries */
+    char published[OCI_PLATFORM_STR_MAX]; /* as published (index) or the config's (manifest) */
+    char normalized[OCI_PLATFORM_STR_MAX];
+    bool has_platform;
+    oci_platform platform;
+    mar_digest digest;
+    int64_t size;
+    bool has_config;
+    oci_platform config;
+    bool config_matches;
+    vm_verdict verdict;
+    bool selected;
+    const mar_err *err; /* borrowed from the entry */
+} cmd_row;
+
+typedef struct cmd_problem {
+    char *kind; /* "config-mismatch", "no-native", "amd64-only", "unreadable", ... */
+    char *platform;
+    char *message;
+} cmd_problem;
+
+typedef struct cmd_report {
+    const reg_image *img;
+    char *reference;
+    mar_digest digest;
+    char *media_type;
+    bool is_index;
+    char host[OCI_PLATFORM_STR_MAX + 64];
+    bool has_selected;
+    mar_digest selected;
+    size_t attestations;
+    cmd_row *rows;
+    size_t n_rows;
+    cmd_problem *problems;
+    size_t n_problems;
+    int status; /* 0, or the exit status the report implies */
+    bool explicit_platform;
+    char requested[OCI_PLATFORM_STR_MAX];
+} cmd_report;
+
+/* Builds the report of an image for a target; `requested` (may be NULL) is an explicit
+ * --platform. */
+void cmd_report_build(const reg_image *img, const vm_target *target, const oci_platform *requested,
+                      cmd_report *ret);
+void cmd_report_release(cmd_report *r);
+json_t *cmd_report_json(const cmd_report *r);
+void cmd_report_print(const cmd_report *r, FILE *out);
+
+/* Commands. */
+int cmd_inspect(const cmd_def *def, cmd_args *args);
+
+#endif

@@ -1,0 +1,332 @@
+/* The command table, option parsing from data, help texts and dispatch (style.md §7). */
+#include "cli-internal.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const cmd_opt global_opts[] = {
+    {"help", 'h', CMD_OPT_FLAG, NULL, "show this help"},
+    {"debug", 0, CMD_OPT_FLAG, NULL, "log every request and decision to stderr"},
+    {"quiet", 'q', CMD_OPT_FLAG, NULL, "print only data and errors"},
+    {"insecure-registry", 0, CMD_OPT_LIST, "HOST[:PORT]",
+     "allow a registry without TLS verification (repeatable; also MAR_INSECURE_REGISTRIES)"},
+    {"binfmt-root", 0, CMD_OPT_VALUE, "DIR",
+     "binfmt_misc mount point (default $MAR_BINFMT_ROOT or " BINFMT_DEFAULT_ROOT ")"},
+};
+
+static const cmd_opt inspect_opts[] = {
+    {"platform", 'p', CMD_OPT_VALUE, "PLATFORM",
+     "mark the entry `mar run --platform PLATFORM` would pick (os/arch[/variant])"},
+    {"target", 't', CMD_OPT_VALUE, "TARGET",
+     "evaluate for another machine: a platform, PLATFORM+qemu, apple-silicon, "
+     "apple-silicon-qemu or intel-mac"},
+    {"json", 0, CMD_OPT_FLAG, NULL, "print the report as JSON (docs/mar-inspect.1.md)"},
+    {"raw", 0, CMD_OPT_FLAG, NULL, "print the manifest or index bytes exactly as served"},
+};
+
+static int cmd_help(const cmd_def *def, cmd_args *args);
+static int cmd_version(const cmd_def *def, cmd_args *args);
+
+static const cmd_def commands[] = {
+    {"inspect", cmd_inspect, 1, 1, "[OPTIONS] IMAGE",
+     "show every platform an image offers and how each would run here",
+     "Resolves IMAGE in its registry, reads the index (or manifest), every platform's manifest\n"
+     "and config, and shows per platform: the digest, the compressed size, the platform its\n"
+     "config declares, and how it would run on this host (native, emulated by QEMU or Rosetta\n"
+     "through binfmt_misc, or not at all). '*' marks the entry `mar run` would pick.\n"
+     "Inconsistencies (a config that disagrees with its index entry, no native variant, an\n"
+     "amd64-only index) are reported as warnings on stderr.",
+     inspect_opts, MAR_ARRAY_SIZE(inspect_opts), false},
+    {"help", cmd_help, 0, 1, "[VERB]", "show help for mar or for one verb", NULL, NULL, 0,
+     false},
+    {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
+};
+
+static const cmd_def *find_command(const char *name)
+{
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+static void print_opt_table(const cmd_opt *opts, size_t n, FILE *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const cmd_opt *o = &opts[i];
+        char left[80];
+        if (o->short_name) {
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        } else {
+            snprintf(left, sizeof(left), "    --%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        }
+        if (strlen(left) > 28) {
+            fprintf(out, "  %s\n  %-28s  %s\n", left, "", o->help);
+        } else {
+            fprintf(out, "  %-28s  %s\n", left, o->help);
+        }
+    }
+}
+
+void cmd_print_usage(const cmd_def *def, FILE *out)
+{
+    fprintf(out, "usage: mar %s %s\n", def->name, def->usage);
+}
+
+void cmd_print_help(const cmd_def *def, FILE *out)
+{
+    cmd_print_usage(def, out);
+    fprintf(out, "\n%s.\n", def->summary);
+    if (def->description) {
+        fprintf(out, "\n%s\n", def->description);
+    }
+    if (def->n_opts) {
+        fprintf(out, "\nOptions:\n");
+        print_opt_table(def->opts, def->n_opts, out);
+    }
+    fprintf(out, "\nGlobal options:\n");
+    print_opt_table(global_opts, MAR_ARRAY_SIZE(global_opts), out);
+    fprintf(out, "\nExit status: 0 ok, 2 usage, 3 not found, 4 authentication, 5 network,\n"
+                 "6 integrity, 7 unsupported, 8 rate limit, 9 local storage, 1 other.\n");
+}
+
+static void print_main_help(FILE *out)
+{
+    fprintf(out, "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]\n\n"
+                 "mar shows which platforms container images really offer and how each would\n"
+                 "run on this machine (native, QEMU user mode or Rosetta through binfmt_misc).\n\n"
+                 "Verbs:\n");
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(out, "\nGlobal options:\n");
+    print_opt_table(global_opts, MAR_ARRAY_SIZE(global_opts), out);
+    fprintf(out, "  %-28s  %s\n", "    --version", "show the version");
+    fprintf(out, "\nRun 'mar help VERB' or 'mar VERB --help' for a verb's options.\n");
+}
+
+static int cmd_help(const cmd_def *def, cmd_args *args)
+{
+    (void)def;
+    if (args->pos.n == 0) {
+        print_main_help(stdout);
+        return 0;
+    }
+    const cmd_def *d = find_command(args->pos.v[0]);
+    if (!d) {
+        fprintf(stderr, "mar: unknown verb '%s'\n", args->pos.v[0]);
+        print_main_help(stderr);
+        return MAR_EUSAGE;
+    }
+    cmd_print_help(d, stdout);
+    return 0;
+}
+
+static int cmd_version(const cmd_def *def, cmd_args *args)
+{
+    (void)def;
+    (void)args;
+    printf("mar %s\n", MAR_VERSION);
+    return 0;
+}
+
+void cmd_args_release(cmd_args *a)
+{
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(a->list); i++) {
+        mar_strv_release(&a->list[i]);
+    }
+    mar_strv_release(&a->pos);
+}
+
+static int find_opt(const cmd_args *a, const char *name)
+{
+    for (size_t i = 0; i < a->n_opts; i++) {
+        if (strcmp(a->opts[i]->name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+const char *cmd_value(const cmd_args *a, const char *name)
+{
+    int i = find_opt(a, name);
+    return i < 0 ? NULL : a->value[i];
+}
+
+bool cmd_flag(const cmd_args *a, const char *name)
+{
+    int i = find_opt(a, name);
+    return i >= 0 && a->count[i] > 0;
+}
+
+const mar_strv *cmd_list(const cmd_args *a, const char *name)
+{
+    int i = find_opt(a, name);
+    return i < 0 ? NULL : &a->list[i];
+}
+
+int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err **err)
+{
+    memset(ret, 0, sizeof(*ret));
+    for (size_t i = 0; i < def->n_opts && ret->n_opts < MAR_ARRAY_SIZE(ret->opts); i++) {
+        ret->opts[ret->n_opts++] = &def->opts[i];
+    }
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(global_opts); i++) {
+        ret->opts[ret->n_opts++] = &global_opts[i];
+    }
+    struct option lopts[MAR_ARRAY_SIZE(ret->opts) + 1];
+    char shorts[3 * MAR_ARRAY_SIZE(ret->opts) + 3];
+    size_t sl = 0;
+    /* '+': stop at the first positional where the verb takes a command line of its own. '-' is
+     * not used, ':' makes missing arguments distinguishable. */
+    if (def->stop_at_positional) {
+        shorts[sl++] = '+';
+    }
+    shorts[sl++] = ':';
+    for (size_t i = 0; i < ret->n_opts; i++) {
+        const cmd_opt *o = ret->opts[i];
+        lopts[i] = (struct option){o->name, o->kind == CMD_OPT_FLAG ? no_argument : required_argument,
+                                   NULL, (int)(256 + i)};
+        if (o->short_name) {
+            shorts[sl++] = o->short_name;
+            if (o->kind != CMD_OPT_FLAG) {
+                shorts[sl++] = ':';
+            }
+        }
+    }
+    lopts[ret->n_opts] = (struct option){0};
+    shorts[sl] = '\0';
+
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, shorts, lopts, NULL);
+        if (c == -1) {
+            break;
+        }
+        if (c == '?' || c == ':') {
+            const char *bad = argv[optind - 1];
+            cmd_args_release(ret);
+            if (c == ':') {
+                return mar_err_set(err, MAR_EUSAGE, 0, "option '%s' needs a value", bad);
+            }
+            return mar_err_set(err, MAR_EUSAGE, 0, "unknown option '%s' for '%s'", bad,
+                               def->name);
+        }
+        size_t idx;
+        if (c >= 256) {
+            idx = (size_t)(c - 256);
+        } else {
+            for (idx = 0; idx < ret->n_opts && ret->opts[idx]->short_name != c; idx++) {
+            }
+        }
+        if (idx >= ret->n_opts) {
+            cmd_args_release(ret);
+            return mar_err_set(err, MAR_EUSAGE, 0, "unknown option for '%s'", def->name);
+        }
+        ret->count[idx]++;
+        if (ret->opts[idx]->kind == CMD_OPT_VALUE) {
+            ret->value[idx] = optarg;
+        } else if (ret->opts[idx]->kind == CMD_OPT_LIST) {
+            mar_strv_push(&ret->list[idx], optarg);
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        mar_strv_push(&ret->pos, argv[i]);
+    }
+    if (cmd_flag(ret, "help")) {
+        return 0;
+    }
+    if ((int)ret->pos.n < def->min_args || (def->max_args >= 0 && (int)ret->pos.n > def->max_args)) {
+        cmd_args_release(ret);
+        return mar_err_set(err, MAR_EUSAGE, 0, "'%s' takes %s", def->name, def->usage);
+    }
+    return 0;
+}
+
+int cmd_main(int argc, char **argv)
+{
+    /* Global options may come before the verb. */
+    int i = 1;
+    bool debug = false, quiet = false;
+    mar_strv pre = MAR_STRV_INIT;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_main_help(stdout);
+            mar_strv_release(&pre);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("mar %s\n", MAR_VERSION);
+            mar_strv_release(&pre);
+            return 0;
+        }
+        if (strcmp(a, "--debug") == 0) {
+            debug = true;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = true;
+        } else if ((strcmp(a, "--insecure-registry") == 0 || strcmp(a, "--binfmt-root") == 0) &&
+                   i + 1 < argc) {
+            mar_strv_push(&pre, a);
+            mar_strv_push(&pre, argv[++i]);
+        } else if (mar_str_startswith(a, "--insecure-registry=") ||
+                   mar_str_startswith(a, "--binfmt-root=")) {
+            mar_strv_push(&pre, a);
+        } else {
+            fprintf(stderr, "mar: unknown global option '%s'\n", a);
+            fprintf(stderr, "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");
+            mar_strv_release(&pre);
+            return MAR_EUSAGE;
+        }
+    }
+    if (i >= argc) {
+        print_main_help(stderr);
+        mar_strv_release(&pre);
+        return MAR_EUSAGE;
+    }
+    const cmd_def *def = find_command(argv[i]);
+    if (!def) {
+        fprintf(stderr, "mar: unknown verb '%s'\n", argv[i]);
+        fprintf(stderr, "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");
+        mar_strv_release(&pre);
+        return MAR_EUSAGE;
+    }
+    /* Re-assemble: verb, the global options given before it, then its own arguments. */
+    mar_strv av = MAR_STRV_INIT;
+    mar_strv_push(&av, argv[i]);
+    for (size_t k = 0; k < pre.n; k++) {
+        mar_strv_push(&av, pre.v[k]);
+    }
+    for (int k = i + 1; k < argc; k++) {
+        mar_strv_push(&av, argv[k]);
+    }
+    mar_strv_release(&pre);
+
+    cmd_args args;
+    mar_err *err = NULL;
+    int rc = cmd_parse(def, (int)av.n, av.v, &args, &err);
+    if (rc < 0) {
+        fprintf(stderr, "mar: %s\n", err->msg);
+        cmd_print_usage(def, stderr);
+        mar_err_free(err);
+        mar_strv_release(&av);
+        return MAR_EUSAGE;
+    }
+    if (cmd_flag(&args, "help")) {
+        cmd_print_help(def, stdout);
+        cmd_args_release(&args);
+        mar_strv_release(&av);
+        return 0;
+    }
+    cmd_diag_init(debug || cmd_flag(&args, "debug"), quiet || cmd_flag(&args, "quiet"));
+    rc = def->fn(def, &args);
+    cmd_args_release(&args);
+    mar_strv_release(&av);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* Where lines go: stdout carries data only, stderr diagnostics (style.md §7 "streams"); and the
+ * plumbing every verb shares (registry client, evaluation target). */
+#include "cli-internal.h"
+
+#include <string.h>
+
+static bool quiet_mode;
+
+static void diag_sink(mar_diag_level level, const char *msg, void *ud)
+{
+    (void)ud;
+    switch (level) {
+    case MAR_DIAG_DEBUG:
+        fprintf(stderr, "mar: debug: %s\n", msg);
+        break;
+    case MAR_DIAG_NOTICE:
+        if (!quiet_mode) {
+            fprintf(stderr, "mar: %s\n", msg);
+        }
+        break;
+    case MAR_DIAG_WARN:
+        fprintf(stderr, "mar: warning: %s\n", msg);
+        break;
+    }
+}
+
+void cmd_diag_init(bool debug, bool quiet)
+{
+    quiet_mode = quiet;
+    mar_diag_set_debug(debug);
+    mar_diag_set_sink(diag_sink, NULL);
+}
+
+int cmd_fail(mar_err *err)
+{
+    int code = mar_err_code(err);
+    fprintf(stderr, "mar: %s\n", err->msg);
+    mar_err_free(err);
+    return code;
+}
+
+bool cmd_stdout_is_tty(void)
+{
+    return isatty(STDOUT_FILENO);
+}
+
+int cmd_json_print(json_t *doc, bool pretty)
+{
+    size_t flags = JSON_PRESERVE_ORDER | (pretty ? JSON_INDENT(2) : JSON_COMPACT);
+    if (json_dumpf(doc, stdout, flags) < 0) {
+        return -1;
+    }
+    fputc('\n', stdout);
+    return 0;
+}
+
+int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err)
+{
+    reg_options o;
+    reg_options_init(&o);
+    const mar_strv *ins = cmd_list(args, "insecure-registry");
+    for (size_t i = 0; ins && i < ins->n; i++) {
+        mar_strv_push(&o.insecure, ins->v[i]);
+    }
+    const reg_http_ops *ops;
+    void *ctx;
+    int rc = reg_curl_transport_new(NULL, &ops, &ctx, err);
+    if (rc < 0) {
+        reg_options_release(&o);
+        return rc;
+    }
+    *ret = reg_client_new(&o, ops, ctx);
+    reg_options_release(&o);
+    return 0;
+}
+
+/* Maps the effective binfmt_misc entry of every architecture to the planner's handlers. */
+static void add_host_handlers(const binfmt_table *t, vm_target *target)
+{
+    for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
+        const binfmt_arch *a = binfmt_arch_get((binfmt_arch_id)i);
+        const binfmt_entry *e = binfmt_effective(t, a, NULL);
+        if (!e) {
+            continue;
+        }
+        vm_handler h = {0};
+        mar_strlcpy(h.arch, a->oci_arch, sizeof(h.arch));
+        switch (binfmt_entry_kind(e)) {
+        case BINFMT_KIND_ROSETTA:
+            h.emu = VM_EMU_ROSETTA;
+            break;
+        case BINFMT_KIND_QEMU:
+        case BINFMT_KIND_BUILDKIT_QEMU:
+            h.emu = VM_EMU_QEMU;
+            break;
+        default:
+            h.emu = VM_EMU_OTHER;
+            break;
+        }
+        h.fix_binary = binfmt_entry_has_flag(e, 'F');
+        mar_strlcpy(h.entry, e->name, sizeof(h.entry));
+        mar_strlcpy(h.interpreter, e->interpreter, sizeof(h.interpreter));
+        vm_target_add_handler(target, &h);
+    }
+}
+
+int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err)
+{
+    const char *spec = cmd_value(args, "target");
+    if (spec) {
+        return vm_target_parse(spec, &host->platform, ret, err);
+    }
+    vm_target_from_host(host, ret);
+    binfmt_table t;
+    const char *root = binfmt_root(cmd_value(args, "binfmt-root"));
+    if (binfmt_table_read(root, &t, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    if (!t.mounted) {
+        mar_debug("binfmt_misc is not mounted at '%s': no emulators", root);
+    }
+    ret->binfmt_known = t.mounted;
+    add_host_handlers(&t, ret);
+    binfmt_table_release(&t);
+    return 0;
+}
