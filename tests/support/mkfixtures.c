@@ -1,0 +1,558 @@
+/* Builds the test bed's sample images from Debian's static busybox binaries and pushes them to a
+ * registry with a small distribution-spec pusher of its own (POST + PUT uploads, manifest PUTs).
+ * Writes a JSON summary of what it pushed, so tests cross-check mar against facts computed in
+ * the same run rather than hard-coded values.
+ *
+ * usage: mar-fixtures BUSYBOX_DIR HOST:PORT SUMMARY.json
+ *   BUSYBOX_DIR/<debian-arch>/busybox for amd64 arm64 armhf armel i386 ppc64el s390x mips64el */
+#include "tarw.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#define MT_OCI_LAYER_GZ   "application/vnd.oci.image.layer.v1.tar+gzip"
+#define MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define MT_DOCKER_LAYER   "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define MT_OCI_CONFIG     "application/vnd.oci.image.config.v1+json"
+#define MT_DOCKER_CONFIG  "application/vnd.docker.container.image.v1+json"
+#define MT_OCI_MANIFEST   "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX      "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_LIST    "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MTIME             1700000000
+
+static const char *registry;
+static const char *bbdir;
+static json_t *summary;
+
+typedef struct blob {
+    const char *media_type;
+    mar_buf data;
+    mar_digest digest;
+} blob;
+
+static void blob_set(blob *b, const char *mt, mar_buf *data)
+{
+    b->media_type = mt;
+    b->data = *data;
+    *data = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_digest_of(MAR_DIGEST_SHA256, b->data.data, b->data.len, &b->digest);
+}
+
+static void die(const char *fmt, ...) MAR_PRINTF(1, 2) __attribute__((noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mar-fixtures: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- pushing ---------------------------------------------------------------------------- */
+
+static size_t sink(char *p, size_t s, size_t n, void *ud)
+{
+    mar_buf_append(ud, p, s * n);
+    return s * n;
+}
+
+static size_t hsink(char *p, size_t s, size_t n, void *ud)
+{
+    char **loc = ud;
+    size_t len = s * n;
+    if (len > 9 && strncasecmp(p, "location:", 9) == 0) {
+        const char *v = p + 9;
+        while (*v == ' ') {
+            v++;
+        }
+        size_t vl = len - (size_t)(v - p);
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) {
+            vl--;
+        }
+        free(*loc);
+        *loc = mar_xstrndup(v, vl);
+    }
+    return len;
+}
+
+static long http(const char *method, const char *url, const char *ctype, const void *body,
+                 size_t len, char **location)
+{
+    CURL *h = curl_easy_init();
+    mar_buf resp = MAR_BUF_INIT(1 << 20);
+    struct curl_slist *hdr = NULL;
+    if (ctype) {
+        _cleanup_free_ char *l = mar_xasprintf("Content-Type: %s", ctype);
+        hdr = curl_slist_append(hdr, l);
+    }
+    hdr = curl_slist_append(hdr, "Expect:");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    if (location) {
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, hsink);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, location);
+    }
+    if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    long st = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    if (rc != CURLE_OK) {
+        die("%s %s: %s", method, url, curl_easy_strerror(rc));
+    }
+    if (st >= 400 && strcmp(method, "HEAD") != 0) {
+        fprintf(stderr, "mar-fixtures: %s %s: %ld %s\n", method, url, st, resp.data);
+    }
+    mar_buf_release(&resp);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    return st;
+}
+
+static void push_blob(const char *repo, const blob *b)
+{
+    _cleanup_free_ char *head = mar_xasprintf("http://%s/v2/%s/blobs/%s", registry, repo,
+                                              b->digest.str);
+    if (http("HEAD", head, NULL, NULL, 0, NULL) == 200) {
+        return;
+    }
+    _cleanup_free_ char *start = mar_xasprintf("http://%s/v2/%s/blobs/uploads/", registry, repo);
+    _cleanup_free_ char *loc = NULL;
+    if (http("POST", start, NULL, NULL, 0, &loc) != 202 || !loc) {
+        die("cannot start an upload to %s", repo);
+    }
+    _cleanup_free_ char *put =
+        mar_str_startswith(loc, "http")
+            ? mar_xasprintf("%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", b->digest.str)
+            : mar_xasprintf("http://%s%s%sdigest=%s", registry, loc, strchr(loc, '?') ? "&" : "?",
+                            b->digest.str);
+    if (http("PUT", put, "application/octet-stream", b->data.data, b->data.len, NULL) != 201) {
+        die("cannot upload %s to %s", b->digest.str, repo);
+    }
+}
+
+static void push_manifest(const char *repo, const char *ref, const blob *m)
+{
+    _cleanup_free_ char *url = mar_xasprintf("http://%s/v2/%s/manifests/%s", registry, repo, ref);
+    if (http("PUT", url, m->media_type, m->data.data, m->data.len, NULL) != 201) {
+        die("cannot push manifest %s to %s:%s", m->digest.str, repo, ref);
+    }
+}
+
+/* ---- content ------------------------------------------------------------------------------ */
+
+static mar_buf read_busybox(const char *debarch)
+{
+    _cleanup_free_ char *path = mar_xasprintf("%s/%s/busybox", bbdir, debarch);
+    mar_buf b = MAR_BUF_INIT(64u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, path, 64u << 20, &b, &e) < 0) {
+        die("%s", e->msg);
+    }
+    return b;
+}
+
+static const char *const applets[] = {"sh",    "uname", "echo", "cat",   "true", "false",
+                                      "sleep", "env",   "ls",   "id",    "pwd",  "printf",
+                                      "test",  "kill",  "wc",   "mkdir", "rm",   "touch"};
+
+static void add_dir(mar_buf *t, const char *name, unsigned mode)
+{
+    tarw_add(t, &(tarw_entry){.name = name, .type = '5', .mode = mode, .mtime = MTIME});
+}
+
+static void add_file(mar_buf *t, const char *name, unsigned mode, const void *data, size_t n)
+{
+    tarw_add(t, &(tarw_entry){.name = name, .type = '0', .mode = mode, .mtime = MTIME,
+                              .data = data, .size = n});
+}
+
+/* The root filesystem layer: busybox with its applet links, /etc/passwd and /etc/group. */
+static void rootfs_tar(const mar_buf *bb, mar_buf *t)
+{
+    static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\n"
+                                 "app:x:1000:1000:app:/home/app:/bin/sh\n"
+                                 "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+    static const char group[] = "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n";
+    add_dir(t, "bin/", 0755);
+    add_file(t, "bin/busybox", 0755, bb->data, bb->len);
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(applets); i++) {
+        _cleanup_free_ char *n = mar_xasprintf("bin/%s", applets[i]);
+        tarw_add(t, &(tarw_entry){.name = n, .type = '2', .mode = 0777, .mtime = MTIME,
+                                  .linkname = "busybox"});
+    }
+    add_dir(t, "etc/", 0755);
+    add_file(t, "etc/passwd", 0644, passwd, sizeof(passwd) - 1);
+    add_file(t, "etc/group", 0644, group, sizeof(group) - 1);
+    add_dir(t, "home/", 0755);
+    tarw_add(t, &(tarw_entry){.name = "home/app/", .type = '5', .mode = 0755, .uid = 1000,
+                              .gid = 1000, .mtime = MTIME});
+    add_dir(t, "root/", 0700);
+    add_dir(t, "tmp/", 01777);
+}
+
+typedef enum { C_GZIP, C_ZSTD } codec;
+
+/* Compresses a finished tar into a layer blob; diff_id receives the uncompressed digest. */
+static void make_layer(mar_buf *tar, codec c, const char *mt, blob *ret, mar_digest *diff_id)
+{
+    tarw_finish(tar);
+    mar_digest_of(MAR_DIGEST_SHA256, tar->data, tar->len, diff_id);
+    mar_buf z = MAR_BUF_INIT(SIZE_MAX / 2);
+    if (c == C_GZIP) {
+        tarw_gzip(tar, &z);
+    } else {
+        tarw_zstd(tar, &z);
+    }
+    blob_set(ret, mt, &z);
+    mar_buf_release(tar);
+}
+
+static void json_blob(json_t *doc, const char *mt, blob *ret)
+{
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&b, s);
+    free(s);
+    blob_set(ret, mt, &b);
+}
+
+static void make_config(const char *arch, const char *variant, const mar_digest *diff_ids,
+                        size_t n, bool docker, blob *ret)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ids, json_string(diff_ids[i].str));
+    }
+    json_t *cfg = json_pack("{s:s, s:s}", "created", "2023-11-14T22:13:20Z", "architecture", arch);
+    if (variant) {
+        json_object_set_new(cfg, "variant", json_string(variant));
+    }
+    json_object_set_new(cfg, "os", json_string("linux"));
+    json_object_set_new(cfg, "config",
+                        json_pack("{s:[s], s:[s], s:s}", "Env",
+                                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                  "Cmd", "/bin/sh", "WorkingDir", "/"));
+    json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:o}", "type", "layers", "diff_ids", ids));
+    json_object_set_new(cfg, "history",
+                        json_pack("[{s:s, s:s}]", "created", "2023-11-14T22:13:20Z", "created_by",
+                                  "mar test bed: busybox-static from Debian"));
+    json_blob(cfg, docker ? MT_DOCKER_CONFIG : MT_OCI_CONFIG, ret);
+    json_decref(cfg);
+}
+
+static json_t *descriptor(const blob *b)
+{
+    return json_pack("{s:s, s:s, s:I}", "mediaType", b->media_type, "digest", b->digest.str,
+                     "size", (json_int_t)b->data.len);
+}
+
+static void make_manifest(const blob *config, const blob *layers, size_t n, bool docker,
+                          blob *ret)
+{
+    json_t *ls = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ls, descriptor(&layers[i]));
+    }
+    const char *mt = docker ? MT_DOCKER_MANIFEST : MT_OCI_MANIFEST;
+    json_t *m = json_pack("{s:i, s:s, s:o, s:o}", "schemaVersion", 2, "mediaType", mt, "config",
+                          descriptor(config), "layers", ls);
+    json_blob(m, mt, ret);
+    json_decref(m);
+}
+
+typedef struct platform_spec {
+    const char *debarch;  /* busybox binary to use */
+    const char *arch;     /* label in config and index */
+    const char *variant;  /* label variant or NULL */
+    const char *cfg_arch; /* config architecture when it must differ from the label */
+} platform_spec;
+
+typedef struct built {
+    blob manifest;
+    blob config;
+    blob layer;
+    mar_digest diff_id;
+    platform_spec spec;
+} built;
+
+static void built_release(built *b)
+{
+    mar_buf_release(&b->manifest.data);
+    mar_buf_release(&b->config.data);
+    mar_buf_release(&b->layer.data);
+}
+
+static void build_platform(const char *repo, const platform_spec *ps, codec c, bool docker,
+                           built *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->spec = *ps;
+    mar_buf bb = read_busybox(ps->debarch);
+    mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
+    rootfs_tar(&bb, &tar);
+    mar_buf_release(&bb);
+    make_layer(&tar, c, docker ? MT_DOCKER_LAYER : (c == C_ZSTD ? MT_OCI_LAYER_ZSTD
+                                                                : MT_OCI_LAYER_GZ),
+               &ret->layer, &ret->diff_id);
+    make_config(ps->cfg_arch ? ps->cfg_arch : ps->arch, ps->cfg_arch ? NULL : ps->variant,
+                &ret->diff_id, 1, docker, &ret->config);
+    make_manifest(&ret->config, &ret->layer, 1, docker, &ret->manifest);
+    push_blob(repo, &ret->layer);
+    push_blob(repo, &ret->config);
+    push_manifest(repo, ret->manifest.digest.str, &ret->manifest);
+}
+
+/* A buildx-style attestation manifest describing `subject` (platforms.md §9). */
+static void build_attestation(const char *repo, const blob *subject, blob *ret)
+{
+    char stmt[512];
+    snprintf(stmt, sizeof(stmt),
+             "{\"_type\":\"https://in-toto.io/Statement/v0.1\",\"predicateType\":"
+             "\"https://slsa.dev/provenance/v0.2\",\"subject\":[{\"name\":\"mar-test\","
+             "\"digest\":{\"sha256\":\"%s\"}}],\"predicate\":{}}",
+             mar_digest_hex(&subject->digest));
+    mar_buf sb = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&sb, stmt);
+    blob layer;
+    blob_set(&layer, "application/vnd.in-toto+json", &sb);
+    mar_buf cb = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&cb, "{}");
+    blob config;
+    blob_set(&config, "application/vnd.docker.attestation.config.v1+json", &cb);
+    json_t *ld = descriptor(&layer);
+    json_object_set_new(ld, "annotations", json_pack("{s:s}", "in-toto.io/predicate-type",
+                                                     "https://slsa.dev/provenance/v0.2"));
+    json_t *m = json_pack("{s:i, s:s, s:o, s:[o]}", "schemaVersion", 2, "mediaType",
+                          MT_OCI_MANIFEST, "config", descriptor(&config), "layers", ld);
+    json_blob(m, MT_OCI_MANIFEST, ret);
+    json_decref(m);
+    push_blob(repo, &layer);
+    push_blob(repo, &config);
+    push_manifest(repo, ret->digest.str, ret);
+    mar_buf_release(&layer.data);
+    mar_buf_release(&config.data);
+}
+
+static json_t *index_entry(const built *b)
+{
+    json_t *d = descriptor(&b->manifest);
+    json_t *p = json_pack("{s:s, s:s}", "architecture", b->spec.arch, "os", "linux");
+    if (b->spec.variant) {
+        json_object_set_new(p, "variant", json_string(b->spec.variant));
+    }
+    json_object_set_new(d, "platform", p);
+    return d;
+}
+
+static void record(const char *name, const char *repo, const char *tag, const blob *top,
+                   const built *parts, size_t n)
+{
+    json_t *plats = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char plat[96];
+        snprintf(plat, sizeof(plat), "linux/%s%s%s", parts[i].spec.arch,
+                 parts[i].spec.variant ? "/" : "", parts[i].spec.variant ? parts[i].spec.variant : "");
+        json_array_append_new(plats, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "platform", plat,
+                                               "digest", parts[i].manifest.digest.str, "config",
+                                               parts[i].config.digest.str, "diffId",
+                                               parts[i].diff_id.str, "debarch",
+                                               parts[i].spec.debarch, "configArch",
+                                               parts[i].spec.cfg_arch ? parts[i].spec.cfg_arch
+                                                                      : parts[i].spec.arch));
+    }
+    _cleanup_free_ char *ref = mar_xasprintf("%s/%s:%s", registry, repo, tag);
+    json_object_set_new(summary, name,
+                        json_pack("{s:s, s:s, s:s, s:o}", "ref", ref, "digest", top->digest.str,
+                                  "mediaType", top->media_type, "platforms", plats));
+}
+
+static void push_index(const char *name, const char *repo, const char *tag, built *parts,
+                       size_t n, size_t attestations, bool docker)
+{
+    json_t *ms = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ms, index_entry(&parts[i]));
+    }
+    for (size_t i = 0; i < attestations && i < n; i++) {
+        blob att;
+        build_attestation(repo, &parts[i].manifest, &att);
+        json_t *d = descriptor(&att);
+        json_object_set_new(d, "annotations",
+                            json_pack("{s:s, s:s}", "vnd.docker.reference.digest",
+                                      parts[i].manifest.digest.str, "vnd.docker.reference.type",
+                                      "attestation-manifest"));
+        json_object_set_new(d, "platform",
+                            json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
+        json_array_append_new(ms, d);
+        mar_buf_release(&att.data);
+    }
+    const char *mt = docker ? MT_DOCKER_LIST : MT_OCI_INDEX;
+    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", mt, "manifests", ms);
+    blob top;
+    json_blob(idx, mt, &top);
+    json_decref(idx);
+    push_manifest(repo, tag, &top);
+    record(name, repo, tag, &top, parts, n);
+    mar_buf_release(&top.data);
+}
+
+static const platform_spec all8[] = {
+    {"amd64", "amd64", NULL, NULL},      {"arm64", "arm64", "v8", NULL},
+    {"armhf", "arm", "v7", NULL},        {"armel", "arm", "v5", NULL},
+    {"i386", "386", NULL, NULL},         {"ppc64el", "ppc64le", NULL, NULL},
+    {"s390x", "s390x", NULL, NULL},      {"mips64el", "mips64le", NULL, NULL},
+};
+
+static void fixture_multi(void)
+{
+    built b[8];
+    for (size_t i = 0; i < 8; i++) {
+        build_platform("mar/multi", &all8[i], C_GZIP, false, &b[i]);
+    }
+    push_index("multi", "mar/multi", "latest", b, 8, 2, false);
+    for (size_t i = 0; i < 8; i++) {
+        built_release(&b[i]);
+    }
+}
+
+static void fixture_dockerlist(void)
+{
+    built b[2];
+    build_platform("mar/dockerlist", &all8[0], C_GZIP, true, &b[0]);
+    build_platform("mar/dockerlist", &all8[1], C_GZIP, true, &b[1]);
+    push_index("dockerlist", "mar/dockerlist", "latest", b, 2, 0, true);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+static void fixture_single(void)
+{
+    built b;
+    build_platform("mar/single", &all8[0], C_GZIP, true, &b);
+    push_manifest("mar/single", "latest", &b.manifest);
+    record("single", "mar/single", "latest", &b.manifest, &b, 1);
+    built_release(&b);
+}
+
+static void fixture_zstd(void)
+{
+    built b[2];
+    build_platform("mar/zstd", &all8[0], C_ZSTD, false, &b[0]);
+    build_platform("mar/zstd", &all8[1], C_ZSTD, false, &b[1]);
+    push_index("zstd", "mar/zstd", "latest", b, 2, 0, false);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+static void fixture_amd64only(void)
+{
+    built b;
+    build_platform("mar/amd64only", &all8[0], C_GZIP, false, &b);
+    push_index("amd64only", "mar/amd64only", "latest", &b, 1, 1, false);
+    built_release(&b);
+}
+
+/* Index, config and tag say arm64; the binaries are x86-64. */
+static void fixture_mislabeled(void)
+{
+    built b;
+    platform_spec ps = {"amd64", "arm64", "v8", NULL};
+    build_platform("mar/mislabeled", &ps, C_GZIP, false, &b);
+    push_index("mislabeled", "mar/mislabeled", "arm64", &b, 1, 0, false);
+    built_release(&b);
+}
+
+/* The arm64 entry (arm64 binaries) has a config that says amd64. */
+static void fixture_confmismatch(void)
+{
+    built b[2];
+    platform_spec arm = {"arm64", "arm64", "v8", "amd64"};
+    build_platform("mar/confmismatch", &all8[0], C_GZIP, false, &b[0]);
+    build_platform("mar/confmismatch", &arm, C_GZIP, false, &b[1]);
+    push_index("confmismatch", "mar/confmismatch", "latest", b, 2, 0, false);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+/* Three layers: a base, one whiting out a file and making a directory opaque, one adding more. */
+static void fixture_whiteout(void)
+{
+    const char *repo = "mar/whiteout";
+    mar_buf bb = read_busybox("amd64");
+    blob layers[3];
+    mar_digest ids[3];
+    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    rootfs_tar(&bb, &t);
+    mar_buf_release(&bb);
+    add_dir(&t, "data/", 0755);
+    add_file(&t, "data/keep", 0644, "keep\n", 5);
+    add_file(&t, "data/gone", 0644, "gone\n", 5);
+    add_dir(&t, "data/opaque/", 0755);
+    add_file(&t, "data/opaque/old", 0644, "old\n", 4);
+    make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[0], &ids[0]);
+
+    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    add_dir(&t, "data/", 0755);
+    add_file(&t, "data/.wh.gone", 0644, "", 0);
+    add_dir(&t, "data/opaque/", 0755);
+    add_file(&t, "data/opaque/.wh..wh..opq", 0644, "", 0);
+    add_file(&t, "data/opaque/new", 0644, "new\n", 4);
+    make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[1], &ids[1]);
+
+    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    add_dir(&t, "data/", 0755);
+    add_file(&t, "data/added", 0644, "added\n", 6);
+    make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[2], &ids[2]);
+
+    built b = {.spec = all8[0]};
+    make_config("amd64", NULL, ids, 3, false, &b.config);
+    make_manifest(&b.config, layers, 3, false, &b.manifest);
+    for (size_t i = 0; i < 3; i++) {
+        push_blob(repo, &layers[i]);
+        mar_buf_release(&layers[i].data);
+    }
+    push_blob(repo, &b.config);
+    push_manifest(repo, "latest", &b.manifest);
+    record("whiteout", repo, "latest", &b.manifest, &b, 1);
+    built_release(&b);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: mar-fixtures BUSYBOX_DIR HOST:PORT SUMMARY.json\n");
+        return 2;
+    }
+    bbdir = argv[1];
+    registry = argv[2];
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    summary = json_object();
+    json_object_set_new(summary, "_registry", json_string(registry));
+    fixture_multi();
+    fixture_dockerlist();
+    fixture_single();
+    fixture_zstd();
+    fixture_amd64only();
+    fixture_mislabeled();
+    fixture_confmismatch();
+    fixture_whiteout();
+    if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
+        die("cannot write %s", argv[3]);
+    }
+    json_decref(summary);
+    curl_global_cleanup();
+    return 0;
+}

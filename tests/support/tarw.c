@@ -1,0 +1,159 @@
+/* Test tar writer (POSIX.1-2001 ustar + pax). */
+#include "tarw.h"
+
+#include <string.h>
+
+#include <zlib.h>
+#include <zstd.h>
+
+/* n-1 octal digits and a NUL, as ustar wants; values too large for that use the GNU base-256
+ * form (first byte 0x80, big-endian binary), which is how a 2^62-byte size is written. */
+static void octal(char *dst, size_t n, uint64_t v)
+{
+    uint64_t max = 1;
+    for (size_t i = 0; i + 1 < n; i++) {
+        max *= 8;
+    }
+    if (v < max) {
+        dst[n - 1] = '\0';
+        for (size_t i = n - 1; i > 0; i--) {
+            dst[i - 1] = (char)('0' + (v & 7));
+            v >>= 3;
+        }
+        return;
+    }
+    memset(dst, 0, n);
+    dst[0] = (char)0x80;
+    for (size_t i = n - 1; i > 0 && v; i--) {
+        dst[i] = (char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static void header(mar_buf *out, const tarw_entry *e, const char *name, char type, uint64_t size)
+{
+    unsigned char h[512];
+    memset(h, 0, sizeof(h));
+    size_t nl = strlen(name);
+    if (nl > 100) {
+        nl = 100;
+    }
+    memcpy(h, name, nl);
+    octal((char *)h + 100, 8, e->mode & 07777);
+    octal((char *)h + 108, 8, e->uid);
+    octal((char *)h + 116, 8, e->gid);
+    octal((char *)h + 124, 12, size);
+    octal((char *)h + 136, 12, (uint64_t)(e->mtime > 0 ? e->mtime : 0));
+    memset(h + 148, ' ', 8);
+    h[156] = (unsigned char)type;
+    if (e->linkname) {
+        size_t ll = strlen(e->linkname);
+        memcpy(h + 157, e->linkname, ll > 100 ? 100 : ll);
+    }
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    octal((char *)h + 329, 8, e->devmajor);
+    octal((char *)h + 337, 8, e->devminor);
+    unsigned sum = 0;
+    for (size_t i = 0; i < 512; i++) {
+        sum += h[i];
+    }
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    mar_buf_append(out, h, sizeof(h));
+}
+
+static void pad(mar_buf *out, size_t n)
+{
+    static const char zeros[512];
+    size_t rem = n % 512;
+    if (rem) {
+        mar_buf_append(out, zeros, 512 - rem);
+    }
+}
+
+static void pax_record(mar_buf *rec, const char *kv)
+{
+    /* "<len> <key>=<value>\n" where len counts itself. */
+    size_t body = strlen(kv) + 2;
+    size_t len = body + 1;
+    for (;;) {
+        char tmp[32];
+        size_t digits = (size_t)snprintf(tmp, sizeof(tmp), "%zu", len);
+        if (body + digits == len) {
+            break;
+        }
+        len = body + digits;
+    }
+    mar_buf_printf(rec, "%zu %s\n", len, kv);
+}
+
+void tarw_add_raw(mar_buf *out, const tarw_entry *e)
+{
+    uint64_t size = e->header_size > 0 ? (uint64_t)e->header_size : e->size;
+    header(out, e, e->name, e->type, e->type == '0' ? size : 0);
+    if (e->type == '0' && e->size) {
+        mar_buf_append(out, e->data, e->size);
+        pad(out, e->size);
+    }
+}
+
+void tarw_add(mar_buf *out, const tarw_entry *e)
+{
+    mar_buf rec = MAR_BUF_INIT(SIZE_MAX / 2);
+    if (strlen(e->name) > 100) {
+        _cleanup_free_ char *kv = mar_xasprintf("path=%s", e->name);
+        pax_record(&rec, kv);
+    }
+    if (e->linkname && strlen(e->linkname) > 100) {
+        _cleanup_free_ char *kv = mar_xasprintf("linkpath=%s", e->linkname);
+        pax_record(&rec, kv);
+    }
+    for (size_t i = 0; e->pax && e->pax[i]; i++) {
+        pax_record(&rec, e->pax[i]);
+    }
+    if (rec.len) {
+        tarw_entry px = *e;
+        px.mode = 0644;
+        header(out, &px, "PaxHeader", 'x', rec.len);
+        mar_buf_append(out, rec.data, rec.len);
+        pad(out, rec.len);
+    }
+    mar_buf_release(&rec);
+    tarw_add_raw(out, e);
+}
+
+void tarw_finish(mar_buf *out)
+{
+    static const char zeros[1024];
+    mar_buf_append(out, zeros, sizeof(zeros));
+}
+
+void tarw_gzip(const mar_buf *in, mar_buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    /* windowBits 15 + 16: a gzip wrapper with a fixed (zero) mtime, so output is reproducible. */
+    deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    size_t bound = deflateBound(&z, in->len) + 64;
+    unsigned char *buf = mar_xmalloc(bound);
+    z.next_in = (unsigned char *)in->data;
+    z.avail_in = (uInt)in->len;
+    z.next_out = buf;
+    z.avail_out = (uInt)bound;
+    deflate(&z, Z_FINISH);
+    mar_buf_append(out, buf, bound - z.avail_out);
+    deflateEnd(&z);
+    free(buf);
+}
+
+void tarw_zstd(const mar_buf *in, mar_buf *out)
+{
+    size_t bound = ZSTD_compressBound(in->len);
+    void *buf = mar_xmalloc(bound);
+    size_t n = ZSTD_compress(buf, bound, in->data, in->len, 3);
+    if (!ZSTD_isError(n)) {
+        mar_buf_append(out, buf, n);
+    }
+    free(buf);
+}
