@@ -109,4 +109,30 @@ const char *binfmt_root(const char *arg);
 const binfmt_entry *binfmt_effective(const binfmt_table *t, const binfmt_arch *a,
                                      size_t *ret_shadowed);
 
+/* ---------------------------------------------------------------------------------------------
+ * Exec probe. */
+
+typedef enum {
+    BINFMT_PROBE_NATIVE,   /* the CPU runs it */
+    BINFMT_PROBE_EMULATED, /* it ran through a binfmt_misc interpreter */
+    BINFMT_PROBE_ENOEXEC,  /* exec format error: no handler */
+    BINFMT_PROBE_ENOENT,   /* the interpreter is not reachable here (no F flag) */
+    BINFMT_PROBE_FAILED,   /* it started but did not exit 0, or exec failed otherwise */
+} binfmt_probe_result;
+
+const char *binfmt_probe_result_name(binfmt_probe_result r);
+
+typedef struct binfmt_probe {
+    binfmt_probe_result result;
+    char interpreter[256]; /* what /proc/<pid>/exe named when emulated */
+    int status;
+    int sys_errno;
+} binfmt_probe;
+
+/* The probe program for an architecture: a static ELF that reads one byte from stdin and exits
+ * 0. */
+void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret);
+/* Runs the probe in a child. Errors: MAR_EFAIL when it cannot even be attempted. */
+int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err);
+
 #endif
