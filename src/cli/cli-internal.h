@@ -106,6 +106,7 @@ typedef struct cmd_report {
     char *media_type;
     bool is_index;
     char host[OCI_PLATFORM_STR_MAX + 64];
+    bool on_host; /* evaluated for this machine, not a --target */
     bool has_selected;
     mar_digest selected;
     size_t attestations;

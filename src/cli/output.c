@@ -104,6 +104,33 @@ static void add_host_handlers(const binfmt_table *t, vm_target *target)
     }
 }
 
+/* Whether the 32-bit sibling of the host architecture really executes: containerd's ladder
+ * assumes it does, kernels and CPUs often disagree (the exec probe is the authority). */
+static void probe_compat(vm_target *t)
+{
+    const char *compat = strcmp(t->platform.arch, "amd64") == 0   ? "386"
+                         : strcmp(t->platform.arch, "arm64") == 0 ? "arm"
+                                                                  : NULL;
+    if (!compat) {
+        return;
+    }
+    binfmt_probe pr;
+    mar_err *e = NULL;
+    if (binfmt_probe_run(binfmt_arch_by_oci(compat), &pr, &e) < 0) {
+        mar_debug("%s, assuming %s runs natively", e->msg, compat);
+        mar_err_free(e);
+        return;
+    }
+    bool native = pr.result == BINFMT_PROBE_NATIVE;
+    mar_debug("%s probe: %s%s%s", compat, binfmt_probe_result_name(pr.result),
+              pr.interpreter[0] ? " via " : "", pr.interpreter);
+    if (strcmp(compat, "386") == 0) {
+        t->ia32 = native;
+    } else {
+        t->aarch32 = native;
+    }
+}
+
 int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err)
 {
     const char *spec = cmd_value(args, "target");
@@ -122,5 +149,6 @@ int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_e
     ret->binfmt_known = t.mounted;
     add_host_handlers(&t, ret);
     binfmt_table_release(&t);
+    probe_compat(ret);
     return 0;
 }

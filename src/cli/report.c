@@ -125,6 +125,7 @@ void cmd_report_build(const reg_image *img, const vm_target *t, const oci_platfo
     r->is_index = img->root->kind == OCI_KIND_INDEX;
     char tp[OCI_PLATFORM_STR_MAX];
     oci_platform_format(&t->platform, tp, sizeof(tp));
+    r->on_host = t->is_host;
     if (t->is_host) {
         snprintf(r->host, sizeof(r->host), "%s", tp);
     } else {
@@ -295,8 +296,15 @@ void cmd_report_print(const cmd_report *r, FILE *out)
         l = r->rows[i].has_config ? strlen(cp) : 1;
         wc = l > wc ? l : wc;
     }
+    char on[sizeof(r->host) + 4] = "ON THIS HOST";
+    if (!r->on_host) {
+        snprintf(on, sizeof(on), "ON %s", r->host);
+        for (char *c = on; *c; c++) {
+            *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+        }
+    }
     fprintf(out, "  %-*s  %-19s  %9s  %-*s  %s\n", (int)wp, "PLATFORM", "MANIFEST", "SIZE", (int)wc,
-            "CONFIG", "ON THIS HOST");
+            "CONFIG", on);
     for (size_t i = 0; i < r->n_rows; i++) {
         const cmd_row *row = &r->rows[i];
         char dig[32], size[32], cp[OCI_PLATFORM_STR_MAX], run[64];
@@ -324,9 +332,9 @@ void cmd_report_print(const cmd_report *r, FILE *out)
                 r->attestations == 1 ? "" : "s");
     }
     if (r->has_selected) {
-        fprintf(out, "\n* = the entry `mar run%s%s` would pick here\n",
+        fprintf(out, "\n* = the entry `mar run%s%s` would pick %s\n",
                 r->explicit_platform ? " --platform " : "",
-                r->explicit_platform ? r->requested : "");
+                r->explicit_platform ? r->requested : "", r->on_host ? "here" : "there");
     } else {
         fprintf(out, "\nno entry would be picked%s%s\n", r->explicit_platform ? " for " : "",
                 r->explicit_platform ? r->requested : " without --platform");

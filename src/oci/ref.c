@@ -182,8 +182,15 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
     char *at = strchr(work, '@');
     if (at) {
         *at = '\0';
-        if (mar_digest_parse(at + 1, &r.digest, err) < 0) {
-            return mar_err_wrap(err, "invalid reference '%s'", s);
+        const char *d = at + 1;
+        bool known_alg = mar_str_startswith(d, "sha256:") || mar_str_startswith(d, "sha512:");
+        if (known_alg && !mar_digest_valid(d)) {
+            /* A typing error, not an unsupported algorithm. */
+            return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: bad digest in "
+                               "'%.100s'", s);
+        }
+        if (mar_digest_parse(d, &r.digest, err) < 0) {
+            return mar_err_wrap(err, "invalid reference '%.100s'", s);
         }
         r.has_digest = true;
     }

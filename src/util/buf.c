@@ -52,7 +52,8 @@ static void grow(mar_buf *b, size_t need)
 
 int mar_buf_append(mar_buf *b, const void *p, size_t n)
 {
-    if (n > b->cap || b->len > b->cap - n) {
+    /* len + n + 1 (the terminator) must not exceed the cap nor wrap around. */
+    if (n > b->cap || b->len > b->cap - n || b->len + n == SIZE_MAX) {
         /* No half-built value survives an overflow. */
         mar_buf_release(b);
         return -E2BIG;

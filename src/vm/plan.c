@@ -42,6 +42,7 @@ void vm_target_from_host(const oci_host *host, vm_target *ret)
     /* Most arm64 Linux CPUs still execute AArch32; the exec probe of `mar binfmt status` is the
      * authority where it matters. */
     ret->aarch32 = true;
+    ret->ia32 = true;
     ret->amd64_level = host->amd64_level;
 }
 
@@ -79,6 +80,7 @@ int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, 
     vm_target t = {0};
     mar_strlcpy(t.name, spec, sizeof(t.name));
     t.binfmt_known = true;
+    t.ia32 = true;
     if (strcmp(spec, "apple-silicon") == 0 || strcmp(spec, "apple-silicon-qemu") == 0) {
         /* A Lima/colima VM on an M-series Mac: linux/arm64 guest. M-series cores have no AArch32,
          * so 32-bit Arm needs qemu-arm there (platforms.md §11). */
@@ -176,7 +178,7 @@ void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret
         ret->mode = VM_RUN_NATIVE;
         return;
     }
-    if (x86_on_amd64 || (same_arch && strcmp(n.arch, "arm") != 0)) {
+    if ((x86_on_amd64 && t->ia32) || (same_arch && strcmp(n.arch, "arm") != 0)) {
         ret->mode = VM_RUN_NATIVE;
         return;
     }
@@ -218,6 +220,10 @@ void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret
     if (arm_on_arm64 && !t->aarch32) {
         snprintf(ret->reason, sizeof(ret->reason),
                  "32-bit Arm needs qemu-arm: this CPU does not execute AArch32");
+    } else if (x86_on_amd64 && !t->ia32) {
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "this kernel does not execute 32-bit x86 (no IA32 emulation) and no qemu-i386 "
+                 "handler is registered");
     } else if (t->is_host || t->binfmt_known) {
         snprintf(ret->reason, sizeof(ret->reason), "no binfmt_misc handler for %s", n.arch);
     } else {

@@ -33,6 +33,7 @@ typedef struct vm_target {
     bool is_host;          /* evaluated on this machine */
     oci_platform platform; /* native platform of the machine that runs the containers */
     bool aarch32;          /* an arm64 CPU that also executes 32-bit Arm */
+    bool ia32;             /* an amd64 kernel that also executes 32-bit x86 */
     int amd64_level;       /* 0 when unknown */
     bool binfmt_known;     /* handlers were read (host) or are part of the profile */
     vm_handler handlers[VM_MAX_HANDLERS];
