@@ -274,13 +274,17 @@ cmd_down() {
     fi
     if [ -d "$BED/containerd/root" ]; then
         # Snapshots mounted by containerd and its shims.
-        grep -F "$BED/containerd" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+        local mounts
+        mounts=$(awk -v d="$BED/containerd" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r)
+        for m in $mounts; do
             umount -l "$m" 2>/dev/null || true
         done
     fi
     if [ -f "$BED/binfmt-registered" ]; then
         while read -r name; do
-            [ -e "/proc/sys/fs/binfmt_misc/$name" ] && echo -1 >"/proc/sys/fs/binfmt_misc/$name"
+            if [ -e "/proc/sys/fs/binfmt_misc/$name" ]; then
+                echo -1 >"/proc/sys/fs/binfmt_misc/$name" || true
+            fi
         done <"$BED/binfmt-registered"
         rm -f "$BED/binfmt-registered"
     fi

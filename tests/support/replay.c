@@ -1,0 +1,363 @@
+/* Replay transport for registry unit tests. */
+#include "replay.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+typedef struct block {
+    char *method;
+    char *url;
+    bool prefix;
+    mar_strv has;
+    mar_strv lacks;
+    mar_strv body_has;
+    long status;
+    int result;
+    mar_strv headers;
+    mar_buf body;
+    bool used;
+} block;
+
+struct replay {
+    char *dir;
+    block *b;
+    size_t n;
+    reg_http_req **queue;
+    size_t nq, aq;
+    size_t requests;
+    size_t violations;
+    uint64_t max_delay;
+    mar_buf report;
+    mar_buf transcript;
+};
+
+static char *expand(const replay *r, const char *s)
+{
+    mar_buf out = MAR_BUF_INIT(1 << 20);
+    while (*s) {
+        const char *open = strstr(s, "{{");
+        if (!open) {
+            mar_buf_puts(&out, s);
+            break;
+        }
+        mar_buf_append(&out, s, (size_t)(open - s));
+        const char *close = strstr(open, "}}");
+        if (!close) {
+            mar_buf_puts(&out, open);
+            break;
+        }
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)(close - open - 2), open + 2);
+        char *colon = strchr(key, ':');
+        if (colon) {
+            *colon = '\0';
+            _cleanup_free_ char *path = mar_xasprintf("%s/%s", r->dir, colon + 1);
+            mar_buf f = MAR_BUF_INIT(64u << 20);
+            mar_err *e = NULL;
+            if (mar_read_file_at(AT_FDCWD, path, 64u << 20, &f, &e) < 0) {
+                fprintf(stderr, "replay: %s\n", e->msg);
+                mar_err_free(e);
+            } else if (strcmp(key, "digest") == 0) {
+                mar_digest d;
+                mar_digest_of(MAR_DIGEST_SHA256, f.data, f.len, &d);
+                mar_buf_puts(&out, d.str);
+            } else if (strcmp(key, "size") == 0) {
+                mar_buf_printf(&out, "%zu", f.len);
+            }
+            mar_buf_release(&f);
+        }
+        s = close + 2;
+    }
+    return mar_buf_detach(&out, NULL);
+}
+
+replay *replay_load(const char *dir)
+{
+    _cleanup_free_ char *path = mar_xasprintf("%s/exchanges", dir);
+    mar_buf text = MAR_BUF_INIT(1 << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, path, 1 << 20, &text, &e) < 0) {
+        fprintf(stderr, "replay: %s\n", e->msg);
+        mar_err_free(e);
+        return NULL;
+    }
+    replay *r = mar_xcalloc(1, sizeof(*r));
+    r->dir = mar_xstrdup(dir);
+    mar_buf_init(&r->report, 1 << 20);
+    mar_buf_init(&r->transcript, 16 << 20);
+    block *cur = NULL;
+    for (char *line = text.data; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+        }
+        _cleanup_free_ char *l = expand(r, line);
+        line = nl ? nl + 1 : NULL;
+        if (l[0] == '#' || l[0] == '\0') {
+            continue;
+        }
+        if (strcmp(l, "---") == 0) {
+            cur = NULL;
+            continue;
+        }
+        if (!cur) {
+            r->b = mar_xrealloc(r->b, (r->n + 1) * sizeof(*r->b));
+            cur = &r->b[r->n++];
+            memset(cur, 0, sizeof(*cur));
+            mar_buf_init(&cur->body, 64u << 20);
+        }
+        const char *v = l + 2;
+        if (l[0] == '>') {
+            if (mar_str_startswith(v, "has: ")) {
+                mar_strv_push(&cur->has, v + 5);
+            } else if (mar_str_startswith(v, "lacks: ")) {
+                mar_strv_push(&cur->lacks, v + 7);
+            } else if (mar_str_startswith(v, "body-has: ")) {
+                mar_strv_push(&cur->body_has, v + 10);
+            } else {
+                const char *sp = strchr(v, ' ');
+                cur->method = mar_xstrndup(v, (size_t)(sp - v));
+                cur->url = mar_xstrdup(sp + 1);
+                size_t ul = strlen(cur->url);
+                if (ul && cur->url[ul - 1] == '*') {
+                    cur->url[ul - 1] = '\0';
+                    cur->prefix = true;
+                }
+            }
+        } else if (l[0] == '<') {
+            if (cur->status == 0 && cur->result == 0 && v[0] == '!') {
+                cur->result = strcmp(v, "!connect") == 0 ? REG_HTTP_ECONNECT
+                              : strcmp(v, "!tls") == 0   ? REG_HTTP_ETLS
+                                                         : REG_HTTP_ERECV;
+            } else if (cur->status == 0 && cur->result == 0) {
+                int64_t st = 0;
+                mar_parse_i64(v, 100, 599, &st);
+                cur->status = (long)st;
+            } else if (mar_str_startswith(v, "@body ")) {
+                _cleanup_free_ char *bp = mar_xasprintf("%s/%s", dir, v + 6);
+                if (mar_read_file_at(AT_FDCWD, bp, 64u << 20, &cur->body, &e) < 0) {
+                    fprintf(stderr, "replay: %s\n", e->msg);
+                    e = mar_err_free(e);
+                }
+            } else if (mar_str_startswith(v, "body ")) {
+                mar_buf_puts(&cur->body, v + 5);
+            } else {
+                mar_strv_push(&cur->headers, v);
+            }
+        }
+    }
+    mar_buf_release(&text);
+    return r;
+}
+
+void replay_free(replay *r)
+{
+    if (!r) {
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->b[i].method);
+        free(r->b[i].url);
+        mar_strv_release(&r->b[i].has);
+        mar_strv_release(&r->b[i].lacks);
+        mar_strv_release(&r->b[i].body_has);
+        mar_strv_release(&r->b[i].headers);
+        mar_buf_release(&r->b[i].body);
+    }
+    free(r->b);
+    free(r->queue);
+    free(r->dir);
+    mar_buf_release(&r->report);
+    mar_buf_release(&r->transcript);
+    free(r);
+}
+
+static int submit(void *ctx, reg_http_req *req, mar_err **err)
+{
+    (void)err;
+    replay *r = ctx;
+    if (r->nq == r->aq) {
+        r->aq = r->aq ? r->aq * 2 : 16;
+        r->queue = mar_xrealloc(r->queue, r->aq * sizeof(*r->queue));
+    }
+    r->queue[r->nq++] = req;
+    uint64_t now = mar_now_ms();
+    if (req->not_before_ms > now && req->not_before_ms - now > r->max_delay) {
+        r->max_delay = req->not_before_ms - now;
+    }
+    return 0;
+}
+
+static block *match(replay *r, reg_http_req *req)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        block *b = &r->b[i];
+        if (b->used || strcmp(b->method, req->method) != 0) {
+            continue;
+        }
+        if (b->prefix ? mar_str_startswith(req->url, b->url) : strcmp(b->url, req->url) == 0) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static void check_rules(replay *r, const block *b, const reg_http_req *req)
+{
+    for (size_t k = 0; k < b->has.n; k++) {
+        bool found = false;
+        for (size_t h = 0; h < req->headers.n; h++) {
+            found = found || strstr(req->headers.v[h], b->has.v[k]);
+        }
+        if (!found) {
+            mar_buf_printf(&r->report, "%s %s: no header with '%s'\n", req->method, req->url,
+                           b->has.v[k]);
+            r->violations++;
+        }
+    }
+    for (size_t k = 0; k < b->lacks.n; k++) {
+        for (size_t h = 0; h < req->headers.n; h++) {
+            if (mar_str_startswith(req->headers.v[h], b->lacks.v[k])) {
+                mar_buf_printf(&r->report, "%s %s: must not send '%s'\n", req->method, req->url,
+                               b->lacks.v[k]);
+                r->violations++;
+            }
+        }
+    }
+    for (size_t k = 0; k < b->body_has.n; k++) {
+        if (!req->body || !strstr(req->body, b->body_has.v[k])) {
+            mar_buf_printf(&r->report, "%s %s: body lacks '%s'\n", req->method, req->url,
+                           b->body_has.v[k]);
+            r->violations++;
+        }
+    }
+}
+
+static void respond(replay *r, reg_http_req *req)
+{
+    r->requests++;
+    mar_buf_printf(&r->transcript, "%s %s\n", req->method, req->url);
+    for (size_t h = 0; h < req->headers.n; h++) {
+        mar_buf_printf(&r->transcript, "  %s\n", req->headers.v[h]);
+    }
+    if (req->body) {
+        mar_buf_printf(&r->transcript, "  body: %.*s\n", (int)req->body_len, req->body);
+    }
+    block *b = match(r, req);
+    mar_buf_init(&req->resp_body, req->body_cap);
+    if (!b) {
+        mar_buf_printf(&r->report, "unexpected request %s %s\n", req->method, req->url);
+        r->violations++;
+        req->result = REG_HTTP_ECONNECT;
+        snprintf(req->errmsg, sizeof(req->errmsg), "replay: no exchange for this request");
+        req->done(req);
+        return;
+    }
+    b->used = true;
+    check_rules(r, b, req);
+    if (b->result) {
+        req->result = b->result;
+        snprintf(req->errmsg, sizeof(req->errmsg), "replayed transport failure");
+        req->done(req);
+        return;
+    }
+    req->status = b->status;
+    for (size_t h = 0; h < b->headers.n; h++) {
+        const char *line = b->headers.v[h];
+        const char *colon = strchr(line, ':');
+        if (!colon) {
+            continue;
+        }
+        req->resp_headers =
+            mar_xrealloc(req->resp_headers, (req->n_resp_headers + 1) * sizeof(reg_header));
+        reg_header *rh = &req->resp_headers[req->n_resp_headers++];
+        rh->name = mar_xstrndup(line, (size_t)(colon - line));
+        for (char *p = rh->name; *p; p++) {
+            if (*p >= 'A' && *p <= 'Z') {
+                *p = (char)(*p - 'A' + 'a');
+            }
+        }
+        const char *v = colon + 1;
+        while (*v == ' ') {
+            v++;
+        }
+        rh->value = mar_xstrdup(v);
+    }
+    if (strcmp(req->method, "HEAD") != 0 && b->body.len) {
+        req->resp_bytes = b->body.len;
+        if (req->on_data && req->status >= 200 && req->status < 300) {
+            if (req->on_data(req, b->body.data, b->body.len) < 0) {
+                req->result = REG_HTTP_EABORT;
+            }
+        } else {
+            size_t cap = req->on_data ? MAR_CAP_ERROR_BODY : req->body_cap;
+            req->resp_body.cap = cap;
+            if (mar_buf_append(&req->resp_body, b->body.data, b->body.len) < 0) {
+                req->result = REG_HTTP_ETOOBIG;
+                snprintf(req->errmsg, sizeof(req->errmsg), "response body exceeds %zu bytes",
+                         cap);
+            }
+        }
+    }
+    req->done(req);
+}
+
+static int run(void *ctx, mar_err **err)
+{
+    (void)err;
+    replay *r = ctx;
+    while (r->nq) {
+        reg_http_req *req = r->queue[0];
+        memmove(r->queue, r->queue + 1, (r->nq - 1) * sizeof(*r->queue));
+        r->nq--;
+        reg_http_req_reset_response(req);
+        respond(r, req);
+    }
+    return 0;
+}
+
+static void destroy(void *ctx)
+{
+    (void)ctx; /* owned by the test */
+}
+
+static const reg_http_ops ops = {.submit = submit, .run = run, .destroy = destroy};
+
+const reg_http_ops *replay_ops(void)
+{
+    return &ops;
+}
+
+size_t replay_unused(const replay *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        n += !r->b[i].used;
+    }
+    return n;
+}
+
+size_t replay_violations(const replay *r)
+{
+    return r->violations;
+}
+
+const char *replay_report(const replay *r)
+{
+    return r->report.data;
+}
+
+size_t replay_requests(const replay *r)
+{
+    return r->requests;
+}
+
+uint64_t replay_max_delay_ms(const replay *r)
+{
+    return r->max_delay;
+}
+
+const char *replay_transcript(const replay *r)
+{
+    return r->transcript.data;
+}

@@ -1,0 +1,37 @@
+/* A reg_http_ops transport that replays canned exchanges (style.md §8 "Injected transport").
+ *
+ * Script format (one file, blocks separated by a line "---"):
+ *   > GET https://registry.example/v2/x/manifests/latest    request line; '*' at the end = prefix
+ *   > has: Authorization: Bearer tok                          a request header line must contain
+ *   > lacks: Authorization                                    no request header may start with
+ *   > body-has: grant_type=refresh_token                      the POST body must contain
+ *   < 200                                                     status, or "< !connect" / "< !recv"
+ *   < Content-Type: application/json                          response header
+ *   < @body index.json                                        body from a file of the case
+ *   < body {"errors":[]}                                      inline body
+ * In every line, {{digest:FILE}} and {{size:FILE}} expand to the sha256 digest and byte size of a
+ * file of the case. A request matches the first unused block with its method and URL, so
+ * concurrent requests may arrive in any order. */
+#ifndef MAR_TEST_REPLAY_H
+#define MAR_TEST_REPLAY_H
+
+#include "registry/registry.h"
+
+typedef struct replay replay;
+
+/* Loads <dir>/exchanges. Returns NULL and prints why on failure. */
+replay *replay_load(const char *dir);
+void replay_free(replay *r);
+const reg_http_ops *replay_ops(void);
+
+/* After a run: blocks never used, requests with no block or failing a has/lacks rule. */
+size_t replay_unused(const replay *r);
+size_t replay_violations(const replay *r);
+const char *replay_report(const replay *r);
+size_t replay_requests(const replay *r);
+/* The longest delay a request asked for before starting (backoff, Retry-After), in ms. */
+uint64_t replay_max_delay_ms(const replay *r);
+/* Every request line and header sent, for secret checks. */
+const char *replay_transcript(const replay *r);
+
+#endif

@@ -1,0 +1,407 @@
+/* The platform model against containerd's semantics (platforms.md §2-§7): parse, normalize,
+ * match, the fallback ladder, index ordering and host variant detection. Each table row is one
+ * case; every failing row is reported before the test fails. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "oci/oci.h"
+
+static oci_platform plat(const char *os, const char *arch, const char *variant)
+{
+    oci_platform p = {0};
+    mar_strlcpy(p.os, os, sizeof(p.os));
+    mar_strlcpy(p.arch, arch, sizeof(p.arch));
+    mar_strlcpy(p.variant, variant, sizeof(p.variant));
+    return p;
+}
+
+static oci_platform parse_or_die(const char *spec)
+{
+    oci_platform host = plat("linux", "amd64", "");
+    oci_platform p;
+    mar_err *e = NULL;
+    if (oci_platform_parse(spec, &host, &p, &e) < 0) {
+        print_error("cannot parse '%s': %s\n", spec, e->msg);
+        mar_err_free(e);
+        fail();
+    }
+    return p;
+}
+
+static const struct {
+    const char *spec;
+    const char *host; /* "os/arch/variant" for one-word specs, NULL = linux/amd64 */
+    const char *want; /* formatted result, NULL = error */
+} parse_cases[] = {
+    {"linux/arm64", NULL, "linux/arm64"},
+    {"linux/arm64/v8", NULL, "linux/arm64/v8"},
+    {"linux/aarch64", NULL, "linux/arm64"},
+    {"linux/arm", NULL, "linux/arm"},
+    {"linux/armhf", NULL, "linux/arm"},
+    {"arm", NULL, "linux/arm"},
+    {"linux/armel", NULL, "linux/arm/v6"},
+    {"linux/arm/7", NULL, "linux/arm/v7"},
+    {"linux/arm/5", NULL, "linux/arm/v5"},
+    {"linux/x86_64", NULL, "linux/amd64"},
+    {"linux/x86-64", NULL, "linux/amd64"},
+    {"linux/amd64/v1", NULL, "linux/amd64"},
+    {"linux/amd64/v3", NULL, "linux/amd64/v3"},
+    {"linux/i386", NULL, "linux/386"},
+    {"i386", NULL, "linux/386"},
+    {"arm64", NULL, "linux/arm64"},
+    {"linux", NULL, "linux/amd64"},
+    {"linux", "linux/arm/v6", "linux/arm/v6"},
+    {"linux", "linux/arm/v7", "linux/arm"},
+    {"Linux/AMD64", NULL, "linux/amd64"},
+    {"macos/arm64", NULL, "darwin/arm64"},
+    {"linux/arm64/8", NULL, "linux/arm64/v8"},
+    {"linux/arm64/v9.0", NULL, "linux/arm64/v9"},
+    {"linux/ppc64le", NULL, "linux/ppc64le"},
+    {"linux/s390x", NULL, "linux/s390x"},
+    {"windows(10.0.17763+win32k)/amd64", NULL, "windows/amd64"},
+    {"linux/*", NULL, NULL},
+    {"linux/arm64/v8/x", NULL, NULL},
+    {"foo", NULL, NULL},
+    {"", NULL, NULL},
+    {"linux//arm64", NULL, NULL},
+    {"linux/arm 64", NULL, NULL},
+    {"linux/arm64/", NULL, NULL},
+};
+
+static void test_parse(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(parse_cases); i++) {
+        oci_platform host = plat("linux", "amd64", "");
+        if (parse_cases[i].host) {
+            mar_err *e = NULL;
+            oci_platform empty = {0};
+            assert_int_equal(oci_platform_parse(parse_cases[i].host, &empty, &host, &e), 0);
+        }
+        oci_platform p;
+        mar_err *e = NULL;
+        int rc = oci_platform_parse(parse_cases[i].spec, &host, &p, &e);
+        char got[OCI_PLATFORM_STR_MAX] = "(error)";
+        if (rc == 0) {
+            oci_platform_format(&p, got, sizeof(got));
+        } else {
+            assert_int_equal(mar_err_code(e), MAR_EUSAGE);
+            mar_err_free(e);
+        }
+        const char *want = parse_cases[i].want ? parse_cases[i].want : "(error)";
+        if (strcmp(got, want) != 0) {
+            print_error("parse '%s': got %s, want %s\n", parse_cases[i].spec, got, want);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_parse_os_options(void **state)
+{
+    (void)state;
+    oci_platform p = parse_or_die("windows(10.0.17763+win32k+a)/amd64");
+    assert_string_equal(p.os_version, "10.0.17763");
+    assert_string_equal(p.features, "a+win32k");
+    char buf[OCI_PLATFORM_STR_MAX];
+    oci_platform_format_all(&p, buf, sizeof(buf));
+    assert_string_equal(buf, "windows(10.0.17763+a+win32k)/amd64");
+    p = parse_or_die("linux(5%2F3)/arm64");
+    assert_string_equal(p.os_version, "5/3");
+}
+
+static const struct {
+    const char *os, *arch, *variant, *want;
+} normalize_cases[] = {
+    {"", "amd64", "", "linux/amd64"},
+    {"linux", "aarch64", "8", "linux/arm64"},
+    {"linux", "arm64", "v8.0", "linux/arm64"},
+    {"linux", "arm64", "9", "linux/arm64/v9"},
+    {"linux", "arm64", "v8.2", "linux/arm64/v8.2"},
+    {"linux", "arm", "", "linux/arm/v7"},
+    {"linux", "arm", "6", "linux/arm/v6"},
+    {"linux", "arm", "8", "linux/arm/v8"},
+    {"linux", "armhf", "", "linux/arm/v7"},
+    {"linux", "armel", "", "linux/arm/v6"},
+    {"LINUX", "X86_64", "V1", "linux/amd64"},
+    {"linux", "x86_64", "v2", "linux/amd64/v2"},
+    {"linux", "i386", "v7", "linux/386"},
+    {"linux", "riscv64", "", "linux/riscv64"},
+    {"macos", "arm64", "", "darwin/arm64"},
+};
+
+static void test_normalize(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(normalize_cases); i++) {
+        oci_platform p = plat(normalize_cases[i].os, normalize_cases[i].arch,
+                              normalize_cases[i].variant);
+        oci_platform_normalize(&p, &p);
+        char got[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&p, got, sizeof(got));
+        if (strcmp(got, normalize_cases[i].want) != 0) {
+            print_error("normalize %s/%s/%s: got %s, want %s\n", normalize_cases[i].os,
+                        normalize_cases[i].arch, normalize_cases[i].variant, got,
+                        normalize_cases[i].want);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+static const struct {
+    const char *want, *have;
+    bool match;
+} match_cases[] = {
+    {"linux/arm64", "linux/arm64/v8", true},
+    {"linux/arm64/v8", "linux/arm64", true},
+    {"linux/arm", "linux/arm/v7", true},
+    {"linux/arm/v7", "linux/arm", true},
+    {"linux/amd64", "linux/amd64/v1", true},
+    {"linux/amd64", "linux/amd64/v2", false},
+    {"linux/amd64", "linux/386", false},
+    {"linux/aarch64", "linux/arm64", true},
+    {"linux/arm/v6", "linux/arm/v7", false},
+    {"linux/amd64", "windows/amd64", false},
+    {"windows(+a+b)/amd64", "windows(+a)/amd64", true},
+    {"windows(+a)/amd64", "windows(+c)/amd64", false},
+    {"windows(10.0.1)/amd64", "windows(10.0.2)/amd64", false},
+};
+
+static void test_match(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(match_cases); i++) {
+        oci_platform w = parse_or_die(match_cases[i].want);
+        oci_platform h = parse_or_die(match_cases[i].have);
+        if (oci_platform_matches(&w, &h) != match_cases[i].match) {
+            print_error("match %s vs %s: want %d\n", match_cases[i].want, match_cases[i].have,
+                        match_cases[i].match);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+static const struct {
+    const char *requested, *candidate;
+    bool strict;
+    bool accepted;
+} only_cases[] = {
+    {"linux/amd64", "linux/386", false, true},
+    {"linux/amd64", "linux/amd64/v2", false, false},
+    {"linux/amd64/v2", "linux/amd64", false, true},
+    {"linux/amd64/v3", "linux/amd64/v2", false, true},
+    {"linux/amd64/v3", "linux/386", false, true},
+    {"linux/arm64", "linux/arm/v8", false, true},
+    {"linux/arm64", "linux/arm/v7", false, true},
+    {"linux/arm64", "linux/arm/v5", false, true},
+    {"linux/arm/v6", "linux/arm/v7", false, false},
+    {"linux/arm/v6", "linux/arm/v5", false, true},
+    {"linux/arm/v8", "linux/arm/v7", false, true},
+    {"linux/arm", "linux/arm/v6", false, true},
+    {"linux/386", "linux/amd64", false, false},
+    {"linux/arm64/v8.2", "linux/arm64/v8.1", false, true},
+    {"linux/arm64/v8.2", "linux/arm64", false, true},
+    {"linux/arm64/v8.2", "linux/arm64/v8.3", false, false},
+    {"linux/arm64/v9", "linux/arm64/v8.5", false, true},
+    {"linux/arm64/v9", "linux/arm64/v8.6", false, false},
+    {"linux/arm64/v9.2", "linux/arm64/v8.7", false, true},
+    {"linux/arm64/v9.7", "linux/arm64/v8.9", false, true},
+    {"linux/arm64/v10", "linux/arm64", false, false},
+    {"linux/amd64", "linux/386", true, false},
+    {"linux/arm64", "linux/arm64/v8", true, true},
+    {"linux/riscv64", "linux/riscv64", false, true},
+    {"linux/s390x", "linux/amd64", false, false},
+    {"linux/ppc64le", "linux/ppc64", false, false},
+};
+
+static void test_only(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(only_cases); i++) {
+        oci_platform r = parse_or_die(only_cases[i].requested);
+        oci_platform c = parse_or_die(only_cases[i].candidate);
+        oci_matcher m;
+        if (only_cases[i].strict) {
+            oci_matcher_only_strict(&m, &r);
+        } else {
+            oci_matcher_only(&m, &r);
+        }
+        if (oci_matcher_match(&m, &c) != only_cases[i].accepted) {
+            print_error("%s(%s) accepting %s: want %d\n", only_cases[i].strict ? "OnlyStrict" : "Only",
+                        only_cases[i].requested, only_cases[i].candidate, only_cases[i].accepted);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* An index built from platform strings: "-" is an entry without platform, "att" an attestation. */
+static oci_manifest *index_of(const char *const *entries)
+{
+    mar_buf b = MAR_BUF_INIT(1 << 20);
+    mar_buf_puts(&b, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":[");
+    for (size_t i = 0; entries[i]; i++) {
+        mar_buf_printf(&b, "%s{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"size\":100,\"digest\":"
+                           "\"sha256:%064zx\"",
+                       i ? "," : "", i + 1);
+        if (strcmp(entries[i], "att") == 0) {
+            mar_buf_puts(&b, ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
+                             "\"annotations\":{\"vnd.docker.reference.type\":"
+                             "\"attestation-manifest\"}");
+        } else if (strcmp(entries[i], "-") != 0) {
+            oci_platform p = parse_or_die(entries[i]);
+            mar_buf_printf(&b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"", p.os,
+                           p.arch);
+            if (p.variant[0]) {
+                mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant);
+            }
+            mar_buf_puts(&b, "}");
+        }
+        mar_buf_puts(&b, "}");
+    }
+    mar_buf_puts(&b, "]}");
+    oci_manifest *m = NULL;
+    mar_err *e = NULL;
+    if (oci_manifest_parse(b.data, b.len, OCI_MT_INDEX, &m, &e) < 0) {
+        print_error("index: %s\n", e->msg);
+        fail();
+    }
+    mar_buf_release(&b);
+    return m;
+}
+
+static const struct {
+    const char *requested; /* Only(...), or "any:a,b" */
+    const char *entries[8];
+    const char *order; /* indexes of the result, e.g. "10" */
+    size_t attestations;
+} order_cases[] = {
+    {"linux/amd64", {"linux/386", "linux/amd64"}, "10", 0},
+    {"linux/arm64", {"linux/arm/v7", "linux/arm64/v8", "linux/arm/v5"}, "102", 0},
+    {"linux/arm/v7", {"linux/arm/v5", "linux/arm/v6", "linux/arm/v7"}, "210", 0},
+    {"linux/amd64/v3", {"linux/amd64", "linux/amd64/v2", "linux/amd64/v3", "linux/386"}, "2103", 0},
+    {"linux/amd64", {"-", "linux/386"}, "10", 0},
+    {"linux/arm64", {"linux/amd64"}, "", 0},
+    {"linux/amd64", {"linux/amd64", "att"}, "0", 1},
+    {"linux/amd64", {"linux/amd64", "linux/amd64"}, "01", 0},
+    {"linux/arm64/v9", {"linux/arm64/v8.5", "linux/arm64/v9", "linux/arm64"}, "102", 0},
+    {"linux/arm/v6", {"linux/arm/v7", "linux/arm/v5", "linux/arm64"}, "1", 0},
+    {"any:linux/amd64,linux/arm64", {"linux/s390x", "linux/arm64", "linux/amd64"}, "12", 0},
+    {"linux/riscv64", {"att", "linux/riscv64", "att"}, "1", 2},
+};
+
+static void test_order(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(order_cases); i++) {
+        oci_matcher m;
+        const char *req = order_cases[i].requested;
+        if (mar_str_startswith(req, "any:")) {
+            char buf[128];
+            mar_strlcpy(buf, req + 4, sizeof(buf));
+            char *comma = strchr(buf, ',');
+            *comma = '\0';
+            oci_platform ps[2] = {parse_or_die(buf), parse_or_die(comma + 1)};
+            oci_matcher_any(&m, ps, 2);
+        } else {
+            oci_platform r = parse_or_die(req);
+            oci_matcher_only(&m, &r);
+        }
+        oci_manifest *idx = index_of(order_cases[i].entries);
+        oci_selection sel;
+        oci_index_select(idx, &m, &sel);
+        char got[16] = "";
+        for (size_t k = 0; k < sel.n && k < sizeof(got) - 1; k++) {
+            got[k] = (char)('0' + sel.order[k]);
+        }
+        if (strcmp(got, order_cases[i].order) != 0 ||
+            sel.n_attestations != order_cases[i].attestations) {
+            print_error("order for %s (case %zu): got '%s' (%zu attestations), want '%s' (%zu)\n",
+                        req, i, got, sel.n_attestations, order_cases[i].order,
+                        order_cases[i].attestations);
+            bad++;
+        }
+        oci_selection_release(&sel);
+        oci_manifest_free(idx);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static const struct {
+    const char *cpuinfo, *machine, *want;
+} cpu_cases[] = {
+    {"processor\t: 0\nCPU architecture: 8\n", "aarch64", "v8"},
+    {"CPU architecture: 7\n", "armv7l", "v7"},
+    {"model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n", "armv6l",
+     "v6"},
+    {"CPU architecture: 5TEJ\n", "armv5tejl", "v5"},
+    {"CPU architecture: 7M\n", "armv7l", "v7"},
+    {"CPU architecture: 6TEJ\n", "armv6l", "v6"},
+    {"", "armv7l", "v7"},
+    {"", "aarch64", "v8"},
+    {"", "x86_64", ""},
+};
+
+static void test_cpu_variant(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cpu_cases); i++) {
+        char got[16];
+        oci_cpu_variant(cpu_cases[i].cpuinfo, cpu_cases[i].machine, got, sizeof(got));
+        if (strcmp(got, cpu_cases[i].want) != 0) {
+            print_error("cpu variant case %zu: got '%s', want '%s'\n", i, got, cpu_cases[i].want);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_host_detect(void **state)
+{
+    (void)state;
+    oci_host h;
+    oci_host_detect(&h);
+    assert_string_equal(h.platform.os, "linux");
+    assert_true(h.platform.arch[0] != '\0');
+#if defined(__x86_64__)
+    assert_string_equal(h.platform.arch, "amd64");
+    assert_true(h.amd64_level >= 1 && h.amd64_level <= 4);
+#endif
+}
+
+static void test_is_unknown(void **state)
+{
+    (void)state;
+    oci_platform p = plat("unknown", "unknown", "");
+    assert_true(oci_platform_is_unknown(&p));
+    p = plat("linux", "amd64", "");
+    assert_false(oci_platform_is_unknown(&p));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),      cmocka_unit_test(test_parse_os_options),
+        cmocka_unit_test(test_normalize),  cmocka_unit_test(test_match),
+        cmocka_unit_test(test_only),       cmocka_unit_test(test_order),
+        cmocka_unit_test(test_cpu_variant), cmocka_unit_test(test_host_detect),
+        cmocka_unit_test(test_is_unknown),
+    };
+    size_t n = MAR_ARRAY_SIZE(parse_cases) + MAR_ARRAY_SIZE(normalize_cases) +
+               MAR_ARRAY_SIZE(match_cases) + MAR_ARRAY_SIZE(only_cases) +
+               MAR_ARRAY_SIZE(order_cases) + MAR_ARRAY_SIZE(cpu_cases);
+    printf("platform-model %zu table cases\n", n);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,323 @@
+/* util/: the error contract, capped buffers, digests, JSON dispatch, child processes, files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "util/util.h"
+
+static void test_err(void **state)
+{
+    (void)state;
+    mar_err *e = NULL;
+    assert_int_equal(mar_err_set(&e, MAR_ENET, 0, "GET '%s'", "u"), -MAR_ENET);
+    assert_string_equal(e->msg, "GET 'u'");
+    assert_int_equal(mar_err_wrap(&e, "pulling '%s'", "x"), -MAR_ENET);
+    assert_string_equal(e->msg, "pulling 'x': GET 'u'");
+    assert_int_equal(mar_err_code(e), MAR_ENET);
+    e = mar_err_free(e);
+    assert_int_equal(mar_err_set(&e, MAR_EIO, 2, "cannot open '%s'", "f"), -MAR_EIO);
+    assert_string_equal(e->msg, "cannot open 'f': No such file or directory");
+    assert_int_equal(e->sys_errno, 2);
+    mar_err_free(e);
+    /* A NULL sink is allowed; out-of-range codes become MAR_EFAIL. */
+    assert_int_equal(mar_err_set(NULL, MAR_EAUTH, 0, "x"), -MAR_EAUTH);
+    e = NULL;
+    assert_int_equal(mar_err_set(&e, 42, 0, "x"), -MAR_EFAIL);
+    mar_err_free(e);
+    assert_int_equal(mar_err_code(NULL), MAR_EFAIL);
+    assert_string_equal(mar_err_code_name(MAR_EINTEGRITY), "integrity");
+    assert_null(mar_err_free(NULL));
+}
+
+static void test_buf(void **state)
+{
+    (void)state;
+    mar_buf b = MAR_BUF_INIT(8);
+    assert_non_null(b.data);
+    assert_string_equal(b.data, "");
+    assert_int_equal(mar_buf_puts(&b, "abcd"), 0);
+    assert_int_equal(mar_buf_printf(&b, "%d", 123), 0);
+    assert_string_equal(b.data, "abcd123");
+    /* Over the cap: refused, and the half-built value is gone. */
+    assert_int_equal(mar_buf_puts(&b, "xy"), -E2BIG);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    assert_int_equal(mar_buf_puts(&b, "12345678"), 0);
+    size_t len;
+    char *s = mar_buf_detach(&b, &len);
+    assert_string_equal(s, "12345678");
+    assert_int_equal(len, 8);
+    free(s);
+    assert_int_equal(b.len, 0);
+    s = mar_buf_detach(&b, NULL);
+    assert_string_equal(s, "");
+    free(s);
+    mar_buf big = MAR_BUF_INIT(SIZE_MAX);
+    assert_int_equal(mar_buf_append(&big, "x", SIZE_MAX), -E2BIG);
+    mar_buf_release(&big);
+}
+
+static void test_strv_and_strings(void **state)
+{
+    (void)state;
+    mar_strv sv = MAR_STRV_INIT;
+    for (int i = 0; i < 20; i++) {
+        mar_strv_push_take(&sv, mar_xasprintf("s%d", i));
+    }
+    assert_int_equal(sv.n, 20);
+    assert_null(sv.v[20]);
+    assert_true(mar_strv_contains(&sv, "s19"));
+    assert_false(mar_strv_contains(&sv, "s20"));
+    mar_strv_release(&sv);
+    int64_t v;
+    assert_true(mar_parse_i64("42", 0, 100, &v) && v == 42);
+    assert_true(mar_parse_i64("-9223372036854775808", INT64_MIN, 0, &v) && v == INT64_MIN);
+    assert_false(mar_parse_i64("9223372036854775808", 0, INT64_MAX, &v));
+    assert_false(mar_parse_i64("4x", 0, 100, &v));
+    assert_false(mar_parse_i64("", 0, 100, &v));
+    assert_false(mar_parse_i64("101", 0, 100, &v));
+    char buf[8];
+    assert_false(mar_strlcpy(buf, "123456789", sizeof(buf)));
+    assert_string_equal(buf, "1234567");
+    assert_true(mar_str_caseeq("Bearer", "bEARER"));
+    char sz[32];
+    mar_format_size(999, sz, sizeof(sz));
+    assert_string_equal(sz, "999 B");
+    mar_format_size(1032658, sz, sizeof(sz));
+    assert_string_equal(sz, "1.03 MB");
+}
+
+static void test_digest(void **state)
+{
+    (void)state;
+    mar_digest d, got;
+    mar_err *e = NULL;
+    mar_digest_of(MAR_DIGEST_SHA256, "", 0, &got);
+    assert_string_equal(got.str,
+                        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_int_equal(mar_digest_parse(got.str, &d, &e), 0);
+    assert_true(mar_digest_eq(&d, &got));
+    assert_true(mar_digest_verify(&d, "", 0));
+    assert_false(mar_digest_verify(&d, "x", 1));
+    mar_digest_of(MAR_DIGEST_SHA512, "abc", 3, &got);
+    assert_true(mar_str_startswith(got.str, "sha512:ddaf35a193617aba"));
+    assert_int_equal(strlen(mar_digest_hex(&got)), 128);
+    static const char *const bad[] = {
+        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        "sha256:e3b0", "md5:d41d8cd98f00b204e9800998ecf8427e", "sha256:../../../../etc/passwd",
+        "sha256", "", "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
+        assert_false(mar_digest_valid(bad[i]));
+        assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EUNSUPPORTED);
+        e = mar_err_free(e);
+    }
+    char s[40];
+    mar_digest_of(MAR_DIGEST_SHA256, "", 0, &got);
+    mar_digest_short(&got, s, sizeof(s));
+    assert_string_equal(s, "sha256:e3b0c44298fc");
+    /* Streaming equals one-shot, and the hasher is reusable after final. */
+    mar_hasher *h = mar_hasher_new(MAR_DIGEST_SHA256);
+    mar_hasher_update(h, "ab", 2);
+    mar_hasher_update(h, "c", 1);
+    mar_hasher_final(h, &got);
+    mar_digest_of(MAR_DIGEST_SHA256, "abc", 3, &d);
+    assert_true(mar_digest_eq(&got, &d));
+    mar_hasher_update(h, "abc", 3);
+    mar_hasher_final(h, &got);
+    assert_true(mar_digest_eq(&got, &d));
+    mar_hasher_free(h);
+}
+
+struct sample {
+    char *name;
+    int64_t n;
+    bool flag;
+    json_t *obj;
+    mar_strv list;
+};
+
+static const mar_json_field sample_fields[] = {
+    {"name", MAR_JSON_STRING, offsetof(struct sample, name), true},
+    {"n", MAR_JSON_INT, offsetof(struct sample, n), false},
+    {"flag", MAR_JSON_BOOL, offsetof(struct sample, flag), false},
+    {"obj", MAR_JSON_OBJECT, offsetof(struct sample, obj), false},
+    {"list", MAR_JSON_STRV, offsetof(struct sample, list), false},
+};
+
+static void test_json(void **state)
+{
+    (void)state;
+    json_t *j = NULL;
+    mar_err *e = NULL;
+    const char *doc = "{\"name\":\"x\",\"n\":5,\"flag\":true,\"obj\":{},\"list\":[\"a\",\"b\"],"
+                      "\"extra\":1}";
+    assert_int_equal(mar_json_load(doc, strlen(doc), "doc", &j, &e), 0);
+    struct sample s = {0};
+    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
+                                       &e),
+                     0);
+    assert_string_equal(s.name, "x");
+    assert_int_equal(s.n, 5);
+    assert_true(s.flag);
+    assert_non_null(s.obj);
+    assert_int_equal(s.list.n, 2);
+    free(s.name);
+    mar_strv_release(&s.list);
+    json_decref(j);
+
+    const char *dup = "{\"a\":1,\"a\":2}";
+    assert_int_equal(mar_json_load(dup, strlen(dup), "doc", &j, &e), -MAR_EINTEGRITY);
+    assert_non_null(strstr(e->msg, "1:"));
+    e = mar_err_free(e);
+
+    const char *missing = "{\"n\":1}";
+    assert_int_equal(mar_json_load(missing, strlen(missing), "doc", &j, &e), 0);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
+                                       &e),
+                     -MAR_EINTEGRITY);
+    assert_non_null(strstr(e->msg, "'name'"));
+    e = mar_err_free(e);
+    json_decref(j);
+
+    const char *wrong = "{\"name\":\"x\",\"list\":[\"a\",1]}";
+    assert_int_equal(mar_json_load(wrong, strlen(wrong), "doc", &j, &e), 0);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
+                                       &e),
+                     -MAR_EINTEGRITY);
+    assert_non_null(strstr(e->msg, "array of strings"));
+    free(s.name);
+    mar_err_free(e);
+    json_decref(j);
+}
+
+static void test_proc(void **state)
+{
+    (void)state;
+    mar_proc_result r;
+    mar_err *e = NULL;
+    char *cat[] = {"cat", NULL};
+    assert_int_equal(mar_proc_run(cat, "hello", 5, 1024, 1024, 5000, &r, &e), 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "hello");
+    mar_proc_result_release(&r);
+
+    char *sh[] = {"sh", "-c", "echo out; echo err >&2; exit 3", NULL};
+    assert_int_equal(mar_proc_run(sh, NULL, 0, 1024, 1024, 5000, &r, &e), 0);
+    assert_int_equal(r.status, 3);
+    assert_string_equal(r.out.data, "out\n");
+    assert_string_equal(r.errout.data, "err\n");
+    mar_proc_result_release(&r);
+
+    char *slow[] = {"sleep", "10", NULL};
+    uint64_t t0 = mar_now_ms();
+    assert_int_equal(mar_proc_run(slow, NULL, 0, 1024, 1024, 200, &r, &e), 0);
+    assert_true(r.timed_out);
+    assert_true(mar_now_ms() - t0 < 5000);
+    mar_proc_result_release(&r);
+
+    char *flood[] = {"sh", "-c", "yes | head -c 100000", NULL};
+    assert_int_equal(mar_proc_run(flood, NULL, 0, 1000, 1024, 5000, &r, &e), 0);
+    assert_true(r.out_capped);
+    assert_int_equal(r.out.len, 1000);
+    mar_proc_result_release(&r);
+
+    char *missing[] = {"mar-no-such-program-xyz", NULL};
+    assert_int_equal(mar_proc_run(missing, NULL, 0, 1024, 1024, 5000, &r, &e), -MAR_EFAIL);
+    assert_int_equal(e->sys_errno, ENOENT);
+    mar_err_free(e);
+    e = NULL;
+
+    /* No descriptor of ours reaches the child. */
+    int fd = open("/dev/null", O_RDONLY);
+    char *ls[] = {"sh", "-c", "ls /proc/self/fd | wc -l", NULL};
+    assert_int_equal(mar_proc_run(ls, NULL, 0, 1024, 1024, 5000, &r, &e), 0);
+    /* 0, 1, 2 and the fd ls itself opens for the listing */
+    assert_string_equal(r.out.data, "4\n");
+    mar_proc_result_release(&r);
+    close(fd);
+}
+
+static void test_read_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mar-util-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = openat(dfd, "f", O_WRONLY | O_CREAT, 0600);
+    assert_int_equal(write(fd, "0123456789", 10), 10);
+    close(fd);
+    assert_int_equal(symlinkat("f", dfd, "link"), 0);
+    mar_buf b = MAR_BUF_INIT(100);
+    mar_err *e = NULL;
+    assert_int_equal(mar_read_file_at(dfd, "f", 100, &b, &e), 0);
+    assert_string_equal(b.data, "0123456789");
+    mar_buf_release(&b);
+    assert_int_equal(mar_read_file_at(dfd, "f", 5, &b, &e), -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    /* The last component is never followed. */
+    assert_int_equal(mar_read_file_at(dfd, "link", 100, &b, &e), -MAR_EIO);
+    e = mar_err_free(e);
+    assert_int_equal(mar_read_file_at(dfd, "nope", 100, &b, &e), -MAR_ENOTFOUND);
+    e = mar_err_free(e);
+    assert_int_equal(mkdirat(dfd, "d", 0700), 0);
+    assert_int_equal(mar_read_file_at(dfd, "d", 100, &b, &e), -MAR_EIO);
+    mar_err_free(e);
+    unlinkat(dfd, "link", 0);
+    unlinkat(dfd, "f", 0);
+    unlinkat(dfd, "d", AT_REMOVEDIR);
+    close(dfd);
+    rmdir(dir);
+}
+
+static int diag_count;
+static void count_sink(mar_diag_level level, const char *msg, void *ud)
+{
+    (void)level;
+    (void)ud;
+    assert_string_equal(msg, "w 1");
+    diag_count++;
+}
+
+static void test_diag(void **state)
+{
+    (void)state;
+    mar_diag_set_sink(count_sink, NULL);
+    mar_diag_warn("w %d", 1);
+    mar_debug("not shown");
+    mar_diag_set_debug(true);
+    mar_debug("w %d", 1);
+    mar_diag_set_debug(false);
+    mar_diag_set_sink(NULL, NULL);
+    mar_diag_warn("dropped");
+    assert_int_equal(diag_count, 2);
+}
+
+static void test_random(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 1000; i++) {
+        assert_true(mar_random_below(7) < 7);
+    }
+    assert_int_equal(mar_random_below(1), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err),    cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_strv_and_strings), cmocka_unit_test(test_digest),
+        cmocka_unit_test(test_json),   cmocka_unit_test(test_proc),
+        cmocka_unit_test(test_read_file), cmocka_unit_test(test_diag),
+        cmocka_unit_test(test_random),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
