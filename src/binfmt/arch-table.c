@@ -5,61 +5,68 @@
 #include <string.h>
 
 static const binfmt_arch table[BINFMT_ARCH_COUNT] = {
-    [BINFMT_ARCH_AMD64] = {BINFMT_ARCH_AMD64, "amd64", "x86_64", 2, 1, 0x3e,
-                           "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                           "\\x02\\x00\\x3e\\x00",
-                           "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                           "\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_386] = {BINFMT_ARCH_386, "386", "i386", 1, 1, 0x03,
-                         "\\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                         "\\x02\\x00\\x03\\x00",
-                         "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                         "\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_ARM64] = {BINFMT_ARCH_ARM64, "arm64", "aarch64", 2, 1, 0xb7,
-                           "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                           "\\x02\\x00\\xb7\\x00",
-                           "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                           "\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_ARM] = {BINFMT_ARCH_ARM, "arm", "arm", 1, 1, 0x28,
-                         "\\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                         "\\x02\\x00\\x28\\x00",
-                         "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                         "\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_PPC64LE] = {BINFMT_ARCH_PPC64LE, "ppc64le", "ppc64le", 2, 1, 0x15,
-                             "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                             "\\x00\\x02\\x00\\x15\\x00",
-                             "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff"
-                             "\\xff\\xff\\xff\\xfe\\xff\\xff\\x00"},
-    [BINFMT_ARCH_PPC64] = {BINFMT_ARCH_PPC64, "ppc64", "ppc64", 2, 2, 0x15,
-                           "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                           "\\x00\\x02\\x00\\x15",
-                           "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                           "\\xff\\xff\\xff\\xfe\\xff\\xff"},
-    [BINFMT_ARCH_S390X] = {BINFMT_ARCH_S390X, "s390x", "s390x", 2, 2, 0x16,
-                           "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                           "\\x00\\x02\\x00\\x16",
-                           "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
-                           "\\xff\\xff\\xff\\xfe\\xff\\xff"},
-    [BINFMT_ARCH_RISCV64] = {BINFMT_ARCH_RISCV64, "riscv64", "riscv64", 2, 1, 0xf3,
-                             "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                             "\\x00\\x02\\x00\\xf3\\x00",
-                             "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff"
-                             "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_MIPS64LE] = {BINFMT_ARCH_MIPS64LE, "mips64le", "mips64el", 2, 1, 0x08,
-                              "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                              "\\x00\\x02\\x00\\x08\\x00",
-                              "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\xff\\xff\\xff\\xff"
-                              "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
-    [BINFMT_ARCH_MIPS64] = {BINFMT_ARCH_MIPS64, "mips64", "mips64", 2, 2, 0x08,
-                            "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                            "\\x00\\x00\\x02\\x00\\x08",
-                            "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\xff\\xff\\xff\\xff"
-                            "\\xff\\xff\\xff\\xff\\xfe\\xff\\xff"},
-    [BINFMT_ARCH_LOONG64] = {BINFMT_ARCH_LOONG64, "loong64", "loongarch64", 2, 1, 0x102,
-                             "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
-                             "\\x00\\x02\\x00\\x02\\x01",
-                             "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfc\\x00\\xff\\xff\\xff\\xff"
-                             "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_AMD64] =
+                {BINFMT_ARCH_AMD64, "amd64", "x86_64", 2, 1, 0x3e,
+                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x02\\x00\\x3e\\x00",
+                 "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_386] =
+                {BINFMT_ARCH_386, "386", "i386", 1, 1, 0x03,
+                 "\\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x02\\x00\\x03\\x00",
+                 "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_ARM64] =
+                {BINFMT_ARCH_ARM64, "arm64", "aarch64", 2, 1, 0xb7,
+                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x02\\x00\\xb7\\x00",
+                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_ARM] =
+                {BINFMT_ARCH_ARM, "arm", "arm", 1, 1, 0x28,
+                 "\\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x02\\x00\\x28\\x00",
+                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_PPC64LE] = {BINFMT_ARCH_PPC64LE, "ppc64le", "ppc64le", 2, 1, 0x15,
+                                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                                 "\\x00\\x02\\x00\\x15\\x00",
+                                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff"
+                                 "\\xff\\xff\\xff\\xfe\\xff\\xff\\x00"},
+        [BINFMT_ARCH_PPC64] =
+                {BINFMT_ARCH_PPC64, "ppc64", "ppc64", 2, 2, 0x15,
+                 "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x00\\x02\\x00\\x15",
+                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xff\\xfe\\xff\\xff"},
+        [BINFMT_ARCH_S390X] =
+                {BINFMT_ARCH_S390X, "s390x", "s390x", 2, 2, 0x16,
+                 "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x00\\x02\\x00\\x16",
+                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xff\\xfe\\xff\\xff"},
+        [BINFMT_ARCH_RISCV64] = {BINFMT_ARCH_RISCV64, "riscv64", "riscv64", 2, 1, 0xf3,
+                                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                                 "\\x00\\x02\\x00\\xf3\\x00",
+                                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff"
+                                 "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_MIPS64LE] =
+                {BINFMT_ARCH_MIPS64LE, "mips64le", "mips64el", 2, 1, 0x08,
+                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                 "\\x00\\x02\\x00\\x08\\x00",
+                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\xff\\xff\\xff\\xff"
+                 "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
+        [BINFMT_ARCH_MIPS64] = {BINFMT_ARCH_MIPS64, "mips64", "mips64", 2, 2, 0x08,
+                                "\\x7fELF\\x02\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                                "\\x00\\x00\\x02\\x00\\x08",
+                                "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\xff\\xff\\xff\\xff"
+                                "\\xff\\xff\\xff\\xff\\xfe\\xff\\xff"},
+        [BINFMT_ARCH_LOONG64] = {BINFMT_ARCH_LOONG64, "loong64", "loongarch64", 2, 1, 0x102,
+                                 "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                                 "\\x00\\x02\\x00\\x02\\x01",
+                                 "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfc\\x00\\xff\\xff\\xff\\xff"
+                                 "\\xff\\xff\\xff\\xfe\\xff\\xff\\xff"},
 };
 
 const binfmt_arch *binfmt_arch_get(binfmt_arch_id id)
@@ -92,7 +99,10 @@ void binfmt_synthetic_header(const binfmt_arch *a, unsigned e_type,
                              unsigned char out[BINFMT_HEADER_SIZE])
 {
     memset(out, 0, BINFMT_HEADER_SIZE);
-    memcpy(out, "\x7f" "ELF", 4);
+    memcpy(out,
+           "\x7f"
+           "ELF",
+           4);
     out[4] = a->elf_class;
     out[5] = a->elf_data;
     out[6] = 1; /* EI_VERSION */

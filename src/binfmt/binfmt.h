@@ -30,8 +30,8 @@ typedef enum {
 
 typedef struct binfmt_arch {
     binfmt_arch_id id;
-    const char *oci_arch;  /* "arm64" */
-    const char *qemu_name; /* "aarch64": qemu-aarch64, qemu-aarch64-static */
+    const char *oci_arch;    /* "arm64" */
+    const char *qemu_name;   /* "aarch64": qemu-aarch64, qemu-aarch64-static */
     unsigned char elf_class; /* 1 = 32-bit, 2 = 64-bit */
     unsigned char elf_data;  /* 1 = LE, 2 = BE */
     uint16_t e_machine;

@@ -112,16 +112,20 @@ int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, ma
         /* Newer kernels may print more lines; they are ignored (binfmt-and-rosetta.md §2). */
     }
     if (!have_state) {
-        return mar_err_set(err, MAR_EINTEGRITY, 0, "binfmt entry '%s' does not say enabled or "
-                           "disabled", name);
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "binfmt entry '%s' does not say enabled or "
+                           "disabled",
+                           name);
     }
     if (!e.is_extension && e.magic_len == 0) {
         return mar_err_set(err, MAR_EINTEGRITY, 0, "binfmt entry '%s' has no magic", name);
     }
     if (have_mask) {
         if (mask_len != e.magic_len) {
-            return mar_err_set(err, MAR_EINTEGRITY, 0, "binfmt entry '%s': mask and magic differ "
-                               "in length", name);
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "binfmt entry '%s': mask and magic differ "
+                               "in length",
+                               name);
         }
         e.has_mask = true;
     } else {

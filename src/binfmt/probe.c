@@ -23,121 +23,126 @@ typedef struct probe_code {
 } probe_code;
 
 static const unsigned char code_amd64[] = {
-    0x31, 0xc0,                               /* xor eax, eax        (read) */
-    0x31, 0xff,                               /* xor edi, edi        (fd 0) */
-    0x48, 0x8d, 0x74, 0x24, 0xf0,             /* lea rsi, [rsp-16] */
-    0xba, 0x01, 0x00, 0x00, 0x00,             /* mov edx, 1 */
-    0x0f, 0x05,                               /* syscall */
-    0xb8, 0x3c, 0x00, 0x00, 0x00,             /* mov eax, 60         (exit) */
-    0x31, 0xff,                               /* xor edi, edi */
-    0x0f, 0x05,                               /* syscall */
+        0x31, 0xc0,                   /* xor eax, eax        (read) */
+        0x31, 0xff,                   /* xor edi, edi        (fd 0) */
+        0x48, 0x8d, 0x74, 0x24, 0xf0, /* lea rsi, [rsp-16] */
+        0xba, 0x01, 0x00, 0x00, 0x00, /* mov edx, 1 */
+        0x0f, 0x05,                   /* syscall */
+        0xb8, 0x3c, 0x00, 0x00, 0x00, /* mov eax, 60         (exit) */
+        0x31, 0xff,                   /* xor edi, edi */
+        0x0f, 0x05,                   /* syscall */
 };
 static const unsigned char code_386[] = {
-    0xb8, 0x03, 0x00, 0x00, 0x00, /* mov eax, 3 (read) */
-    0x31, 0xdb,                   /* xor ebx, ebx */
-    0x8d, 0x4c, 0x24, 0xf0,       /* lea ecx, [esp-16] */
-    0xba, 0x01, 0x00, 0x00, 0x00, /* mov edx, 1 */
-    0xcd, 0x80,                   /* int 0x80 */
-    0xb8, 0x01, 0x00, 0x00, 0x00, /* mov eax, 1 (exit) */
-    0x31, 0xdb,                   /* xor ebx, ebx */
-    0xcd, 0x80,                   /* int 0x80 */
+        0xb8, 0x03, 0x00, 0x00, 0x00, /* mov eax, 3 (read) */
+        0x31, 0xdb,                   /* xor ebx, ebx */
+        0x8d, 0x4c, 0x24, 0xf0,       /* lea ecx, [esp-16] */
+        0xba, 0x01, 0x00, 0x00, 0x00, /* mov edx, 1 */
+        0xcd, 0x80,                   /* int 0x80 */
+        0xb8, 0x01, 0x00, 0x00, 0x00, /* mov eax, 1 (exit) */
+        0x31, 0xdb,                   /* xor ebx, ebx */
+        0xcd, 0x80,                   /* int 0x80 */
 };
 /* Little-endian 32-bit instruction words. */
-#define W(x) (unsigned char)((x)&0xff), (unsigned char)(((x) >> 8) & 0xff), \
-             (unsigned char)(((x) >> 16) & 0xff), (unsigned char)(((x) >> 24) & 0xff)
+#define W(x)                                                                                       \
+    (unsigned char)((x)&0xff), (unsigned char)(((x) >> 8) & 0xff),                                 \
+            (unsigned char)(((x) >> 16) & 0xff), (unsigned char)(((x) >> 24) & 0xff)
 /* Big-endian words. */
-#define B(x) (unsigned char)(((x) >> 24) & 0xff), (unsigned char)(((x) >> 16) & 0xff), \
-             (unsigned char)(((x) >> 8) & 0xff), (unsigned char)((x)&0xff)
+#define B(x)                                                                                       \
+    (unsigned char)(((x) >> 24) & 0xff), (unsigned char)(((x) >> 16) & 0xff),                      \
+            (unsigned char)(((x) >> 8) & 0xff), (unsigned char)((x)&0xff)
 
 static const unsigned char code_arm64[] = {
-    W(0xd2800000), /* mov x0, #0 */
-    W(0xd10043e1), /* sub x1, sp, #16 */
-    W(0xd2800022), /* mov x2, #1 */
-    W(0xd28007e8), /* mov x8, #63  (read) */
-    W(0xd4000001), /* svc #0 */
-    W(0xd2800000), /* mov x0, #0 */
-    W(0xd2800ba8), /* mov x8, #93  (exit) */
-    W(0xd4000001), /* svc #0 */
+        W(0xd2800000), /* mov x0, #0 */
+        W(0xd10043e1), /* sub x1, sp, #16 */
+        W(0xd2800022), /* mov x2, #1 */
+        W(0xd28007e8), /* mov x8, #63  (read) */
+        W(0xd4000001), /* svc #0 */
+        W(0xd2800000), /* mov x0, #0 */
+        W(0xd2800ba8), /* mov x8, #93  (exit) */
+        W(0xd4000001), /* svc #0 */
 };
 static const unsigned char code_arm[] = {
-    W(0xe3a00000), /* mov r0, #0 */
-    W(0xe24d1010), /* sub r1, sp, #16 */
-    W(0xe3a02001), /* mov r2, #1 */
-    W(0xe3a07003), /* mov r7, #3  (read) */
-    W(0xef000000), /* svc #0 */
-    W(0xe3a00000), /* mov r0, #0 */
-    W(0xe3a07001), /* mov r7, #1  (exit) */
-    W(0xef000000), /* svc #0 */
+        W(0xe3a00000), /* mov r0, #0 */
+        W(0xe24d1010), /* sub r1, sp, #16 */
+        W(0xe3a02001), /* mov r2, #1 */
+        W(0xe3a07003), /* mov r7, #3  (read) */
+        W(0xef000000), /* svc #0 */
+        W(0xe3a00000), /* mov r0, #0 */
+        W(0xe3a07001), /* mov r7, #1  (exit) */
+        W(0xef000000), /* svc #0 */
 };
 #define PPC_PROBE(E)                                                                               \
-    E(0x38000003), /* li r0, 3      (read) */                                                      \
-        E(0x38600000), /* li r3, 0 */                                                              \
-        E(0x3881fff0), /* addi r4, r1, -16 */                                                      \
-        E(0x38a00001), /* li r5, 1 */                                                              \
-        E(0x44000002), /* sc */                                                                    \
-        E(0x38000001), /* li r0, 1      (exit) */                                                  \
-        E(0x38600000), /* li r3, 0 */                                                              \
-        E(0x44000002)  /* sc */
+    E(0x38000003),         /* li r0, 3      (read) */                                              \
+            E(0x38600000), /* li r3, 0 */                                                          \
+            E(0x3881fff0), /* addi r4, r1, -16 */                                                  \
+            E(0x38a00001), /* li r5, 1 */                                                          \
+            E(0x44000002), /* sc */                                                                \
+            E(0x38000001), /* li r0, 1      (exit) */                                              \
+            E(0x38600000), /* li r3, 0 */                                                          \
+            E(0x44000002)  /* sc */
 static const unsigned char code_ppc64le[] = {PPC_PROBE(W)};
 static const unsigned char code_ppc64[] = {PPC_PROBE(B)};
 static const unsigned char code_s390x[] = {
-    0xa7, 0x29, 0x00, 0x00,             /* lghi %r2, 0 */
-    0xe3, 0x30, 0xff, 0xf0, 0xff, 0x71, /* lay %r3, -16(%r15) */
-    0xa7, 0x49, 0x00, 0x01,             /* lghi %r4, 1 */
-    0x0a, 0x03,                         /* svc 3   (read) */
-    0xa7, 0x29, 0x00, 0x00,             /* lghi %r2, 0 */
-    0x0a, 0x01,                         /* svc 1   (exit) */
+        0xa7, 0x29, 0x00, 0x00,             /* lghi %r2, 0 */
+        0xe3, 0x30, 0xff, 0xf0, 0xff, 0x71, /* lay %r3, -16(%r15) */
+        0xa7, 0x49, 0x00, 0x01,             /* lghi %r4, 1 */
+        0x0a, 0x03,                         /* svc 3   (read) */
+        0xa7, 0x29, 0x00, 0x00,             /* lghi %r2, 0 */
+        0x0a, 0x01,                         /* svc 1   (exit) */
 };
 static const unsigned char code_riscv64[] = {
-    W(0x00000513), /* li a0, 0 */
-    W(0xff010593), /* addi a1, sp, -16 */
-    W(0x00100613), /* li a2, 1 */
-    W(0x03f00893), /* li a7, 63  (read) */
-    W(0x00000073), /* ecall */
-    W(0x00000513), /* li a0, 0 */
-    W(0x05d00893), /* li a7, 93  (exit) */
-    W(0x00000073), /* ecall */
+        W(0x00000513), /* li a0, 0 */
+        W(0xff010593), /* addi a1, sp, -16 */
+        W(0x00100613), /* li a2, 1 */
+        W(0x03f00893), /* li a7, 63  (read) */
+        W(0x00000073), /* ecall */
+        W(0x00000513), /* li a0, 0 */
+        W(0x05d00893), /* li a7, 93  (exit) */
+        W(0x00000073), /* ecall */
 };
 #define MIPS_PROBE(E)                                                                              \
-    E(0x34040000), /* ori a0, zero, 0 */                                                           \
-        E(0x67a5fff0), /* daddiu a1, sp, -16 */                                                    \
-        E(0x34060001), /* ori a2, zero, 1 */                                                       \
-        E(0x34021388), /* ori v0, zero, 5000   (n64 read) */                                       \
-        E(0x0000000c), /* syscall */                                                               \
-        E(0x34040000), /* ori a0, zero, 0 */                                                       \
-        E(0x340213c2), /* ori v0, zero, 5058   (n64 exit) */                                       \
-        E(0x0000000c)  /* syscall */
+    E(0x34040000),         /* ori a0, zero, 0 */                                                   \
+            E(0x67a5fff0), /* daddiu a1, sp, -16 */                                                \
+            E(0x34060001), /* ori a2, zero, 1 */                                                   \
+            E(0x34021388), /* ori v0, zero, 5000   (n64 read) */                                   \
+            E(0x0000000c), /* syscall */                                                           \
+            E(0x34040000), /* ori a0, zero, 0 */                                                   \
+            E(0x340213c2), /* ori v0, zero, 5058   (n64 exit) */                                   \
+            E(0x0000000c)  /* syscall */
 static const unsigned char code_mips64le[] = {MIPS_PROBE(W)};
 static const unsigned char code_mips64[] = {MIPS_PROBE(B)};
 static const unsigned char code_loong64[] = {
-    W(0x02800004), /* addi.w a0, zero, 0 */
-    W(0x02ffc065), /* addi.d a1, sp, -16 */
-    W(0x02800406), /* addi.w a2, zero, 1 */
-    W(0x0280fc0b), /* addi.w a7, zero, 63  (read) */
-    W(0x002b0000), /* syscall 0 */
-    W(0x02800004), /* addi.w a0, zero, 0 */
-    W(0x0281740b), /* addi.w a7, zero, 93  (exit) */
-    W(0x002b0000), /* syscall 0 */
+        W(0x02800004), /* addi.w a0, zero, 0 */
+        W(0x02ffc065), /* addi.d a1, sp, -16 */
+        W(0x02800406), /* addi.w a2, zero, 1 */
+        W(0x0280fc0b), /* addi.w a7, zero, 63  (read) */
+        W(0x002b0000), /* syscall 0 */
+        W(0x02800004), /* addi.w a0, zero, 0 */
+        W(0x0281740b), /* addi.w a7, zero, 93  (exit) */
+        W(0x002b0000), /* syscall 0 */
 };
 
-#define P(c, flags) {c, sizeof(c), flags}
+#define P(c, flags)                                                                                \
+    {                                                                                              \
+        c, sizeof(c), flags                                                                        \
+    }
 static const probe_code probes[BINFMT_ARCH_COUNT] = {
-    [BINFMT_ARCH_AMD64] = P(code_amd64, 0),
-    [BINFMT_ARCH_386] = P(code_386, 0),
-    [BINFMT_ARCH_ARM64] = P(code_arm64, 0),
-    /* EABI version 5, hard float: what Debian's armhf binaries carry. */
-    [BINFMT_ARCH_ARM] = P(code_arm, 0x05000400),
-    /* ELFv2: the entry point is code, not a function descriptor. */
-    [BINFMT_ARCH_PPC64LE] = P(code_ppc64le, 2),
-    [BINFMT_ARCH_PPC64] = P(code_ppc64, 2),
-    [BINFMT_ARCH_S390X] = P(code_s390x, 0),
-    /* RVC + double-float ABI. */
-    [BINFMT_ARCH_RISCV64] = P(code_riscv64, 0x5),
-    /* n64, MIPS64r2, PIC: as Debian's mips64el binaries. */
-    [BINFMT_ARCH_MIPS64LE] = P(code_mips64le, 0x80000007),
-    [BINFMT_ARCH_MIPS64] = P(code_mips64, 0x80000007),
-    /* LP64D, object ABI v1. */
-    [BINFMT_ARCH_LOONG64] = P(code_loong64, 0x43),
+        [BINFMT_ARCH_AMD64] = P(code_amd64, 0),
+        [BINFMT_ARCH_386] = P(code_386, 0),
+        [BINFMT_ARCH_ARM64] = P(code_arm64, 0),
+        /* EABI version 5, hard float: what Debian's armhf binaries carry. */
+        [BINFMT_ARCH_ARM] = P(code_arm, 0x05000400),
+        /* ELFv2: the entry point is code, not a function descriptor. */
+        [BINFMT_ARCH_PPC64LE] = P(code_ppc64le, 2),
+        [BINFMT_ARCH_PPC64] = P(code_ppc64, 2),
+        [BINFMT_ARCH_S390X] = P(code_s390x, 0),
+        /* RVC + double-float ABI. */
+        [BINFMT_ARCH_RISCV64] = P(code_riscv64, 0x5),
+        /* n64, MIPS64r2, PIC: as Debian's mips64el binaries. */
+        [BINFMT_ARCH_MIPS64LE] = P(code_mips64le, 0x80000007),
+        [BINFMT_ARCH_MIPS64] = P(code_mips64, 0x80000007),
+        /* LP64D, object ABI v1. */
+        [BINFMT_ARCH_LOONG64] = P(code_loong64, 0x43),
 };
 
 static void put16(unsigned char *p, bool be, uint16_t v)
@@ -294,7 +299,7 @@ int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err)
         close(in[1]);
         waitpid(pid, NULL, 0);
         ret->sys_errno = exec_errno;
-        ret->result = exec_errno == ENOEXEC   ? BINFMT_PROBE_ENOEXEC
+        ret->result = exec_errno == ENOEXEC  ? BINFMT_PROBE_ENOEXEC
                       : exec_errno == ENOENT ? BINFMT_PROBE_ENOENT
                                              : BINFMT_PROBE_FAILED;
         return 0;

@@ -37,7 +37,7 @@ struct cmd_def {
     const char *name;
     cmd_fn fn;
     int min_args;
-    int max_args; /* -1: unbounded */
+    int max_args;      /* -1: unbounded */
     const char *usage; /* after "mar <name> " */
     const char *summary;
     const char *description;
@@ -78,7 +78,7 @@ int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_e
 
 /* The platform report: one struct feeds the table and the JSON (style.md §7 "one data path"). */
 typedef struct cmd_row {
-    size_t entry;                  /* index into img->entries */
+    size_t entry;                         /* index into img->entries */
     char published[OCI_PLATFORM_STR_MAX]; /* as published (index) or the config's (manifest) */
     char normalized[OCI_PLATFORM_STR_MAX];
     bool has_platform;

@@ -71,9 +71,8 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
     int rc = reg_client_run(c, &err);
     reg_stats stats;
     reg_client_stats(c, &stats);
-    mar_debug("%llu requests, %llu retries, %llu token fetches",
-              (unsigned long long)stats.requests, (unsigned long long)stats.retries,
-              (unsigned long long)stats.token_fetches);
+    mar_debug("%llu requests, %llu retries, %llu token fetches", (unsigned long long)stats.requests,
+              (unsigned long long)stats.retries, (unsigned long long)stats.token_fetches);
     reg_client_free(c);
     if (rc < 0) {
         oci_ref_release(&ref);

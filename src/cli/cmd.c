@@ -5,41 +5,42 @@
 #include <string.h>
 
 static const cmd_opt global_opts[] = {
-    {"help", 'h', CMD_OPT_FLAG, NULL, "show this help"},
-    {"debug", 0, CMD_OPT_FLAG, NULL, "log every request and decision to stderr"},
-    {"quiet", 'q', CMD_OPT_FLAG, NULL, "print only data and errors"},
-    {"insecure-registry", 0, CMD_OPT_LIST, "HOST[:PORT]",
-     "allow a registry without TLS verification (repeatable; also MAR_INSECURE_REGISTRIES)"},
-    {"binfmt-root", 0, CMD_OPT_VALUE, "DIR",
-     "binfmt_misc mount point (default $MAR_BINFMT_ROOT or " BINFMT_DEFAULT_ROOT ")"},
+        {"help", 'h', CMD_OPT_FLAG, NULL, "show this help"},
+        {"debug", 0, CMD_OPT_FLAG, NULL, "log every request and decision to stderr"},
+        {"quiet", 'q', CMD_OPT_FLAG, NULL, "print only data and errors"},
+        {"insecure-registry", 0, CMD_OPT_LIST, "HOST[:PORT]",
+         "allow a registry without TLS verification (repeatable; also MAR_INSECURE_REGISTRIES)"},
+        {"binfmt-root", 0, CMD_OPT_VALUE, "DIR",
+         "binfmt_misc mount point (default $MAR_BINFMT_ROOT or " BINFMT_DEFAULT_ROOT ")"},
 };
 
 static const cmd_opt inspect_opts[] = {
-    {"platform", 'p', CMD_OPT_VALUE, "PLATFORM",
-     "mark the entry `mar run --platform PLATFORM` would pick (os/arch[/variant])"},
-    {"target", 't', CMD_OPT_VALUE, "TARGET",
-     "evaluate for another machine: a platform, PLATFORM+qemu, apple-silicon, "
-     "apple-silicon-qemu or intel-mac"},
-    {"json", 0, CMD_OPT_FLAG, NULL, "print the report as JSON (docs/mar-inspect.1.md)"},
-    {"raw", 0, CMD_OPT_FLAG, NULL, "print the manifest or index bytes exactly as served"},
+        {"platform", 'p', CMD_OPT_VALUE, "PLATFORM",
+         "mark the entry `mar run --platform PLATFORM` would pick (os/arch[/variant])"},
+        {"target", 't', CMD_OPT_VALUE, "TARGET",
+         "evaluate for another machine: a platform, PLATFORM+qemu, apple-silicon, "
+         "apple-silicon-qemu or intel-mac"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the report as JSON (docs/mar-inspect.1.md)"},
+        {"raw", 0, CMD_OPT_FLAG, NULL, "print the manifest or index bytes exactly as served"},
 };
 
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
 static const cmd_def commands[] = {
-    {"inspect", cmd_inspect, 1, 1, "[OPTIONS] IMAGE",
-     "show every platform an image offers and how each would run here",
-     "Resolves IMAGE in its registry, reads the index (or manifest), every platform's manifest\n"
-     "and config, and shows per platform: the digest, the compressed size, the platform its\n"
-     "config declares, and how it would run on this host (native, emulated by QEMU or Rosetta\n"
-     "through binfmt_misc, or not at all). '*' marks the entry `mar run` would pick.\n"
-     "Inconsistencies (a config that disagrees with its index entry, no native variant, an\n"
-     "amd64-only index) are reported as warnings on stderr.",
-     inspect_opts, MAR_ARRAY_SIZE(inspect_opts), false},
-    {"help", cmd_help, 0, 1, "[VERB]", "show help for mar or for one verb", NULL, NULL, 0,
-     false},
-    {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
+        {"inspect", cmd_inspect, 1, 1, "[OPTIONS] IMAGE",
+         "show every platform an image offers and how each would run here",
+         "Resolves IMAGE in its registry, reads the index (or manifest), every platform's "
+         "manifest\n"
+         "and config, and shows per platform: the digest, the compressed size, the platform its\n"
+         "config declares, and how it would run on this host (native, emulated by QEMU or Rosetta\n"
+         "through binfmt_misc, or not at all). '*' marks the entry `mar run` would pick.\n"
+         "Inconsistencies (a config that disagrees with its index entry, no native variant, an\n"
+         "amd64-only index) are reported as warnings on stderr.",
+         inspect_opts, MAR_ARRAY_SIZE(inspect_opts), false},
+        {"help", cmd_help, 0, 1, "[VERB]", "show help for mar or for one verb", NULL, NULL, 0,
+         false},
+        {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
 };
 
 static const cmd_def *find_command(const char *name)
@@ -190,8 +191,9 @@ int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err 
     shorts[sl++] = ':';
     for (size_t i = 0; i < ret->n_opts; i++) {
         const cmd_opt *o = ret->opts[i];
-        lopts[i] = (struct option){o->name, o->kind == CMD_OPT_FLAG ? no_argument : required_argument,
-                                   NULL, (int)(256 + i)};
+        lopts[i] =
+                (struct option){o->name, o->kind == CMD_OPT_FLAG ? no_argument : required_argument,
+                                NULL, (int)(256 + i)};
         if (o->short_name) {
             shorts[sl++] = o->short_name;
             if (o->kind != CMD_OPT_FLAG) {
@@ -215,8 +217,7 @@ int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err 
             if (c == ':') {
                 return mar_err_set(err, MAR_EUSAGE, 0, "option '%s' needs a value", bad);
             }
-            return mar_err_set(err, MAR_EUSAGE, 0, "unknown option '%s' for '%s'", bad,
-                               def->name);
+            return mar_err_set(err, MAR_EUSAGE, 0, "unknown option '%s' for '%s'", bad, def->name);
         }
         size_t idx;
         if (c >= 256) {
@@ -242,7 +243,8 @@ int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err 
     if (cmd_flag(ret, "help")) {
         return 0;
     }
-    if ((int)ret->pos.n < def->min_args || (def->max_args >= 0 && (int)ret->pos.n > def->max_args)) {
+    if ((int)ret->pos.n < def->min_args ||
+        (def->max_args >= 0 && (int)ret->pos.n > def->max_args)) {
         cmd_args_release(ret);
         return mar_err_set(err, MAR_EUSAGE, 0, "'%s' takes %s", def->name, def->usage);
     }
@@ -280,7 +282,8 @@ int cmd_main(int argc, char **argv)
             mar_strv_push(&pre, a);
         } else {
             fprintf(stderr, "mar: unknown global option '%s'\n", a);
-            fprintf(stderr, "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");
+            fprintf(stderr,
+                    "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");
             mar_strv_release(&pre);
             return MAR_EUSAGE;
         }

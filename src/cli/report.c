@@ -4,10 +4,9 @@
 
 #include <string.h>
 
-static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt,
-                        ...) MAR_PRINTF(4, 5);
-static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt,
-                        ...)
+static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
+        MAR_PRINTF(4, 5);
+static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -15,9 +14,9 @@ static void add_problem(cmd_report *r, const char *kind, const char *platform, c
     va_end(ap);
     r->problems = mar_xrealloc(r->problems, (r->n_problems + 1) * sizeof(*r->problems));
     r->problems[r->n_problems++] = (cmd_problem){
-        .kind = mar_xstrdup(kind),
-        .platform = platform ? mar_xstrdup(platform) : NULL,
-        .message = msg,
+            .kind = mar_xstrdup(kind),
+            .platform = platform ? mar_xstrdup(platform) : NULL,
+            .message = msg,
     };
 }
 
@@ -243,7 +242,8 @@ json_t *cmd_report_json(const cmd_report *r)
     json_object_set_new(o, "mediaType", json_string(r->media_type));
     json_object_set_new(o, "kind", json_string(r->is_index ? "index" : "manifest"));
     json_object_set_new(o, "host", json_string(r->host));
-    json_object_set_new(o, "selected", r->has_selected ? json_string(r->selected.str) : json_null());
+    json_object_set_new(o, "selected",
+                        r->has_selected ? json_string(r->selected.str) : json_null());
     json_object_set_new(o, "attestations", json_integer((json_int_t)r->attestations));
     json_t *arr = json_array();
     for (size_t i = 0; i < r->n_rows; i++) {
@@ -253,15 +253,17 @@ json_t *cmd_report_json(const cmd_report *r)
         json_object_set_new(p, "normalized", json_string(row->normalized));
         json_object_set_new(p, "digest", json_string(row->digest.str));
         json_object_set_new(p, "size", row->size >= 0 ? json_integer(row->size) : json_null());
-        json_object_set_new(p, "config", row->has_config ? platform_json(&row->config)
-                                                         : json_null());
+        json_object_set_new(p, "config",
+                            row->has_config ? platform_json(&row->config) : json_null());
         json_object_set_new(p, "configMatches", json_boolean(row->config_matches));
-        json_object_set_new(p, "run", json_string(row->err ? "unavailable"
-                                                           : vm_run_mode_name(row->verdict.mode)));
+        json_object_set_new(
+                p, "run",
+                json_string(row->err ? "unavailable" : vm_run_mode_name(row->verdict.mode)));
         const char *emu = vm_emulator_name(row->verdict.emu);
         json_object_set_new(p, "emulator", emu && !row->err ? json_string(emu) : json_null());
-        json_object_set_new(p, "reason", row->verdict.reason[0] ? json_string(row->verdict.reason)
-                                                                : json_null());
+        json_object_set_new(p, "reason",
+                            row->verdict.reason[0] ? json_string(row->verdict.reason)
+                                                   : json_null());
         json_object_set_new(p, "selected", json_boolean(row->selected));
         json_array_append_new(arr, p);
     }
@@ -270,9 +272,9 @@ json_t *cmd_report_json(const cmd_report *r)
     for (size_t i = 0; i < r->n_problems; i++) {
         json_t *p = json_object();
         json_object_set_new(p, "kind", json_string(r->problems[i].kind));
-        json_object_set_new(p, "platform", r->problems[i].platform
-                                                   ? json_string(r->problems[i].platform)
-                                                   : json_null());
+        json_object_set_new(p, "platform",
+                            r->problems[i].platform ? json_string(r->problems[i].platform)
+                                                    : json_null());
         json_object_set_new(p, "message", json_string(r->problems[i].message));
         json_array_append_new(probs, p);
     }

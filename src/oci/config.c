@@ -30,21 +30,21 @@ struct raw_config {
 };
 
 static const mar_json_field config_fields[] = {
-    {"architecture", MAR_JSON_STRING, offsetof(struct raw_config, arch), false},
-    {"os", MAR_JSON_STRING, offsetof(struct raw_config, os), false},
-    {"variant", MAR_JSON_STRING, offsetof(struct raw_config, variant), false},
-    {"os.version", MAR_JSON_STRING, offsetof(struct raw_config, os_version), false},
-    {"os.features", MAR_JSON_ARRAY, offsetof(struct raw_config, features), false},
-    {"config", MAR_JSON_OBJECT, offsetof(struct raw_config, config), false},
-    {"rootfs", MAR_JSON_OBJECT, offsetof(struct raw_config, rootfs), false},
+        {"architecture", MAR_JSON_STRING, offsetof(struct raw_config, arch), false},
+        {"os", MAR_JSON_STRING, offsetof(struct raw_config, os), false},
+        {"variant", MAR_JSON_STRING, offsetof(struct raw_config, variant), false},
+        {"os.version", MAR_JSON_STRING, offsetof(struct raw_config, os_version), false},
+        {"os.features", MAR_JSON_ARRAY, offsetof(struct raw_config, features), false},
+        {"config", MAR_JSON_OBJECT, offsetof(struct raw_config, config), false},
+        {"rootfs", MAR_JSON_OBJECT, offsetof(struct raw_config, rootfs), false},
 };
 
 static const mar_json_field exec_fields[] = {
-    {"Entrypoint", MAR_JSON_STRV, offsetof(oci_config, entrypoint), false},
-    {"Cmd", MAR_JSON_STRV, offsetof(oci_config, cmd), false},
-    {"Env", MAR_JSON_STRV, offsetof(oci_config, env), false},
-    {"User", MAR_JSON_STRING, offsetof(oci_config, user), false},
-    {"WorkingDir", MAR_JSON_STRING, offsetof(oci_config, working_dir), false},
+        {"Entrypoint", MAR_JSON_STRV, offsetof(oci_config, entrypoint), false},
+        {"Cmd", MAR_JSON_STRV, offsetof(oci_config, cmd), false},
+        {"Env", MAR_JSON_STRV, offsetof(oci_config, env), false},
+        {"User", MAR_JSON_STRING, offsetof(oci_config, user), false},
+        {"WorkingDir", MAR_JSON_STRING, offsetof(oci_config, working_dir), false},
 };
 
 static int parse_rootfs(json_t *rootfs, oci_config *c, mar_err **err)
@@ -54,7 +54,8 @@ static int parse_rootfs(json_t *rootfs, oci_config *c, mar_err **err)
         return 0;
     }
     if (!json_is_array(ids)) {
-        return mar_err_set(err, MAR_EINTEGRITY, 0, "config field 'rootfs.diff_ids' is not an "
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "config field 'rootfs.diff_ids' is not an "
                            "array");
     }
     size_t n = json_array_size(ids);
@@ -80,8 +81,10 @@ int oci_config_parse(const void *buf, size_t len, oci_config **ret, mar_err **er
     int rc;
 
     if (len > MAR_CAP_CONFIG) {
-        return mar_err_set(err, MAR_EINTEGRITY, 0, "image config of %zu bytes exceeds the limit "
-                           "of %u", len, MAR_CAP_CONFIG);
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "image config of %zu bytes exceeds the limit "
+                           "of %u",
+                           len, MAR_CAP_CONFIG);
     }
     if ((rc = mar_json_load(buf, len, "image config", &root, err)) < 0) {
         return rc;

@@ -119,8 +119,8 @@ static int amd64_level(void)
         return 1;
     }
     unsigned c1 = c;
-    bool v2 = (c1 & bit_CMPXCHG16B) && (c1 & bit_POPCNT) && (c1 & bit_SSE3) &&
-              (c1 & bit_SSE4_1) && (c1 & bit_SSE4_2) && (c1 & bit_SSSE3);
+    bool v2 = (c1 & bit_CMPXCHG16B) && (c1 & bit_POPCNT) && (c1 & bit_SSE3) && (c1 & bit_SSE4_1) &&
+              (c1 & bit_SSE4_2) && (c1 & bit_SSSE3);
     unsigned ext_c = 0;
     if (__get_cpuid(0x80000001, &a, &b, &c, &d)) {
         ext_c = c;

@@ -76,11 +76,11 @@ struct raw_platform {
 };
 
 static const mar_json_field platform_fields[] = {
-    {"architecture", MAR_JSON_STRING, offsetof(struct raw_platform, arch), true},
-    {"os", MAR_JSON_STRING, offsetof(struct raw_platform, os), true},
-    {"variant", MAR_JSON_STRING, offsetof(struct raw_platform, variant), false},
-    {"os.version", MAR_JSON_STRING, offsetof(struct raw_platform, os_version), false},
-    {"os.features", MAR_JSON_ARRAY, offsetof(struct raw_platform, features), false},
+        {"architecture", MAR_JSON_STRING, offsetof(struct raw_platform, arch), true},
+        {"os", MAR_JSON_STRING, offsetof(struct raw_platform, os), true},
+        {"variant", MAR_JSON_STRING, offsetof(struct raw_platform, variant), false},
+        {"os.version", MAR_JSON_STRING, offsetof(struct raw_platform, os_version), false},
+        {"os.features", MAR_JSON_ARRAY, offsetof(struct raw_platform, features), false},
 };
 
 static void raw_platform_release(struct raw_platform *r)
@@ -102,13 +102,13 @@ struct raw_descriptor {
 };
 
 static const mar_json_field descriptor_fields[] = {
-    {"mediaType", MAR_JSON_STRING, offsetof(struct raw_descriptor, media_type), true},
-    {"digest", MAR_JSON_STRING, offsetof(struct raw_descriptor, digest), true},
-    {"size", MAR_JSON_INT, offsetof(struct raw_descriptor, size), true},
-    {"platform", MAR_JSON_OBJECT, offsetof(struct raw_descriptor, platform), false},
-    {"annotations", MAR_JSON_OBJECT, offsetof(struct raw_descriptor, annotations), false},
-    {"artifactType", MAR_JSON_STRING, offsetof(struct raw_descriptor, artifact_type), false},
-    {"urls", MAR_JSON_STRV, offsetof(struct raw_descriptor, urls), false},
+        {"mediaType", MAR_JSON_STRING, offsetof(struct raw_descriptor, media_type), true},
+        {"digest", MAR_JSON_STRING, offsetof(struct raw_descriptor, digest), true},
+        {"size", MAR_JSON_INT, offsetof(struct raw_descriptor, size), true},
+        {"platform", MAR_JSON_OBJECT, offsetof(struct raw_descriptor, platform), false},
+        {"annotations", MAR_JSON_OBJECT, offsetof(struct raw_descriptor, annotations), false},
+        {"artifactType", MAR_JSON_STRING, offsetof(struct raw_descriptor, artifact_type), false},
+        {"urls", MAR_JSON_STRV, offsetof(struct raw_descriptor, urls), false},
 };
 
 /* descriptor.md: mediaType, digest and size are required; size is a non-negative int64. */
@@ -229,15 +229,15 @@ struct raw_manifest {
 };
 
 static const mar_json_field manifest_fields[] = {
-    {"schemaVersion", MAR_JSON_INT, offsetof(struct raw_manifest, schema_version), false},
-    {"mediaType", MAR_JSON_STRING, offsetof(struct raw_manifest, media_type), false},
-    {"artifactType", MAR_JSON_STRING, offsetof(struct raw_manifest, artifact_type), false},
-    {"manifests", MAR_JSON_ARRAY, offsetof(struct raw_manifest, manifests), false},
-    {"config", MAR_JSON_OBJECT, offsetof(struct raw_manifest, config), false},
-    {"layers", MAR_JSON_ARRAY, offsetof(struct raw_manifest, layers), false},
-    {"subject", MAR_JSON_OBJECT, offsetof(struct raw_manifest, subject), false},
-    {"annotations", MAR_JSON_OBJECT, offsetof(struct raw_manifest, annotations), false},
-    {"fsLayers", MAR_JSON_ARRAY, offsetof(struct raw_manifest, fs_layers), false},
+        {"schemaVersion", MAR_JSON_INT, offsetof(struct raw_manifest, schema_version), false},
+        {"mediaType", MAR_JSON_STRING, offsetof(struct raw_manifest, media_type), false},
+        {"artifactType", MAR_JSON_STRING, offsetof(struct raw_manifest, artifact_type), false},
+        {"manifests", MAR_JSON_ARRAY, offsetof(struct raw_manifest, manifests), false},
+        {"config", MAR_JSON_OBJECT, offsetof(struct raw_manifest, config), false},
+        {"layers", MAR_JSON_ARRAY, offsetof(struct raw_manifest, layers), false},
+        {"subject", MAR_JSON_OBJECT, offsetof(struct raw_manifest, subject), false},
+        {"annotations", MAR_JSON_OBJECT, offsetof(struct raw_manifest, annotations), false},
+        {"fsLayers", MAR_JSON_ARRAY, offsetof(struct raw_manifest, fs_layers), false},
 };
 
 static int schema1_error(mar_err **err)
@@ -246,8 +246,8 @@ static int schema1_error(mar_err **err)
 }
 
 /* Decides the effective media type from Content-Type, the body's mediaType and the shape. */
-static int effective_type(const struct raw_manifest *r, const char *content_type,
-                          char *buf, size_t n, mar_err **err)
+static int effective_type(const struct raw_manifest *r, const char *content_type, char *buf,
+                          size_t n, mar_err **err)
 {
     char ct[160] = "", body[160] = "";
     oci_media_type_base(content_type, ct, sizeof(ct));
@@ -290,7 +290,8 @@ static int effective_type(const struct raw_manifest *r, const char *content_type
         mar_strlcpy(buf, OCI_MT_MANIFEST, n);
         return 0;
     }
-    return mar_err_set(err, MAR_EINTEGRITY, 0, "cannot tell whether the document is a manifest "
+    return mar_err_set(err, MAR_EINTEGRITY, 0,
+                       "cannot tell whether the document is a manifest "
                        "or an index");
 }
 

@@ -100,9 +100,9 @@ void oci_cpu_variant(const char *cpuinfo, const char *machine, char *buf, size_t
  * References (registry-protocol.md §1). */
 
 typedef struct oci_ref {
-    char *domain;   /* "docker.io", "localhost:5000", "[::1]:5000" */
-    char *path;     /* "library/alpine" */
-    char *tag;      /* NULL when pulled by digest only */
+    char *domain; /* "docker.io", "localhost:5000", "[::1]:5000" */
+    char *path;   /* "library/alpine" */
+    char *tag;    /* NULL when pulled by digest only */
     bool has_digest;
     mar_digest digest;
     char *api_host; /* host[:port] to talk to: registry-1.docker.io for docker.io */
@@ -124,15 +124,15 @@ bool oci_tag_valid(const char *tag);
 /* ---------------------------------------------------------------------------------------------
  * Media types (registry-protocol.md §3, §11). */
 
-#define OCI_MT_INDEX           "application/vnd.oci.image.index.v1+json"
-#define OCI_MT_MANIFEST        "application/vnd.oci.image.manifest.v1+json"
-#define OCI_MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
-#define OCI_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define OCI_MT_DOCKER_SCHEMA1  "application/vnd.docker.distribution.manifest.v1+json"
+#define OCI_MT_INDEX                 "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_MANIFEST              "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_DOCKER_LIST           "application/vnd.docker.distribution.manifest.list.v2+json"
+#define OCI_MT_DOCKER_MANIFEST       "application/vnd.docker.distribution.manifest.v2+json"
+#define OCI_MT_DOCKER_SCHEMA1        "application/vnd.docker.distribution.manifest.v1+json"
 #define OCI_MT_DOCKER_SCHEMA1_SIGNED "application/vnd.docker.distribution.manifest.v1+prettyjws"
-#define OCI_MT_CONFIG          "application/vnd.oci.image.config.v1+json"
-#define OCI_MT_DOCKER_CONFIG   "application/vnd.docker.container.image.v1+json"
-#define OCI_MT_EMPTY           "application/vnd.oci.empty.v1+json"
+#define OCI_MT_CONFIG                "application/vnd.oci.image.config.v1+json"
+#define OCI_MT_DOCKER_CONFIG         "application/vnd.docker.container.image.v1+json"
+#define OCI_MT_EMPTY                 "application/vnd.oci.empty.v1+json"
 /* The Accept header for manifests: the four supported types, schema 1 never listed. */
 #define OCI_MANIFEST_ACCEPT                                                                        \
     OCI_MT_INDEX ", " OCI_MT_DOCKER_LIST ", " OCI_MT_MANIFEST ", " OCI_MT_DOCKER_MANIFEST
@@ -193,8 +193,8 @@ typedef struct oci_manifest {
  * Content-Type when both are present, no `manifests` in a manifest, no `config`/`layers` in an
  * index, schema 1 refused. Errors: MAR_EINTEGRITY (malformed, type confusion), MAR_EUNSUPPORTED
  * (schema 1, unknown type or digest algorithm). Returns: new manifest. */
-int oci_manifest_parse(const void *buf, size_t len, const char *content_type,
-                       oci_manifest **ret, mar_err **err);
+int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **ret,
+                       mar_err **err);
 oci_manifest *oci_manifest_free(oci_manifest *m);
 MAR_DEFINE_CLEANUP(oci_manifest, oci_manifest_free)
 #define _cleanup_manifest_ _cleanup_(oci_manifest_freep)

@@ -6,15 +6,14 @@
 
 /* Known values for one-word specifiers (platforms.md §2; containerd database.go). */
 static const char *const known_os[] = {
-    "aix",   "android", "darwin", "dragonfly", "freebsd", "hurd",    "illumos", "ios",
-    "js",    "linux",   "nacl",   "netbsd",    "openbsd", "plan9",   "solaris", "windows",
-    "zos",
+        "aix",   "android", "darwin", "dragonfly", "freebsd", "hurd",    "illumos", "ios", "js",
+        "linux", "nacl",    "netbsd", "openbsd",   "plan9",   "solaris", "windows", "zos",
 };
 static const char *const known_arch[] = {
-    "386",      "amd64",    "amd64p32",    "arm",     "armbe",  "arm64",    "arm64be", "ppc64",
-    "ppc64le",  "loong64",  "mips",        "mipsle",  "mips64", "mips64le", "mips64p32",
-    "mips64p32le", "ppc",   "riscv",       "riscv64", "s390",   "s390x",    "sparc",   "sparc64",
-    "wasm",
+        "386",     "amd64",    "amd64p32",  "arm",         "armbe",   "arm64",
+        "arm64be", "ppc64",    "ppc64le",   "loong64",     "mips",    "mipsle",
+        "mips64",  "mips64le", "mips64p32", "mips64p32le", "ppc",     "riscv",
+        "riscv64", "s390",     "s390x",     "sparc",       "sparc64", "wasm",
 };
 
 static bool in_list(const char *s, const char *const *list, size_t n)
@@ -272,8 +271,7 @@ static int parse_os_options(const char *opts, size_t len, oci_platform *p, mar_e
     return 0;
 }
 
-int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
-                       mar_err **err)
+int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret, mar_err **err)
 {
     if (strchr(spec, '*')) {
         return mar_err_set(err, MAR_EUSAGE, 0, "'%s': wildcards not yet supported", spec);
@@ -343,8 +341,8 @@ int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform 
             p.variant[0] = '\0';
         }
         if (!in_list(p.arch, known_arch, MAR_ARRAY_SIZE(known_arch))) {
-            return mar_err_set(err, MAR_EUSAGE, 0,
-                               "'%s': unknown operating system or architecture", spec);
+            return mar_err_set(err, MAR_EUSAGE, 0, "'%s': unknown operating system or architecture",
+                               spec);
         }
         mar_strlcpy(p.os, host->os[0] ? host->os : host_os(), sizeof(p.os));
         break;

@@ -186,8 +186,10 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
         bool known_alg = mar_str_startswith(d, "sha256:") || mar_str_startswith(d, "sha512:");
         if (known_alg && !mar_digest_valid(d)) {
             /* A typing error, not an unsupported algorithm. */
-            return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: bad digest in "
-                               "'%.100s'", s);
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: bad digest in "
+                               "'%.100s'",
+                               s);
         }
         if (mar_digest_parse(d, &r.digest, err) < 0) {
             return mar_err_wrap(err, "invalid reference '%.100s'", s);
@@ -229,8 +231,10 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
         if (is_host) {
             if (!domain_ok(name, fl)) {
                 free(r.tag);
-                return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: bad registry "
-                                   "host in '%s'", s);
+                return mar_err_set(err, MAR_EUSAGE, 0,
+                                   "invalid reference format: bad registry "
+                                   "host in '%s'",
+                                   s);
             }
             r.domain = mar_xstrndup(name, fl);
             remainder = slash + 1;
@@ -248,8 +252,10 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
     const char *p = remainder;
     if (!*p) {
         oci_ref_release(&r);
-        return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: empty repository in "
-                           "'%s'", s);
+        return mar_err_set(err, MAR_EUSAGE, 0,
+                           "invalid reference format: empty repository in "
+                           "'%s'",
+                           s);
     }
     while (*p) {
         const char *e = strchr(p, '/');
@@ -266,8 +272,10 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
                                    "in '%s'",
                                    s);
             }
-            return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: bad repository "
-                               "name in '%s'", s);
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: bad repository "
+                               "name in '%s'",
+                               s);
         }
         if (!e) {
             break;
@@ -275,8 +283,10 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
         p = e + 1;
         if (!*p) {
             oci_ref_release(&r);
-            return mar_err_set(err, MAR_EUSAGE, 0, "invalid reference format: trailing '/' in "
-                               "'%s'", s);
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: trailing '/' in "
+                               "'%s'",
+                               s);
         }
     }
     if (strcmp(r.domain, "docker.io") == 0 && !strchr(remainder, '/')) {
@@ -287,8 +297,8 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
     if (!r.tag && !r.has_digest) {
         r.tag = mar_xstrdup("latest");
     }
-    r.api_host = mar_xstrdup(strcmp(r.domain, "docker.io") == 0 ? "registry-1.docker.io"
-                                                                   : r.domain);
+    r.api_host =
+            mar_xstrdup(strcmp(r.domain, "docker.io") == 0 ? "registry-1.docker.io" : r.domain);
     *ret = r;
     return 0;
 }

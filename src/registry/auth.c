@@ -311,9 +311,9 @@ static void token_wait(reg_op *waiter, const char *key)
                                        esc_tok, esc_service, esc_scope);
         mar_memzero(esc_tok, strlen(esc_tok));
     } else {
-        _cleanup_free_ char *url = mar_xasprintf("%s%sservice=%s&scope=%s", h->realm,
-                                                 strchr(h->realm, '?') ? "&" : "?", esc_service,
-                                                 esc_scope);
+        _cleanup_free_ char *url =
+                mar_xasprintf("%s%sservice=%s&scope=%s", h->realm,
+                              strchr(h->realm, '?') ? "&" : "?", esc_service, esc_scope);
         top = reg__op_new(c, NULL, NULL, "GET", url, token_fetch_done, NULL);
     }
     top->is_token = true;
@@ -387,9 +387,9 @@ static void token_fetch_done(reg_op *top)
     } else if (top->req.status != 200) {
         _cleanup_free_ char *u = reg__url_for_log(top->url);
         long st = top->req.status;
-        rc = mar_err_set(&err, st == 401 || st == 403 || st == 400 ? MAR_EAUTH
-                                                                    : (st >= 500 ? MAR_ENET
-                                                                                 : MAR_EAUTH),
+        rc = mar_err_set(&err,
+                         st == 401 || st == 403 || st == 400 ? MAR_EAUTH
+                                                             : (st >= 500 ? MAR_ENET : MAR_EAUTH),
                          0, "token request to '%s' failed: %ld%s", u, st,
                          st == 401 ? " (invalid credentials?)" : "");
     } else {
@@ -508,11 +508,15 @@ bool reg__auth_handle_401(reg_op *op)
     } else if (basic) {
         reg__creds_load(c, h);
         if (op->sent_basic) {
-            ok = fail_op(op, MAR_EAUTH, "authentication to '%s' failed: credentials from %s "
-                         "rejected", h->host, h->creds.source);
+            ok = fail_op(op, MAR_EAUTH,
+                         "authentication to '%s' failed: credentials from %s "
+                         "rejected",
+                         h->host, h->creds.source);
         } else if (!h->creds.username || !h->creds.password) {
-            ok = fail_op(op, MAR_EAUTH, "'%s' requires authentication: no credentials found "
-                         "(log in first)", h->host);
+            ok = fail_op(op, MAR_EAUTH,
+                         "'%s' requires authentication: no credentials found "
+                         "(log in first)",
+                         h->host);
         } else {
             h->auth_kind = REG_AUTH_BASIC;
             reg__op_start(op);

@@ -313,8 +313,8 @@ static bool redirect(reg_op *op, const char *location)
         return false;
     }
     /* https only, except to hosts already allowed plain HTTP; never downgrade. */
-    if (to_http && (from_https || !hp ||
-                    !(reg_host_is_loopback(hp) || reg__host_insecure_listed(c, hp)))) {
+    if (to_http &&
+        (from_https || !hp || !(reg_host_is_loopback(hp) || reg__host_insecure_listed(c, hp)))) {
         _cleanup_free_ char *lt = reg__url_for_log(target);
         fail(op, MAR_ENET, "%s: redirect to plain HTTP '%s', refusing", op->method, lt);
         return false;
@@ -353,7 +353,7 @@ static uint64_t retry_after_ms(const char *v)
 static void ratelimit_text(const reg_http_req *req, char *buf, size_t n)
 {
     static const char *const names[] = {"ratelimit-limit", "ratelimit-remaining",
-                                         "docker-ratelimit-source"};
+                                        "docker-ratelimit-source"};
     size_t off = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < MAR_ARRAY_SIZE(names) && off < n; i++) {
@@ -389,8 +389,8 @@ static void op_http_done(reg_http_req *req)
             return;
         case REG_HTTP_EABORT:
             if (!op->err) {
-                op->rc = mar_err_set(&op->err, MAR_EIO, 0, "%s '%s': transfer aborted",
-                                     op->method, u);
+                op->rc = mar_err_set(&op->err, MAR_EIO, 0, "%s '%s': transfer aborted", op->method,
+                                     u);
             }
             op->done(op);
             return;
@@ -494,9 +494,8 @@ int reg__op_status_error(reg_op *op, const char *what, mar_err **err)
     _cleanup_free_ char *u = reg__url_for_log(op->url);
     int code = status_code(req->status, errcode);
     if (code == MAR_EAUTH && op->host && strcmp(op->host->host, "registry-1.docker.io") == 0) {
-        return mar_err_set(err, code, 0,
-                           "%s: %ld%s (not found, or private: log in to docker.io)", what,
-                           req->status, detail);
+        return mar_err_set(err, code, 0, "%s: %ld%s (not found, or private: log in to docker.io)",
+                           what, req->status, detail);
     }
     return mar_err_set(err, code, 0, "%s '%s': %ld%s", what, u, req->status, detail);
 }

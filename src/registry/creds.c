@@ -9,7 +9,7 @@
 
 #include <openssl/evp.h>
 
-#define HUB_KEY "https://index.docker.io/v1/"
+#define HUB_KEY           "https://index.docker.io/v1/"
 #define HELPER_TIMEOUT_MS 30000
 
 void reg__creds_release(reg_creds *cr)

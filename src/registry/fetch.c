@@ -101,8 +101,8 @@ static void on_done(reg_op *op)
         if (dcd && clen && mar_digest_valid(dcd) && mar_parse_i64(clen, 0, INT64_MAX, &len)) {
             if (len > (int64_t)MAR_CAP_MANIFEST) {
                 rc = mar_err_set(&err, MAR_EINTEGRITY, 0,
-                                 "manifest '%s' of %lld bytes exceeds the limit of %u, refusing",
-                                 u, (long long)len, MAR_CAP_MANIFEST);
+                                 "manifest '%s' of %lld bytes exceeds the limit of %u, refusing", u,
+                                 (long long)len, MAR_CAP_MANIFEST);
                 reg__op_free(op);
                 finish_err(f, rc, err);
                 return;
@@ -125,8 +125,8 @@ static void on_done(reg_op *op)
 
     if (f->size >= 0 && (int64_t)b.data.len != f->size) {
         rc = mar_err_set(&err, MAR_EINTEGRITY, 0,
-                         "'%s' is %zu bytes but its descriptor says %lld, refusing", u,
-                         b.data.len, (long long)f->size);
+                         "'%s' is %zu bytes but its descriptor says %lld, refusing", u, b.data.len,
+                         (long long)f->size);
         goto integrity;
     }
     if (f->has_digest) {
@@ -178,7 +178,7 @@ static void start(fetch *f)
         op->accept = mar_xstrdup(OCI_MANIFEST_ACCEPT);
         op->manifest_head = f->kind == F_MANIFEST_HEAD;
         op->body_cap = f->size >= 0 && (uint64_t)f->size < MAR_CAP_MANIFEST ? (size_t)f->size
-                                                                             : MAR_CAP_MANIFEST;
+                                                                            : MAR_CAP_MANIFEST;
     }
     reg__op_start(op);
 }

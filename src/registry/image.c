@@ -89,8 +89,8 @@ static void on_child(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *
         blob->data = (mar_buf)MAR_BUF_INIT(0);
         blob->content_type = NULL;
         /* The index entry's mediaType stands in for a missing Content-Type. */
-        const char *ct = e->manifest_raw.content_type ? e->manifest_raw.content_type
-                                                      : e->desc->media_type;
+        const char *ct =
+                e->manifest_raw.content_type ? e->manifest_raw.content_type : e->desc->media_type;
         if (oci_manifest_parse(e->manifest_raw.data.data, e->manifest_raw.data.len, ct,
                                &e->manifest, &e->err) < 0) {
             mar_err_wrap(&e->err, "manifest %s", e->desc->digest.str);

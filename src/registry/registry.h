@@ -39,9 +39,9 @@ struct reg_http_req {
     mar_strv headers; /* "Name: value" lines */
     const char *body; /* POST body */
     size_t body_len;
-    bool verify_tls;    /* false only for registries the user named insecure */
-    char *ca_blob;      /* PEM bundle to verify with instead of the default, or NULL */
-    char *client_cert;  /* PEM client certificate file, or NULL */
+    bool verify_tls;   /* false only for registries the user named insecure */
+    char *ca_blob;     /* PEM bundle to verify with instead of the default, or NULL */
+    char *client_cert; /* PEM client certificate file, or NULL */
     char *client_key;
     size_t body_cap;          /* cap on a buffered body */
     reg_http_data_fn on_data; /* when set, the body streams here instead of `body` below */
@@ -82,8 +82,8 @@ typedef struct reg_curl_options {
 
 /* The libcurl transport: one multi handle, connection reuse, HTTP/2 where offered. Errors:
  * MAR_EFAIL. */
-int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops,
-                           void **ret_ctx, mar_err **err);
+int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops, void **ret_ctx,
+                           mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Client. */
@@ -91,10 +91,11 @@ int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_o
 typedef struct reg_options {
     mar_strv insecure;         /* host[:port] without TLS verification (plain HTTP fallback) */
     const char *docker_config; /* config.json path; NULL: $DOCKER_CONFIG or ~/.docker */
-    const char *certs_dirs[4]; /* NULL-terminated; default /etc/docker/certs.d, ~/.config/mar/certs.d */
-    int max_attempts;          /* per request; 0 = 5 */
-    uint64_t backoff_base_ms;  /* 0 = 500 (registry-protocol.md §9) */
-    uint64_t backoff_cap_ms;   /* 0 = 30000 */
+    const char *
+            certs_dirs[4]; /* NULL-terminated; default /etc/docker/certs.d, ~/.config/mar/certs.d */
+    int max_attempts;      /* per request; 0 = 5 */
+    uint64_t backoff_base_ms;    /* 0 = 500 (registry-protocol.md §9) */
+    uint64_t backoff_cap_ms;     /* 0 = 30000 */
     uint64_t retry_after_max_ms; /* longest 429 Retry-After honoured; 0 = 60000 */
     const char *user_agent;
 } reg_options;
@@ -106,7 +107,7 @@ void reg_options_release(reg_options *o);
 typedef struct reg_client reg_client;
 
 typedef struct reg_stats {
-    uint64_t requests;     /* HTTP exchanges, token requests included */
+    uint64_t requests; /* HTTP exchanges, token requests included */
     uint64_t retries;
     uint64_t token_fetches;
     uint64_t bytes;

@@ -50,11 +50,10 @@ static void xfer_free(xfer *x)
     free(x);
 }
 
-static void add_header(reg_http_req *req, const char *name, size_t nl, const char *value,
-                       size_t vl)
+static void add_header(reg_http_req *req, const char *name, size_t nl, const char *value, size_t vl)
 {
     req->resp_headers =
-        mar_xrealloc(req->resp_headers, (req->n_resp_headers + 1) * sizeof(reg_header));
+            mar_xrealloc(req->resp_headers, (req->n_resp_headers + 1) * sizeof(reg_header));
     reg_header *h = &req->resp_headers[req->n_resp_headers++];
     h->name = mar_xstrndup(name, nl);
     for (char *p = h->name; *p; p++) {
@@ -394,13 +393,13 @@ static void ctx_destroy(void *vctx)
 }
 
 static const reg_http_ops curl_ops = {
-    .submit = ctx_submit,
-    .run = ctx_run,
-    .destroy = ctx_destroy,
+        .submit = ctx_submit,
+        .run = ctx_run,
+        .destroy = ctx_destroy,
 };
 
-int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops,
-                           void **ret_ctx, mar_err **err)
+int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops, void **ret_ctx,
+                           mar_err **err)
 {
     if (!global_done) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -11,8 +11,8 @@ static const struct {
     const char *name;
     size_t hexlen;
 } algs[] = {
-    [MAR_DIGEST_SHA256] = {"sha256", 64},
-    [MAR_DIGEST_SHA512] = {"sha512", 128},
+        [MAR_DIGEST_SHA256] = {"sha256", 64},
+        [MAR_DIGEST_SHA512] = {"sha512", 128},
 };
 
 static const EVP_MD *alg_md(mar_digest_alg alg)

@@ -5,16 +5,16 @@
 #include <string.h>
 
 static const char *const code_names[] = {
-    [0] = "ok",
-    [MAR_EFAIL] = "failure",
-    [MAR_EUSAGE] = "usage",
-    [MAR_ENOTFOUND] = "not found",
-    [MAR_EAUTH] = "authentication",
-    [MAR_ENET] = "network",
-    [MAR_EINTEGRITY] = "integrity",
-    [MAR_EUNSUPPORTED] = "unsupported",
-    [MAR_ERATELIMIT] = "rate limit",
-    [MAR_EIO] = "local storage",
+        [0] = "ok",
+        [MAR_EFAIL] = "failure",
+        [MAR_EUSAGE] = "usage",
+        [MAR_ENOTFOUND] = "not found",
+        [MAR_EAUTH] = "authentication",
+        [MAR_ENET] = "network",
+        [MAR_EINTEGRITY] = "integrity",
+        [MAR_EUNSUPPORTED] = "unsupported",
+        [MAR_ERATELIMIT] = "rate limit",
+        [MAR_EIO] = "local storage",
 };
 
 const char *mar_err_code_name(int code)

@@ -10,8 +10,7 @@ int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_
     _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e, "cannot open '%s'",
-                           path);
+        return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e, "cannot open '%s'", path);
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {

@@ -37,8 +37,8 @@ static void close_fd(int *fd)
     }
 }
 
-int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap,
-                 size_t err_cap, int timeout_ms, mar_proc_result *ret, mar_err **err)
+int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap, size_t err_cap,
+                 int timeout_ms, mar_proc_result *ret, mar_err **err)
 {
     int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1};
     int rc = 0;
@@ -47,8 +47,8 @@ int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_c
     mar_buf_init(&ret->out, out_cap);
     mar_buf_init(&ret->errout, err_cap);
 
-    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
-        pipe2(err_p, O_CLOEXEC) < 0 || pipe2(rep_p, O_CLOEXEC) < 0) {
+    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
+        pipe2(rep_p, O_CLOEXEC) < 0) {
         rc = mar_err_set(err, MAR_EFAIL, errno, "cannot create pipes for '%s'", argv[0]);
         goto out;
     }

@@ -18,7 +18,7 @@
 #define MAR_STATIC static
 #endif
 
-#define MAR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define MAR_PRINTF(a, b)  __attribute__((format(printf, a, b)))
 #define MAR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------------
@@ -108,13 +108,13 @@ static inline void mar__secretp(char **s)
     mar_secret_free(*s);
 }
 
-#define _cleanup_(f)      __attribute__((cleanup(f)))
-#define _cleanup_free_    _cleanup_(mar__freep)
-#define _cleanup_close_   _cleanup_(mar__closep)
-#define _cleanup_fclose_  _cleanup_(mar__fclosep)
-#define _cleanup_err_     _cleanup_(mar__errp)
-#define _cleanup_json_    _cleanup_(mar__jsonp)
-#define _cleanup_secret_  _cleanup_(mar__secretp)
+#define _cleanup_(f)     __attribute__((cleanup(f)))
+#define _cleanup_free_   _cleanup_(mar__freep)
+#define _cleanup_close_  _cleanup_(mar__closep)
+#define _cleanup_fclose_ _cleanup_(mar__fclosep)
+#define _cleanup_err_    _cleanup_(mar__errp)
+#define _cleanup_json_   _cleanup_(mar__jsonp)
+#define _cleanup_secret_ _cleanup_(mar__secretp)
 
 /* Defines `static inline void name##_freep(type **p)` calling fn(*p) when not NULL. */
 #define MAR_DEFINE_CLEANUP(type, fn)                                                               \
@@ -151,7 +151,10 @@ typedef struct mar_buf {
     size_t cap; /* largest len allowed */
 } mar_buf;
 
-#define MAR_BUF_INIT(cap_) {.data = mar__buf_empty, .len = 0, .alloc = 0, .cap = (cap_)}
+#define MAR_BUF_INIT(cap_)                                                                         \
+    {                                                                                              \
+        .data = mar__buf_empty, .len = 0, .alloc = 0, .cap = (cap_)                                \
+    }
 
 void mar_buf_init(mar_buf *b, size_t cap);
 /* Appends n bytes. Returns 0, or -E2BIG when the result would exceed the cap (the buffer is then
@@ -175,17 +178,17 @@ static inline void mar__bufp(mar_buf *b)
 #define _cleanup_buf_ _cleanup_(mar__bufp)
 
 /* Caps on inputs (docs/internals/buffers.md). */
-#define MAR_CAP_MANIFEST     4393216u /* containerd MaxManifestSize, registry-protocol.md §10 */
-#define MAR_CAP_CONFIG       (8u << 20)
-#define MAR_CAP_ERROR_BODY   (64u << 10)
-#define MAR_CAP_TOKEN_BODY   (64u << 10)
-#define MAR_CAP_AUTH_HEADER  (8u << 10)
-#define MAR_CAP_HEADERS      (64u << 10)
-#define MAR_CAP_HELPER_OUT   (1u << 20)
-#define MAR_CAP_HELPER_ERR   (4u << 10)
-#define MAR_CAP_BINFMT_ENTRY (4u << 10)
+#define MAR_CAP_MANIFEST      4393216u /* containerd MaxManifestSize, registry-protocol.md §10 */
+#define MAR_CAP_CONFIG        (8u << 20)
+#define MAR_CAP_ERROR_BODY    (64u << 10)
+#define MAR_CAP_TOKEN_BODY    (64u << 10)
+#define MAR_CAP_AUTH_HEADER   (8u << 10)
+#define MAR_CAP_HEADERS       (64u << 10)
+#define MAR_CAP_HELPER_OUT    (1u << 20)
+#define MAR_CAP_HELPER_ERR    (4u << 10)
+#define MAR_CAP_BINFMT_ENTRY  (4u << 10)
 #define MAR_CAP_DOCKER_CONFIG (4u << 20)
-#define MAR_CAP_PROC_FILE    (1u << 20)
+#define MAR_CAP_PROC_FILE     (1u << 20)
 
 /* ---------------------------------------------------------------------------------------------
  * String vectors. */
@@ -196,7 +199,10 @@ typedef struct mar_strv {
     size_t alloc;
 } mar_strv;
 
-#define MAR_STRV_INIT {NULL, 0, 0}
+#define MAR_STRV_INIT                                                                              \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 void mar_strv_push(mar_strv *sv, const char *s);
 void mar_strv_push_take(mar_strv *sv, char *s);
 void mar_strv_release(mar_strv *sv);
@@ -325,8 +331,8 @@ typedef struct mar_proc_result {
 /* Runs argv[0] (looked up in PATH) with argv, feeding `in` to stdin, collecting stdout up to
  * out_cap and stderr up to err_cap, killing the child after timeout_ms. Errors: MAR_EFAIL when
  * the program cannot be started (ENOENT is reported with sys_errno). */
-int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap,
-                 size_t err_cap, int timeout_ms, mar_proc_result *ret, mar_err **err);
+int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap, size_t err_cap,
+                 int timeout_ms, mar_proc_result *ret, mar_err **err);
 void mar_proc_result_release(mar_proc_result *r);
 
 /* ---------------------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ void vm_target_add_handler(vm_target *t, const vm_handler *h)
 
 static void add_all_qemu(vm_target *t, const char *except)
 {
-    static const char *const arches[] = {"amd64",   "386",    "arm64",    "arm",     "ppc64le",
-                                         "s390x",   "riscv64", "mips64le", "loong64", NULL};
+    static const char *const arches[] = {"amd64", "386",     "arm64",    "arm",     "ppc64le",
+                                         "s390x", "riscv64", "mips64le", "loong64", NULL};
     for (size_t i = 0; arches[i]; i++) {
         if (strcmp(arches[i], except) == 0) {
             continue;
@@ -115,8 +115,10 @@ int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, 
         with_qemu = true;
     }
     if (oci_platform_parse(plat, host, &t.platform, err) < 0) {
-        return mar_err_wrap(err, "unknown target '%s' (a platform, or one of apple-silicon, "
-                            "apple-silicon-qemu, intel-mac)", spec);
+        return mar_err_wrap(err,
+                            "unknown target '%s' (a platform, or one of apple-silicon, "
+                            "apple-silicon-qemu, intel-mac)",
+                            spec);
     }
     oci_platform_normalize(&t.platform, &t.platform);
     t.aarch32 = true;
@@ -227,8 +229,7 @@ void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret
     } else if (t->is_host || t->binfmt_known) {
         snprintf(ret->reason, sizeof(ret->reason), "no binfmt_misc handler for %s", n.arch);
     } else {
-        snprintf(ret->reason, sizeof(ret->reason), "not native to %s (emulators unknown)",
-                 t->name);
+        snprintf(ret->reason, sizeof(ret->reason), "not native to %s (emulators unknown)", t->name);
     }
     if (t->is_host) {
         snprintf(ret->fix, sizeof(ret->fix), "mar binfmt install %s", n.arch);

@@ -16,8 +16,8 @@ static void test_registry_and_fixtures(void **state)
     assert_string_equal(r.out.data, "200");
     itest_run_release(&r);
     json_t *fx = itest_fixtures();
-    static const char *const names[] = {"multi",      "dockerlist",   "single",  "zstd", "amd64only",
-                                        "mislabeled", "confmismatch", "whiteout"};
+    static const char *const names[] = {"multi",     "dockerlist", "single",       "zstd",
+                                        "amd64only", "mislabeled", "confmismatch", "whiteout"};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(names); i++) {
         json_t *f = json_object_get(fx, names[i]);
         assert_non_null(f);
@@ -51,7 +51,7 @@ static void test_binfmt_runs_foreign_busybox(void **state)
     _cleanup_free_ char *base = cache ? mar_xstrdup(cache) : mar_xasprintf("%s/.cache/mar", home);
     static const struct {
         const char *debarch, *machine;
-    } cases[] = {{"arm64", "aarch64"}, {"armhf", "armv7l"}, {"s390x", "s390x"},
+    } cases[] = {{"arm64", "aarch64"},   {"armhf", "armv7l"},    {"s390x", "s390x"},
                  {"ppc64el", "ppc64le"}, {"mips64el", "mips64"}, {"amd64", "x86_64"}};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
         _cleanup_free_ char *bb = mar_xasprintf("%s/busybox/%s/busybox", base, cases[i].debarch);
@@ -68,9 +68,9 @@ static void test_binfmt_runs_foreign_busybox(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry_and_fixtures),
-        cmocka_unit_test(test_containerd),
-        cmocka_unit_test(test_binfmt_runs_foreign_busybox),
+            cmocka_unit_test(test_registry_and_fixtures),
+            cmocka_unit_test(test_containerd),
+            cmocka_unit_test(test_binfmt_runs_foreign_busybox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,8 +15,8 @@ static const char *diff_id_of(const char *fixture, const char *d)
 {
     size_t i;
     json_t *p;
-    json_array_foreach(json_object_get(json_object_get(itest_fixtures(), fixture), "platforms"),
-                       i, p)
+    json_array_foreach(json_object_get(json_object_get(itest_fixtures(), fixture), "platforms"), i,
+                       p)
     {
         if (strcmp(S(p, "digest"), d) == 0) {
             return S(p, "diffId");
@@ -49,15 +49,15 @@ static char *ctr_choice(const char *fixture, const char *platform, int n)
     const char *ref = itest_fixture_ref(fixture);
     itest_run r;
     /* Fetch every platform first: ctr's fetch filter is exact, its unpack uses Only(p). */
-    const char *fetch[] = {"ctr", "--address", sock, "-n", ns, "content", "fetch", "--plain-http",
-                           "--all-platforms", ref, NULL};
+    const char *fetch[] = {"ctr",          "--address",       sock, "-n", ns, "content", "fetch",
+                           "--plain-http", "--all-platforms", ref,  NULL};
     itest_runv(&r, NULL, fetch);
     assert_int_equal(r.status, 0);
     itest_run_release(&r);
-    const char *pull_p[] = {"ctr", "--address", sock, "-n", ns, "images", "pull", "--plain-http",
-                            "--platform", platform, ref, NULL};
-    const char *pull_d[] = {"ctr", "--address", sock, "-n", ns, "images", "pull", "--plain-http",
-                            ref, NULL};
+    const char *pull_p[] = {"ctr",  "--address",    sock,         "-n",     ns,  "images",
+                            "pull", "--plain-http", "--platform", platform, ref, NULL};
+    const char *pull_d[] = {"ctr",    "--address", sock,           "-n", ns,
+                            "images", "pull",      "--plain-http", ref,  NULL};
     itest_runv(&r, NULL, platform ? pull_p : pull_d);
     int st = r.status;
     bool nomatch = strstr(r.err.data, "no match for platform") != NULL;
@@ -86,12 +86,23 @@ static void test_same_choice(void **state)
     static const struct {
         const char *fixture, *platform;
     } cases[] = {
-        {"multi", NULL},           {"multi", "linux/amd64"},    {"multi", "linux/amd64/v2"},
-        {"multi", "linux/386"},    {"multi", "linux/arm64"},    {"multi", "linux/arm64/v8"},
-        {"multi", "linux/arm"},    {"multi", "linux/arm/v6"},   {"multi", "linux/arm/v8"},
-        {"multi", "linux/arm/v5"}, {"multi", "linux/s390x"},    {"multi", "linux/ppc64le"},
-        {"multi", "linux/mips64le"}, {"multi", "linux/riscv64"}, {"dockerlist", "linux/arm64"},
-        {"dockerlist", "linux/arm/v7"}, {"zstd", "linux/arm64/v8"},
+            {"multi", NULL},
+            {"multi", "linux/amd64"},
+            {"multi", "linux/amd64/v2"},
+            {"multi", "linux/386"},
+            {"multi", "linux/arm64"},
+            {"multi", "linux/arm64/v8"},
+            {"multi", "linux/arm"},
+            {"multi", "linux/arm/v6"},
+            {"multi", "linux/arm/v8"},
+            {"multi", "linux/arm/v5"},
+            {"multi", "linux/s390x"},
+            {"multi", "linux/ppc64le"},
+            {"multi", "linux/mips64le"},
+            {"multi", "linux/riscv64"},
+            {"dockerlist", "linux/arm64"},
+            {"dockerlist", "linux/arm/v7"},
+            {"zstd", "linux/arm64/v8"},
     };
     int bad = 0;
     for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
@@ -99,8 +110,8 @@ static void test_same_choice(void **state)
         char *c = ctr_choice(cases[i].fixture, cases[i].platform, (int)i);
         bool same = (!m && !c) || (m && c && strcmp(m, c) == 0);
         printf("%-10s %-16s mar=%.19s ctr=%.19s %s\n", cases[i].fixture,
-               cases[i].platform ? cases[i].platform : "(default)", m ? m : "none",
-               c ? c : "none", same ? "same" : "DIFFERENT");
+               cases[i].platform ? cases[i].platform : "(default)", m ? m : "none", c ? c : "none",
+               same ? "same" : "DIFFERENT");
         bad += !same;
         free(c);
     }

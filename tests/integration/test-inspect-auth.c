@@ -12,7 +12,8 @@ static int setup(void **state)
 {
     (void)state;
     const char *const need[] = {"MAR_TEST_TOKEN_REGISTRY", "MAR_TEST_BASIC_REGISTRY",
-                                "MAR_TEST_USER", "MAR_TEST_PASSWORD", "MAR_TEST_TOKEN_LOG", NULL};
+                                "MAR_TEST_USER",           "MAR_TEST_PASSWORD",
+                                "MAR_TEST_TOKEN_LOG",      NULL};
     itest_require(need);
     user = itest_bed("MAR_TEST_USER");
     pass = itest_bed("MAR_TEST_PASSWORD");
@@ -84,11 +85,11 @@ static void test_config_json(void **state)
     (void)state;
     _cleanup_free_ char *pair = mar_xasprintf("%s:%s", user, pass);
     _cleanup_free_ char *auth = b64(pair);
-    _cleanup_free_ char *cfg =
-        mar_xasprintf("{\"auths\":{\"%s\":{\"auth\":\"%s\"},\"http://%s/v2/\":{\"username\":\"%s\","
-                      "\"password\":\"%s\"}}}",
-                      itest_bed("MAR_TEST_TOKEN_REGISTRY"), auth,
-                      itest_bed("MAR_TEST_BASIC_REGISTRY"), user, pass);
+    _cleanup_free_ char *cfg = mar_xasprintf(
+            "{\"auths\":{\"%s\":{\"auth\":\"%s\"},\"http://%s/v2/\":{\"username\":\"%s\","
+            "\"password\":\"%s\"}}}",
+            itest_bed("MAR_TEST_TOKEN_REGISTRY"), auth, itest_bed("MAR_TEST_BASIC_REGISTRY"), user,
+            pass);
     _cleanup_free_ char *path = itest_write("cfg1/config.json", cfg, 0600);
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg1", itest_tmpdir());
     const char *env[] = {env0, NULL};
@@ -115,11 +116,10 @@ static void test_config_json(void **state)
 static void test_wrong_password(void **state)
 {
     (void)state;
-    _cleanup_free_ char *cfg =
-        mar_xasprintf("{\"auths\":{\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"},"
-                      "\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"}}}",
-                      itest_bed("MAR_TEST_TOKEN_REGISTRY"), user,
-                      itest_bed("MAR_TEST_BASIC_REGISTRY"), user);
+    _cleanup_free_ char *cfg = mar_xasprintf(
+            "{\"auths\":{\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"},"
+            "\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"}}}",
+            itest_bed("MAR_TEST_TOKEN_REGISTRY"), user, itest_bed("MAR_TEST_BASIC_REGISTRY"), user);
     _cleanup_free_ char *path = itest_write("cfg2/config.json", cfg, 0600);
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg2", itest_tmpdir());
     const char *env[] = {env0, NULL};
@@ -141,10 +141,10 @@ static void test_credential_helper(void **state)
 {
     (void)state;
     _cleanup_free_ char *script = mar_xasprintf(
-        "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n"
-        "echo \"$server\" >> %s/helper-calls\n"
-        "printf '{\"ServerURL\":\"%%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' \"$server\"\n",
-        itest_tmpdir(), user, pass);
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\n"
+            "echo \"$server\" >> %s/helper-calls\n"
+            "printf '{\"ServerURL\":\"%%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' \"$server\"\n",
+            itest_tmpdir(), user, pass);
     _cleanup_free_ char *hp = itest_write("bin/docker-credential-martest", script, 0755);
     _cleanup_free_ char *cfg = mar_xasprintf("{\"credHelpers\":{\"%s\":\"martest\"},"
                                              "\"credsStore\":\"martest\"}",
@@ -189,9 +189,9 @@ static void test_identity_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_anonymous_is_refused), cmocka_unit_test(test_config_json),
-        cmocka_unit_test(test_wrong_password),       cmocka_unit_test(test_credential_helper),
-        cmocka_unit_test(test_identity_token),
+            cmocka_unit_test(test_anonymous_is_refused), cmocka_unit_test(test_config_json),
+            cmocka_unit_test(test_wrong_password),       cmocka_unit_test(test_credential_helper),
+            cmocka_unit_test(test_identity_token),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -111,8 +111,8 @@ static void test_multi_json(void **state)
     assert_string_equal(S(json_object_get(arm64, "config"), "variant"), "v8");
     if (itest_bed("MAR_TEST_BINFMT")) {
         /* The bed registered QEMU handlers for these. */
-        static const char *const emulated[] = {"linux/arm64/v8", "linux/arm/v7", "linux/arm/v5",
-                                               "linux/s390x", "linux/ppc64le", "linux/mips64le"};
+        static const char *const emulated[] = {"linux/arm64/v8", "linux/arm/v7",  "linux/arm/v5",
+                                               "linux/s390x",    "linux/ppc64le", "linux/mips64le"};
         for (size_t k = 0; k < MAR_ARRAY_SIZE(emulated); k++) {
             json_t *row = row_for(j, emulated[k]);
             assert_string_equal(S(row, "run"), "emulated");
@@ -129,8 +129,8 @@ static void test_verdicts_match_reality(void **state)
     (void)state;
     json_t *j = inspect_json(itest_fixture_ref("multi"), NULL, NULL, 0);
     const char *cache = getenv("MAR_CACHE_DIR");
-    _cleanup_free_ char *base = cache ? mar_xstrdup(cache)
-                                      : mar_xasprintf("%s/.cache/mar", getenv("HOME"));
+    _cleanup_free_ char *base =
+            cache ? mar_xstrdup(cache) : mar_xasprintf("%s/.cache/mar", getenv("HOME"));
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(fixture("multi"), "platforms"), i, p)
@@ -200,9 +200,9 @@ static void test_platform_selection(void **state)
     static const struct {
         const char *requested, *picked;
     } cases[] = {
-        {"linux/arm/v6", "linux/arm/v5"}, {"linux/arm/v8", "linux/arm/v7"},
-        {"linux/arm64", "linux/arm64/v8"}, {"linux/amd64/v2", "linux/amd64"},
-        {"linux/i386", "linux/386"},       {"linux/ppc64le", "linux/ppc64le"},
+            {"linux/arm/v6", "linux/arm/v5"},  {"linux/arm/v8", "linux/arm/v7"},
+            {"linux/arm64", "linux/arm64/v8"}, {"linux/amd64/v2", "linux/amd64"},
+            {"linux/i386", "linux/386"},       {"linux/ppc64le", "linux/ppc64le"},
     };
     for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
         json_t *j = inspect_json(itest_fixture_ref("multi"), "--platform", cases[i].requested, 0);
@@ -237,8 +237,8 @@ static void test_by_digest(void **state)
 {
     (void)state;
     json_t *p = json_array_get(json_object_get(fixture("multi"), "platforms"), 1);
-    _cleanup_free_ char *repo = mar_xasprintf("%s/mar/multi@%s", itest_bed("MAR_TEST_REGISTRY"),
-                                              S(p, "digest"));
+    _cleanup_free_ char *repo =
+            mar_xasprintf("%s/mar/multi@%s", itest_bed("MAR_TEST_REGISTRY"), S(p, "digest"));
     json_t *j = inspect_json(repo, NULL, NULL, 0);
     assert_string_equal(S(j, "kind"), "manifest");
     assert_string_equal(S(j, "digest"), S(p, "digest"));
@@ -334,8 +334,8 @@ static void test_failures(void **state)
     itest_run_release(&r);
 
     _cleanup_free_ char *bad_digest = mar_xasprintf(
-        "%s/mar/multi@sha256:0000000000000000000000000000000000000000000000000000000000000000",
-        reg);
+            "%s/mar/multi@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            reg);
     itest_mar(&r, NULL, "inspect", bad_digest, NULL);
     assert_int_equal(r.status, 3);
     assert_contains(r.err.data, "MANIFEST_UNKNOWN");
@@ -356,12 +356,17 @@ static void test_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_multi_human),      cmocka_unit_test(test_multi_json),
-        cmocka_unit_test(test_verdicts_match_reality),
-        cmocka_unit_test(test_fake_binfmt_root), cmocka_unit_test(test_apple_silicon_target),
-        cmocka_unit_test(test_platform_selection), cmocka_unit_test(test_raw),
-        cmocka_unit_test(test_by_digest),        cmocka_unit_test(test_docker_types_and_zstd),
-        cmocka_unit_test(test_problems),         cmocka_unit_test(test_failures),
+            cmocka_unit_test(test_multi_human),
+            cmocka_unit_test(test_multi_json),
+            cmocka_unit_test(test_verdicts_match_reality),
+            cmocka_unit_test(test_fake_binfmt_root),
+            cmocka_unit_test(test_apple_silicon_target),
+            cmocka_unit_test(test_platform_selection),
+            cmocka_unit_test(test_raw),
+            cmocka_unit_test(test_by_digest),
+            cmocka_unit_test(test_docker_types_and_zstd),
+            cmocka_unit_test(test_problems),
+            cmocka_unit_test(test_failures),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

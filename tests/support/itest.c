@@ -62,8 +62,9 @@ void itest_require(const char *const *names)
     for (size_t i = 0; names[i]; i++) {
         if (!itest_bed(names[i])) {
             const char *ci = getenv("MAR_CI");
-            fprintf(stderr, "test bed lacks %s (set MAR_BED to a directory made by "
-                            "tests/bed/bed.sh up)\n",
+            fprintf(stderr,
+                    "test bed lacks %s (set MAR_BED to a directory made by "
+                    "tests/bed/bed.sh up)\n",
                     names[i]);
             exit(ci && strcmp(ci, "1") == 0 ? 1 : 77);
         }

@@ -12,16 +12,16 @@
 
 #include <curl/curl.h>
 
-#define MT_OCI_LAYER_GZ   "application/vnd.oci.image.layer.v1.tar+gzip"
-#define MT_OCI_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
-#define MT_DOCKER_LAYER   "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#define MT_OCI_CONFIG     "application/vnd.oci.image.config.v1+json"
-#define MT_DOCKER_CONFIG  "application/vnd.docker.container.image.v1+json"
-#define MT_OCI_MANIFEST   "application/vnd.oci.image.manifest.v1+json"
-#define MT_OCI_INDEX      "application/vnd.oci.image.index.v1+json"
+#define MT_OCI_LAYER_GZ    "application/vnd.oci.image.layer.v1.tar+gzip"
+#define MT_OCI_LAYER_ZSTD  "application/vnd.oci.image.layer.v1.tar+zstd"
+#define MT_DOCKER_LAYER    "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define MT_OCI_CONFIG      "application/vnd.oci.image.config.v1+json"
+#define MT_DOCKER_CONFIG   "application/vnd.docker.container.image.v1+json"
+#define MT_OCI_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX       "application/vnd.oci.image.index.v1+json"
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_DOCKER_LIST    "application/vnd.docker.distribution.manifest.list.v2+json"
-#define MTIME             1700000000
+#define MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MTIME              1700000000
 
 static const char *registry;
 static const char *bbdir;
@@ -123,8 +123,8 @@ static long http(const char *method, const char *url, const char *ctype, const v
 
 static void push_blob(const char *repo, const blob *b)
 {
-    _cleanup_free_ char *head = mar_xasprintf("http://%s/v2/%s/blobs/%s", registry, repo,
-                                              b->digest.str);
+    _cleanup_free_ char *head =
+            mar_xasprintf("http://%s/v2/%s/blobs/%s", registry, repo, b->digest.str);
     if (http("HEAD", head, NULL, NULL, 0, NULL) == 200) {
         return;
     }
@@ -133,11 +133,11 @@ static void push_blob(const char *repo, const blob *b)
     if (http("POST", start, NULL, NULL, 0, &loc) != 202 || !loc) {
         die("cannot start an upload to %s", repo);
     }
-    _cleanup_free_ char *put =
-        mar_str_startswith(loc, "http")
-            ? mar_xasprintf("%s%sdigest=%s", loc, strchr(loc, '?') ? "&" : "?", b->digest.str)
-            : mar_xasprintf("http://%s%s%sdigest=%s", registry, loc, strchr(loc, '?') ? "&" : "?",
-                            b->digest.str);
+    _cleanup_free_ char *put = mar_str_startswith(loc, "http")
+                                       ? mar_xasprintf("%s%sdigest=%s", loc,
+                                                       strchr(loc, '?') ? "&" : "?", b->digest.str)
+                                       : mar_xasprintf("http://%s%s%sdigest=%s", registry, loc,
+                                                       strchr(loc, '?') ? "&" : "?", b->digest.str);
     if (http("PUT", put, "application/octet-stream", b->data.data, b->data.len, NULL) != 201) {
         die("cannot upload %s to %s", b->digest.str, repo);
     }
@@ -175,8 +175,12 @@ static void add_dir(mar_buf *t, const char *name, unsigned mode)
 
 static void add_file(mar_buf *t, const char *name, unsigned mode, const void *data, size_t n)
 {
-    tarw_add(t, &(tarw_entry){.name = name, .type = '0', .mode = mode, .mtime = MTIME,
-                              .data = data, .size = n});
+    tarw_add(t, &(tarw_entry){.name = name,
+                              .type = '0',
+                              .mode = mode,
+                              .mtime = MTIME,
+                              .data = data,
+                              .size = n});
 }
 
 /* The root filesystem layer: busybox with its applet links, /etc/passwd and /etc/group. */
@@ -190,15 +194,22 @@ static void rootfs_tar(const mar_buf *bb, mar_buf *t)
     add_file(t, "bin/busybox", 0755, bb->data, bb->len);
     for (size_t i = 0; i < MAR_ARRAY_SIZE(applets); i++) {
         _cleanup_free_ char *n = mar_xasprintf("bin/%s", applets[i]);
-        tarw_add(t, &(tarw_entry){.name = n, .type = '2', .mode = 0777, .mtime = MTIME,
+        tarw_add(t, &(tarw_entry){.name = n,
+                                  .type = '2',
+                                  .mode = 0777,
+                                  .mtime = MTIME,
                                   .linkname = "busybox"});
     }
     add_dir(t, "etc/", 0755);
     add_file(t, "etc/passwd", 0644, passwd, sizeof(passwd) - 1);
     add_file(t, "etc/group", 0644, group, sizeof(group) - 1);
     add_dir(t, "home/", 0755);
-    tarw_add(t, &(tarw_entry){.name = "home/app/", .type = '5', .mode = 0755, .uid = 1000,
-                              .gid = 1000, .mtime = MTIME});
+    tarw_add(t, &(tarw_entry){.name = "home/app/",
+                              .type = '5',
+                              .mode = 0755,
+                              .uid = 1000,
+                              .gid = 1000,
+                              .mtime = MTIME});
     add_dir(t, "root/", 0700);
     add_dir(t, "tmp/", 01777);
 }
@@ -229,8 +240,8 @@ static void json_blob(json_t *doc, const char *mt, blob *ret)
     blob_set(ret, mt, &b);
 }
 
-static void make_config(const char *arch, const char *variant, const mar_digest *diff_ids,
-                        size_t n, bool docker, blob *ret)
+static void make_config(const char *arch, const char *variant, const mar_digest *diff_ids, size_t n,
+                        bool docker, blob *ret)
 {
     json_t *ids = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -241,10 +252,11 @@ static void make_config(const char *arch, const char *variant, const mar_digest 
         json_object_set_new(cfg, "variant", json_string(variant));
     }
     json_object_set_new(cfg, "os", json_string("linux"));
-    json_object_set_new(cfg, "config",
-                        json_pack("{s:[s], s:[s], s:s}", "Env",
-                                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                  "Cmd", "/bin/sh", "WorkingDir", "/"));
+    json_object_set_new(
+            cfg, "config",
+            json_pack("{s:[s], s:[s], s:s}", "Env",
+                      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "Cmd",
+                      "/bin/sh", "WorkingDir", "/"));
     json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:o}", "type", "layers", "diff_ids", ids));
     json_object_set_new(cfg, "history",
                         json_pack("[{s:s, s:s}]", "created", "2023-11-14T22:13:20Z", "created_by",
@@ -255,12 +267,11 @@ static void make_config(const char *arch, const char *variant, const mar_digest 
 
 static json_t *descriptor(const blob *b)
 {
-    return json_pack("{s:s, s:s, s:I}", "mediaType", b->media_type, "digest", b->digest.str,
-                     "size", (json_int_t)b->data.len);
+    return json_pack("{s:s, s:s, s:I}", "mediaType", b->media_type, "digest", b->digest.str, "size",
+                     (json_int_t)b->data.len);
 }
 
-static void make_manifest(const blob *config, const blob *layers, size_t n, bool docker,
-                          blob *ret)
+static void make_manifest(const blob *config, const blob *layers, size_t n, bool docker, blob *ret)
 {
     json_t *ls = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -304,8 +315,8 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
     mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
     rootfs_tar(&bb, &tar);
     mar_buf_release(&bb);
-    make_layer(&tar, c, docker ? MT_DOCKER_LAYER : (c == C_ZSTD ? MT_OCI_LAYER_ZSTD
-                                                                : MT_OCI_LAYER_GZ),
+    make_layer(&tar, c,
+               docker ? MT_DOCKER_LAYER : (c == C_ZSTD ? MT_OCI_LAYER_ZSTD : MT_OCI_LAYER_GZ),
                &ret->layer, &ret->diff_id);
     make_config(ps->cfg_arch ? ps->cfg_arch : ps->arch, ps->cfg_arch ? NULL : ps->variant,
                 &ret->diff_id, 1, docker, &ret->config);
@@ -333,8 +344,9 @@ static void build_attestation(const char *repo, const blob *subject, blob *ret)
     blob config;
     blob_set(&config, "application/vnd.docker.attestation.config.v1+json", &cb);
     json_t *ld = descriptor(&layer);
-    json_object_set_new(ld, "annotations", json_pack("{s:s}", "in-toto.io/predicate-type",
-                                                     "https://slsa.dev/provenance/v0.2"));
+    json_object_set_new(
+            ld, "annotations",
+            json_pack("{s:s}", "in-toto.io/predicate-type", "https://slsa.dev/provenance/v0.2"));
     json_t *m = json_pack("{s:i, s:s, s:o, s:[o]}", "schemaVersion", 2, "mediaType",
                           MT_OCI_MANIFEST, "config", descriptor(&config), "layers", ld);
     json_blob(m, MT_OCI_MANIFEST, ret);
@@ -364,14 +376,15 @@ static void record(const char *name, const char *repo, const char *tag, const bl
     for (size_t i = 0; i < n; i++) {
         char plat[96];
         snprintf(plat, sizeof(plat), "linux/%s%s%s", parts[i].spec.arch,
-                 parts[i].spec.variant ? "/" : "", parts[i].spec.variant ? parts[i].spec.variant : "");
-        json_array_append_new(plats, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "platform", plat,
-                                               "digest", parts[i].manifest.digest.str, "config",
-                                               parts[i].config.digest.str, "diffId",
-                                               parts[i].diff_id.str, "debarch",
-                                               parts[i].spec.debarch, "configArch",
-                                               parts[i].spec.cfg_arch ? parts[i].spec.cfg_arch
-                                                                      : parts[i].spec.arch));
+                 parts[i].spec.variant ? "/" : "",
+                 parts[i].spec.variant ? parts[i].spec.variant : "");
+        json_array_append_new(
+                plats,
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "platform", plat, "digest",
+                          parts[i].manifest.digest.str, "config", parts[i].config.digest.str,
+                          "diffId", parts[i].diff_id.str, "debarch", parts[i].spec.debarch,
+                          "configArch",
+                          parts[i].spec.cfg_arch ? parts[i].spec.cfg_arch : parts[i].spec.arch));
     }
     _cleanup_free_ char *ref = mar_xasprintf("%s/%s:%s", registry, repo, tag);
     json_object_set_new(summary, name,
@@ -379,8 +392,8 @@ static void record(const char *name, const char *repo, const char *tag, const bl
                                   "mediaType", top->media_type, "platforms", plats));
 }
 
-static void push_index(const char *name, const char *repo, const char *tag, built *parts,
-                       size_t n, size_t attestations, bool docker)
+static void push_index(const char *name, const char *repo, const char *tag, built *parts, size_t n,
+                       size_t attestations, bool docker)
 {
     json_t *ms = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -400,7 +413,8 @@ static void push_index(const char *name, const char *repo, const char *tag, buil
         mar_buf_release(&att.data);
     }
     const char *mt = docker ? MT_DOCKER_LIST : MT_OCI_INDEX;
-    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", mt, "manifests", ms);
+    json_t *idx =
+            json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", mt, "manifests", ms);
     blob top;
     json_blob(idx, mt, &top);
     json_decref(idx);
@@ -410,10 +424,10 @@ static void push_index(const char *name, const char *repo, const char *tag, buil
 }
 
 static const platform_spec all8[] = {
-    {"amd64", "amd64", NULL, NULL},      {"arm64", "arm64", "v8", NULL},
-    {"armhf", "arm", "v7", NULL},        {"armel", "arm", "v5", NULL},
-    {"i386", "386", NULL, NULL},         {"ppc64el", "ppc64le", NULL, NULL},
-    {"s390x", "s390x", NULL, NULL},      {"mips64el", "mips64le", NULL, NULL},
+        {"amd64", "amd64", NULL, NULL}, {"arm64", "arm64", "v8", NULL},
+        {"armhf", "arm", "v7", NULL},   {"armel", "arm", "v5", NULL},
+        {"i386", "386", NULL, NULL},    {"ppc64el", "ppc64le", NULL, NULL},
+        {"s390x", "s390x", NULL, NULL}, {"mips64el", "mips64le", NULL, NULL},
 };
 
 static void fixture_multi(void)

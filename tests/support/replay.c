@@ -269,7 +269,7 @@ static void respond(replay *r, reg_http_req *req)
             continue;
         }
         req->resp_headers =
-            mar_xrealloc(req->resp_headers, (req->n_resp_headers + 1) * sizeof(reg_header));
+                mar_xrealloc(req->resp_headers, (req->n_resp_headers + 1) * sizeof(reg_header));
         reg_header *rh = &req->resp_headers[req->n_resp_headers++];
         rh->name = mar_xstrndup(line, (size_t)(colon - line));
         for (char *p = rh->name; *p; p++) {
@@ -294,8 +294,7 @@ static void respond(replay *r, reg_http_req *req)
             req->resp_body.cap = cap;
             if (mar_buf_append(&req->resp_body, b->body.data, b->body.len) < 0) {
                 req->result = REG_HTTP_ETOOBIG;
-                snprintf(req->errmsg, sizeof(req->errmsg), "response body exceeds %zu bytes",
-                         cap);
+                snprintf(req->errmsg, sizeof(req->errmsg), "response body exceeds %zu bytes", cap);
             }
         }
     }

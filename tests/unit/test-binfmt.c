@@ -79,11 +79,11 @@ static void test_parse_entry(void **state)
     assert_int_equal(binfmt_entry_kind(&e), BINFMT_KIND_ROSETTA);
 
     static const char *const bad[] = {
-        "interpreter /x\nmagic 00\n",                            /* no state */
-        "enabled\ninterpreter /x\nflags: F\noffset 0\nmagic 7g\n", /* bad hex */
-        "enabled\ninterpreter /x\noffset 0\nmagic 7f45\nmask ff\n", /* length mismatch */
-        "enabled\ninterpreter /x\nflags: F\n",                   /* no magic */
-        "enabled\noffset 99999\nmagic 00\n",                     /* offset */
+            "interpreter /x\nmagic 00\n",                               /* no state */
+            "enabled\ninterpreter /x\nflags: F\noffset 0\nmagic 7g\n",  /* bad hex */
+            "enabled\ninterpreter /x\noffset 0\nmagic 7f45\nmask ff\n", /* length mismatch */
+            "enabled\ninterpreter /x\nflags: F\n",                      /* no magic */
+            "enabled\noffset 99999\nmagic 00\n",                        /* offset */
     };
     for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
         assert_int_equal(binfmt_entry_parse("bad", bad[i], &e, &err), -MAR_EINTEGRITY);
@@ -99,12 +99,12 @@ static void test_kinds(void **state)
         const char *name, *interp;
         binfmt_kind kind;
     } k[] = {
-        {"rosetta", "/mnt/lima-rosetta/rosetta", BINFMT_KIND_ROSETTA},
-        {"r", "/media/rosetta", BINFMT_KIND_ROSETTA},
-        {"r", "/var/run/rosetta", BINFMT_KIND_ROSETTA},
-        {"qemu-x86_64", "/usr/bin/qemu-x86_64-static", BINFMT_KIND_QEMU},
-        {"buildkit-qemu-aarch64", "/usr/bin/buildkit-qemu-aarch64", BINFMT_KIND_BUILDKIT_QEMU},
-        {"fex", "/usr/bin/FEXInterpreter", BINFMT_KIND_OTHER},
+            {"rosetta", "/mnt/lima-rosetta/rosetta", BINFMT_KIND_ROSETTA},
+            {"r", "/media/rosetta", BINFMT_KIND_ROSETTA},
+            {"r", "/var/run/rosetta", BINFMT_KIND_ROSETTA},
+            {"qemu-x86_64", "/usr/bin/qemu-x86_64-static", BINFMT_KIND_QEMU},
+            {"buildkit-qemu-aarch64", "/usr/bin/buildkit-qemu-aarch64", BINFMT_KIND_BUILDKIT_QEMU},
+            {"fex", "/usr/bin/FEXInterpreter", BINFMT_KIND_OTHER},
     };
     for (size_t i = 0; i < MAR_ARRAY_SIZE(k); i++) {
         mar_strlcpy(e.name, k[i].name, sizeof(e.name));
@@ -264,15 +264,15 @@ static void test_root_param(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_entry),
-        cmocka_unit_test(test_kinds),
-        cmocka_unit_test(test_table_consistency),
-        cmocka_unit_test_setup_teardown(test_rosetta_shadowed_by_newer_qemu, fake_setup,
-                                        fake_teardown),
-        cmocka_unit_test_setup_teardown(test_colima_disables_qemu, fake_setup, fake_teardown),
-        cmocka_unit_test_setup_teardown(test_global_disabled_and_unmounted, fake_setup,
-                                        fake_teardown),
-        cmocka_unit_test(test_root_param),
+            cmocka_unit_test(test_parse_entry),
+            cmocka_unit_test(test_kinds),
+            cmocka_unit_test(test_table_consistency),
+            cmocka_unit_test_setup_teardown(test_rosetta_shadowed_by_newer_qemu, fake_setup,
+                                            fake_teardown),
+            cmocka_unit_test_setup_teardown(test_colima_disables_qemu, fake_setup, fake_teardown),
+            cmocka_unit_test_setup_teardown(test_global_disabled_and_unmounted, fake_setup,
+                                            fake_teardown),
+            cmocka_unit_test(test_root_param),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,9 +197,9 @@ static void test_media_kind(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid),  cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_oversize), cmocka_unit_test(test_config),
-        cmocka_unit_test(test_media_kind),
+            cmocka_unit_test(test_valid),      cmocka_unit_test(test_invalid),
+            cmocka_unit_test(test_oversize),   cmocka_unit_test(test_config),
+            cmocka_unit_test(test_media_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

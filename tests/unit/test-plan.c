@@ -42,8 +42,8 @@ static vm_target amd64_host(int level)
     h.amd64_level = level;
     vm_target t;
     vm_target_from_host(&h, &t);
-    vm_handler arm64 = {.arch = "arm64", .emu = VM_EMU_QEMU, .fix_binary = true,
-                        .entry = "qemu-aarch64"};
+    vm_handler arm64 = {
+            .arch = "arm64", .emu = VM_EMU_QEMU, .fix_binary = true, .entry = "qemu-aarch64"};
     vm_handler arm = {.arch = "arm", .emu = VM_EMU_QEMU, .fix_binary = false, .entry = "qemu-arm"};
     vm_target_add_handler(&t, &arm64);
     vm_target_add_handler(&t, &arm);
@@ -146,10 +146,10 @@ static void test_matcher_and_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_host),
-        cmocka_unit_test(test_apple_silicon),
-        cmocka_unit_test(test_platform_targets),
-        cmocka_unit_test(test_matcher_and_names),
+            cmocka_unit_test(test_host),
+            cmocka_unit_test(test_apple_silicon),
+            cmocka_unit_test(test_platform_targets),
+            cmocka_unit_test(test_matcher_and_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,39 +37,39 @@ static const struct {
     const char *host; /* "os/arch/variant" for one-word specs, NULL = linux/amd64 */
     const char *want; /* formatted result, NULL = error */
 } parse_cases[] = {
-    {"linux/arm64", NULL, "linux/arm64"},
-    {"linux/arm64/v8", NULL, "linux/arm64/v8"},
-    {"linux/aarch64", NULL, "linux/arm64"},
-    {"linux/arm", NULL, "linux/arm"},
-    {"linux/armhf", NULL, "linux/arm"},
-    {"arm", NULL, "linux/arm"},
-    {"linux/armel", NULL, "linux/arm/v6"},
-    {"linux/arm/7", NULL, "linux/arm/v7"},
-    {"linux/arm/5", NULL, "linux/arm/v5"},
-    {"linux/x86_64", NULL, "linux/amd64"},
-    {"linux/x86-64", NULL, "linux/amd64"},
-    {"linux/amd64/v1", NULL, "linux/amd64"},
-    {"linux/amd64/v3", NULL, "linux/amd64/v3"},
-    {"linux/i386", NULL, "linux/386"},
-    {"i386", NULL, "linux/386"},
-    {"arm64", NULL, "linux/arm64"},
-    {"linux", NULL, "linux/amd64"},
-    {"linux", "linux/arm/v6", "linux/arm/v6"},
-    {"linux", "linux/arm/v7", "linux/arm"},
-    {"Linux/AMD64", NULL, "linux/amd64"},
-    {"macos/arm64", NULL, "darwin/arm64"},
-    {"linux/arm64/8", NULL, "linux/arm64/v8"},
-    {"linux/arm64/v9.0", NULL, "linux/arm64/v9"},
-    {"linux/ppc64le", NULL, "linux/ppc64le"},
-    {"linux/s390x", NULL, "linux/s390x"},
-    {"windows(10.0.17763+win32k)/amd64", NULL, "windows/amd64"},
-    {"linux/*", NULL, NULL},
-    {"linux/arm64/v8/x", NULL, NULL},
-    {"foo", NULL, NULL},
-    {"", NULL, NULL},
-    {"linux//arm64", NULL, NULL},
-    {"linux/arm 64", NULL, NULL},
-    {"linux/arm64/", NULL, NULL},
+        {"linux/arm64", NULL, "linux/arm64"},
+        {"linux/arm64/v8", NULL, "linux/arm64/v8"},
+        {"linux/aarch64", NULL, "linux/arm64"},
+        {"linux/arm", NULL, "linux/arm"},
+        {"linux/armhf", NULL, "linux/arm"},
+        {"arm", NULL, "linux/arm"},
+        {"linux/armel", NULL, "linux/arm/v6"},
+        {"linux/arm/7", NULL, "linux/arm/v7"},
+        {"linux/arm/5", NULL, "linux/arm/v5"},
+        {"linux/x86_64", NULL, "linux/amd64"},
+        {"linux/x86-64", NULL, "linux/amd64"},
+        {"linux/amd64/v1", NULL, "linux/amd64"},
+        {"linux/amd64/v3", NULL, "linux/amd64/v3"},
+        {"linux/i386", NULL, "linux/386"},
+        {"i386", NULL, "linux/386"},
+        {"arm64", NULL, "linux/arm64"},
+        {"linux", NULL, "linux/amd64"},
+        {"linux", "linux/arm/v6", "linux/arm/v6"},
+        {"linux", "linux/arm/v7", "linux/arm"},
+        {"Linux/AMD64", NULL, "linux/amd64"},
+        {"macos/arm64", NULL, "darwin/arm64"},
+        {"linux/arm64/8", NULL, "linux/arm64/v8"},
+        {"linux/arm64/v9.0", NULL, "linux/arm64/v9"},
+        {"linux/ppc64le", NULL, "linux/ppc64le"},
+        {"linux/s390x", NULL, "linux/s390x"},
+        {"windows(10.0.17763+win32k)/amd64", NULL, "windows/amd64"},
+        {"linux/*", NULL, NULL},
+        {"linux/arm64/v8/x", NULL, NULL},
+        {"foo", NULL, NULL},
+        {"", NULL, NULL},
+        {"linux//arm64", NULL, NULL},
+        {"linux/arm 64", NULL, NULL},
+        {"linux/arm64/", NULL, NULL},
 };
 
 static void test_parse(void **state)
@@ -118,21 +118,21 @@ static void test_parse_os_options(void **state)
 static const struct {
     const char *os, *arch, *variant, *want;
 } normalize_cases[] = {
-    {"", "amd64", "", "linux/amd64"},
-    {"linux", "aarch64", "8", "linux/arm64"},
-    {"linux", "arm64", "v8.0", "linux/arm64"},
-    {"linux", "arm64", "9", "linux/arm64/v9"},
-    {"linux", "arm64", "v8.2", "linux/arm64/v8.2"},
-    {"linux", "arm", "", "linux/arm/v7"},
-    {"linux", "arm", "6", "linux/arm/v6"},
-    {"linux", "arm", "8", "linux/arm/v8"},
-    {"linux", "armhf", "", "linux/arm/v7"},
-    {"linux", "armel", "", "linux/arm/v6"},
-    {"LINUX", "X86_64", "V1", "linux/amd64"},
-    {"linux", "x86_64", "v2", "linux/amd64/v2"},
-    {"linux", "i386", "v7", "linux/386"},
-    {"linux", "riscv64", "", "linux/riscv64"},
-    {"macos", "arm64", "", "darwin/arm64"},
+        {"", "amd64", "", "linux/amd64"},
+        {"linux", "aarch64", "8", "linux/arm64"},
+        {"linux", "arm64", "v8.0", "linux/arm64"},
+        {"linux", "arm64", "9", "linux/arm64/v9"},
+        {"linux", "arm64", "v8.2", "linux/arm64/v8.2"},
+        {"linux", "arm", "", "linux/arm/v7"},
+        {"linux", "arm", "6", "linux/arm/v6"},
+        {"linux", "arm", "8", "linux/arm/v8"},
+        {"linux", "armhf", "", "linux/arm/v7"},
+        {"linux", "armel", "", "linux/arm/v6"},
+        {"LINUX", "X86_64", "V1", "linux/amd64"},
+        {"linux", "x86_64", "v2", "linux/amd64/v2"},
+        {"linux", "i386", "v7", "linux/386"},
+        {"linux", "riscv64", "", "linux/riscv64"},
+        {"macos", "arm64", "", "darwin/arm64"},
 };
 
 static void test_normalize(void **state)
@@ -140,8 +140,8 @@ static void test_normalize(void **state)
     (void)state;
     int bad = 0;
     for (size_t i = 0; i < MAR_ARRAY_SIZE(normalize_cases); i++) {
-        oci_platform p = plat(normalize_cases[i].os, normalize_cases[i].arch,
-                              normalize_cases[i].variant);
+        oci_platform p =
+                plat(normalize_cases[i].os, normalize_cases[i].arch, normalize_cases[i].variant);
         oci_platform_normalize(&p, &p);
         char got[OCI_PLATFORM_STR_MAX];
         oci_platform_format(&p, got, sizeof(got));
@@ -159,19 +159,19 @@ static const struct {
     const char *want, *have;
     bool match;
 } match_cases[] = {
-    {"linux/arm64", "linux/arm64/v8", true},
-    {"linux/arm64/v8", "linux/arm64", true},
-    {"linux/arm", "linux/arm/v7", true},
-    {"linux/arm/v7", "linux/arm", true},
-    {"linux/amd64", "linux/amd64/v1", true},
-    {"linux/amd64", "linux/amd64/v2", false},
-    {"linux/amd64", "linux/386", false},
-    {"linux/aarch64", "linux/arm64", true},
-    {"linux/arm/v6", "linux/arm/v7", false},
-    {"linux/amd64", "windows/amd64", false},
-    {"windows(+a+b)/amd64", "windows(+a)/amd64", true},
-    {"windows(+a)/amd64", "windows(+c)/amd64", false},
-    {"windows(10.0.1)/amd64", "windows(10.0.2)/amd64", false},
+        {"linux/arm64", "linux/arm64/v8", true},
+        {"linux/arm64/v8", "linux/arm64", true},
+        {"linux/arm", "linux/arm/v7", true},
+        {"linux/arm/v7", "linux/arm", true},
+        {"linux/amd64", "linux/amd64/v1", true},
+        {"linux/amd64", "linux/amd64/v2", false},
+        {"linux/amd64", "linux/386", false},
+        {"linux/aarch64", "linux/arm64", true},
+        {"linux/arm/v6", "linux/arm/v7", false},
+        {"linux/amd64", "windows/amd64", false},
+        {"windows(+a+b)/amd64", "windows(+a)/amd64", true},
+        {"windows(+a)/amd64", "windows(+c)/amd64", false},
+        {"windows(10.0.1)/amd64", "windows(10.0.2)/amd64", false},
 };
 
 static void test_match(void **state)
@@ -195,32 +195,32 @@ static const struct {
     bool strict;
     bool accepted;
 } only_cases[] = {
-    {"linux/amd64", "linux/386", false, true},
-    {"linux/amd64", "linux/amd64/v2", false, false},
-    {"linux/amd64/v2", "linux/amd64", false, true},
-    {"linux/amd64/v3", "linux/amd64/v2", false, true},
-    {"linux/amd64/v3", "linux/386", false, true},
-    {"linux/arm64", "linux/arm/v8", false, true},
-    {"linux/arm64", "linux/arm/v7", false, true},
-    {"linux/arm64", "linux/arm/v5", false, true},
-    {"linux/arm/v6", "linux/arm/v7", false, false},
-    {"linux/arm/v6", "linux/arm/v5", false, true},
-    {"linux/arm/v8", "linux/arm/v7", false, true},
-    {"linux/arm", "linux/arm/v6", false, true},
-    {"linux/386", "linux/amd64", false, false},
-    {"linux/arm64/v8.2", "linux/arm64/v8.1", false, true},
-    {"linux/arm64/v8.2", "linux/arm64", false, true},
-    {"linux/arm64/v8.2", "linux/arm64/v8.3", false, false},
-    {"linux/arm64/v9", "linux/arm64/v8.5", false, true},
-    {"linux/arm64/v9", "linux/arm64/v8.6", false, false},
-    {"linux/arm64/v9.2", "linux/arm64/v8.7", false, true},
-    {"linux/arm64/v9.7", "linux/arm64/v8.9", false, true},
-    {"linux/arm64/v10", "linux/arm64", false, false},
-    {"linux/amd64", "linux/386", true, false},
-    {"linux/arm64", "linux/arm64/v8", true, true},
-    {"linux/riscv64", "linux/riscv64", false, true},
-    {"linux/s390x", "linux/amd64", false, false},
-    {"linux/ppc64le", "linux/ppc64", false, false},
+        {"linux/amd64", "linux/386", false, true},
+        {"linux/amd64", "linux/amd64/v2", false, false},
+        {"linux/amd64/v2", "linux/amd64", false, true},
+        {"linux/amd64/v3", "linux/amd64/v2", false, true},
+        {"linux/amd64/v3", "linux/386", false, true},
+        {"linux/arm64", "linux/arm/v8", false, true},
+        {"linux/arm64", "linux/arm/v7", false, true},
+        {"linux/arm64", "linux/arm/v5", false, true},
+        {"linux/arm/v6", "linux/arm/v7", false, false},
+        {"linux/arm/v6", "linux/arm/v5", false, true},
+        {"linux/arm/v8", "linux/arm/v7", false, true},
+        {"linux/arm", "linux/arm/v6", false, true},
+        {"linux/386", "linux/amd64", false, false},
+        {"linux/arm64/v8.2", "linux/arm64/v8.1", false, true},
+        {"linux/arm64/v8.2", "linux/arm64", false, true},
+        {"linux/arm64/v8.2", "linux/arm64/v8.3", false, false},
+        {"linux/arm64/v9", "linux/arm64/v8.5", false, true},
+        {"linux/arm64/v9", "linux/arm64/v8.6", false, false},
+        {"linux/arm64/v9.2", "linux/arm64/v8.7", false, true},
+        {"linux/arm64/v9.7", "linux/arm64/v8.9", false, true},
+        {"linux/arm64/v10", "linux/arm64", false, false},
+        {"linux/amd64", "linux/386", true, false},
+        {"linux/arm64", "linux/arm64/v8", true, true},
+        {"linux/riscv64", "linux/riscv64", false, true},
+        {"linux/s390x", "linux/amd64", false, false},
+        {"linux/ppc64le", "linux/ppc64", false, false},
 };
 
 static void test_only(void **state)
@@ -237,8 +237,9 @@ static void test_only(void **state)
             oci_matcher_only(&m, &r);
         }
         if (oci_matcher_match(&m, &c) != only_cases[i].accepted) {
-            print_error("%s(%s) accepting %s: want %d\n", only_cases[i].strict ? "OnlyStrict" : "Only",
-                        only_cases[i].requested, only_cases[i].candidate, only_cases[i].accepted);
+            print_error("%s(%s) accepting %s: want %d\n",
+                        only_cases[i].strict ? "OnlyStrict" : "Only", only_cases[i].requested,
+                        only_cases[i].candidate, only_cases[i].accepted);
             bad++;
         }
     }
@@ -251,8 +252,9 @@ static oci_manifest *index_of(const char *const *entries)
     mar_buf b = MAR_BUF_INIT(1 << 20);
     mar_buf_puts(&b, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":[");
     for (size_t i = 0; entries[i]; i++) {
-        mar_buf_printf(&b, "%s{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"size\":100,\"digest\":"
-                           "\"sha256:%064zx\"",
+        mar_buf_printf(&b,
+                       "%s{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"size\":100,\"digest\":"
+                       "\"sha256:%064zx\"",
                        i ? "," : "", i + 1);
         if (strcmp(entries[i], "att") == 0) {
             mar_buf_puts(&b, ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
@@ -286,18 +288,21 @@ static const struct {
     const char *order; /* indexes of the result, e.g. "10" */
     size_t attestations;
 } order_cases[] = {
-    {"linux/amd64", {"linux/386", "linux/amd64"}, "10", 0},
-    {"linux/arm64", {"linux/arm/v7", "linux/arm64/v8", "linux/arm/v5"}, "102", 0},
-    {"linux/arm/v7", {"linux/arm/v5", "linux/arm/v6", "linux/arm/v7"}, "210", 0},
-    {"linux/amd64/v3", {"linux/amd64", "linux/amd64/v2", "linux/amd64/v3", "linux/386"}, "2103", 0},
-    {"linux/amd64", {"-", "linux/386"}, "10", 0},
-    {"linux/arm64", {"linux/amd64"}, "", 0},
-    {"linux/amd64", {"linux/amd64", "att"}, "0", 1},
-    {"linux/amd64", {"linux/amd64", "linux/amd64"}, "01", 0},
-    {"linux/arm64/v9", {"linux/arm64/v8.5", "linux/arm64/v9", "linux/arm64"}, "102", 0},
-    {"linux/arm/v6", {"linux/arm/v7", "linux/arm/v5", "linux/arm64"}, "1", 0},
-    {"any:linux/amd64,linux/arm64", {"linux/s390x", "linux/arm64", "linux/amd64"}, "12", 0},
-    {"linux/riscv64", {"att", "linux/riscv64", "att"}, "1", 2},
+        {"linux/amd64", {"linux/386", "linux/amd64"}, "10", 0},
+        {"linux/arm64", {"linux/arm/v7", "linux/arm64/v8", "linux/arm/v5"}, "102", 0},
+        {"linux/arm/v7", {"linux/arm/v5", "linux/arm/v6", "linux/arm/v7"}, "210", 0},
+        {"linux/amd64/v3",
+         {"linux/amd64", "linux/amd64/v2", "linux/amd64/v3", "linux/386"},
+         "2103",
+         0},
+        {"linux/amd64", {"-", "linux/386"}, "10", 0},
+        {"linux/arm64", {"linux/amd64"}, "", 0},
+        {"linux/amd64", {"linux/amd64", "att"}, "0", 1},
+        {"linux/amd64", {"linux/amd64", "linux/amd64"}, "01", 0},
+        {"linux/arm64/v9", {"linux/arm64/v8.5", "linux/arm64/v9", "linux/arm64"}, "102", 0},
+        {"linux/arm/v6", {"linux/arm/v7", "linux/arm/v5", "linux/arm64"}, "1", 0},
+        {"any:linux/amd64,linux/arm64", {"linux/s390x", "linux/arm64", "linux/amd64"}, "12", 0},
+        {"linux/riscv64", {"att", "linux/riscv64", "att"}, "1", 2},
 };
 
 static void test_order(void **state)
@@ -341,16 +346,16 @@ static void test_order(void **state)
 static const struct {
     const char *cpuinfo, *machine, *want;
 } cpu_cases[] = {
-    {"processor\t: 0\nCPU architecture: 8\n", "aarch64", "v8"},
-    {"CPU architecture: 7\n", "armv7l", "v7"},
-    {"model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n", "armv6l",
-     "v6"},
-    {"CPU architecture: 5TEJ\n", "armv5tejl", "v5"},
-    {"CPU architecture: 7M\n", "armv7l", "v7"},
-    {"CPU architecture: 6TEJ\n", "armv6l", "v6"},
-    {"", "armv7l", "v7"},
-    {"", "aarch64", "v8"},
-    {"", "x86_64", ""},
+        {"processor\t: 0\nCPU architecture: 8\n", "aarch64", "v8"},
+        {"CPU architecture: 7\n", "armv7l", "v7"},
+        {"model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n", "armv6l",
+         "v6"},
+        {"CPU architecture: 5TEJ\n", "armv5tejl", "v5"},
+        {"CPU architecture: 7M\n", "armv7l", "v7"},
+        {"CPU architecture: 6TEJ\n", "armv6l", "v6"},
+        {"", "armv7l", "v7"},
+        {"", "aarch64", "v8"},
+        {"", "x86_64", ""},
 };
 
 static void test_cpu_variant(void **state)
@@ -393,11 +398,11 @@ static void test_is_unknown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),      cmocka_unit_test(test_parse_os_options),
-        cmocka_unit_test(test_normalize),  cmocka_unit_test(test_match),
-        cmocka_unit_test(test_only),       cmocka_unit_test(test_order),
-        cmocka_unit_test(test_cpu_variant), cmocka_unit_test(test_host_detect),
-        cmocka_unit_test(test_is_unknown),
+            cmocka_unit_test(test_parse),       cmocka_unit_test(test_parse_os_options),
+            cmocka_unit_test(test_normalize),   cmocka_unit_test(test_match),
+            cmocka_unit_test(test_only),        cmocka_unit_test(test_order),
+            cmocka_unit_test(test_cpu_variant), cmocka_unit_test(test_host_detect),
+            cmocka_unit_test(test_is_unknown),
     };
     size_t n = MAR_ARRAY_SIZE(parse_cases) + MAR_ARRAY_SIZE(normalize_cases) +
                MAR_ARRAY_SIZE(match_cases) + MAR_ARRAY_SIZE(only_cases) +

@@ -193,16 +193,16 @@ static int run_case(const char *dir, const char *name)
     }
     int64_t n;
     if ((n = meta_int(m, "expect_requests", -1)) >= 0) {
-        CHECK((int64_t)replay_requests(rp) == n, "%zu requests, want %lld",
-              replay_requests(rp), (long long)n);
+        CHECK((int64_t)replay_requests(rp) == n, "%zu requests, want %lld", replay_requests(rp),
+              (long long)n);
     }
     if ((n = meta_int(m, "expect_token_fetches", -1)) >= 0) {
         CHECK((int64_t)st.token_fetches == n, "%llu token fetches, want %lld",
               (unsigned long long)st.token_fetches, (long long)n);
     }
     if ((n = meta_int(m, "expect_retries", -1)) >= 0) {
-        CHECK((int64_t)st.retries == n, "%llu retries, want %lld",
-              (unsigned long long)st.retries, (long long)n);
+        CHECK((int64_t)st.retries == n, "%llu retries, want %lld", (unsigned long long)st.retries,
+              (long long)n);
     }
     if ((n = meta_int(m, "expect_min_delay_ms", -1)) >= 0) {
         CHECK((int64_t)replay_max_delay_ms(rp) >= n - 50, "max delay %llu ms, want >= %lld",
@@ -227,8 +227,7 @@ static int run_case(const char *dir, const char *name)
     }
     CHECK(replay_violations(rp) == 0, "exchange rules broken:\n%s", replay_report(rp));
     if (want_rc == 0) {
-        CHECK(replay_unused(rp) == 0, "%zu scripted exchanges never requested",
-              replay_unused(rp));
+        CHECK(replay_unused(rp) == 0, "%zu scripted exchanges never requested", replay_unused(rp));
     }
     /* Secrets never reach messages or logs (unpack-security.md §8). */
     CHECK(!out.err || !strstr(out.err->msg, CANARY), "secret in message: %s", out.err->msg);
@@ -281,9 +280,9 @@ static void test_challenges(void **state)
     (void)state;
     reg_challenge ch[4];
     int n = reg__challenge_parse(
-        "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
-        "scope=\"repository:library/alpine:pull\"",
-        ch, 4);
+            "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+            "scope=\"repository:library/alpine:pull\"",
+            ch, 4);
     assert_int_equal(n, 1);
     assert_string_equal(ch[0].scheme, "bearer");
     assert_string_equal(ch[0].realm, "https://auth.docker.io/token");
@@ -367,10 +366,10 @@ static void test_url_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),
-        cmocka_unit_test(test_challenges),
-        cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_url_helpers),
+            cmocka_unit_test(test_cases),
+            cmocka_unit_test(test_challenges),
+            cmocka_unit_test(test_loopback),
+            cmocka_unit_test(test_url_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,10 +109,14 @@ static void test_digest(void **state)
     assert_true(mar_str_startswith(got.str, "sha512:ddaf35a193617aba"));
     assert_int_equal(strlen(mar_digest_hex(&got)), 128);
     static const char *const bad[] = {
-        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-        "sha256:e3b0", "md5:d41d8cd98f00b204e9800998ecf8427e", "sha256:../../../../etc/passwd",
-        "sha256", "", "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"};
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "sha256:../../../../etc/passwd",
+            "sha256",
+            "",
+            "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
         assert_false(mar_digest_valid(bad[i]));
         assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EUNSUPPORTED);
@@ -144,11 +148,11 @@ struct sample {
 };
 
 static const mar_json_field sample_fields[] = {
-    {"name", MAR_JSON_STRING, offsetof(struct sample, name), true},
-    {"n", MAR_JSON_INT, offsetof(struct sample, n), false},
-    {"flag", MAR_JSON_BOOL, offsetof(struct sample, flag), false},
-    {"obj", MAR_JSON_OBJECT, offsetof(struct sample, obj), false},
-    {"list", MAR_JSON_STRV, offsetof(struct sample, list), false},
+        {"name", MAR_JSON_STRING, offsetof(struct sample, name), true},
+        {"n", MAR_JSON_INT, offsetof(struct sample, n), false},
+        {"flag", MAR_JSON_BOOL, offsetof(struct sample, flag), false},
+        {"obj", MAR_JSON_OBJECT, offsetof(struct sample, obj), false},
+        {"list", MAR_JSON_STRV, offsetof(struct sample, list), false},
 };
 
 static void test_json(void **state)
@@ -160,9 +164,8 @@ static void test_json(void **state)
                       "\"extra\":1}";
     assert_int_equal(mar_json_load(doc, strlen(doc), "doc", &j, &e), 0);
     struct sample s = {0};
-    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
-                                       &e),
-                     0);
+    assert_int_equal(
+            mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc", &e), 0);
     assert_string_equal(s.name, "x");
     assert_int_equal(s.n, 5);
     assert_true(s.flag);
@@ -180,9 +183,9 @@ static void test_json(void **state)
     const char *missing = "{\"n\":1}";
     assert_int_equal(mar_json_load(missing, strlen(missing), "doc", &j, &e), 0);
     memset(&s, 0, sizeof(s));
-    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
-                                       &e),
-                     -MAR_EINTEGRITY);
+    assert_int_equal(
+            mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc", &e),
+            -MAR_EINTEGRITY);
     assert_non_null(strstr(e->msg, "'name'"));
     e = mar_err_free(e);
     json_decref(j);
@@ -190,9 +193,9 @@ static void test_json(void **state)
     const char *wrong = "{\"name\":\"x\",\"list\":[\"a\",1]}";
     assert_int_equal(mar_json_load(wrong, strlen(wrong), "doc", &j, &e), 0);
     memset(&s, 0, sizeof(s));
-    assert_int_equal(mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc",
-                                       &e),
-                     -MAR_EINTEGRITY);
+    assert_int_equal(
+            mar_json_dispatch(j, sample_fields, MAR_ARRAY_SIZE(sample_fields), &s, "doc", &e),
+            -MAR_EINTEGRITY);
     assert_non_null(strstr(e->msg, "array of strings"));
     free(s.name);
     mar_err_free(e);
@@ -313,11 +316,15 @@ static void test_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_err),    cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_strv_and_strings), cmocka_unit_test(test_digest),
-        cmocka_unit_test(test_json),   cmocka_unit_test(test_proc),
-        cmocka_unit_test(test_read_file), cmocka_unit_test(test_diag),
-        cmocka_unit_test(test_random),
+            cmocka_unit_test(test_err),
+            cmocka_unit_test(test_buf),
+            cmocka_unit_test(test_strv_and_strings),
+            cmocka_unit_test(test_digest),
+            cmocka_unit_test(test_json),
+            cmocka_unit_test(test_proc),
+            cmocka_unit_test(test_read_file),
+            cmocka_unit_test(test_diag),
+            cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
