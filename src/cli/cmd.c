@@ -10,6 +10,8 @@ static const cmd_opt global_opts[] = {
         {"quiet", 'q', CMD_OPT_FLAG, NULL, "print only data and errors"},
         {"insecure-registry", 0, CMD_OPT_LIST, "HOST[:PORT]",
          "allow a registry without TLS verification (repeatable; also MAR_INSECURE_REGISTRIES)"},
+        {"tls-registry", 0, CMD_OPT_LIST, "HOST[:PORT]",
+         "use verified HTTPS for a loopback registry (repeatable; also MAR_TLS_REGISTRIES)"},
         {"binfmt-root", 0, CMD_OPT_VALUE, "DIR",
          "binfmt_misc mount point (default $MAR_BINFMT_ROOT or " BINFMT_DEFAULT_ROOT ")"},
 };
@@ -273,12 +275,14 @@ int cmd_main(int argc, char **argv)
             debug = true;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = true;
-        } else if ((strcmp(a, "--insecure-registry") == 0 || strcmp(a, "--binfmt-root") == 0) &&
+        } else if ((strcmp(a, "--insecure-registry") == 0 || strcmp(a, "--binfmt-root") == 0 ||
+                    strcmp(a, "--tls-registry") == 0) &&
                    i + 1 < argc) {
             mar_strv_push(&pre, a);
             mar_strv_push(&pre, argv[++i]);
         } else if (mar_str_startswith(a, "--insecure-registry=") ||
-                   mar_str_startswith(a, "--binfmt-root=")) {
+                   mar_str_startswith(a, "--binfmt-root=") ||
+                   mar_str_startswith(a, "--tls-registry=")) {
             mar_strv_push(&pre, a);
         } else {
             fprintf(stderr, "mar: unknown global option '%s'\n", a);

@@ -62,6 +62,10 @@ int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err)
     for (size_t i = 0; ins && i < ins->n; i++) {
         mar_strv_push(&o.insecure, ins->v[i]);
     }
+    const mar_strv *tls = cmd_list(args, "tls-registry");
+    for (size_t i = 0; tls && i < tls->n; i++) {
+        mar_strv_push(&o.tls, tls->v[i]);
+    }
     const reg_http_ops *ops;
     void *ctx;
     int rc = reg_curl_transport_new(NULL, &ops, &ctx, err);

@@ -6,6 +6,27 @@
 
 #include <curl/curl.h>
 
+static void push_list(mar_strv *sv, const char *env)
+{
+    if (!env || !*env) {
+        return;
+    }
+    _cleanup_free_ char *copy = mar_xstrdup(env);
+    for (char *p = copy; p && *p;) {
+        char *comma = strchr(p, ',');
+        if (comma) {
+            *comma = '\0';
+        }
+        while (*p == ' ') {
+            p++;
+        }
+        if (*p) {
+            mar_strv_push(sv, p);
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+}
+
 void reg_options_init(reg_options *o)
 {
     memset(o, 0, sizeof(*o));
@@ -14,23 +35,9 @@ void reg_options_init(reg_options *o)
     o->backoff_cap_ms = 30000;
     o->retry_after_max_ms = 60000;
     o->user_agent = "mar/" MAR_VERSION;
-    const char *env = getenv("MAR_INSECURE_REGISTRIES");
-    if (env && *env) {
-        _cleanup_free_ char *copy = mar_xstrdup(env);
-        for (char *p = copy; p && *p;) {
-            char *comma = strchr(p, ',');
-            if (comma) {
-                *comma = '\0';
-            }
-            while (*p == ' ') {
-                p++;
-            }
-            if (*p) {
-                mar_strv_push(&o->insecure, p);
-            }
-            p = comma ? comma + 1 : NULL;
-        }
-    }
+    push_list(&o->insecure, getenv("MAR_INSECURE_REGISTRIES"));
+    push_list(&o->tls, getenv("MAR_TLS_REGISTRIES"));
+    const char *env;
     /* A tuning knob for tests and slow links; documented in docs/mar.1.md. */
     int64_t v;
     env = getenv("MAR_RETRY_BASE_MS");
@@ -42,6 +49,7 @@ void reg_options_init(reg_options *o)
 void reg_options_release(reg_options *o)
 {
     mar_strv_release(&o->insecure);
+    mar_strv_release(&o->tls);
 }
 
 reg_client *reg_client_new(const reg_options *o, const reg_http_ops *ops, void *ctx)
@@ -49,8 +57,12 @@ reg_client *reg_client_new(const reg_options *o, const reg_http_ops *ops, void *
     reg_client *c = mar_xcalloc(1, sizeof(*c));
     c->opts = *o;
     c->opts.insecure = (mar_strv)MAR_STRV_INIT;
+    c->opts.tls = (mar_strv)MAR_STRV_INIT;
     for (size_t i = 0; i < o->insecure.n; i++) {
         mar_strv_push(&c->opts.insecure, o->insecure.v[i]);
+    }
+    for (size_t i = 0; i < o->tls.n; i++) {
+        mar_strv_push(&c->opts.tls, o->tls.v[i]);
     }
     if (!c->opts.max_attempts) {
         c->opts.max_attempts = 5;
@@ -109,6 +121,7 @@ reg_client *reg_client_free(reg_client *c)
     json_decref(c->docker_config);
     free(c->docker_config_path);
     mar_strv_release(&c->opts.insecure);
+    mar_strv_release(&c->opts.tls);
     free(c);
     return NULL;
 }
@@ -404,7 +417,9 @@ static void op_http_done(reg_http_req *req)
     }
     long st = req->status;
     if (mar_diag_debug_enabled()) {
-        mar_debug("  -> %ld (%llu bytes)", st, (unsigned long long)req->resp_bytes);
+        _cleanup_free_ char *u = reg__url_for_log(op->url);
+        mar_debug("%s %s -> %ld (%llu bytes, HTTP/%d)", op->method, u, st,
+                  (unsigned long long)req->resp_bytes, req->http_version ? req->http_version : 1);
     }
     if (st == 401 && !op->is_token) {
         if (reg__auth_handle_401(op)) {

@@ -48,18 +48,22 @@ bool reg_host_is_loopback(const char *hostport)
     return false;
 }
 
-bool reg__host_insecure_listed(const reg_client *c, const char *hostport)
+/* An entry names "host:port" exactly, or a bare host for every port. */
+static bool listed(const mar_strv *list, const char *hostport)
 {
     char h[256];
     bare_host(hostport, h, sizeof(h));
-    for (size_t i = 0; i < c->opts.insecure.n; i++) {
-        const char *e = c->opts.insecure.v[i];
-        /* An entry names "host:port" exactly, or a bare host for every port. */
-        if (strcmp(e, hostport) == 0 || strcmp(e, h) == 0) {
+    for (size_t i = 0; i < list->n; i++) {
+        if (strcmp(list->v[i], hostport) == 0 || strcmp(list->v[i], h) == 0) {
             return true;
         }
     }
     return false;
+}
+
+bool reg__host_insecure_listed(const reg_client *c, const char *hostport)
+{
+    return listed(&c->opts.insecure, hostport);
 }
 
 reg_host *reg__host_get(reg_client *c, const char *hostport)
@@ -71,9 +75,15 @@ reg_host *reg__host_get(reg_client *c, const char *hostport)
     }
     reg_host *h = mar_xcalloc(1, sizeof(*h));
     h->host = mar_xstrdup(hostport);
-    if (reg_host_is_loopback(hostport)) {
+    if (listed(&c->opts.tls, hostport)) {
+        /* Verified HTTPS, loopback or not. */
+    } else if (reg_host_is_loopback(hostport)) {
         h->plain_http = true;
     } else if (reg__host_insecure_listed(c, hostport)) {
+        h->insecure = true;
+    }
+    if (h->plain_http && reg__host_insecure_listed(c, hostport)) {
+        h->plain_http = false;
         h->insecure = true;
     }
     h->next = c->hosts;

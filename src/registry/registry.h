@@ -57,6 +57,7 @@ struct reg_http_req {
     size_t n_resp_headers;
     mar_buf resp_body;
     uint64_t resp_bytes; /* body bytes received */
+    int http_version;    /* 1 or 2, when known */
 };
 
 /* First value of a response header (name lower-case), or NULL. Borrowed. */
@@ -90,6 +91,7 @@ int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_o
 
 typedef struct reg_options {
     mar_strv insecure;         /* host[:port] without TLS verification (plain HTTP fallback) */
+    mar_strv tls;              /* loopback host[:port] to reach over verified HTTPS anyway */
     const char *docker_config; /* config.json path; NULL: $DOCKER_CONFIG or ~/.docker */
     const char *
             certs_dirs[4]; /* NULL-terminated; default /etc/docker/certs.d, ~/.config/mar/certs.d */
@@ -100,7 +102,8 @@ typedef struct reg_options {
     const char *user_agent;
 } reg_options;
 
-/* Fills defaults, honouring $MAR_INSECURE_REGISTRIES (comma-separated) and $MAR_RETRY_BASE_MS. */
+/* Fills defaults, honouring $MAR_INSECURE_REGISTRIES and $MAR_TLS_REGISTRIES (comma-separated)
+ * and $MAR_RETRY_BASE_MS. */
 void reg_options_init(reg_options *o);
 void reg_options_release(reg_options *o);
 

@@ -296,6 +296,9 @@ static void finish(curl_ctx *ctx, CURL *easy, CURLcode rc)
     curl_multi_remove_handle(ctx->multi, easy);
     reg_http_req *req = x->req;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+    long ver = 0;
+    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &ver);
+    req->http_version = ver == CURL_HTTP_VERSION_2_0 ? 2 : ver == CURL_HTTP_VERSION_3 ? 3 : 1;
     if (req->result == REG_HTTP_OK) {
         req->result = map_result(rc);
         if (req->result != REG_HTTP_OK) {

@@ -2,7 +2,7 @@
 # The test bed: real services on loopback or private sockets, each with a private data directory
 # under BED_DIR, torn down by `down`. Never touches a system-wide instance.
 #
-#   bed.sh up BED_DIR [registry|fixtures|auth|containerd|binfmt ...]   (default: all)
+#   bed.sh up BED_DIR [registry|fixtures|auth|tls|containerd|binfmt ...]   (default: all)
 #   bed.sh down BED_DIR
 #
 # `up` writes BED_DIR/env (shell syntax) with the addresses tests use:
@@ -11,6 +11,7 @@
 #   MAR_TEST_BASIC_REGISTRY   the same content behind htpasswd basic auth
 #   MAR_TEST_USER / MAR_TEST_PASSWORD / MAR_TEST_REFRESH_TOKEN   credentials those accept
 #   MAR_TEST_TOKEN_LOG        the token server's request log (JSON lines)
+#   MAR_TEST_TLS_REGISTRY     the same content over HTTPS, certificate from MAR_TEST_TLS_CA
 #   MAR_TEST_FIXTURES         summary of the pushed sample images (JSON)
 #   MAR_TEST_CONTAINERD       containerd's private gRPC socket
 #   MAR_TEST_BINFMT           "1" when QEMU handlers are registered
@@ -32,7 +33,7 @@ free_port() {
 wait_http() {
     local url=$1
     for _ in $(seq 1 200); do
-        if curl -s -o /dev/null "$url"; then return 0; fi
+        if curl -sk -o /dev/null "$url"; then return 0; fi
         sleep 0.05
     done
     return 1
@@ -68,18 +69,19 @@ http:
   addr: $2
   headers:
     X-Content-Type-Options: [nosniff]
-$4
+$(case $4 in "  tls:"*) echo "$4" ;; esac)
+$(case $4 in "  tls:"*) ;; *) echo "$4" ;; esac)
 EOF
 }
 
-start_registry() { # name storage [auth yaml] -> prints host:port
-    local name=$1 storage=$2 auth=${3:-}
+start_registry() { # name storage [extra yaml under http/auth] [scheme] -> prints host:port
+    local name=$1 storage=$2 auth=${3:-} scheme=${4:-http}
     local port
     for _ in 1 2 3 4 5; do
         port=$(free_port)
         registry_config "$BED/$name.yml" "127.0.0.1:$port" "$storage" "$auth"
         start_bg "$name" "$BED/log/$name.log" docker-registry serve "$BED/$name.yml"
-        if wait_http "http://127.0.0.1:$port/v2/"; then
+        if wait_http "$scheme://127.0.0.1:$port/v2/"; then
             echo "127.0.0.1:$port"
             return 0
         fi
@@ -184,6 +186,30 @@ up_auth() {
     log "token-auth registry on $taddr, basic-auth registry on $baddr"
 }
 
+# The same content over TLS, with a certificate for 127.0.0.1 from a test CA (which mar only
+# trusts when told: certs.d or --insecure-registry).
+up_tls() {
+    local d="$BED/tls"
+    mkdir -p "$d"
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" -days 3650 \
+            -subj /CN=mar-test-ca
+        openssl req -newkey rsa:2048 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
+            -subj /CN=127.0.0.1
+        printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+            'extendedKeyUsage=serverAuth' >"$d/ext.cnf"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+            -CAcreateserial -out "$d/server.crt" -days 3650 -extfile "$d/ext.cnf"
+    } >"$BED/log/tls-openssl.log" 2>&1 || { cat "$BED/log/tls-openssl.log" >&2; die "cannot make TLS certificates"; }
+    local addr
+    addr=$(start_registry tls-registry "$BED/storage" "  tls:
+    certificate: $d/server.crt
+    key: $d/server.key" https)
+    setenv MAR_TEST_TLS_REGISTRY "$addr"
+    setenv MAR_TEST_TLS_CA "$d/ca.crt"
+    log "TLS registry on $addr"
+}
+
 up_containerd() {
     local d="$BED/containerd"
     mkdir -p "$d/root" "$d/state"
@@ -243,7 +269,7 @@ cmd_up() {
     BED=$1
     shift
     local parts=("$@")
-    [ ${#parts[@]} -eq 0 ] && parts=(registry fixtures auth containerd binfmt)
+    [ ${#parts[@]} -eq 0 ] && parts=(registry fixtures auth tls containerd binfmt)
     mkdir -p "$BED/pids" "$BED/log"
     : >"$BED/env"
     for p in "${parts[@]}"; do
@@ -251,6 +277,7 @@ cmd_up() {
         registry) up_registry ;;
         fixtures) up_fixtures ;;
         auth) up_auth ;;
+        tls) up_tls ;;
         containerd) up_containerd ;;
         binfmt) up_binfmt ;;
         *) die "unknown component '$p'" ;;
