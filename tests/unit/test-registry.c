@@ -166,6 +166,23 @@ static int run_case(const char *dir, const char *name)
         reg_blob_fetch(c, &ref, &d, MAR_CAP_CONFIG, on_blob, &out);
     }
     assert_int_equal(reg_client_run(c, &e), 0);
+    int64_t later = meta_int(m, "then_digest_after_ms", -1);
+    if (later >= 0 && out.rc == 0) {
+        /* A second operation on the same client, after a pause (token lifetimes). */
+        usleep((useconds_t)later * 1000);
+        outcome again = {0};
+        oci_ref byd = ref;
+        byd.has_digest = true;
+        byd.digest = out.digest;
+        reg_manifest_fetch(c, &byd, on_blob, &again);
+        assert_int_equal(reg_client_run(c, &e), 0);
+        if (again.rc != 0) {
+            print_error("%s: second operation failed: %s\n", name,
+                        again.err ? again.err->msg : "?");
+            bad++;
+        }
+        mar_err_free(again.err);
+    }
     setenv("PATH", old_path, 1);
     reg_stats st;
     reg_client_stats(c, &st);
