@@ -106,7 +106,8 @@ typedef struct cmd_report {
     char *media_type;
     bool is_index;
     char host[OCI_PLATFORM_STR_MAX + 64];
-    bool on_host; /* evaluated for this machine, not a --target */
+    bool on_host;         /* evaluated for this machine, not a --target */
+    char host_detail[96]; /* "this host, x86-64-v3" for the human header */
     bool has_selected;
     mar_digest selected;
     size_t attestations;

@@ -127,6 +127,12 @@ void cmd_report_build(const reg_image *img, const vm_target *t, const oci_platfo
     r->on_host = t->is_host;
     if (t->is_host) {
         snprintf(r->host, sizeof(r->host), "%s", tp);
+        if (t->amd64_level) {
+            snprintf(r->host_detail, sizeof(r->host_detail), "this host, x86-64-v%d",
+                     t->amd64_level);
+        } else {
+            snprintf(r->host_detail, sizeof(r->host_detail), "this host");
+        }
     } else {
         snprintf(r->host, sizeof(r->host), "%s", t->name);
     }
@@ -287,7 +293,11 @@ void cmd_report_print(const cmd_report *r, FILE *out)
     fprintf(out, "Reference:   %s\n", r->reference);
     fprintf(out, "Digest:      %s\n", r->digest.str);
     fprintf(out, "Media type:  %s\n", r->media_type);
-    fprintf(out, "Evaluated:   %s\n\n", r->host);
+    if (r->host_detail[0]) {
+        fprintf(out, "Evaluated:   %s (%s)\n\n", r->host, r->host_detail);
+    } else {
+        fprintf(out, "Evaluated:   %s\n\n", r->host);
+    }
 
     size_t wp = strlen("PLATFORM"), wc = strlen("CONFIG");
     for (size_t i = 0; i < r->n_rows; i++) {
