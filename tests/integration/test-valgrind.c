@@ -1,0 +1,67 @@
+/* The real mar binary under valgrind against the test bed: no invalid access, no uninitialised
+ * use, no definite leak, on success and on failure paths alike. */
+#include "itest.h"
+
+#include <string.h>
+
+static void run_vg(int want, const char *const *env, const char *a1, const char *a2, const char *a3,
+                   const char *a4)
+{
+    itest_run r;
+    const char *argv[] = {"valgrind",
+                          "-q",
+                          "--error-exitcode=99",
+                          "--leak-check=full",
+                          "--errors-for-leak-kinds=definite",
+                          "--track-fds=no",
+                          getenv("MAR_BIN"),
+                          a1,
+                          a2,
+                          a3,
+                          a4,
+                          NULL};
+    itest_runv(&r, env, argv);
+    if (r.status != want) {
+        print_error("valgrind mar %s %s %s %s: status %d, want %d\n%s", a1, a2 ? a2 : "",
+                    a3 ? a3 : "", a4 ? a4 : "", r.status, want, r.err.data);
+        fail();
+    }
+    itest_run_release(&r);
+}
+
+static void test_inspect_paths(void **state)
+{
+    (void)state;
+    const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_TOKEN_REGISTRY", NULL};
+    itest_require(need);
+    itest_run probe;
+    const char *vv[] = {"valgrind", "--version", NULL};
+    itest_runv(&probe, NULL, vv);
+    if (probe.status != 0) {
+        fprintf(stderr, "valgrind is not installed\n");
+        exit(getenv("MAR_CI") ? 1 : 77);
+    }
+    itest_run_release(&probe);
+    const char *multi = itest_fixture_ref("multi");
+    run_vg(0, NULL, "inspect", multi, NULL, NULL);
+    run_vg(0, NULL, "inspect", "--json", multi, NULL);
+    run_vg(0, NULL, "inspect", "--raw", itest_fixture_ref("dockerlist"), NULL);
+    run_vg(0, NULL, "inspect", "--target", "apple-silicon", itest_fixture_ref("confmismatch"));
+    run_vg(3, NULL, "inspect", "--platform", "linux/riscv64", multi);
+    _cleanup_free_ char *missing = mar_xasprintf("%s/mar/nope", itest_bed("MAR_TEST_REGISTRY"));
+    run_vg(3, NULL, "inspect", missing, NULL, NULL);
+    run_vg(2, NULL, "inspect", "Bad/Ref", NULL, NULL);
+    run_vg(2, NULL, "frobnicate", NULL, NULL, NULL);
+    _cleanup_free_ char *tok = mar_xasprintf("%s/mar/multi", itest_bed("MAR_TEST_TOKEN_REGISTRY"));
+    _cleanup_free_ char *cfg = mar_xasprintf("DOCKER_CONFIG=%s/none", itest_tmpdir());
+    const char *env[] = {cfg, NULL};
+    run_vg(4, env, "--debug", "inspect", tok, NULL);
+    const char *fast[] = {"MAR_RETRY_BASE_MS=1", NULL};
+    run_vg(5, fast, "inspect", "127.0.0.1:1/x", NULL, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inspect_paths)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
