@@ -1,0 +1,86 @@
+#!/bin/bash
+# Style gates (style.md §9): formatting, banned functions, the include graph, and public headers
+# that compile on their own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+
+mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find src tests fuzz -name '*.[ch]')
+
+# 1. Formatting: the committed .clang-format, no drift.
+if ! clang-format --dry-run -Werror "${files[@]}" 2>/tmp/mar-format.log; then
+    head -40 /tmp/mar-format.log >&2
+    echo "check-style: clang-format drift (run: clang-format -i \$(git ls-files '*.[ch]'))" >&2
+    fail=1
+fi
+
+# 2. Banned functions, everywhere in src/.
+banned='\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|system|popen|archive_write_disk_[a-z_]+|archive_read_extract|EVP_get_digestbyname)\s*\('
+if grep -nE "$banned" src -r --include='*.[ch]'; then
+    echo "check-style: banned function used (style.md §9)" >&2
+    fail=1
+fi
+if grep -n 'CURLOPT_UNRESTRICTED_AUTH' -r src; then
+    echo "check-style: CURLOPT_UNRESTRICTED_AUTH is banned" >&2
+    fail=1
+fi
+# In oci/: no path-based filesystem calls and no NSS lookups (unpack-security.md §2).
+oci_banned='\b(open|mkdir|chmod|chown|lchown|utime|utimes|realpath|chdir|chroot|getpwnam|getgrnam)\s*\('
+if grep -nE "$oci_banned" src/oci -r --include='*.c'; then
+    echo "check-style: path-based call in oci/ (use the *at() helpers)" >&2
+    fail=1
+fi
+
+# 3. Include graph: util <- oci <- registry/binfmt/vm <- cli (style.md §1).
+allowed() { # folder -> folders it may include
+    case $1 in
+    util) echo "util" ;;
+    oci) echo "util oci" ;;
+    registry) echo "util oci registry" ;;
+    binfmt) echo "util oci binfmt" ;;
+    vm) echo "util oci vm" ;;
+    cli) echo "util oci registry binfmt vm cli" ;;
+    esac
+}
+for dir in util oci registry binfmt vm cli; do
+    ok=$(allowed $dir)
+    while IFS= read -r line; do
+        inc=$(sed -E 's/.*#include "([a-z]+)\/.*/\1/' <<<"$line")
+        if ! grep -qw "$inc" <<<"$ok"; then
+            echo "check-style: $line: $dir/ may not include $inc/" >&2
+            fail=1
+        fi
+    done < <(grep -Hn '#include "[a-z]*/' src/$dir/*.[ch] || true)
+    # Headers of one folder other than its public one are internal: only that folder uses them.
+    for other in util oci registry binfmt vm cli; do
+        [ "$other" = "$dir" ] && continue
+        if grep -Hn "#include \"$other/.*-internal.h\"" src/$dir/*.[ch]; then
+            echo "check-style: $dir/ includes an internal header of $other/" >&2
+            fail=1
+        fi
+    done
+done
+
+# 4. Every public header compiles on its own under strict flags.
+cflags=$(pkg-config --cflags jansson libcurl)
+for h in src/*/*.h; do
+    case $h in *-internal.h) continue ;; esac
+    if ! echo "#include \"${h#src/}\"" | gcc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+        -fsyntax-only -Isrc $cflags -x c - 2>/tmp/mar-header.log; then
+        cat /tmp/mar-header.log >&2
+        echo "check-style: $h does not compile on its own" >&2
+        fail=1
+    fi
+done
+
+# 5. File size budget: split before 1,500 lines (style.md §1).
+for f in src/*/*.c; do
+    n=$(wc -l <"$f")
+    if [ "$n" -gt 1500 ]; then
+        echo "check-style: $f has $n lines (split before 1500)" >&2
+        fail=1
+    fi
+done
+
+[ $fail -eq 0 ] && echo "check-style: ok (${#files[@]} files)"
+exit $fail
