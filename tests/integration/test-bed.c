@@ -46,9 +46,7 @@ static void test_binfmt_runs_foreign_busybox(void **state)
     (void)state;
     const char *const need[] = {"MAR_TEST_BINFMT", NULL};
     itest_require(need);
-    const char *home = getenv("HOME");
-    const char *cache = getenv("MAR_CACHE_DIR");
-    _cleanup_free_ char *base = cache ? mar_xstrdup(cache) : mar_xasprintf("%s/.cache/mar", home);
+    const char *base = itest_cache_dir();
     static const struct {
         const char *debarch, *machine;
     } cases[] = {{"arm64", "aarch64"},   {"armhf", "armv7l"},    {"s390x", "s390x"},

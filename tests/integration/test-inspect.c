@@ -128,9 +128,7 @@ static void test_verdicts_match_reality(void **state)
 {
     (void)state;
     json_t *j = inspect_json(itest_fixture_ref("multi"), NULL, NULL, 0);
-    const char *cache = getenv("MAR_CACHE_DIR");
-    _cleanup_free_ char *base =
-            cache ? mar_xstrdup(cache) : mar_xasprintf("%s/.cache/mar", getenv("HOME"));
+    const char *base = itest_cache_dir();
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(fixture("multi"), "platforms"), i, p)

@@ -89,6 +89,21 @@ const char *itest_fixture_ref(const char *name)
     return json_string_value(json_object_get(json_object_get(itest_fixtures(), name), "ref"));
 }
 
+const char *itest_cache_dir(void)
+{
+    static char dir[512];
+    if (!dir[0]) {
+        const char *cache = getenv("MAR_CACHE_DIR");
+        const char *home = getenv("HOME");
+        if (cache && *cache) {
+            snprintf(dir, sizeof(dir), "%s", cache);
+        } else {
+            snprintf(dir, sizeof(dir), "%s/.cache/mar", home && *home ? home : "/root");
+        }
+    }
+    return dir;
+}
+
 const char *itest_tmpdir(void)
 {
     if (!tmpdir[0]) {

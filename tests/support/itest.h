@@ -32,6 +32,8 @@ void itest_require(const char *const *names);
 json_t *itest_fixtures(void);
 /* Shortcut: fixtures[name].ref */
 const char *itest_fixture_ref(const char *name);
+/* Where the bed caches the busybox binaries: $MAR_CACHE_DIR, else ~/.cache/mar (as bed.sh). */
+const char *itest_cache_dir(void);
 /* A scratch directory unique to this test program (created). */
 const char *itest_tmpdir(void);
 /* Writes a file under the scratch dir and returns its path (static storage per call site). */
