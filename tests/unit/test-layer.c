@@ -1,0 +1,360 @@
+/* The layer reader: codecs sniffed by magic, DiffIDs over the whole uncompressed stream, name
+ * cleaning and refusals, whiteouts, caps (bombs, PAX records), trailing data. Layers are built by
+ * the tests' tar writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sys/mman.h>
+
+#include "oci/oci.h"
+#include "tarw.h"
+
+static int memfd_of(const mar_buf *b)
+{
+    int fd = memfd_create("layer", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t n = write(fd, b->data + off, b->len - off);
+        assert_true(n > 0);
+        off += (size_t)n;
+    }
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+typedef enum { RAW, GZ, ZS } codec;
+
+static void compress(const mar_buf *tar, codec c, mar_buf *out)
+{
+    mar_buf_init(out, SIZE_MAX / 2);
+    if (c == GZ) {
+        tarw_gzip(tar, out);
+    } else if (c == ZS) {
+        tarw_zstd(tar, out);
+    } else {
+        mar_buf_append(out, tar->data, tar->len);
+    }
+}
+
+/* Reads every entry into a text listing "kind path [-> link] [=data]". */
+static int list(const mar_buf *blob, const oci_layer_limits *lim, mar_buf *out, mar_digest *diff,
+                mar_err **err)
+{
+    int fd = memfd_of(blob);
+    oci_layer_reader *r = NULL;
+    int rc = oci_layer_open(fd, lim, &r, err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    static const char *const kinds[] = {"file", "dir",  "symlink",  "hardlink", "char", "block",
+                                        "fifo", "sock", "whiteout", "opaque",   "aufs"};
+    const oci_layer_entry *e;
+    while ((rc = oci_layer_next(r, &e, err)) == 1) {
+        mar_buf_printf(out, "%s %s", kinds[e->kind], e->path);
+        if (e->link) {
+            mar_buf_printf(out, " -> %s", e->link);
+        }
+        if (e->kind == OCI_ENTRY_FILE && e->size > 0) {
+            char data[64];
+            ssize_t n = oci_layer_read(r, data, sizeof(data) - 1, err);
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+            data[n] = '\0';
+            mar_buf_printf(out, " =%s", data);
+        }
+        mar_buf_puts(out, "\n");
+    }
+    if (rc == 0) {
+        rc = oci_layer_finish(r, diff, NULL, err);
+    }
+    oci_layer_free(r);
+    close(fd);
+    return rc;
+}
+
+static void base_tar(mar_buf *t)
+{
+    mar_buf_init(t, SIZE_MAX / 2);
+    tarw_add(t, &(tarw_entry){.name = "./", .type = '5', .mode = 0755});
+    tarw_add(t, &(tarw_entry){.name = "/etc//", .type = '5', .mode = 0755});
+    tarw_add(t, &(tarw_entry){.name = "./etc/passwd",
+                              .type = '0',
+                              .mode = 0644,
+                              .data = "root:x:0:0",
+                              .size = 10});
+    tarw_add(t, &(tarw_entry){.name = "bin/sh", .type = '2', .linkname = "/bin/busybox"});
+    tarw_add(t, &(tarw_entry){.name = "bin/ash", .type = '1', .linkname = "./bin/../bin/sh"});
+    tarw_add(t, &(tarw_entry){.name = "data/.wh.gone", .type = '0', .mode = 0644});
+    tarw_add(t, &(tarw_entry){.name = "data/opaque/.wh..wh..opq", .type = '0', .mode = 0644});
+    tarw_add(t, &(tarw_entry){.name = ".wh..wh.plnk/1234", .type = '0', .mode = 0644});
+    tarw_add(t, &(tarw_entry){.name = "data/.wh..wh.aufs", .type = '0', .mode = 0644});
+    tarw_add(t,
+             &(tarw_entry){
+                     .name = ".wh.etc/literal", .type = '0', .mode = 0644, .data = "x", .size = 1});
+    tarw_finish(t);
+}
+
+static const char base_listing[] = "dir etc\n"
+                                   "file etc/passwd =root:x:0:0\n"
+                                   "symlink bin/sh -> /bin/busybox\n"
+                                   "hardlink bin/ash -> bin/sh\n"
+                                   "whiteout data/gone\n"
+                                   "opaque data/opaque\n"
+                                   "file .wh..wh.plnk/1234\n"
+                                   "aufs data/.wh..wh.aufs\n"
+                                   "file .wh.etc/literal =x\n";
+
+static void test_codecs_and_diff_id(void **state)
+{
+    (void)state;
+    mar_buf tar;
+    base_tar(&tar);
+    mar_digest want;
+    mar_digest_of(MAR_DIGEST_SHA256, tar.data, tar.len, &want);
+    for (codec c = RAW; c <= ZS; c++) {
+        mar_buf blob, out = MAR_BUF_INIT(1 << 20);
+        compress(&tar, c, &blob);
+        mar_digest got;
+        mar_err *e = NULL;
+        if (list(&blob, NULL, &out, &got, &e) != 0) {
+            print_error("codec %d: %s\n", (int)c, e->msg);
+            fail();
+        }
+        assert_string_equal(out.data, base_listing);
+        assert_string_equal(got.str, want.str);
+        mar_buf_release(&out);
+        mar_buf_release(&blob);
+    }
+    mar_buf_release(&tar);
+}
+
+static void test_trailing_data(void **state)
+{
+    (void)state;
+    mar_buf tar;
+    base_tar(&tar);
+    mar_digest want, got;
+    mar_err *e = NULL;
+    /* Padding inside the uncompressed stream, past the end blocks, is part of the DiffID. */
+    mar_buf padded = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_append(&padded, tar.data, tar.len);
+    char zeros[5120] = {0};
+    mar_buf_append(&padded, zeros, sizeof(zeros));
+    mar_digest_of(MAR_DIGEST_SHA256, padded.data, padded.len, &want);
+    mar_buf gz, out = MAR_BUF_INIT(1 << 20);
+    compress(&padded, GZ, &gz);
+    assert_int_equal(list(&gz, NULL, &out, &got, &e), 0);
+    assert_string_equal(got.str, want.str);
+    mar_buf_release(&out);
+
+    /* NUL padding after the gzip member: accepted (some generators add it). */
+    mar_buf_append(&gz, zeros, 700);
+    assert_int_equal(list(&gz, NULL, &out, &got, &e), 0);
+    assert_string_equal(got.str, want.str);
+    mar_buf_release(&out);
+
+    /* Two gzip members are one stream. */
+    mar_buf half1 = MAR_BUF_INIT(SIZE_MAX / 2), half2 = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_append(&half1, padded.data, 1024);
+    mar_buf_append(&half2, padded.data + 1024, padded.len - 1024);
+    mar_buf two;
+    compress(&half1, GZ, &two);
+    mar_buf g2;
+    compress(&half2, GZ, &g2);
+    mar_buf_append(&two, g2.data, g2.len);
+    assert_int_equal(list(&two, NULL, &out, &got, &e), 0);
+    assert_string_equal(got.str, want.str);
+    mar_buf_release(&out);
+
+    /* Garbage after the gzip member: refused. */
+    mar_buf_append(&gz, "garbage", 7);
+    assert_int_equal(list(&gz, NULL, &out, &got, &e), -MAR_EINTEGRITY);
+    assert_non_null(strstr(e->msg, "after the gzip stream"));
+    e = mar_err_free(e);
+    mar_buf_release(&out);
+
+    /* zstd with NUL padding after the frame. */
+    mar_buf zs;
+    compress(&padded, ZS, &zs);
+    mar_buf_append(&zs, zeros, 100);
+    assert_int_equal(list(&zs, NULL, &out, &got, &e), 0);
+    assert_string_equal(got.str, want.str);
+    mar_buf_release(&out);
+    mar_buf_release(&zs);
+    mar_buf_release(&gz);
+    mar_buf_release(&two);
+    mar_buf_release(&g2);
+    mar_buf_release(&half1);
+    mar_buf_release(&half2);
+    mar_buf_release(&padded);
+    mar_buf_release(&tar);
+}
+
+static void test_truncated_and_foreign(void **state)
+{
+    (void)state;
+    mar_buf tar;
+    base_tar(&tar);
+    mar_digest got;
+    mar_err *e = NULL;
+    for (codec c = GZ; c <= ZS; c++) {
+        mar_buf blob, out = MAR_BUF_INIT(1 << 20);
+        compress(&tar, c, &blob);
+        mar_buf_truncate(&blob, blob.len / 2);
+        assert_int_equal(list(&blob, NULL, &out, &got, &e), -MAR_EINTEGRITY);
+        assert_non_null(strstr(e->msg, "truncated"));
+        e = mar_err_free(e);
+        mar_buf_release(&out);
+        mar_buf_release(&blob);
+    }
+    mar_buf xz = MAR_BUF_INIT(100), out = MAR_BUF_INIT(1 << 20);
+    mar_buf_append(&xz,
+                   "\xfd"
+                   "7zXZ\0\0\0\0\0\0",
+                   12);
+    assert_int_equal(list(&xz, NULL, &out, &got, &e), -MAR_EUNSUPPORTED);
+    assert_non_null(strstr(e->msg, "xz"));
+    e = mar_err_free(e);
+    mar_buf_release(&xz);
+    mar_buf junk = MAR_BUF_INIT(4096);
+    for (int i = 0; i < 2048; i++) {
+        char ch = (char)('a' + i % 26);
+        mar_buf_append(&junk, &ch, 1);
+    }
+    assert_true(list(&junk, NULL, &out, &got, &e) < 0);
+    e = mar_err_free(e);
+    mar_buf_release(&junk);
+    mar_buf_release(&tar);
+}
+
+static int one_entry(const tarw_entry *te, bool raw, mar_err **e)
+{
+    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2), out = MAR_BUF_INIT(1 << 20);
+    if (raw) {
+        tarw_add_raw(&t, te);
+    } else {
+        tarw_add(&t, te);
+    }
+    tarw_finish(&t);
+    mar_digest d;
+    int rc = list(&t, NULL, &out, &d, e);
+    mar_buf_release(&t);
+    mar_buf_release(&out);
+    return rc;
+}
+
+static void test_refused_names(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"../../etc/passwd", "a/../../x", "..", "/../x"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
+        mar_err *e = NULL;
+        int rc = one_entry(&(tarw_entry){.name = bad[i], .type = '0', .mode = 0644}, false, &e);
+        if (rc != -MAR_EINTEGRITY) {
+            print_error("'%s' was not refused\n", bad[i]);
+            fail();
+        }
+        mar_err_free(e);
+    }
+    mar_err *e = NULL;
+    /* Whiteouts aimed at the directory itself or above. */
+    static const char *const badwh[] = {".wh..", "etc/.wh..", ".wh...", ".wh."};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(badwh); i++) {
+        int rc = one_entry(&(tarw_entry){.name = badwh[i], .type = '0', .mode = 0644}, false, &e);
+        if (rc != -MAR_EINTEGRITY) {
+            print_error("whiteout '%s' was not refused\n", badwh[i]);
+            fail();
+        }
+        e = mar_err_free(e);
+    }
+    /* A symlink standing for the root. */
+    assert_int_equal(one_entry(&(tarw_entry){.name = ".", .type = '2', .linkname = "/"}, false, &e),
+                     -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    /* Components over 255 bytes and paths over 4096. */
+    char longc[300];
+    memset(longc, 'a', sizeof(longc) - 1);
+    longc[sizeof(longc) - 1] = '\0';
+    assert_int_equal(one_entry(&(tarw_entry){.name = longc, .type = '0'}, false, &e),
+                     -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    mar_buf lp = MAR_BUF_INIT(SIZE_MAX / 2);
+    while (lp.len < 5000) {
+        mar_buf_puts(&lp, "abcdefgh/");
+    }
+    mar_buf_puts(&lp, "f");
+    assert_int_equal(one_entry(&(tarw_entry){.name = lp.data, .type = '0'}, false, &e),
+                     -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    mar_buf_release(&lp);
+    /* A PAX path= climbing out over a benign ustar name. */
+    const char *pax[] = {"path=../x", NULL};
+    assert_int_equal(one_entry(&(tarw_entry){.name = "benign", .type = '0', .pax = pax}, false, &e),
+                     -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    /* Cleaning that stays inside is fine. */
+    assert_int_equal(one_entry(&(tarw_entry){.name = "a/../b", .type = '0'}, false, &e), 0);
+}
+
+static void test_caps(void **state)
+{
+    (void)state;
+    mar_err *e = NULL;
+    /* A 1.5 MiB PAX record. */
+    mar_buf big = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&big, "SCHILY.xattr.user.x=");
+    while (big.len < (3u << 19)) {
+        mar_buf_puts(&big, "0123456789abcdef");
+    }
+    const char *pax[] = {big.data, NULL};
+    assert_int_equal(one_entry(&(tarw_entry){.name = "f", .type = '0', .pax = pax}, false, &e),
+                     -MAR_EINTEGRITY);
+    e = mar_err_free(e);
+    mar_buf_release(&big);
+
+    /* A gzip bomb: 64 MiB of zeros in a file, against an 8 MiB cap. */
+    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    size_t n = 64u << 20;
+    char *zeros = mar_xcalloc(1, n);
+    tarw_add(&t, &(tarw_entry){.name = "bomb", .type = '0', .data = zeros, .size = n});
+    tarw_finish(&t);
+    free(zeros);
+    mar_buf gz;
+    compress(&t, GZ, &gz);
+    assert_true(gz.len < (1u << 20));
+    oci_layer_limits lim;
+    oci_layer_limits_default(&lim);
+    lim.max_uncompressed = 8u << 20;
+    mar_buf out = MAR_BUF_INIT(1 << 20);
+    mar_digest d;
+    int rc = list(&gz, &lim, &out, &d, &e);
+    assert_true(rc < 0);
+    assert_non_null(strstr(e->msg, "decompression bomb"));
+    e = mar_err_free(e);
+    /* The same stream read without its data still hits the cap in finish. */
+    lim.max_entries = 0;
+    assert_true(list(&gz, &lim, &out, &d, &e) < 0);
+    mar_err_free(e);
+    mar_buf_release(&gz);
+    mar_buf_release(&t);
+    mar_buf_release(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_codecs_and_diff_id),
+            cmocka_unit_test(test_trailing_data),
+            cmocka_unit_test(test_truncated_and_foreign),
+            cmocka_unit_test(test_refused_names),
+            cmocka_unit_test(test_caps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
