@@ -226,6 +226,31 @@ bool mar_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret);
 void mar_format_size(int64_t bytes, char *buf, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
+ * A string-keyed hash map (open addressing). Keys are copied; values are the caller's. */
+
+typedef struct mar_map {
+    char **keys;
+    void **values;
+    size_t n;     /* entries */
+    size_t slots; /* power of two, 0 when empty */
+    size_t tombs;
+} mar_map;
+
+#define MAR_MAP_INIT                                                                               \
+    {                                                                                              \
+        NULL, NULL, 0, 0, 0                                                                        \
+    }
+/* Sets key to value; returns the previous value or NULL. */
+void *mar_map_set(mar_map *m, const char *key, void *value);
+void *mar_map_get(const mar_map *m, const char *key);
+/* Removes key; returns its value or NULL. */
+void *mar_map_del(mar_map *m, const char *key);
+/* Iteration: *pos starts at 0; returns false at the end. Deleting the current key is allowed. */
+bool mar_map_next(const mar_map *m, size_t *pos, const char **ret_key, void **ret_value);
+/* Frees the keys (values are the caller's). */
+void mar_map_release(mar_map *m);
+
+/* ---------------------------------------------------------------------------------------------
  * Diagnostics sink (style.md §2 "Printing"). Libraries report through these; cli/ installs the
  * sink and decides what reaches stderr. */
 
