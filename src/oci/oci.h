@@ -223,6 +223,177 @@ MAR_DEFINE_CLEANUP(oci_config, oci_config_free)
 #define _cleanup_config_ _cleanup_(oci_config_freep)
 
 /* ---------------------------------------------------------------------------------------------
+ * ELF identity of a file from its first bytes (platforms.md §10). */
+
+typedef struct oci_elf_info {
+    bool is_elf;
+    bool truncated;     /* some headers lay beyond the bytes given */
+    unsigned elf_class; /* 1 = 32-bit, 2 = 64-bit */
+    unsigned elf_data;  /* 1 = little, 2 = big endian */
+    uint16_t e_type;
+    uint16_t e_machine;
+    uint32_t e_flags;
+    char arch[16];     /* OCI architecture ("arm64"), empty when unknown */
+    char float_abi[8]; /* arm: "hard" (armhf) or "soft" (armel) */
+    bool dynamic;      /* has PT_INTERP */
+    char interp[128];  /* the loader, "/lib/ld-musl-aarch64.so.1" */
+    char libc[8];      /* "glibc", "musl" or empty, from the loader's name */
+    int x86_isa_level; /* 1..4 from GNU_PROPERTY_X86_ISA_1_NEEDED, 0 when absent */
+} oci_elf_info;
+
+/* Reads what the first len bytes of a file tell. Never fails: is_elf is false for anything that
+ * is not an ELF file. */
+void oci_elf_parse(const void *buf, size_t len, oci_elf_info *ret);
+
+/* ---------------------------------------------------------------------------------------------
+ * Layers: an open blob fd in, validated tar entries out. Compression is sniffed from the magic
+ * bytes; the uncompressed stream is hashed (the DiffID) and capped. Read-only. */
+
+#define OCI_PATH_MAX 4096 /* unpack-security.md §3 */
+#define OCI_NAME_MAX 255
+
+typedef enum { OCI_CODEC_NONE, OCI_CODEC_GZIP, OCI_CODEC_ZSTD } oci_codec;
+const char *oci_codec_name(oci_codec c);
+
+typedef struct oci_layer_limits {
+    uint64_t max_uncompressed; /* 16 GiB */
+    uint64_t max_entries;
+    uint64_t max_header_bytes; /* all headers of one entry: 1 MiB of PAX plus blocks */
+} oci_layer_limits;
+void oci_layer_limits_default(oci_layer_limits *l);
+
+typedef enum {
+    OCI_ENTRY_FILE,
+    OCI_ENTRY_DIR,
+    OCI_ENTRY_SYMLINK,
+    OCI_ENTRY_HARDLINK,
+    OCI_ENTRY_CHAR,
+    OCI_ENTRY_BLOCK,
+    OCI_ENTRY_FIFO,
+    OCI_ENTRY_SOCKET,
+    OCI_ENTRY_WHITEOUT,  /* path names what to delete from lower layers */
+    OCI_ENTRY_OPAQUE,    /* path names the directory whose lower children are hidden */
+    OCI_ENTRY_AUFS_META, /* .wh..wh.* other than the opaque marker: skipped */
+} oci_entry_kind;
+
+typedef struct oci_xattr {
+    const char *name;
+    const void *value;
+    size_t size;
+} oci_xattr;
+
+typedef struct oci_layer_entry {
+    oci_entry_kind kind;
+    char *path;    /* cleaned, relative to the root, never empty, never climbing out */
+    char *link;    /* symlink target verbatim, or the cleaned hard link target */
+    unsigned mode; /* permission bits with setuid/setgid/sticky */
+    int64_t uid, gid;
+    int64_t size;
+    int64_t mtime;
+    long mtime_nsec;
+    uint64_t devmajor, devminor;
+    oci_xattr *xattrs;
+    size_t n_xattrs;
+} oci_layer_entry;
+
+typedef struct oci_layer_reader oci_layer_reader;
+
+/* Opens a layer read from fd (which stays the caller's). Errors: MAR_EUNSUPPORTED (xz, bzip2),
+ * MAR_EINTEGRITY (not tar), MAR_EIO. */
+int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err);
+oci_layer_reader *oci_layer_free(oci_layer_reader *r);
+MAR_DEFINE_CLEANUP(oci_layer_reader, oci_layer_free)
+#define _cleanup_layer_ _cleanup_(oci_layer_freep)
+oci_codec oci_layer_codec(const oci_layer_reader *r);
+/* The next entry (borrowed until the next call): 1, 0 at the end, or an error (MAR_EINTEGRITY for
+ * a bad archive or name, MAR_EIO). */
+int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
+/* Data of the current entry: bytes read, 0 at its end. */
+ssize_t oci_layer_read(oci_layer_reader *r, void *buf, size_t n, mar_err **err);
+int oci_layer_skip(oci_layer_reader *r, mar_err **err);
+/* Reads the stream to its very end and returns the DiffID and uncompressed size. */
+int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret_size,
+                     mar_err **err);
+/* Lexical clean of a tar name (unpack-security.md §3). Returns: new string, "" for the root.
+ * Errors: MAR_EINTEGRITY for names climbing out or over the length limits. */
+int oci_clean_path(const char *in, char **ret, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Deep scan: what the layers really contain. */
+
+typedef struct oci_scan_node {
+    oci_entry_kind kind;
+    char *path;
+    char *link;
+    unsigned mode;
+    oci_elf_info *elf; /* regular files that are ELF */
+    char *shebang;     /* regular files starting with "#!": the interpreter */
+} oci_scan_node;
+
+typedef struct oci_scan_layer {
+    oci_scan_node *v; /* in tar order, whiteouts included */
+    size_t n, alloc;
+    oci_codec codec;
+    mar_digest diff_id;
+    uint64_t size; /* uncompressed */
+} oci_scan_layer;
+
+/* Reads a whole layer from fd, keeping each entry and the first bytes' verdict of each regular
+ * file. Errors as oci_layer_open/next. Returns: new layer scan. */
+int oci_scan_layer_read(int fd, const oci_layer_limits *lim, oci_scan_layer **ret, mar_err **err);
+oci_scan_layer *oci_scan_layer_free(oci_scan_layer *l);
+
+/* The final filesystem: path -> node (borrowed from the layers, which must outlive it). */
+typedef struct oci_scan_view {
+    mar_map nodes;
+} oci_scan_view;
+
+/* Merges layers bottom to top with OCI whiteout semantics. */
+void oci_scan_view_build(oci_scan_layer *const *layers, size_t n, oci_scan_view *ret);
+void oci_scan_view_release(oci_scan_view *v);
+/* Resolves an absolute path inside the image through its symlinks (at most 40); resolved gets
+ * "/final/path". NULL when it does not exist or loops. */
+const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, char *resolved,
+                                      size_t n);
+
+typedef struct oci_elf_summary {
+    size_t n_elf;
+    struct {
+        char arch[16];
+        size_t n;
+    } counts[16];
+    size_t n_counts;
+    char majority_arch[16];
+    size_t n_foreign; /* ELF files of another architecture than declared */
+    struct {
+        char path[256];
+        char arch[16];
+    } examples[10];
+    size_t n_examples;
+    char verdict[16]; /* "consistent", "mislabeled", "mixed", "no-elf" */
+    bool has_entrypoint;
+    bool ep_found;
+    char ep_path[256];     /* as configured (Entrypoint[0] or Cmd[0]) */
+    char ep_script[256];   /* the script, when the entrypoint is one */
+    char ep_resolved[256]; /* the file that runs, symlinks followed */
+    char ep_arch[16];
+    int ep_isa_level;
+    char ep_interp[128];
+    bool ep_interp_missing;
+    int max_isa_level; /* highest x86-64 level any binary needs */
+    char isa_example[256];
+    size_t n_isa_v3plus;
+    size_t n_missing_loader; /* dynamic binaries whose loader the image lacks */
+    char loader_example[256];
+    char loader_missing[128];
+} oci_elf_summary;
+
+/* Counts the ELF files of the final filesystem against the declared architecture (normalized
+ * OCI arch), resolves the entrypoint and gives a verdict. */
+void oci_elf_summarize(const oci_scan_view *v, const oci_config *cfg, const char *declared,
+                       oci_elf_summary *ret);
+
+/* ---------------------------------------------------------------------------------------------
  * Choosing an index entry (platforms.md §7, containerd images.Manifest). */
 
 typedef struct oci_selection {
