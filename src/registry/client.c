@@ -234,6 +234,9 @@ void reg__op_start(reg_op *op)
     req->method = op->method;
     req->body_cap = op->body_cap;
     req->on_data = op->on_data;
+    if (op->prepare) {
+        op->prepare(op);
+    }
 
     _cleanup_free_ char *hp = reg__url_hostport(op->url);
     reg_host *target = hp ? reg__host_get(c, hp) : NULL;

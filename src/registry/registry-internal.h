@@ -85,6 +85,7 @@ struct reg_op {
     size_t body_cap;
     reg_http_data_fn on_data;
     reg_http_req req;
+    void (*prepare)(reg_op *op); /* adds per-attempt headers (Range) before each start */
     reg_op_done_fn done;
     void *userdata;
     int rc; /* set when the op failed before a final HTTP status */

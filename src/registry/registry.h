@@ -154,6 +154,22 @@ void reg_manifest_fetch_desc(reg_client *c, const oci_ref *ref, const oci_descri
 void reg_blob_fetch(reg_client *c, const oci_ref *ref, const oci_descriptor *d, size_t cap,
                     reg_blob_cb cb, void *userdata);
 
+/* A streaming destination for blob bytes. write gets them in order (before verification: the
+ * caller must not trust them until the completion says so); reset, when set, lets a download
+ * start over from byte 0 (a registry that answered a resumed request with the wrong range). */
+typedef struct reg_sink {
+    int (*write)(void *ud, const void *p, size_t n, mar_err **err);
+    int (*reset)(void *ud, mar_err **err);
+    void *ud;
+} reg_sink;
+
+/* Streams the blob d into sink, resuming interrupted transfers with Range requests, and calls
+ * cb once with the verdict: rc 0 (blob->digest verified, no data) when exactly d->size bytes
+ * hashing to d->digest went to the sink. `start` bytes already received (from an earlier run) are
+ * skipped with a Range request; the sink then gets only the rest. */
+void reg_blob_stream(reg_client *c, const oci_ref *ref, const oci_descriptor *d, uint64_t start,
+                     mar_hasher *resume_hash, const reg_sink *sink, reg_blob_cb cb, void *userdata);
+
 /* ---------------------------------------------------------------------------------------------
  * Images: a reference resolved to its index (or manifest), every child manifest and config. */
 

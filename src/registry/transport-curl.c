@@ -123,6 +123,7 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ud)
     if (req->resp_bytes == 0 && !x->streaming) {
         long status = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        req->status = status;
         x->streaming = req->on_data && status >= 200 && status < 300;
     }
     req->resp_bytes += n;

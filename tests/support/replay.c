@@ -13,6 +13,7 @@ typedef struct block {
     mar_strv body_has;
     long status;
     int result;
+    size_t fail_after; /* deliver this many body bytes, then fail with result */
     mar_strv headers;
     mar_buf body;
     bool used;
@@ -125,7 +126,11 @@ replay *replay_load(const char *dir)
                 }
             }
         } else if (l[0] == '<') {
-            if (cur->status == 0 && cur->result == 0 && v[0] == '!') {
+            if (mar_str_startswith(v, "!recv-after ")) {
+                int64_t k = 0;
+                mar_parse_i64(v + 12, 0, INT64_MAX, &k);
+                cur->fail_after = (size_t)k;
+            } else if (cur->status == 0 && cur->result == 0 && v[0] == '!') {
                 cur->result = strcmp(v, "!connect") == 0 ? REG_HTTP_ECONNECT
                               : strcmp(v, "!tls") == 0   ? REG_HTTP_ETLS
                                                          : REG_HTTP_ERECV;
@@ -284,10 +289,14 @@ static void respond(replay *r, reg_http_req *req)
         rh->value = mar_xstrdup(v);
     }
     if (strcmp(req->method, "HEAD") != 0 && b->body.len) {
-        req->resp_bytes = b->body.len;
+        size_t deliver = b->fail_after ? b->fail_after : b->body.len;
+        req->resp_bytes = deliver;
         if (req->on_data && req->status >= 200 && req->status < 300) {
-            if (req->on_data(req, b->body.data, b->body.len) < 0) {
+            if (req->on_data(req, b->body.data, deliver) < 0) {
                 req->result = REG_HTTP_EABORT;
+            } else if (b->fail_after) {
+                req->result = REG_HTTP_ERECV;
+                snprintf(req->errmsg, sizeof(req->errmsg), "replayed connection reset");
             }
         } else {
             size_t cap = req->on_data ? MAR_CAP_ERROR_BODY : req->body_cap;

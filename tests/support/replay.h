@@ -9,6 +9,7 @@
  *   < Content-Type: application/json                          response header
  *   < @body index.json                                        body from a file of the case
  *   < body {"errors":[]}                                      inline body
+ *   < !recv-after 100                                          send 100 body bytes, then reset
  * In every line, {{digest:FILE}} and {{size:FILE}} expand to the sha256 digest and byte size of a
  * file of the case. A request matches the first unused block with its method and URL, so
  * concurrent requests may arrive in any order. */

@@ -55,6 +55,19 @@ static void on_image(reg_client *c, reg_image *img, void *ud)
     o->digest = img->raw.digest;
 }
 
+static int collect(void *ud, const void *p, size_t n, mar_err **err)
+{
+    (void)err;
+    return mar_buf_append(ud, p, n) < 0 ? -1 : 0;
+}
+
+static int collect_reset(void *ud, mar_err **err)
+{
+    (void)err;
+    mar_buf_truncate(ud, 0);
+    return 0;
+}
+
 typedef struct kv {
     char *key;
     char *value;
@@ -150,11 +163,20 @@ static int run_case(const char *dir, const char *name)
     mar_err *e = NULL;
     assert_int_equal(oci_ref_parse(meta(m, "ref"), &ref, &e), 0);
     outcome out = {0};
+    mar_buf blob_data = MAR_BUF_INIT(1 << 20), streamed = MAR_BUF_INIT(1 << 20);
     const char *op = meta(m, "op");
     if (strcmp(op, "manifest") == 0) {
         reg_manifest_fetch(c, &ref, on_blob, &out);
     } else if (strcmp(op, "image") == 0) {
         reg_image_fetch(c, &ref, REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS, on_image, &out);
+    } else if (strcmp(op, "stream") == 0) {
+        _cleanup_free_ char *bp = mar_xasprintf("%s/%s", dir, meta(m, "blob"));
+        assert_int_equal(mar_read_file_at(AT_FDCWD, bp, 1 << 20, &blob_data, &e), 0);
+        oci_descriptor d = {0};
+        mar_digest_of(MAR_DIGEST_SHA256, blob_data.data, blob_data.len, &d.digest);
+        d.size = (int64_t)blob_data.len;
+        reg_sink sink = {.write = collect, .reset = collect_reset, .ud = &streamed};
+        reg_blob_stream(c, &ref, &d, 0, NULL, &sink, on_blob, &out);
     } else {
         _cleanup_free_ char *bp = mar_xasprintf("%s/%s", dir, meta(m, "blob"));
         mar_buf f = MAR_BUF_INIT(1 << 20);
@@ -242,6 +264,13 @@ static int run_case(const char *dir, const char *name)
             CHECK((int64_t)errors == n, "%zu child errors", errors);
         }
     }
+    if (strcmp(op, "stream") == 0 && out.rc == 0) {
+        CHECK(streamed.len == blob_data.len &&
+                      memcmp(streamed.data, blob_data.data, blob_data.len) == 0,
+              "the sink got %zu bytes that differ from the blob", streamed.len);
+    }
+    mar_buf_release(&blob_data);
+    mar_buf_release(&streamed);
     CHECK(replay_violations(rp) == 0, "exchange rules broken:\n%s", replay_report(rp));
     if (want_rc == 0) {
         CHECK(replay_unused(rp) == 0, "%zu scripted exchanges never requested", replay_unused(rp));
