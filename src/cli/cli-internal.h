@@ -91,6 +91,9 @@ typedef struct cmd_row {
     vm_verdict verdict;
     bool selected;
     const mar_err *err; /* borrowed from the entry */
+    bool deep;          /* to be scanned by --deep */
+    oci_elf_summary *elf;
+    mar_err *elf_err;
 } cmd_row;
 
 typedef struct cmd_problem {
@@ -125,8 +128,20 @@ typedef struct cmd_report {
 void cmd_report_build(const reg_image *img, const vm_target *target, const oci_platform *requested,
                       cmd_report *ret);
 void cmd_report_release(cmd_report *r);
+void cmd_report_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
+        MAR_PRINTF(4, 5);
 json_t *cmd_report_json(const cmd_report *r);
 void cmd_report_print(const cmd_report *r, FILE *out);
+
+/* --deep: streams the layers of every row marked deep and fills row->elf (deep.c). Errors: only
+ * transport failures; per-row failures land in row->elf_err. */
+int cmd_deep_scan(reg_client *c, const reg_image *img, cmd_report *r, int jobs, mar_err **err);
+/* Adds the ELF evidence to a report: verdict changes, elf-* problems (report-deep.c). */
+void cmd_report_add_deep(cmd_report *r, const vm_target *t);
+json_t *cmd_elf_json(const cmd_row *row);
+/* The ELF column text and the evidence lines printed under the table. */
+void cmd_elf_column(const cmd_row *row, char *buf, size_t n);
+void cmd_elf_evidence(const cmd_report *r, FILE *out);
 
 /* Commands. */
 int cmd_inspect(const cmd_def *def, cmd_args *args);

@@ -69,12 +69,8 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
     unsigned flags = raw ? 0 : REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS;
     reg_image_fetch(c, &ref, flags, on_image, &st);
     int rc = reg_client_run(c, &err);
-    reg_stats stats;
-    reg_client_stats(c, &stats);
-    mar_debug("%llu requests, %llu retries, %llu token fetches", (unsigned long long)stats.requests,
-              (unsigned long long)stats.retries, (unsigned long long)stats.token_fetches);
-    reg_client_free(c);
     if (rc < 0) {
+        reg_client_free(c);
         oci_ref_release(&ref);
         reg_image_free(st.img);
         return cmd_fail(err);
@@ -83,6 +79,7 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
     _cleanup_free_ char *refstr = oci_ref_string(&ref);
     oci_ref_release(&ref);
     if (!img || img->rc < 0) {
+        reg_client_free(c);
         mar_err *e = img ? TAKE_PTR(img->err) : NULL;
         if (!e) {
             mar_err_set(&e, MAR_EFAIL, 0, "no result");
@@ -91,6 +88,7 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
         return cmd_fail(e);
     }
     if (raw) {
+        reg_client_free(c);
         if (write_raw(&img->raw) < 0) {
             mar_err_set(&err, MAR_EIO, 0, "cannot write to stdout");
             return cmd_fail(err);
@@ -100,6 +98,33 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
 
     cmd_report r;
     cmd_report_build(img, &target, pspec ? &requested : NULL, &r);
+    if (cmd_flag(args, "deep")) {
+        int64_t jobs = 8;
+        const char *js = cmd_value(args, "jobs");
+        if (js && !mar_parse_i64(js, 1, 64, &jobs)) {
+            reg_client_free(c);
+            cmd_report_release(&r);
+            fprintf(stderr, "mar: --jobs takes a number from 1 to 64\n");
+            return MAR_EUSAGE;
+        }
+        /* With --platform only the chosen entry is read; otherwise every platform. */
+        for (size_t i = 0; i < r.n_rows; i++) {
+            r.rows[i].deep = !r.rows[i].err && (!pspec || r.rows[i].selected);
+        }
+        rc = cmd_deep_scan(c, img, &r, (int)jobs, &err);
+        if (rc < 0) {
+            reg_client_free(c);
+            cmd_report_release(&r);
+            return cmd_fail(err);
+        }
+        cmd_report_add_deep(&r, &target);
+    }
+    reg_stats stats;
+    reg_client_stats(c, &stats);
+    mar_debug("%llu requests, %llu retries, %llu token fetches, %llu bytes",
+              (unsigned long long)stats.requests, (unsigned long long)stats.retries,
+              (unsigned long long)stats.token_fetches, (unsigned long long)stats.bytes);
+    reg_client_free(c);
     if (json) {
         json_t *doc = cmd_report_json(&r);
         cmd_json_print(doc, cmd_stdout_is_tty());

@@ -24,6 +24,9 @@ static const cmd_opt inspect_opts[] = {
          "apple-silicon-qemu or intel-mac"},
         {"json", 0, CMD_OPT_FLAG, NULL, "print the report as JSON (docs/mar-inspect.1.md)"},
         {"raw", 0, CMD_OPT_FLAG, NULL, "print the manifest or index bytes exactly as served"},
+        {"deep", 0, CMD_OPT_FLAG, NULL,
+         "read the layers and check the binaries against each label (streams every layer)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel layer downloads for --deep (default 8)"},
 };
 
 static int cmd_help(const cmd_def *def, cmd_args *args);

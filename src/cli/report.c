@@ -4,9 +4,7 @@
 
 #include <string.h>
 
-static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
-        MAR_PRINTF(4, 5);
-static void add_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
+void cmd_report_problem(cmd_report *r, const char *kind, const char *platform, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -28,6 +26,10 @@ void cmd_report_release(cmd_report *r)
         free(r->problems[i].message);
     }
     free(r->problems);
+    for (size_t i = 0; i < r->n_rows; i++) {
+        free(r->rows[i].elf);
+        mar_err_free(r->rows[i].elf_err);
+    }
     free(r->rows);
     free(r->reference);
     free(r->media_type);
@@ -176,17 +178,18 @@ void cmd_report_build(const reg_image *img, const vm_target *t, const oci_platfo
     for (size_t i = 0; i < r->n_rows; i++) {
         const cmd_row *row = &r->rows[i];
         if (row->err) {
-            add_problem(r, "unreadable", row->published, "%s", row->err->msg);
+            cmd_report_problem(r, "unreadable", row->published, "%s", row->err->msg);
             set_status(r, mar_err_code(row->err));
             continue;
         }
         if (!row->config_matches) {
             char cp[OCI_PLATFORM_STR_MAX];
             oci_platform_format(&row->config, cp, sizeof(cp));
-            add_problem(r, "config-mismatch", row->published,
-                        "the %s entry of '%s' is labeled %s but its config says %s: the image is "
-                        "mislabeled",
-                        row->published, r->reference, row->published, cp);
+            cmd_report_problem(
+                    r, "config-mismatch", row->published,
+                    "the %s entry of '%s' is labeled %s but its config says %s: the image is "
+                    "mislabeled",
+                    row->published, r->reference, row->published, cp);
         }
     }
     char have[1024];
@@ -194,22 +197,23 @@ void cmd_report_build(const reg_image *img, const vm_target *t, const oci_platfo
     if (!r->is_index && r->n_rows == 1 && r->rows[0].has_config) {
         const cmd_row *row = &r->rows[0];
         if (requested && !oci_matcher_match(&m, &row->config)) {
-            add_problem(r, "platform-mismatch", row->published,
-                        "'%s' is a single-platform image for %s, not %s, refusing", r->reference,
-                        row->published, r->requested);
+            cmd_report_problem(r, "platform-mismatch", row->published,
+                               "'%s' is a single-platform image for %s, not %s, refusing",
+                               r->reference, row->published, r->requested);
             r->has_selected = false;
             r->rows[0].selected = false;
             set_status(r, MAR_ENOTFOUND);
         } else if (!requested && row->verdict.mode != VM_RUN_NATIVE) {
-            add_problem(r, "platform-mismatch", row->published,
-                        "the image's platform (%s) does not match %s (%s) and no platform was "
-                        "requested",
-                        row->published, t->is_host ? "this host" : t->name, tp);
+            cmd_report_problem(
+                    r, "platform-mismatch", row->published,
+                    "the image's platform (%s) does not match %s (%s) and no platform was "
+                    "requested",
+                    row->published, t->is_host ? "this host" : t->name, tp);
         }
     }
     if (r->is_index && requested && !r->has_selected) {
-        add_problem(r, "no-match", r->requested, "no '%s' entry in '%s' (has: %s), refusing",
-                    r->requested, r->reference, have);
+        cmd_report_problem(r, "no-match", r->requested, "no '%s' entry in '%s' (has: %s), refusing",
+                           r->requested, r->reference, have);
         set_status(r, MAR_ENOTFOUND);
     }
     bool any_native = false;
@@ -219,14 +223,16 @@ void cmd_report_build(const reg_image *img, const vm_target *t, const oci_platfo
         runnable += r->rows[i].err == NULL;
     }
     if (r->is_index && r->n_rows > 0 && !any_native) {
-        add_problem(r, "no-native", NULL, "no variant of '%s' runs natively on %s (%s); it has: %s",
-                    r->reference, t->is_host ? "this host" : t->name, tp, have);
+        cmd_report_problem(r, "no-native", NULL,
+                           "no variant of '%s' runs natively on %s (%s); it has: %s", r->reference,
+                           t->is_host ? "this host" : t->name, tp, have);
     }
     if (r->is_index && r->n_rows == 1 && strcmp(r->rows[0].normalized, "linux/amd64") == 0) {
-        add_problem(r, "amd64-only", "linux/amd64",
-                    "'%s' is an index with only linux/amd64: Docker on arm64 refuses it without "
-                    "--platform linux/amd64; publish linux/arm64 too",
-                    r->reference);
+        cmd_report_problem(
+                r, "amd64-only", "linux/amd64",
+                "'%s' is an index with only linux/amd64: Docker on arm64 refuses it without "
+                "--platform linux/amd64; publish linux/arm64 too",
+                r->reference);
     }
     (void)runnable;
 }
@@ -271,6 +277,7 @@ json_t *cmd_report_json(const cmd_report *r)
                             row->verdict.reason[0] ? json_string(row->verdict.reason)
                                                    : json_null());
         json_object_set_new(p, "selected", json_boolean(row->selected));
+        json_object_set_new(p, "elf", cmd_elf_json(row));
         json_array_append_new(arr, p);
     }
     json_object_set_new(o, "platforms", arr);
@@ -299,7 +306,8 @@ void cmd_report_print(const cmd_report *r, FILE *out)
         fprintf(out, "Evaluated:   %s\n\n", r->host);
     }
 
-    size_t wp = strlen("PLATFORM"), wc = strlen("CONFIG");
+    bool deep = false;
+    size_t wp = strlen("PLATFORM"), wc = strlen("CONFIG"), we = strlen("ELF");
     for (size_t i = 0; i < r->n_rows; i++) {
         size_t l = strlen(r->rows[i].published);
         wp = l > wp ? l : wp;
@@ -307,6 +315,12 @@ void cmd_report_print(const cmd_report *r, FILE *out)
         oci_platform_format(&r->rows[i].config, cp, sizeof(cp));
         l = r->rows[i].has_config ? strlen(cp) : 1;
         wc = l > wc ? l : wc;
+        if (r->rows[i].elf || r->rows[i].elf_err) {
+            deep = true;
+            char ec[64];
+            cmd_elf_column(&r->rows[i], ec, sizeof(ec));
+            we = strlen(ec) > we ? strlen(ec) : we;
+        }
     }
     char on[sizeof(r->host) + 4] = "ON THIS HOST";
     if (!r->on_host) {
@@ -315,11 +329,15 @@ void cmd_report_print(const cmd_report *r, FILE *out)
             *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
         }
     }
-    fprintf(out, "  %-*s  %-19s  %9s  %-*s  %s\n", (int)wp, "PLATFORM", "MANIFEST", "SIZE", (int)wc,
-            "CONFIG", on);
+    fprintf(out, "  %-*s  %-19s  %9s  %-*s  ", (int)wp, "PLATFORM", "MANIFEST", "SIZE", (int)wc,
+            "CONFIG");
+    if (deep) {
+        fprintf(out, "%-*s  ", (int)we, "ELF");
+    }
+    fprintf(out, "%s\n", on);
     for (size_t i = 0; i < r->n_rows; i++) {
         const cmd_row *row = &r->rows[i];
-        char dig[32], size[32], cp[OCI_PLATFORM_STR_MAX], run[64];
+        char dig[32], size[32], cp[OCI_PLATFORM_STR_MAX], run[64], ec[64];
         mar_digest_short(&row->digest, dig, sizeof(dig));
         if (row->size >= 0) {
             mar_format_size(row->size, size, sizeof(size));
@@ -336,13 +354,19 @@ void cmd_report_print(const cmd_report *r, FILE *out)
         } else {
             vm_verdict_label(&row->verdict, run, sizeof(run));
         }
-        fprintf(out, "%c %-*s  %-19s  %9s  %-*s  %s%s\n", row->selected ? '*' : ' ', (int)wp,
-                row->published, dig, size, (int)wc, cp, run, row->config_matches ? "" : "  (!)");
+        fprintf(out, "%c %-*s  %-19s  %9s  %-*s  ", row->selected ? '*' : ' ', (int)wp,
+                row->published, dig, size, (int)wc, cp);
+        if (deep) {
+            cmd_elf_column(row, ec, sizeof(ec));
+            fprintf(out, "%-*s  ", (int)we, ec);
+        }
+        fprintf(out, "%s%s\n", run, row->config_matches ? "" : "  (!)");
     }
     if (r->attestations) {
         fprintf(out, "  +%zu attestation manifest%s\n", r->attestations,
                 r->attestations == 1 ? "" : "s");
     }
+    cmd_elf_evidence(r, out);
     if (r->has_selected) {
         fprintf(out, "\n* = the entry `mar run%s%s` would pick %s\n",
                 r->explicit_platform ? " --platform " : "",

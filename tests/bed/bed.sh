@@ -271,7 +271,7 @@ cmd_up() {
     local parts=("$@")
     [ ${#parts[@]} -eq 0 ] && parts=(registry fixtures auth tls containerd binfmt)
     mkdir -p "$BED/pids" "$BED/log"
-    : >"$BED/env"
+    touch "$BED/env"
     for p in "${parts[@]}"; do
         case $p in
         registry) up_registry ;;

@@ -47,6 +47,8 @@ static void test_inspect_paths(void **state)
     run_vg(0, NULL, "inspect", "--json", multi, NULL);
     run_vg(0, NULL, "inspect", "--raw", itest_fixture_ref("dockerlist"), NULL);
     run_vg(0, NULL, "inspect", "--target", "apple-silicon", itest_fixture_ref("confmismatch"));
+    run_vg(0, NULL, "inspect", "--deep", itest_fixture_ref("whiteout"), NULL);
+    run_vg(0, NULL, "inspect", "--deep", "--json", itest_fixture_ref("mislabeled"));
     run_vg(3, NULL, "inspect", "--platform", "linux/riscv64", multi);
     _cleanup_free_ char *missing = mar_xasprintf("%s/mar/nope", itest_bed("MAR_TEST_REGISTRY"));
     run_vg(3, NULL, "inspect", missing, NULL, NULL);

@@ -241,7 +241,7 @@ static void json_blob(json_t *doc, const char *mt, blob *ret)
 }
 
 static void make_config(const char *arch, const char *variant, const mar_digest *diff_ids, size_t n,
-                        bool docker, blob *ret)
+                        bool docker, const char *entrypoint, blob *ret)
 {
     json_t *ids = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -252,11 +252,13 @@ static void make_config(const char *arch, const char *variant, const mar_digest 
         json_object_set_new(cfg, "variant", json_string(variant));
     }
     json_object_set_new(cfg, "os", json_string("linux"));
-    json_object_set_new(
-            cfg, "config",
-            json_pack("{s:[s], s:[s], s:s}", "Env",
-                      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "Cmd",
-                      "/bin/sh", "WorkingDir", "/"));
+    json_t *c = json_pack("{s:[s], s:[s], s:s}", "Env",
+                          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                          "Cmd", "/bin/sh", "WorkingDir", "/");
+    if (entrypoint) {
+        json_object_set_new(c, "Entrypoint", json_pack("[s]", entrypoint));
+    }
+    json_object_set_new(cfg, "config", c);
     json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:o}", "type", "layers", "diff_ids", ids));
     json_object_set_new(cfg, "history",
                         json_pack("[{s:s, s:s}]", "created", "2023-11-14T22:13:20Z", "created_by",
@@ -319,7 +321,7 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
                docker ? MT_DOCKER_LAYER : (c == C_ZSTD ? MT_OCI_LAYER_ZSTD : MT_OCI_LAYER_GZ),
                &ret->layer, &ret->diff_id);
     make_config(ps->cfg_arch ? ps->cfg_arch : ps->arch, ps->cfg_arch ? NULL : ps->variant,
-                &ret->diff_id, 1, docker, &ret->config);
+                &ret->diff_id, 1, docker, NULL, &ret->config);
     make_manifest(&ret->config, &ret->layer, 1, docker, &ret->manifest);
     push_blob(repo, &ret->layer);
     push_blob(repo, &ret->config);
@@ -516,6 +518,12 @@ static void fixture_whiteout(void)
     add_file(&t, "data/gone", 0644, "gone\n", 5);
     add_dir(&t, "data/opaque/", 0755);
     add_file(&t, "data/opaque/old", 0644, "old\n", 4);
+    /* A foreign binary that the next layer whites out: --deep must not count it. */
+    mar_buf foreign = read_busybox("arm64");
+    add_dir(&t, "usr/", 0755);
+    add_dir(&t, "usr/bin/", 0755);
+    add_file(&t, "usr/bin/foreign", 0755, foreign.data, foreign.len);
+    mar_buf_release(&foreign);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[0], &ids[0]);
 
     t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
@@ -524,6 +532,8 @@ static void fixture_whiteout(void)
     add_dir(&t, "data/opaque/", 0755);
     add_file(&t, "data/opaque/.wh..wh..opq", 0644, "", 0);
     add_file(&t, "data/opaque/new", 0644, "new\n", 4);
+    add_dir(&t, "usr/bin/", 0755);
+    add_file(&t, "usr/bin/.wh.foreign", 0644, "", 0);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[1], &ids[1]);
 
     t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
@@ -532,7 +542,7 @@ static void fixture_whiteout(void)
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[2], &ids[2]);
 
     built b = {.spec = all8[0]};
-    make_config("amd64", NULL, ids, 3, false, &b.config);
+    make_config("amd64", NULL, ids, 3, false, NULL, &b.config);
     make_manifest(&b.config, layers, 3, false, &b.manifest);
     for (size_t i = 0; i < 3; i++) {
         push_blob(repo, &layers[i]);
@@ -542,6 +552,56 @@ static void fixture_whiteout(void)
     push_manifest(repo, "latest", &b.manifest);
     record("whiteout", repo, "latest", &b.manifest, &b, 1);
     built_release(&b);
+}
+
+/* One layer: the amd64 root filesystem plus extra files; config with an optional entrypoint. */
+static void single_layer_image(const char *name, const char *repo, const char *extra_path,
+                               const mar_buf *extra, const char *entrypoint, bool as_index)
+{
+    mar_buf bb = read_busybox("amd64");
+    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    rootfs_tar(&bb, &t);
+    mar_buf_release(&bb);
+    add_dir(&t, "usr/", 0755);
+    add_dir(&t, "usr/local/", 0755);
+    add_dir(&t, "usr/local/bin/", 0755);
+    add_dir(&t, "usr/bin/", 0755);
+    add_file(&t, extra_path, 0755, extra->data, extra->len);
+    built b = {.spec = all8[0]};
+    make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &b.layer, &b.diff_id);
+    make_config("amd64", NULL, &b.diff_id, 1, false, entrypoint, &b.config);
+    make_manifest(&b.config, &b.layer, 1, false, &b.manifest);
+    push_blob(repo, &b.layer);
+    push_blob(repo, &b.config);
+    push_manifest(repo, b.manifest.digest.str, &b.manifest);
+    if (as_index) {
+        push_index(name, repo, "latest", &b, 1, 0, false);
+    } else {
+        push_manifest(repo, "latest", &b.manifest);
+        record(name, repo, "latest", &b.manifest, &b, 1);
+    }
+    built_release(&b);
+}
+
+/* amd64 binaries plus one arm64 helper: a mixed image. */
+static void fixture_mixed(void)
+{
+    mar_buf helper = read_busybox("arm64");
+    single_layer_image("mixed", "mar/mixed", "usr/local/bin/helper", &helper, NULL, true);
+    mar_buf_release(&helper);
+}
+
+/* The entrypoint is a dynamic glibc binary (the test machine's own /bin/ls) and the image has no
+ * loader: it can only fail with "failed to open elf" or "no such file". */
+static void fixture_noloader(void)
+{
+    mar_buf ls = MAR_BUF_INIT(64u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, "/bin/ls", 64u << 20, &ls, &e) < 0) {
+        die("%s", e->msg);
+    }
+    single_layer_image("noloader", "mar/noloader", "usr/bin/dynls", &ls, "/usr/bin/dynls", false);
+    mar_buf_release(&ls);
 }
 
 int main(int argc, char **argv)
@@ -563,6 +623,8 @@ int main(int argc, char **argv)
     fixture_mislabeled();
     fixture_confmismatch();
     fixture_whiteout();
+    fixture_mixed();
+    fixture_noloader();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }
