@@ -393,7 +393,7 @@ void oci_elf_summarize(const oci_scan_view *v, const oci_config *cfg, const char
         }
     }
     /* Sorted, so that examples are stable from run to run. */
-    qsort(paths.v, paths.n, sizeof(char *), (int (*)(const void *, const void *))strcmp);
+    mar_strv_sort(&paths);
     for (size_t i = 0; i < paths.n; i++) {
         const oci_scan_node *node = mar_map_get(&v->nodes, paths.v[i]);
         const oci_elf_info *e = node->elf;

@@ -143,6 +143,18 @@ bool mar_strv_contains(const mar_strv *sv, const char *s)
     return false;
 }
 
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void mar_strv_sort(mar_strv *sv)
+{
+    if (sv->n > 1) {
+        qsort(sv->v, sv->n, sizeof(char *), cmp_strp);
+    }
+}
+
 bool mar_str_startswith(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;

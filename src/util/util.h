@@ -207,6 +207,8 @@ void mar_strv_push(mar_strv *sv, const char *s);
 void mar_strv_push_take(mar_strv *sv, char *s);
 void mar_strv_release(mar_strv *sv);
 bool mar_strv_contains(const mar_strv *sv, const char *s);
+/* Sorts the strings (strcmp order). */
+void mar_strv_sort(mar_strv *sv);
 static inline void mar__strvp(mar_strv *sv)
 {
     mar_strv_release(sv);
