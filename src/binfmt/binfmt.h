@@ -135,4 +135,85 @@ void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret);
 /* Runs the probe in a child. Errors: MAR_EFAIL when it cannot even be attempted. */
 int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Status. */
+
+typedef struct binfmt_arch_status {
+    const binfmt_arch *arch;
+    bool native; /* the host's own architecture */
+    bool has_handler;
+    binfmt_entry handler; /* the entry the kernel picks now */
+    binfmt_kind kind;
+    char shadowed[8][144]; /* other matching entries ("name", "name (disabled)") */
+    size_t n_shadowed;
+    bool has_probe;
+    binfmt_probe probe;
+    char hints[6][256];
+    size_t n_hints;
+} binfmt_arch_status;
+
+typedef struct binfmt_status {
+    binfmt_table table;
+    bool probed; /* probes ran (only against the kernel's own mount) */
+    binfmt_arch_status arch[BINFMT_ARCH_COUNT];
+} binfmt_status;
+
+/* True when root is a real binfmt_misc mount (statfs magic), so probes describe it. */
+bool binfmt_root_is_kernel(const char *root);
+/* Reads the entries and evaluates every architecture; runs exec probes when asked and root is
+ * the kernel's mount. Errors: MAR_EIO. */
+int binfmt_status_read(const char *root, const char *host_arch, bool probe, binfmt_status *ret,
+                       mar_err **err);
+void binfmt_status_release(binfmt_status *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Install and uninstall (binfmt-and-rosetta.md §8). */
+
+typedef struct binfmt_install_opts {
+    const char *root;
+    binfmt_kind emulator;        /* BINFMT_KIND_QEMU or BINFMT_KIND_ROSETTA */
+    const char *qemu_path;       /* directory of qemu-<cpu>-static; default /usr/bin */
+    const char *rosetta_path;    /* default /mnt/lima-rosetta/rosetta */
+    bool allow_setuid;           /* the C flag */
+    bool preserve_argv0;         /* the P flag, through Debian's <cpu>-binfmt-P links */
+    const char *replace_handler; /* an existing entry the user accepts to shadow */
+} binfmt_install_opts;
+
+typedef enum {
+    BINFMT_NOTHING,
+    BINFMT_INSTALLED,
+    BINFMT_ALREADY,          /* the same mar- entry exists: nothing to do */
+    BINFMT_HANDLED_BY_OTHER, /* another entry handles the architecture: left alone */
+    BINFMT_REMOVED,
+} binfmt_action;
+
+typedef struct binfmt_change {
+    const binfmt_arch *arch;
+    binfmt_action action;
+    char name[64];   /* mar's entry */
+    char other[128]; /* the entry that handles it, or that uninstall left alone */
+    char interpreter[256];
+    char flags[8];
+    mar_digest interp_digest;
+    bool shadows;  /* installed in front of `other` (--replace-handler) */
+    bool replaced; /* an older mar- entry with other settings was replaced */
+} binfmt_change;
+
+/* Mounts binfmt_misc at root when it is the default mount point and nothing is mounted.
+ * Errors: MAR_EUNSUPPORTED (not root, another root), MAR_EIO. */
+int binfmt_mount(const char *root, mar_err **err);
+/* "mar-qemu-aarch64", "mar-rosetta". */
+const char *binfmt_entry_name(const binfmt_arch *a, binfmt_kind emu, char *buf, size_t n);
+/* Root-owned, not group/other-writable, static ELF; symlinks only when allowed (and then
+ * root-owned). Errors: MAR_ENOTFOUND, MAR_EUNSUPPORTED, MAR_EIO, MAR_EUSAGE. */
+int binfmt_check_interpreter(const char *path, bool allow_symlink, mar_digest *ret_digest,
+                             mar_err **err);
+/* ":name:M:0:magic:mask:interpreter:flags", validated against the kernel's limits. */
+int binfmt_register_line(const char *name, const binfmt_arch *a, const char *interpreter,
+                         const char *flags, char *buf, size_t n, mar_err **err);
+int binfmt_install(const binfmt_install_opts *o, const binfmt_arch *a, binfmt_change *ret,
+                   mar_err **err);
+/* Removes the mar- entries handling the architecture; others are reported in ret->other. */
+int binfmt_uninstall(const char *root, const binfmt_arch *a, binfmt_change *ret, mar_err **err);
+
 #endif

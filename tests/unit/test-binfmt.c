@@ -251,6 +251,204 @@ static void test_global_disabled_and_unmounted(void **state)
     binfmt_table_release(&t);
 }
 
+static char *fake_read(fake *f, const char *name)
+{
+    mar_buf b = MAR_BUF_INIT(1 << 16);
+    mar_err *e = NULL;
+    assert_int_equal(mar_read_file_at(f->dfd, name, 1 << 16, &b, &e), 0);
+    return mar_buf_detach(&b, NULL);
+}
+
+/* A stand-in interpreter: root-owned and static, like Debian's qemu-*-static. */
+static char *fake_interpreter(fake *f, const char *name, const binfmt_arch *a, unsigned mode,
+                              uid_t uid)
+{
+    mar_buf img = MAR_BUF_INIT(0);
+    binfmt_probe_image(a, &img);
+    int fd = openat(f->dfd, name, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    assert_int_equal(write(fd, img.data, img.len), (ssize_t)img.len);
+    fchmod(fd, mode);
+    if (fchown(fd, uid, 0) < 0) {
+        /* rootless runs cannot chown; the owner test is skipped below */
+    }
+    close(fd);
+    mar_buf_release(&img);
+    return mar_xasprintf("%s/%s", f->root, name);
+}
+
+static void test_install_line_and_idempotence(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    mkdirat(f->dfd, "bin", 0755);
+    const binfmt_arch *arm64 = binfmt_arch_by_oci("arm64");
+    _cleanup_free_ char *interp = fake_interpreter(f, "bin/qemu-aarch64-static", arm64, 0755, 0);
+    _cleanup_free_ char *bin = mar_xasprintf("%s/bin", f->root);
+    binfmt_install_opts o = {.root = f->root, .emulator = BINFMT_KIND_QEMU, .qemu_path = bin};
+    binfmt_change ch;
+    mar_err *e = NULL;
+    assert_int_equal(binfmt_install(&o, arm64, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_INSTALLED);
+    assert_string_equal(ch.name, "mar-qemu-aarch64");
+    _cleanup_free_ char *line = fake_read(f, "register");
+    _cleanup_free_ char *want =
+            mar_xasprintf(":mar-qemu-aarch64:M:0:%s:%s:%s:F", arm64->magic, arm64->mask, interp);
+    assert_string_equal(line, want);
+    assert_true(mar_digest_valid(ch.interp_digest.str));
+
+    /* As the kernel would: the entry now exists. Installing again changes nothing. */
+    fake_register(f, "mar-qemu-aarch64", "arm64", interp, "F", true);
+    fake_write(f, "register", "");
+    assert_int_equal(binfmt_install(&o, arm64, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_ALREADY);
+    _cleanup_free_ char *untouched = fake_read(f, "register");
+    assert_string_equal(untouched, "");
+
+    /* Other flags: mar replaces its own entry (removes, then registers). */
+    o.allow_setuid = true;
+    assert_int_equal(binfmt_install(&o, arm64, &ch, &e), 0);
+    assert_true(ch.replaced);
+    /* A plain file stands for the kernel's entry: the write lands at its start. */
+    _cleanup_free_ char *removed = fake_read(f, "mar-qemu-aarch64");
+    assert_true(mar_str_startswith(removed, "-1"));
+    _cleanup_free_ char *line2 = fake_read(f, "register");
+    assert_true(mar_str_endswith(line2, ":CF"));
+
+    /* Uninstall writes -1 to mar's entries only. */
+    fake_register(f, "mar-qemu-aarch64", "arm64", interp, "F", true);
+    fake_register(f, "qemu-aarch64", "arm64", "/usr/bin/qemu-aarch64", "F", true);
+    assert_int_equal(binfmt_uninstall(f->root, arm64, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_REMOVED);
+    assert_string_equal(ch.other, "qemu-aarch64");
+    _cleanup_free_ char *m = fake_read(f, "mar-qemu-aarch64");
+    assert_true(mar_str_startswith(m, "-1"));
+    _cleanup_free_ char *q = fake_read(f, "qemu-aarch64");
+    assert_true(mar_str_startswith(q, "enabled"));
+}
+
+static void test_never_clobber(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    mkdirat(f->dfd, "bin", 0755);
+    const binfmt_arch *s390x = binfmt_arch_by_oci("s390x");
+    _cleanup_free_ char *interp = fake_interpreter(f, "bin/qemu-s390x-static", s390x, 0755, 0);
+    _cleanup_free_ char *bin = mar_xasprintf("%s/bin", f->root);
+    fake_register(f, "qemu-s390x", "s390x", "/usr/bin/qemu-s390x-static", "POF", true);
+    binfmt_install_opts o = {.root = f->root, .emulator = BINFMT_KIND_QEMU, .qemu_path = bin};
+    binfmt_change ch;
+    mar_err *e = NULL;
+    assert_int_equal(binfmt_install(&o, s390x, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_HANDLED_BY_OTHER);
+    assert_string_equal(ch.other, "qemu-s390x");
+    _cleanup_free_ char *reg = fake_read(f, "register");
+    assert_string_equal(reg, "");
+    /* Named by the user: mar's entry goes in front; the other stays. */
+    o.replace_handler = "qemu-s390x";
+    assert_int_equal(binfmt_install(&o, s390x, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_INSTALLED);
+    assert_true(ch.shadows);
+    _cleanup_free_ char *other = fake_read(f, "qemu-s390x");
+    assert_true(mar_str_startswith(other, "enabled"));
+    /* A disabled entry does not count as a handler. */
+    fake_register(f, "qemu-s390x", "s390x", "/usr/bin/qemu-s390x-static", "POF", false);
+    o.replace_handler = NULL;
+    assert_int_equal(binfmt_install(&o, s390x, &ch, &e), 0);
+    assert_int_equal(ch.action, BINFMT_INSTALLED);
+}
+
+static void test_interpreter_checks(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    const binfmt_arch *a = binfmt_arch_by_oci("riscv64");
+    mar_err *e = NULL;
+    mar_digest d;
+    _cleanup_free_ char *good = fake_interpreter(f, "good", a, 0755, 0);
+    assert_int_equal(binfmt_check_interpreter(good, false, &d, &e), 0);
+    _cleanup_free_ char *gw = fake_interpreter(f, "groupwritable", a, 0775, 0);
+    assert_int_equal(binfmt_check_interpreter(gw, false, &d, &e), -MAR_EUNSUPPORTED);
+    assert_non_null(strstr(e->msg, "writable"));
+    e = mar_err_free(e);
+    _cleanup_free_ char *nr = fake_interpreter(f, "notroot", a, 0755, 1);
+    assert_int_equal(binfmt_check_interpreter(nr, false, &d, &e), -MAR_EUNSUPPORTED);
+    assert_non_null(strstr(e->msg, "not owned by root"));
+    e = mar_err_free(e);
+    assert_int_equal(binfmt_check_interpreter("/bin/ls", false, &d, &e), -MAR_EUNSUPPORTED);
+    assert_non_null(strstr(e->msg, "dynamically linked"));
+    e = mar_err_free(e);
+    assert_int_equal(symlinkat("good", f->dfd, "link"), 0);
+    _cleanup_free_ char *link = mar_xasprintf("%s/link", f->root);
+    assert_int_equal(binfmt_check_interpreter(link, false, &d, &e), -MAR_EUNSUPPORTED);
+    e = mar_err_free(e);
+    assert_int_equal(binfmt_check_interpreter(link, true, &d, &e), 0);
+    assert_int_equal(binfmt_check_interpreter("relative/qemu", false, &d, &e), -MAR_EUSAGE);
+    e = mar_err_free(e);
+    assert_int_equal(binfmt_check_interpreter("/nonexistent/qemu", false, &d, &e), -MAR_ENOTFOUND);
+    e = mar_err_free(e);
+    fake_write(f, "script", "#!/bin/sh\n");
+    _cleanup_free_ char *script = mar_xasprintf("%s/script", f->root);
+    assert_int_equal(binfmt_check_interpreter(script, false, &d, &e), -MAR_EUNSUPPORTED);
+    mar_err_free(e);
+}
+
+static void test_rosetta_line(void **state)
+{
+    (void)state;
+    char line[2048];
+    mar_err *e = NULL;
+    assert_int_equal(binfmt_register_line("mar-rosetta", binfmt_arch_by_oci("amd64"),
+                                          "/mnt/lima-rosetta/rosetta", "F", line, sizeof(line), &e),
+                     0);
+    /* The magic and mask Lima and colima register for Rosetta (binfmt-and-rosetta.md §5). */
+    assert_string_equal(line, ":mar-rosetta:M:0:"
+                              "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00"
+                              "\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00:"
+                              "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff"
+                              "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff"
+                              "\\xff\\xff:/mnt/lima-rosetta/rosetta:F");
+    assert_int_equal(binfmt_register_line("bad:name", binfmt_arch_by_oci("amd64"), "/x", "F", line,
+                                          sizeof(line), &e),
+                     -MAR_EUSAGE);
+    e = mar_err_free(e);
+    binfmt_install_opts o = {.root = "/nonexistent", .emulator = BINFMT_KIND_ROSETTA};
+    binfmt_change ch;
+    assert_int_equal(binfmt_install(&o, binfmt_arch_by_oci("arm64"), &ch, &e), -MAR_EUNSUPPORTED);
+    assert_non_null(strstr(e->msg, "x86-64"));
+    mar_err_free(e);
+}
+
+static void test_status_on_fake_root(void **state)
+{
+    fake *f = *state;
+    fake_register(f, "rosetta", "amd64", "/mnt/lima-rosetta/rosetta", "OCF", true);
+    fake_register(f, "qemu-x86_64", "amd64", "/usr/bin/qemu-x86_64", "P", true);
+    binfmt_status st;
+    mar_err *e = NULL;
+    assert_int_equal(binfmt_status_read(f->root, "arm64", true, &st, &e), 0);
+    /* Not the kernel's mount: nothing is probed. */
+    assert_false(st.probed);
+    const binfmt_arch_status *amd = &st.arch[BINFMT_ARCH_AMD64];
+    assert_true(amd->has_handler);
+    assert_string_equal(amd->handler.name, "qemu-x86_64");
+    assert_int_equal(amd->n_shadowed, 1);
+    bool shadow_hint = false, f_hint = false;
+    for (size_t i = 0; i < amd->n_hints; i++) {
+        shadow_hint = shadow_hint || strstr(amd->hints[i], "Rosetta ('rosetta') is shadowed");
+        f_hint = f_hint || strstr(amd->hints[i], "lacks F");
+    }
+    assert_true(shadow_hint);
+    assert_true(f_hint);
+    assert_true(st.arch[BINFMT_ARCH_ARM64].native);
+    binfmt_status_release(&st);
+}
+
 static void test_root_param(void **state)
 {
     (void)state;
@@ -272,6 +470,12 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_colima_disables_qemu, fake_setup, fake_teardown),
             cmocka_unit_test_setup_teardown(test_global_disabled_and_unmounted, fake_setup,
                                             fake_teardown),
+            cmocka_unit_test_setup_teardown(test_install_line_and_idempotence, fake_setup,
+                                            fake_teardown),
+            cmocka_unit_test_setup_teardown(test_never_clobber, fake_setup, fake_teardown),
+            cmocka_unit_test_setup_teardown(test_interpreter_checks, fake_setup, fake_teardown),
+            cmocka_unit_test(test_rosetta_line),
+            cmocka_unit_test_setup_teardown(test_status_on_fake_root, fake_setup, fake_teardown),
             cmocka_unit_test(test_root_param),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
