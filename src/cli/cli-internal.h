@@ -145,5 +145,8 @@ void cmd_elf_evidence(const cmd_report *r, FILE *out);
 
 /* Commands. */
 int cmd_inspect(const cmd_def *def, cmd_args *args);
+int cmd_binfmt_status(const cmd_def *def, cmd_args *args);
+int cmd_binfmt_install(const cmd_def *def, cmd_args *args);
+int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args);
 
 #endif

@@ -29,6 +29,26 @@ static const cmd_opt inspect_opts[] = {
         {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel layer downloads for --deep (default 8)"},
 };
 
+static const cmd_opt binfmt_status_cmd_opts[] = {
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the status as JSON (docs/mar-binfmt.1.md)"},
+        {"no-probe", 0, CMD_OPT_FLAG, NULL, "do not run the exec probes"},
+};
+
+static const cmd_opt binfmt_install_cmd_opts[] = {
+        {"emulator", 'e', CMD_OPT_VALUE, "qemu|rosetta", "what to register (default qemu)"},
+        {"qemu-path", 0, CMD_OPT_VALUE, "DIR",
+         "directory of the qemu-<cpu>-static programs (default /usr/bin, Debian's "
+         "qemu-user-static)"},
+        {"rosetta-path", 0, CMD_OPT_VALUE, "FILE",
+         "the Rosetta program (default /mnt/lima-rosetta/rosetta, as Lima mounts it)"},
+        {"allow-setuid", 0, CMD_OPT_FLAG, NULL,
+         "register with C: setuid programs work, and run the emulator as root"},
+        {"preserve-argv0", 0, CMD_OPT_FLAG, NULL,
+         "register with P through Debian's /usr/libexec/qemu-binfmt/<cpu>-binfmt-P links"},
+        {"replace-handler", 0, CMD_OPT_VALUE, "NAME",
+         "put mar's entry in front of this existing entry (it is never removed)"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -43,7 +63,24 @@ static const cmd_def commands[] = {
          "Inconsistencies (a config that disagrees with its index entry, no native variant, an\n"
          "amd64-only index) are reported as warnings on stderr.",
          inspect_opts, MAR_ARRAY_SIZE(inspect_opts), false},
-        {"help", cmd_help, 0, 1, "[VERB]", "show help for mar or for one verb", NULL, NULL, 0,
+        {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
+         "show which binfmt_misc entry handles each architecture, and probe it",
+         "For every architecture mar knows: the entry the kernel would use now (the newest "
+         "enabled\n"
+         "one whose magic matches), the entries it shadows, whether it works inside containers "
+         "(the\n"
+         "F flag), and what an exec probe (a tiny program of that architecture) really does.",
+         binfmt_status_cmd_opts, MAR_ARRAY_SIZE(binfmt_status_cmd_opts), false},
+        {"binfmt install", cmd_binfmt_install, 1, -1, "[OPTIONS] ARCH... | all",
+         "register QEMU (or Rosetta) for architectures, under mar- names",
+         "Registers /usr/bin/qemu-<cpu>-static (root-owned, unwritable, static) with the F flag, "
+         "so\n"
+         "it works inside containers. An architecture another entry already handles is left alone\n"
+         "and reported; entries that are not mar's are never changed.",
+         binfmt_install_cmd_opts, MAR_ARRAY_SIZE(binfmt_install_cmd_opts), false},
+        {"binfmt uninstall", cmd_binfmt_uninstall, 1, -1, "ARCH... | all",
+         "remove mar's registrations (mar-* entries only)", NULL, NULL, 0, false},
+        {"help", cmd_help, 0, 2, "[VERB]", "show help for mar or for one verb", NULL, NULL, 0,
          false},
         {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
 };
@@ -56,6 +93,29 @@ static const cmd_def *find_command(const char *name)
         }
     }
     return NULL;
+}
+
+/* Plumbing lives under nouns ("binfmt status"): true when name is such a noun. */
+static bool is_noun(const char *name)
+{
+    size_t l = strlen(name);
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
+        if (strncmp(commands[i].name, name, l) == 0 && commands[i].name[l] == ' ') {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void print_noun_help(const char *noun, FILE *out)
+{
+    size_t l = strlen(noun);
+    fprintf(out, "usage: mar %s VERB [OPTIONS] [ARGS]\n\nVerbs:\n", noun);
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
+        if (strncmp(commands[i].name, noun, l) == 0 && commands[i].name[l] == ' ') {
+            fprintf(out, "  %-18s %s\n", commands[i].name, commands[i].summary);
+        }
+    }
 }
 
 static void print_opt_table(const cmd_opt *opts, size_t n, FILE *out)
@@ -107,7 +167,7 @@ static void print_main_help(FILE *out)
                  "run on this machine (native, QEMU user mode or Rosetta through binfmt_misc).\n\n"
                  "Verbs:\n");
     for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-18s %s\n", commands[i].name, commands[i].summary);
     }
     fprintf(out, "\nGlobal options:\n");
     print_opt_table(global_opts, MAR_ARRAY_SIZE(global_opts), out);
@@ -122,9 +182,16 @@ static int cmd_help(const cmd_def *def, cmd_args *args)
         print_main_help(stdout);
         return 0;
     }
-    const cmd_def *d = find_command(args->pos.v[0]);
+    _cleanup_free_ char *name = args->pos.n > 1
+                                        ? mar_xasprintf("%s %s", args->pos.v[0], args->pos.v[1])
+                                        : mar_xstrdup(args->pos.v[0]);
+    const cmd_def *d = find_command(name);
+    if (!d && args->pos.n == 1 && is_noun(name)) {
+        print_noun_help(name, stdout);
+        return 0;
+    }
     if (!d) {
-        fprintf(stderr, "mar: unknown verb '%s'\n", args->pos.v[0]);
+        fprintf(stderr, "mar: unknown verb '%s'\n", name);
         print_main_help(stderr);
         return MAR_EUSAGE;
     }
@@ -301,6 +368,23 @@ int cmd_main(int argc, char **argv)
         return MAR_EUSAGE;
     }
     const cmd_def *def = find_command(argv[i]);
+    if (!def && is_noun(argv[i])) {
+        if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
+            bool help = i + 1 < argc;
+            print_noun_help(argv[i], help ? stdout : stderr);
+            mar_strv_release(&pre);
+            return help ? 0 : MAR_EUSAGE;
+        }
+        _cleanup_free_ char *two = mar_xasprintf("%s %s", argv[i], argv[i + 1]);
+        def = find_command(two);
+        if (!def) {
+            fprintf(stderr, "mar: unknown verb '%s'\n", two);
+            print_noun_help(argv[i], stderr);
+            mar_strv_release(&pre);
+            return MAR_EUSAGE;
+        }
+        i++;
+    }
     if (!def) {
         fprintf(stderr, "mar: unknown verb '%s'\n", argv[i]);
         fprintf(stderr, "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "util/util.h"
+#include "binfmt/binfmt.h"
 
 typedef struct itest_run {
     int status;
