@@ -21,6 +21,7 @@ bool mar_diag_debug_enabled(void)
     return debug_on;
 }
 
+static void emit(mar_diag_level level, const char *fmt, va_list ap) MAR_PRINTF(2, 0);
 static void emit(mar_diag_level level, const char *fmt, va_list ap)
 {
     if (!sink) {
