@@ -125,6 +125,10 @@ static int after_stream(oci_layer_reader *r, bool *more)
 /* Produces up to OUT_CHUNK uncompressed bytes into r->out; returns the count, 0 at the end. */
 static ssize_t decode(oci_layer_reader *r)
 {
+    /* Errors are sticky: libarchive may call again after a failed read. */
+    if (r->err) {
+        return -1;
+    }
     if (r->out_eof) {
         return 0;
     }
@@ -216,12 +220,15 @@ static la_ssize_t on_read(struct archive *a, void *ud, const void **buf)
 {
     (void)a;
     oci_layer_reader *r = ud;
+    if (r->err) {
+        return -1;
+    }
     ssize_t n = decode(r);
     if (n < 0) {
         return -1;
     }
     r->out_total += (uint64_t)n;
-    if (r->out_total > r->lim.max_uncompressed) {
+    if (r->out_total > r->lim.max_uncompressed && !r->err) {
         mar_err_set(&r->err, MAR_EINTEGRITY, 0,
                     "layer expands beyond %llu bytes (a decompression bomb?), refusing",
                     (unsigned long long)r->lim.max_uncompressed);
