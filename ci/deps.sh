@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
     # build
-    gcc make cmake pkg-config clang-format
+    gcc make cmake pkg-config clang-format clang libclang-rt-14-dev
     libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev zlib1g-dev libssl-dev
     libyaml-dev libcmocka-dev
     # test bed and peers

@@ -15,6 +15,9 @@ bash ci/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DMAR_SANITIZE=address,unde
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest -L unit --output-on-failure --no-tests=error -j"$(nproc)")
 
+# Fuzz smoke: every harness under libFuzzer (clang, ASan+UBSan) from its seeds.
+bash ci/fuzz.sh 20
+
 bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 # valgrind over the unit tests.

@@ -90,7 +90,7 @@ static void test_config_json(void **state)
             "\"password\":\"%s\"}}}",
             itest_bed("MAR_TEST_TOKEN_REGISTRY"), auth, itest_bed("MAR_TEST_BASIC_REGISTRY"), user,
             pass);
-    _cleanup_free_ char *path = itest_write("cfg1/config.json", cfg, 0600);
+    free(itest_write("cfg1/config.json", cfg, 0600));
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg1", itest_tmpdir());
     const char *env[] = {env0, NULL};
     size_t before = token_log_lines();
@@ -120,7 +120,7 @@ static void test_wrong_password(void **state)
             "{\"auths\":{\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"},"
             "\"%s\":{\"username\":\"%s\",\"password\":\"wrong\"}}}",
             itest_bed("MAR_TEST_TOKEN_REGISTRY"), user, itest_bed("MAR_TEST_BASIC_REGISTRY"), user);
-    _cleanup_free_ char *path = itest_write("cfg2/config.json", cfg, 0600);
+    free(itest_write("cfg2/config.json", cfg, 0600));
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg2", itest_tmpdir());
     const char *env[] = {env0, NULL};
     itest_run r;
@@ -145,11 +145,11 @@ static void test_credential_helper(void **state)
             "echo \"$server\" >> %s/helper-calls\n"
             "printf '{\"ServerURL\":\"%%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}' \"$server\"\n",
             itest_tmpdir(), user, pass);
-    _cleanup_free_ char *hp = itest_write("bin/docker-credential-martest", script, 0755);
+    free(itest_write("bin/docker-credential-martest", script, 0755));
     _cleanup_free_ char *cfg = mar_xasprintf("{\"credHelpers\":{\"%s\":\"martest\"},"
                                              "\"credsStore\":\"martest\"}",
                                              itest_bed("MAR_TEST_TOKEN_REGISTRY"));
-    _cleanup_free_ char *path = itest_write("cfg3/config.json", cfg, 0600);
+    free(itest_write("cfg3/config.json", cfg, 0600));
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg3", itest_tmpdir());
     _cleanup_free_ char *env1 = mar_xasprintf("PATH=%s/bin:%s", itest_tmpdir(), getenv("PATH"));
     const char *env[] = {env0, env1, NULL};
@@ -174,7 +174,7 @@ static void test_identity_token(void **state)
     (void)state;
     _cleanup_free_ char *cfg = mar_xasprintf("{\"auths\":{\"%s\":{\"identitytoken\":\"%s\"}}}",
                                              itest_bed("MAR_TEST_TOKEN_REGISTRY"), refresh);
-    _cleanup_free_ char *path = itest_write("cfg4/config.json", cfg, 0600);
+    free(itest_write("cfg4/config.json", cfg, 0600));
     _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg4", itest_tmpdir());
     const char *env[] = {env0, NULL};
     itest_run r;

@@ -55,7 +55,7 @@ static void test_certs_d_ca(void **state)
     mkdir(d2, 0700);
     mkdir(d3, 0700);
     mkdir(d4, 0700);
-    _cleanup_free_ char *p = itest_write(name, ca.data, 0644);
+    free(itest_write(name, ca.data, 0644));
     mar_buf_release(&ca);
     _cleanup_free_ char *xdg = mar_xasprintf("XDG_CONFIG_HOME=%s/xdg", itest_tmpdir());
     _cleanup_free_ char *tls = mar_xasprintf("MAR_TLS_REGISTRIES=%s", host);

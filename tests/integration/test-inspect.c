@@ -155,7 +155,7 @@ static void test_fake_binfmt_root(void **state)
     (void)state;
     /* An empty binfmt_misc: nothing foreign can run. */
     const char *root = itest_tmpdir();
-    _cleanup_free_ char *st = itest_write("binfmt/status", "enabled\n", 0644);
+    free(itest_write("binfmt/status", "enabled\n", 0644));
     _cleanup_free_ char *dir = mar_xasprintf("%s/binfmt", root);
     json_t *j = inspect_json(itest_fixture_ref("multi"), "--binfmt-root", dir, 0);
     json_t *row = row_for(j, "linux/s390x");

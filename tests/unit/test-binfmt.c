@@ -336,7 +336,7 @@ static void test_never_clobber(void **state)
     }
     mkdirat(f->dfd, "bin", 0755);
     const binfmt_arch *s390x = binfmt_arch_by_oci("s390x");
-    _cleanup_free_ char *interp = fake_interpreter(f, "bin/qemu-s390x-static", s390x, 0755, 0);
+    free(fake_interpreter(f, "bin/qemu-s390x-static", s390x, 0755, 0));
     _cleanup_free_ char *bin = mar_xasprintf("%s/bin", f->root);
     fake_register(f, "qemu-s390x", "s390x", "/usr/bin/qemu-s390x-static", "POF", true);
     binfmt_install_opts o = {.root = f->root, .emulator = BINFMT_KIND_QEMU, .qemu_path = bin};
