@@ -12,6 +12,11 @@ int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_
         int e = errno;
         return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e, "cannot open '%s'", path);
     }
+    return mar_read_fd(fd, path, cap, ret, err);
+}
+
+int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err)
+{
     struct stat st;
     if (fstat(fd, &st) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", path);
@@ -35,6 +40,7 @@ int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_
             break;
         }
         if (mar_buf_append(&b, chunk, (size_t)n) < 0) {
+            mar_buf_release(&b);
             return mar_err_set(err, MAR_EINTEGRITY, 0, "'%s' is larger than %zu bytes, refusing",
                                path, cap);
         }

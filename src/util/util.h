@@ -369,5 +369,31 @@ void mar_proc_result_release(mar_proc_result *r);
  * refusing symlinks at the last component and non-regular files. Errors: MAR_ENOTFOUND (ENOENT),
  * MAR_EIO, MAR_EINTEGRITY (over the cap). */
 int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+/* The same from an open fd (path names it in messages). */
+int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Access scoped to a root directory (unpack-security.md §2): openat2 with RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, or an fd-based user-space walk where openat2 is
+ * missing (MAR_NO_OPENAT2=1 forces it). "/", ".." and absolute symlinks never leave the root. */
+
+/* Opens a directory to serve as a root: O_PATH|O_DIRECTORY|O_NOFOLLOW. Errors: MAR_ENOTFOUND,
+ * MAR_EIO. Returns: the fd. */
+int mar_root_open(const char *path, mar_err **err);
+/* openat(2) of a path resolved inside rootfd (O_NOFOLLOW applies to the last component only).
+ * Returns the fd or -1 with errno. */
+int mar_in_root_open(int rootfd, const char *path, int flags, mode_t mode);
+/* Opens (creating missing directories with dir_mode when asked) the directory that holds path;
+ * *ret_name points at path's last component. Errors: MAR_EINTEGRITY (a component is not a
+ * directory, a loop), MAR_EIO. */
+int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mode, int *ret_fd,
+                       const char **ret_name, mar_err **err);
+/* The same, listing in `created` (when not NULL) every directory it had to make. */
+int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t dir_mode,
+                               mar_strv *created, int *ret_fd, const char **ret_name,
+                               mar_err **err);
+/* Reads a regular file inside the root, never through a symlink at the last component and never
+ * blocking on a FIFO, up to cap bytes. Errors: MAR_ENOTFOUND, MAR_EIO, MAR_EINTEGRITY. */
+int mar_in_root_read(int rootfd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 
 #endif
