@@ -50,6 +50,8 @@ void oci_layer_limits_default(oci_layer_limits *l)
     l->max_uncompressed = 16ull << 30; /* unpack-security.md §3 */
     l->max_entries = 10u * 1000 * 1000;
     l->max_header_bytes = (1u << 20) + 4096; /* PAX record cap 1 MiB (CVE-2022-2879) */
+    l->max_sparse = 100000;                  /* CVE-2025-58183 class */
+    l->min_free = 1ull << 30;                /* unpack-security.md §3 free-space reserve */
 }
 
 const char *oci_codec_name(oci_codec c)
@@ -562,6 +564,16 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
         e->uid = (int64_t)archive_entry_uid(ae);
         e->gid = (int64_t)archive_entry_gid(ae);
         e->size = archive_entry_size_is_set(ae) ? (int64_t)archive_entry_size(ae) : 0;
+        if (e->size < 0 || (uint64_t)e->size > r->lim.max_uncompressed) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "'%.200s' claims %lld bytes, more than a layer may hold, refusing",
+                               e->path, (long long)e->size);
+        }
+        if ((uint64_t)archive_entry_sparse_count(ae) > r->lim.max_sparse) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "sparse file '%.200s' has %d regions, refusing", e->path,
+                               archive_entry_sparse_count(ae));
+        }
         e->mtime = (int64_t)archive_entry_mtime(ae);
         e->mtime_nsec = (long)archive_entry_mtime_nsec(ae);
         e->devmajor = (uint64_t)archive_entry_rdevmajor(ae);

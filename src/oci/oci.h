@@ -259,6 +259,8 @@ typedef struct oci_layer_limits {
     uint64_t max_uncompressed; /* 16 GiB */
     uint64_t max_entries;
     uint64_t max_header_bytes; /* all headers of one entry: 1 MiB of PAX plus blocks */
+    uint64_t max_sparse;       /* regions of one sparse file */
+    uint64_t min_free;         /* unpacking stops when the target has less free space */
 } oci_layer_limits;
 void oci_layer_limits_default(oci_layer_limits *l);
 
@@ -317,6 +319,42 @@ int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret
 /* Lexical clean of a tar name (unpack-security.md §3). Returns: new string, "" for the root.
  * Errors: MAR_EINTEGRITY for names climbing out or over the length limits. */
 int oci_clean_path(const char *in, char **ret, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Unpacking (unpack-security.md §2): every write through one root dirfd. */
+
+typedef enum {
+    OCI_UNPACK_LAYER, /* one layer alone, as an overlayfs lower directory */
+    OCI_UNPACK_APPLY, /* applied onto a tree (flattening) */
+} oci_unpack_mode;
+
+typedef struct oci_unpack_opts {
+    oci_unpack_mode mode;
+    const oci_layer_limits *lim;      /* NULL: defaults */
+    const mar_digest *expect_diff_id; /* verified after the last byte, when set */
+} oci_unpack_opts;
+
+typedef struct oci_unpack_result {
+    oci_codec codec;
+    mar_digest diff_id;
+    uint64_t size;    /* uncompressed bytes */
+    uint64_t entries; /* tar entries */
+    uint64_t files;
+    uint64_t bytes; /* file data written */
+    size_t dropped; /* entries or xattrs dropped (devices rootless, trusted.*, sockets) */
+    size_t whiteouts, opaques;
+    mar_strv implicit_dirs;  /* LAYER: directories made only as parents */
+    mar_strv deferred_links; /* LAYER: pairs (path, target) whose target is not in the layer */
+} oci_unpack_result;
+
+/* Unpacks the layer read from blobfd into rootfd. On failure the tree is partial: the caller
+ * removes it. Errors: MAR_EINTEGRITY (bad or hostile layer, DiffID mismatch), MAR_EUNSUPPORTED
+ * (codec), MAR_EIO (disk full, permissions). */
+int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_result *ret,
+               mar_err **err);
+void oci_unpack_result_release(oci_unpack_result *r);
+/* Removes name (recursively for directories) in dirfd without following symlinks. */
+int oci_remove_at(int dirfd, const char *name, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Deep scan: what the layers really contain. */

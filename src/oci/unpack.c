@@ -1,0 +1,609 @@
+/* Writing a layer (unpack-security.md §2, the table of entry types): every parent is resolved
+ * in-root from one root dirfd and the last component is only ever touched with *at() calls that
+ * do not follow it. Two modes:
+ *
+ *   OCI_UNPACK_LAYER  the layer alone, as an overlayfs lower directory: whiteouts become 0/0
+ *                     character devices, opaque markers the trusted.overlay.opaque xattr;
+ *                     directories created only as parents and hard links whose target is not in
+ *                     this layer are reported, to be settled against the lower layers.
+ *   OCI_UNPACK_APPLY  the layer applied onto a tree (flattening): whiteouts delete, opaque
+ *                     markers empty a directory of what lower layers put there; entries of the
+ *                     same layer are never affected (image-spec layer.md).
+ *
+ * Numeric ids only; nothing from the tree is ever read back as configuration or executed. */
+#include "oci.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#define COPY_CHUNK (256u << 10)
+
+typedef struct fixup {
+    char *path;
+    unsigned mode;
+    struct timespec mtime;
+    int depth;
+} fixup;
+
+typedef struct unpacker {
+    int rootfd;
+    const oci_unpack_opts *o;
+    oci_unpack_result *res;
+    bool root; /* running as root: chown, devices, trusted xattrs */
+    /* The parent directory of the previous entry, reused while nothing changes above it. */
+    char *cache_path;
+    int cache_fd;
+    /* Paths this layer created (APPLY mode: whiteouts and opaque markers spare them). */
+    mar_map created;
+    fixup *fix;
+    size_t n_fix, a_fix;
+    unsigned char *buf;
+    uint64_t since_check; /* bytes written since the last free-space check */
+    uint64_t min_free;
+} unpacker;
+
+static void cache_drop(unpacker *u)
+{
+    if (u->cache_fd >= 0) {
+        close(u->cache_fd);
+    }
+    u->cache_fd = -1;
+    free(u->cache_path);
+    u->cache_path = NULL;
+}
+
+/* An entry at `path` can change how the cached parent resolves only if it is that directory or
+ * one of its ancestors. */
+static void cache_invalidate(unpacker *u, const char *path)
+{
+    if (!u->cache_path) {
+        return;
+    }
+    size_t l = strlen(path);
+    if (strncmp(u->cache_path, path, l) == 0 && (u->cache_path[l] == '\0' || u->cache_path[l] == '/')) {
+        cache_drop(u);
+    }
+}
+
+static void note_created(unpacker *u, const char *path)
+{
+    if (u->o->mode == OCI_UNPACK_APPLY) {
+        mar_map_set(&u->created, path, (void *)1);
+    }
+}
+
+/* The parent directory of path, created when missing (implicit directories are reported in
+ * LAYER mode). Returns an fd owned by the cache (do not close) and the last component. */
+static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_err **err)
+{
+    const char *slash = strrchr(path, '/');
+    size_t pl = slash ? (size_t)(slash - path) : 0;
+    *ret_name = slash ? slash + 1 : path;
+    if (u->cache_path && strlen(u->cache_path) == pl && strncmp(u->cache_path, path, pl) == 0) {
+        return u->cache_fd;
+    }
+    cache_drop(u);
+    mar_strv made = MAR_STRV_INIT;
+    int fd;
+    const char *nm;
+    if (mar_in_root_parent_created(u->rootfd, path, true, 0755, &made, &fd, &nm, err) < 0) {
+        mar_strv_release(&made);
+        return -1;
+    }
+    for (size_t i = 0; i < made.n; i++) {
+        if (u->o->mode == OCI_UNPACK_LAYER) {
+            mar_strv_push(&u->res->implicit_dirs, made.v[i]);
+        }
+        note_created(u, made.v[i]);
+    }
+    mar_strv_release(&made);
+    u->cache_path = mar_xstrndup(path, pl);
+    u->cache_fd = fd;
+    return fd;
+}
+
+/* Removes whatever is at name in dirfd, directories recursively, never following a symlink. */
+int oci_remove_at(int dirfd, const char *name, mar_err **err)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return errno == ENOENT ? 0 : mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", name);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot remove '%s'", name);
+        }
+        return 0;
+    }
+    int dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", name);
+    }
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", name);
+    }
+    /* A directory made read-only by a layer must stay removable. */
+    fchmod(dfd, 0700);
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && rc == 0) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        rc = oci_remove_at(dfd, de->d_name, err);
+    }
+    closedir(d);
+    if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+        rc = mar_err_set(err, MAR_EIO, errno, "cannot remove '%s'", name);
+    }
+    return rc;
+}
+
+/* Clears the way for a non-directory entry at name (the last entry wins). */
+static int make_room(int pfd, const char *name, mar_err **err)
+{
+    return oci_remove_at(pfd, name, err);
+}
+
+static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e, bool set_mode,
+                               mar_err **err)
+{
+    if (u->root && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
+    }
+    /* After the chown: chown clears setuid and setgid. */
+    if (set_mode && fchmod(fd, e->mode & 07777) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot chmod '%s'", e->path);
+    }
+    return 0;
+}
+
+static bool xattr_allowed(const char *name)
+{
+    /* security.capability is kept; trusted.* (overlay's own namespace, among others),
+     * security.selinux and ACL/NFS4 forms are dropped (unpack-security.md §3). */
+    if (mar_str_startswith(name, "trusted.") || strcmp(name, "security.selinux") == 0 ||
+        mar_str_startswith(name, "system.")) {
+        return false;
+    }
+    return mar_str_startswith(name, "user.") || strcmp(name, "security.capability") == 0;
+}
+
+static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err **err)
+{
+    for (size_t i = 0; i < e->n_xattrs; i++) {
+        const oci_xattr *x = &e->xattrs[i];
+        if (!xattr_allowed(x->name)) {
+            u->res->dropped++;
+            continue;
+        }
+        if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0) {
+            if ((errno == EPERM && !u->root) || errno == ENOTSUP) {
+                u->res->dropped++;
+                continue;
+            }
+            return mar_err_set(err, MAR_EIO, errno, "cannot set xattr '%.100s' on '%s'", x->name,
+                               e->path);
+        }
+    }
+    return 0;
+}
+
+static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e, mar_err **err)
+{
+    const char *name;
+    int pfd = parent_of(u, e->path, &name, err);
+    if (pfd < 0 || make_room(pfd, name, err) < 0) {
+        return -1;
+    }
+    _cleanup_close_ int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                    0600);
+    if (fd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
+    }
+    note_created(u, e->path);
+    int64_t left = e->size;
+    while (left > 0) {
+        ssize_t n = oci_layer_read(r, u->buf, COPY_CHUNK, err);
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0, "file '%s' incomplete, refusing", e->path);
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(fd, u->buf + off, (size_t)(n - off));
+            if (w < 0) {
+                int e2 = errno;
+                return mar_err_set(err, MAR_EIO, e2, "cannot write '%s'%s", e->path,
+                                   e2 == ENOSPC ? " (disk full)" : "");
+            }
+            off += w;
+        }
+        left -= n;
+        u->res->bytes += (uint64_t)n;
+        u->since_check += (uint64_t)n;
+        if (u->since_check >= (64u << 20)) {
+            u->since_check = 0;
+            struct statvfs sv;
+            if (u->min_free && fstatvfs(fd, &sv) == 0 &&
+                (uint64_t)sv.f_bavail * sv.f_frsize < u->min_free) {
+                return mar_err_set(err, MAR_EIO, ENOSPC,
+                                   "less than %llu MB free while unpacking '%s'",
+                                   (unsigned long long)(u->min_free >> 20), e->path);
+            }
+        }
+    }
+    if (set_owner_mode_time(u, fd, e, true, err) < 0 || apply_xattrs(u, fd, e, err) < 0) {
+        return -1;
+    }
+    struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
+    futimens(fd, ts);
+    u->res->files++;
+    return 0;
+}
+
+static int add_fixup(unpacker *u, const oci_layer_entry *e)
+{
+    if (u->n_fix == u->a_fix) {
+        u->a_fix = u->a_fix ? u->a_fix * 2 : 64;
+        u->fix = mar_xrealloc(u->fix, u->a_fix * sizeof(*u->fix));
+    }
+    int depth = 0;
+    for (const char *p = e->path; *p; p++) {
+        depth += *p == '/';
+    }
+    u->fix[u->n_fix++] = (fixup){mar_xstrdup(e->path), e->mode & 07777,
+                                 {e->mtime, e->mtime_nsec}, depth};
+    return 0;
+}
+
+static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    const char *name;
+    cache_invalidate(u, e->path);
+    int pfd = parent_of(u, e->path, &name, err);
+    if (pfd < 0) {
+        return -1;
+    }
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+        /* A directory replaces whatever non-directory was there (even a symlink). */
+        if (make_room(pfd, name, err) < 0) {
+            return -1;
+        }
+    }
+    /* 0700 until the end of the layer: a 0555 directory must stay writable for its children. */
+    if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create directory '%s'", e->path);
+    }
+    note_created(u, e->path);
+    _cleanup_close_ int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open directory '%s'", e->path);
+    }
+    if (set_owner_mode_time(u, fd, e, false, err) < 0 || apply_xattrs(u, fd, e, err) < 0) {
+        return -1;
+    }
+    /* Explicit now: no longer an implicit parent to settle against lower layers. */
+    for (size_t i = 0; i < u->res->implicit_dirs.n; i++) {
+        if (strcmp(u->res->implicit_dirs.v[i], e->path) == 0) {
+            free(u->res->implicit_dirs.v[i]);
+            u->res->implicit_dirs.v[i] = u->res->implicit_dirs.v[--u->res->implicit_dirs.n];
+            u->res->implicit_dirs.v[u->res->implicit_dirs.n] = NULL;
+            break;
+        }
+    }
+    return add_fixup(u, e);
+}
+
+static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    const char *name;
+    cache_invalidate(u, e->path);
+    int pfd = parent_of(u, e->path, &name, err);
+    if (pfd < 0 || make_room(pfd, name, err) < 0) {
+        return -1;
+    }
+    /* The target is stored verbatim and never resolved here. */
+    if (symlinkat(e->link, pfd, name) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create symlink '%s'", e->path);
+    }
+    note_created(u, e->path);
+    if (u->root && fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
+    }
+    struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
+    utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW);
+    if (e->n_xattrs) {
+        u->res->dropped += e->n_xattrs;
+    }
+    return 0;
+}
+
+static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    /* The source's parent resolves in-root; its last component is never followed, so a link to
+     * a symlink links the symlink itself (CVE-2021-23177 class). */
+    int spfd;
+    const char *sname;
+    mar_err *serr = NULL;
+    if (mar_in_root_parent(u->rootfd, e->link, false, 0, &spfd, &sname, &serr) < 0) {
+        mar_err_free(serr);
+        spfd = -1;
+    }
+    struct stat st;
+    bool found = spfd >= 0 && fstatat(spfd, sname, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!found || S_ISDIR(st.st_mode)) {
+        if (spfd >= 0) {
+            close(spfd);
+        }
+        if (found) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0, "hard link '%s' to a directory, refusing",
+                               e->path);
+        }
+        if (u->o->mode == OCI_UNPACK_LAYER) {
+            /* Maybe in a lower layer: settled when layers are combined. */
+            mar_strv_push(&u->res->deferred_links, e->path);
+            mar_strv_push(&u->res->deferred_links, e->link);
+            return 0;
+        }
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "hard link '%s' to '%s', which is not in the image, refusing", e->path,
+                           e->link);
+    }
+    const char *name;
+    int pfd = parent_of(u, e->path, &name, err);
+    int rc = 0;
+    if (pfd < 0 || make_room(pfd, name, err) < 0) {
+        rc = -1;
+    } else if (linkat(spfd, sname, pfd, name, 0) < 0) {
+        rc = mar_err_set(err, MAR_EIO, errno, "cannot link '%s' to '%s'", e->path, e->link);
+    } else {
+        note_created(u, e->path);
+    }
+    close(spfd);
+    return rc;
+}
+
+/* Linux keeps device numbers in 12 bits of major and 20 of minor: anything larger would be
+ * silently truncated, so it is refused (containerd's Devmajor check). */
+static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    if (e->kind == OCI_ENTRY_SOCKET) {
+        u->res->dropped++;
+        mar_debug("dropping socket '%s'", e->path);
+        return 0;
+    }
+    if (e->kind != OCI_ENTRY_FIFO) {
+        if (e->devmajor >= (1u << 12) || e->devminor >= (1u << 20)) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "device '%s' has numbers %llu:%llu out of range, refusing", e->path,
+                               (unsigned long long)e->devmajor, (unsigned long long)e->devminor);
+        }
+        if (!u->root) {
+            u->res->dropped++;
+            mar_diag_warn("dropping device '%s': creating devices needs root", e->path);
+            return 0;
+        }
+    }
+    const char *name;
+    cache_invalidate(u, e->path);
+    int pfd = parent_of(u, e->path, &name, err);
+    if (pfd < 0 || make_room(pfd, name, err) < 0) {
+        return -1;
+    }
+    mode_t type = e->kind == OCI_ENTRY_CHAR ? S_IFCHR : e->kind == OCI_ENTRY_BLOCK ? S_IFBLK : S_IFIFO;
+    if (mknodat(pfd, name, type | (e->mode & 07777),
+                makedev((unsigned)e->devmajor, (unsigned)e->devminor)) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
+    }
+    note_created(u, e->path);
+    if (u->root && fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
+    }
+    struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
+    utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW);
+    return 0;
+}
+
+static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    cache_invalidate(u, e->path);
+    if (u->o->mode == OCI_UNPACK_APPLY) {
+        if (mar_map_get(&u->created, e->path)) {
+            return 0; /* never affects entries of the same layer */
+        }
+        int pfd;
+        const char *name;
+        mar_err *pe = NULL;
+        if (mar_in_root_parent(u->rootfd, e->path, false, 0, &pfd, &name, &pe) < 0) {
+            mar_err_free(pe);
+            return 0; /* nothing there to delete */
+        }
+        int rc = oci_remove_at(pfd, name, err);
+        close(pfd);
+        return rc;
+    }
+    /* LAYER: an overlay whiteout, unless this layer already put something there. */
+    const char *name;
+    int pfd = parent_of(u, e->path, &name, err);
+    if (pfd < 0) {
+        return -1;
+    }
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        return 0;
+    }
+    if (mknodat(pfd, name, S_IFCHR | 0000, makedev(0, 0)) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create the whiteout for '%s'%s", e->path,
+                           errno == EPERM ? " (needs root)" : "");
+    }
+    u->res->whiteouts++;
+    return 0;
+}
+
+static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
+{
+    cache_invalidate(u, e->path);
+    /* The directory itself: make sure it exists (created as a parent if it is not explicit). */
+    _cleanup_free_ char *marker = mar_xasprintf("%s%s.wh..wh..opq", e->path, *e->path ? "/" : "");
+    const char *nm;
+    int dfd_parent = parent_of(u, marker, &nm, err);
+    if (dfd_parent < 0) {
+        return -1;
+    }
+    _cleanup_close_ int dfd = fcntl(dfd_parent, F_DUPFD_CLOEXEC, 3);
+    if (u->o->mode == OCI_UNPACK_LAYER) {
+        _cleanup_close_ int rfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rfd < 0 || fsetxattr(rfd, "trusted.overlay.opaque", "y", 1, 0) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot mark '%s' opaque%s", e->path,
+                               errno == EPERM ? " (needs root)" : "");
+        }
+        u->res->opaques++;
+        return 0;
+    }
+    /* APPLY: remove what lower layers put in the directory, sparing this layer's entries. */
+    _cleanup_close_ int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = lfd >= 0 ? fdopendir(TAKE_FD(lfd)) : NULL;
+    if (!d) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", e->path);
+    }
+    int rc = 0;
+    struct dirent *de;
+    mar_strv victims = MAR_STRV_INIT;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", e->path, *e->path ? "/" : "", de->d_name);
+        if (!mar_map_get(&u->created, p)) {
+            mar_strv_push(&victims, de->d_name);
+        }
+    }
+    for (size_t i = 0; i < victims.n && rc == 0; i++) {
+        rc = oci_remove_at(dirfd(d), victims.v[i], err);
+    }
+    mar_strv_release(&victims);
+    closedir(d);
+    cache_drop(u);
+    return rc;
+}
+
+static int cmp_fix(const void *a, const void *b)
+{
+    const fixup *x = a, *y = b;
+    return y->depth - x->depth;
+}
+
+/* Directory modes and times, deepest first, each re-opened in-root and checked to still be a
+ * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class). */
+static void apply_fixups(unpacker *u)
+{
+    qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);
+    for (size_t i = 0; i < u->n_fix; i++) {
+        const fixup *f = &u->fix[i];
+        int fd = mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+        if (fd < 0) {
+            continue;
+        }
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+            fchmod(fd, f->mode);
+            struct timespec ts[2] = {f->mtime, f->mtime};
+            futimens(fd, ts);
+        }
+        close(fd);
+    }
+}
+
+void oci_unpack_result_release(oci_unpack_result *r)
+{
+    mar_strv_release(&r->implicit_dirs);
+    mar_strv_release(&r->deferred_links);
+    memset(r, 0, sizeof(*r));
+}
+
+int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_result *ret,
+               mar_err **err)
+{
+    memset(ret, 0, sizeof(*ret));
+    _cleanup_layer_ oci_layer_reader *r = NULL;
+    if (oci_layer_open(blobfd, o->lim, &r, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    ret->codec = oci_layer_codec(r);
+    unpacker u = {.rootfd = rootfd, .o = o, .res = ret, .root = geteuid() == 0, .cache_fd = -1};
+    oci_layer_limits dl;
+    oci_layer_limits_default(&dl);
+    u.min_free = o->lim ? o->lim->min_free : dl.min_free;
+    u.buf = mar_xmalloc(COPY_CHUNK);
+    int rc = 0;
+    const oci_layer_entry *e;
+    for (;;) {
+        rc = oci_layer_next(r, &e, err);
+        if (rc <= 0) {
+            break;
+        }
+        ret->entries++;
+        switch (e->kind) {
+        case OCI_ENTRY_FILE:
+            rc = write_file(&u, r, e, err);
+            break;
+        case OCI_ENTRY_DIR:
+            rc = write_dir(&u, e, err);
+            break;
+        case OCI_ENTRY_SYMLINK:
+            rc = write_symlink(&u, e, err);
+            break;
+        case OCI_ENTRY_HARDLINK:
+            rc = write_hardlink(&u, e, err);
+            break;
+        case OCI_ENTRY_CHAR:
+        case OCI_ENTRY_BLOCK:
+        case OCI_ENTRY_FIFO:
+        case OCI_ENTRY_SOCKET:
+            rc = write_special(&u, e, err);
+            break;
+        case OCI_ENTRY_WHITEOUT:
+            rc = whiteout(&u, e, err);
+            break;
+        case OCI_ENTRY_OPAQUE:
+            rc = opaque(&u, e, err);
+            break;
+        case OCI_ENTRY_AUFS_META:
+            break;
+        }
+        if (rc < 0) {
+            mar_err_wrap(err, "layer entry '%.200s'", e->path);
+            break;
+        }
+    }
+    if (rc == 0) {
+        rc = oci_layer_finish(r, &ret->diff_id, &ret->size, err);
+    }
+    if (rc == 0 && o->expect_diff_id && !mar_digest_eq(o->expect_diff_id, &ret->diff_id)) {
+        rc = mar_err_set(err, MAR_EINTEGRITY, 0,
+                         "layer content is %s but the image config says %s, refusing",
+                         ret->diff_id.str, o->expect_diff_id->str);
+    }
+    cache_drop(&u);
+    if (rc == 0) {
+        apply_fixups(&u);
+    }
+    for (size_t i = 0; i < u.n_fix; i++) {
+        free(u.fix[i].path);
+    }
+    free(u.fix);
+    free(u.buf);
+    mar_map_release(&u.created);
+    return rc < 0 ? rc : 0;
+}
