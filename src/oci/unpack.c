@@ -66,7 +66,8 @@ static void cache_invalidate(unpacker *u, const char *path)
         return;
     }
     size_t l = strlen(path);
-    if (strncmp(u->cache_path, path, l) == 0 && (u->cache_path[l] == '\0' || u->cache_path[l] == '/')) {
+    if (strncmp(u->cache_path, path, l) == 0 &&
+        (u->cache_path[l] == '\0' || u->cache_path[l] == '/')) {
         cache_drop(u);
     }
 }
@@ -204,8 +205,8 @@ static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e
     if (pfd < 0 || make_room(pfd, name, err) < 0) {
         return -1;
     }
-    _cleanup_close_ int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                    0600);
+    _cleanup_close_ int fd =
+            openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
     }
@@ -261,8 +262,8 @@ static int add_fixup(unpacker *u, const oci_layer_entry *e)
     for (const char *p = e->path; *p; p++) {
         depth += *p == '/';
     }
-    u->fix[u->n_fix++] = (fixup){mar_xstrdup(e->path), e->mode & 07777,
-                                 {e->mtime, e->mtime_nsec}, depth};
+    u->fix[u->n_fix++] =
+            (fixup){mar_xstrdup(e->path), e->mode & 07777, {e->mtime, e->mtime_nsec}, depth};
     return 0;
 }
 
@@ -401,7 +402,9 @@ static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
     if (pfd < 0 || make_room(pfd, name, err) < 0) {
         return -1;
     }
-    mode_t type = e->kind == OCI_ENTRY_CHAR ? S_IFCHR : e->kind == OCI_ENTRY_BLOCK ? S_IFBLK : S_IFIFO;
+    mode_t type = e->kind == OCI_ENTRY_CHAR    ? S_IFCHR
+                  : e->kind == OCI_ENTRY_BLOCK ? S_IFBLK
+                                               : S_IFIFO;
     if (mknodat(pfd, name, type | (e->mode & 07777),
                 makedev((unsigned)e->devmajor, (unsigned)e->devminor)) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);

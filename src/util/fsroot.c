@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#define MAX_HOPS 40
+#define MAX_HOPS       40
 #define EAGAIN_RETRIES 16
 
 static int use_openat2 = -1;
@@ -31,9 +31,9 @@ static bool openat2_enabled(void)
 static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
 {
     struct open_how how = {
-        .flags = (uint64_t)flags | O_CLOEXEC,
-        .mode = (flags & O_CREAT) ? mode : 0,
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+            .flags = (uint64_t)flags | O_CLOEXEC,
+            .mode = (flags & O_CREAT) ? mode : 0,
+            .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
     };
     for (int i = 0; i < EAGAIN_RETRIES; i++) {
         long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
@@ -246,27 +246,26 @@ int mar_in_root_open(int rootfd, const char *path, int flags, mode_t mode)
     return fd;
 }
 
-int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mode,
-                       int *ret_fd, const char **ret_name, mar_err **err)
+int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mode, int *ret_fd,
+                       const char **ret_name, mar_err **err)
 {
     return mar_in_root_parent_created(rootfd, path, create, dir_mode, NULL, ret_fd, ret_name, err);
 }
 
-static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
-                                      mode_t dir_mode, mar_strv *created, int *ret_fd,
-                                      const char **ret_name, int depth_guard, mar_err **err);
+static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create, mode_t dir_mode,
+                                      mar_strv *created, int *ret_fd, const char **ret_name,
+                                      int depth_guard, mar_err **err);
 
 int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t dir_mode,
-                               mar_strv *created, int *ret_fd, const char **ret_name,
-                               mar_err **err)
+                               mar_strv *created, int *ret_fd, const char **ret_name, mar_err **err)
 {
     return mar_in_root_parent_guarded(rootfd, path, create, dir_mode, created, ret_fd, ret_name, 0,
                                       err);
 }
 
-static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
-                                      mode_t dir_mode, mar_strv *created, int *ret_fd,
-                                      const char **ret_name, int depth_guard, mar_err **err)
+static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create, mode_t dir_mode,
+                                      mar_strv *created, int *ret_fd, const char **ret_name,
+                                      int depth_guard, mar_err **err)
 {
     /* "/a/b" names the same thing as "a/b" in-root; an empty parent is the root itself. */
     while (*path == '/') {
@@ -382,8 +381,7 @@ int mar_in_root_read(int rootfd, const char *path, size_t cap, mar_buf *ret, mar
     _cleanup_close_ int fd = mar_in_root_open(rootfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
     if (fd < 0) {
         int e = errno;
-        return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e, "cannot open '%s'",
-                           path);
+        return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e, "cannot open '%s'", path);
     }
     return mar_read_fd(fd, path, cap, ret, err);
 }
