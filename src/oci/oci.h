@@ -7,6 +7,8 @@
 
 #include "util/util.h"
 
+#include <sys/stat.h>
+
 /* ---------------------------------------------------------------------------------------------
  * Platforms. Fixed-size fields: values come from the network and are validated against the
  * specifier grammar (platforms.md §3), so an overlong value is an error, not a truncation. */
@@ -355,6 +357,47 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
 void oci_unpack_result_release(oci_unpack_result *r);
 /* Removes name (recursively for directories) in dirfd without following symlinks. */
 int oci_remove_at(int dirfd, const char *name, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Layer directories merged as overlayfs merges its lower directories (lview.c), and settling a
+ * layer unpacked alone against the layers under it (settle.c). Both need CAP_SYS_ADMIN to see
+ * trusted.overlay.opaque, as overlayfs itself does. */
+
+#define OCI_LVIEW_MAX_LAYERS 128 /* more than Docker's 127-layer limit */
+
+typedef struct oci_lview {
+    const int *fds; /* layer directories, top first (borrowed) */
+    size_t n;
+} oci_lview;
+
+/* Resolves path in the merged view, following symlinks (clamped to the root, at most 40) and
+ * the last component when follow_last. Missing components are kept literally and *ret_exists
+ * says whether the whole path exists. Returns: the resolved path without a leading slash ("" for
+ * the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
+int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, char **ret_path,
+                      bool *ret_exists, mar_err **err);
+/* The visible entry at a resolved path: the layer that provides it, its lstat and, when
+ * ret_parent_fd is set, an fd of its directory in that layer (caller closes). Errors:
+ * MAR_ENOTFOUND (absent or whited out), MAR_EIO. */
+int oci_lview_stat(const oci_lview *v, const char *resolved, size_t *ret_layer, struct stat *ret_st,
+                   int *ret_parent_fd, mar_err **err);
+/* Reads a regular file through the view (symlinks followed in the view), at most cap bytes;
+ * never blocks on a FIFO. Errors: MAR_ENOTFOUND, MAR_EIO, MAR_EINTEGRITY (over the cap). */
+int oci_lview_read(const oci_lview *v, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+
+typedef struct oci_settle_stats {
+    size_t moved;        /* entries moved to where the lower layers resolve their directory */
+    size_t shadowed;     /* entries dropped because the layer also wrote the destination */
+    size_t dirs_matched; /* implied directories given the lower directory's metadata */
+    size_t copied_up;    /* lower files copied into the layer for a hard link */
+    size_t links;
+} oci_settle_stats;
+
+/* Settles the layer directory layerfd (unpacked with OCI_UNPACK_LAYER, result r) against the
+ * settled layers under it, so that an overlay mount of them equals applying the layers in
+ * order. Errors: MAR_EINTEGRITY (a hard link to nothing, symlink loops), MAR_EIO. */
+int oci_layer_settle(int layerfd, const oci_lview *lowers, const oci_unpack_result *r,
+                     oci_settle_stats *ret_stats, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Deep scan: what the layers really contain. */
