@@ -122,3 +122,15 @@ out:
     free(r.os_version);
     return rc;
 }
+
+void oci_chain_ids(const mar_digest *diff_ids, size_t n, mar_digest *ret)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0) {
+            ret[0] = diff_ids[0];
+            continue;
+        }
+        _cleanup_free_ char *s = mar_xasprintf("%s %s", ret[i - 1].str, diff_ids[i].str);
+        mar_digest_of(MAR_DIGEST_SHA256, s, strlen(s), &ret[i]);
+    }
+}

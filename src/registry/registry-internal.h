@@ -142,4 +142,14 @@ bool reg__auth_prefetch(reg_op *op);
 /* Credentials (config.json, credential helpers). Never fails: problems become warnings. */
 void reg__creds_load(reg_client *c, reg_host *h);
 
+/* store.c */
+struct reg_store {
+    int dfd;
+    char *path;
+    int store_lock;
+};
+int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err);
+int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err);
+char *reg__blob_name(const mar_digest *d);
+
 #endif

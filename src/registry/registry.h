@@ -209,6 +209,207 @@ MAR_DEFINE_CLEANUP(reg_image, reg_image_free)
 #define _cleanup_image_ _cleanup_(reg_image_freep)
 
 /* ---------------------------------------------------------------------------------------------
+ * Content store (registry-protocol.md §13): an OCI image layout plus ingest/, locks/ and
+ * unpack/. Safe for several mar processes at once: per-digest flocks, atomic renames. */
+
+typedef struct reg_store reg_store;
+
+/* The store location: opt (--store), else $MAR_STORE, else /var/lib/mar for root and
+ * $XDG_DATA_HOME/mar or ~/.local/share/mar otherwise. Returns: new string. Errors: MAR_EUSAGE. */
+int reg_store_default_path(const char *opt, char **ret, mar_err **err);
+/* Opens the store, creating it (0700) and its layout when missing. Errors: MAR_EIO. */
+int reg_store_open(const char *path, reg_store **ret, mar_err **err);
+reg_store *reg_store_free(reg_store *s);
+MAR_DEFINE_CLEANUP(reg_store, reg_store_free)
+#define _cleanup_store_ _cleanup_(reg_store_freep)
+const char *reg_store_path(const reg_store *s);
+int reg_store_dirfd(const reg_store *s);
+/* Takes the store-wide lock, shared (pull, unpack, run) or exclusive (gc, rmi), for the life of
+ * the handle. Errors: MAR_EIO (busy when !wait). */
+int reg_store_hold(reg_store *s, bool exclusive, bool wait, mar_err **err);
+uint64_t reg_store_free_bytes(const reg_store *s);
+
+/* A committed blob of this size (size < 0: any). */
+bool reg_store_has(reg_store *s, const mar_digest *d, int64_t size);
+/* Errors: MAR_ENOTFOUND, MAR_EIO. */
+int reg_store_blob_open(reg_store *s, const mar_digest *d, int *ret_fd, mar_err **err);
+/* Reads a whole blob (at most cap bytes) and verifies it again. Errors: MAR_ENOTFOUND,
+ * MAR_EINTEGRITY, MAR_EIO. */
+int reg_store_read(reg_store *s, const mar_digest *d, size_t cap, mar_buf *ret, mar_err **err);
+/* Stores bytes already in memory under their digest (verified first). Errors: MAR_EINTEGRITY,
+ * MAR_EIO. */
+int reg_store_put(reg_store *s, const mar_digest *d, const void *p, size_t n, mar_err **err);
+
+/* A download into ingest/, under the blob's lock. */
+typedef struct reg_ingest reg_ingest;
+/* Returns 0 with *ret NULL when the blob is already committed, 0 with an ingest (resuming what
+ * an earlier run left), or 1 when another process holds the blob and !wait. Errors: MAR_EIO. */
+int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait, reg_ingest **ret,
+                     mar_err **err);
+uint64_t reg_ingest_offset(const reg_ingest *g);
+/* The hash state of the bytes already ingested (ownership passes to the caller). */
+mar_hasher *reg_ingest_take_hasher(reg_ingest *g);
+/* Errors: MAR_EIO (disk full names the store and the bytes still needed), MAR_EINTEGRITY (more
+ * bytes than the descriptor's size). */
+int reg_ingest_write(reg_ingest *g, const void *p, size_t n, mar_err **err);
+int reg_ingest_reset(reg_ingest *g, mar_err **err);
+/* Checks the size, compares the digest the downloader verified with the expected one, then
+ * renames into blobs/ (RENAME_NOREPLACE) and syncs the directory. Errors: MAR_EINTEGRITY,
+ * MAR_EIO. The ingest is still to be freed. */
+int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err);
+/* Unlocks, keeping the partial data for a later resume. */
+reg_ingest *reg_ingest_free(reg_ingest *g);
+/* Unlocks and deletes the partial data (it failed verification). */
+void reg_ingest_discard(reg_ingest *g);
+
+/* References in index.json (org.opencontainers.image.ref.name). */
+typedef struct reg_store_ref {
+    char *name;
+    char *media_type;
+    mar_digest digest;
+    int64_t size;
+    bool has_platform; /* a per-platform entry of a pulled index */
+    oci_platform platform;
+    char *created; /* org.opencontainers.image.created when set */
+} reg_store_ref;
+
+typedef struct reg_store_refs {
+    reg_store_ref *v;
+    size_t n;
+} reg_store_refs;
+void reg_store_refs_release(reg_store_refs *r);
+
+/* Errors: MAR_EIO, MAR_EINTEGRITY (index.json unreadable). */
+int reg_store_list(reg_store *s, reg_store_refs *ret, mar_err **err);
+/* Points name at a descriptor, replacing an entry of the same name. Errors: MAR_EIO. */
+int reg_store_tag(reg_store *s, const reg_store_ref *ref, mar_err **err);
+/* Removes name and its per-platform entries (name@os/arch...). Returns the number removed. */
+int reg_store_untag(reg_store *s, const char *name, size_t *ret_removed, mar_err **err);
+
+/* Unpacked layers, by ChainID: unpack/<hex>/rootfs plus .complete, written last. */
+char *reg_store_layer_path(const reg_store *s, const mar_digest *chain); /* .../rootfs */
+bool reg_store_layer_complete(reg_store *s, const mar_digest *chain);
+/* Locks the chain and prepares unpack/part-<hex>/rootfs (removing a dead run's leftovers).
+ * Returns 0 with *ret_rootfd (O_PATH) and *ret_lock, 0 with both -1 when the layer is complete,
+ * 1 when another process holds it and !wait. Errors: MAR_EIO. */
+int reg_store_layer_begin(reg_store *s, const mar_digest *chain, bool wait, int *ret_lock,
+                          int *ret_rootfd, mar_err **err);
+/* Marks the part directory complete (info is written to .complete) and renames it into place.
+ * Errors: MAR_EIO. */
+int reg_store_layer_commit(reg_store *s, const mar_digest *chain, const char *info, mar_err **err);
+/* Removes the part directory. */
+void reg_store_layer_abort(reg_store *s, const mar_digest *chain);
+
+/* A pulled image found in the store. */
+typedef struct reg_store_image {
+    char *name;
+    mar_digest top;    /* what the name points at (index or manifest) */
+    mar_digest digest; /* the chosen manifest */
+    oci_platform platform;
+    oci_manifest *manifest;
+    oci_config *config;
+    mar_digest *chains; /* per layer, bottom first */
+    bool blobs_present; /* every layer blob is in the store */
+    bool unpacked;      /* every layer is unpacked */
+} reg_store_image;
+
+/* Finds name (as recorded by a pull) and, for an index, the best entry the matcher accepts
+ * among those the store holds. Errors: MAR_ENOTFOUND, MAR_EINTEGRITY, MAR_EIO. */
+int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, reg_store_image *ret,
+                         mar_err **err);
+void reg_store_image_release(reg_store_image *im);
+
+typedef struct reg_gc_stats {
+    size_t blobs, layers, ingests, parts, tmp;
+    uint64_t bytes;
+    size_t kept_blobs, kept_layers;
+} reg_gc_stats;
+/* Removes what no reference reaches (blobs, unpacked layers), every ingest and part directory,
+ * and stray temporary files, under the exclusive store lock. Errors: MAR_EIO. */
+int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err);
+/* Checks every blob against its name: returns the number of bad ones (listed in ret_bad). */
+int reg_store_verify(reg_store *s, mar_strv *ret_bad, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pulling into the store (pull.c). */
+
+typedef enum {
+    REG_LAYER_WAITING = 0,
+    REG_LAYER_LOCKED, /* another process is fetching or unpacking it: waiting */
+    REG_LAYER_DOWNLOADING,
+    REG_LAYER_DOWNLOADED, /* verified and committed */
+    REG_LAYER_PRESENT,    /* already in the store */
+    REG_LAYER_EXTRACTING,
+    REG_LAYER_DONE, /* unpacked (or stored, without unpacking) */
+    REG_LAYER_FAILED,
+} reg_layer_state;
+
+typedef struct reg_pull reg_pull;
+
+/* One distinct layer blob of a pull, as the progress display shows it. */
+typedef struct reg_pull_layer {
+    reg_pull *pull;
+    const oci_descriptor *desc;
+    char platform[OCI_PLATFORM_STR_MAX]; /* of the first image using it */
+    size_t image, index;                 /* where it first appears */
+    mar_digest diff_id;
+    reg_layer_state state;
+    uint64_t size;
+    uint64_t got;          /* bytes in the store's ingest, resumed ones included */
+    uint64_t resumed_from; /* bytes an earlier run had left */
+    uint64_t unpacked;     /* compressed bytes the unpacker consumed */
+} reg_pull_layer;
+
+typedef void (*reg_pull_progress_fn)(reg_pull *p, const reg_pull_layer *row, void *ud);
+
+typedef struct reg_pull_opts {
+    const char *name; /* the reference as given, for messages */
+    const oci_platform *platforms;
+    size_t n_platforms;
+    const oci_platform *host; /* the default choice when no platform is given */
+    bool all_platforms;
+    bool unpack;
+    int jobs; /* parallel downloads; unpack threads are min(jobs, CPUs) */
+    const oci_layer_limits *lim;
+    reg_pull_progress_fn progress; /* called with the pull's lock held, from any thread */
+    void *progress_ud;
+} reg_pull_opts;
+
+typedef struct reg_pull_stats {
+    size_t blobs_downloaded, blobs_present;
+    size_t layers_unpacked, layers_present;
+    size_t retries;
+    uint64_t bytes_downloaded;
+} reg_pull_stats;
+
+typedef struct reg_pull_image {
+    oci_platform platform;
+    mar_digest manifest, config;
+    size_t n_layers;
+    mar_digest *blobs;  /* per layer */
+    mar_digest *chains; /* per layer: the unpacked directories, bottom first */
+} reg_pull_image;
+
+typedef struct reg_pull_result {
+    char *name; /* the reference recorded in index.json */
+    mar_digest digest;
+    char *media_type;
+    int64_t size;
+    reg_pull_image *images;
+    size_t n_images;
+    reg_pull_stats stats;
+} reg_pull_result;
+
+/* Pulls ref into the store. Errors: those of the registry client, MAR_ENOTFOUND (no such
+ * platform), MAR_EINTEGRITY (verification, hostile layers), MAR_EUNSUPPORTED (layer types),
+ * MAR_EIO (store). */
+int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull_opts *o,
+                 reg_pull_result *ret, mar_err **err);
+void reg_pull_result_release(reg_pull_result *r);
+/* All rows of a pull (for a progress display). Borrowed. */
+size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret);
+
+/* ---------------------------------------------------------------------------------------------
  * Hosts. */
 
 /* True for 127.0.0.0/8, ::1 and "localhost" (with any port) after inet_pton
