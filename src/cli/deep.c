@@ -115,10 +115,7 @@ static void start_next(deep_run *run)
 
 static bool is_tar_layer(const char *mt)
 {
-    char base[160];
-    oci_media_type_base(mt, base, sizeof(base));
-    return mar_str_startswith(base, "application/vnd.oci.image.layer.v1.tar") ||
-           mar_str_startswith(base, "application/vnd.docker.image.rootfs.diff.tar");
+    return oci_layer_media_codec(mt) >= 0;
 }
 
 static oci_elf_summary *summarize(const cmd_row *row, const reg_image_entry *e, deep_layer *ls,

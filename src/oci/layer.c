@@ -350,6 +350,11 @@ oci_codec oci_layer_codec(const oci_layer_reader *r)
     return r->codec;
 }
 
+uint64_t oci_layer_in_bytes(const oci_layer_reader *r)
+{
+    return r->in_total;
+}
+
 int oci_clean_path(const char *in, char **ret, mar_err **err)
 {
     size_t inl = strlen(in);
@@ -657,4 +662,27 @@ int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret
         *ret_size = r->out_total;
     }
     return 0;
+}
+
+int oci_layer_media_codec(const char *media_type)
+{
+    static const struct {
+        const char *type;
+        oci_codec codec;
+    } known[] = {
+            {"application/vnd.oci.image.layer.v1.tar", OCI_CODEC_NONE},
+            {"application/vnd.oci.image.layer.v1.tar+gzip", OCI_CODEC_GZIP},
+            {"application/vnd.oci.image.layer.v1.tar+zstd", OCI_CODEC_ZSTD},
+            {"application/vnd.docker.image.rootfs.diff.tar", OCI_CODEC_NONE},
+            {"application/vnd.docker.image.rootfs.diff.tar.gzip", OCI_CODEC_GZIP},
+            {"application/vnd.docker.image.rootfs.diff.tar.zstd", OCI_CODEC_ZSTD},
+    };
+    char base[160];
+    oci_media_type_base(media_type ? media_type : "", base, sizeof(base));
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(known); i++) {
+        if (strcmp(base, known[i].type) == 0) {
+            return (int)known[i].codec;
+        }
+    }
+    return -1;
 }

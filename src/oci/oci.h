@@ -220,6 +220,10 @@ typedef struct oci_config {
 
 /* Parses an image config (image-spec config.md). Errors: MAR_EINTEGRITY. Returns: new config. */
 int oci_config_parse(const void *buf, size_t len, oci_config **ret, mar_err **err);
+/* ChainIDs of a layer stack (image-spec config.md "Layer ChainID"): ChainID(L0) = DiffID(L0),
+ * ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). An unpacked layer depends on
+ * the layers under it, so it is named by its ChainID, as containerd names snapshots. */
+void oci_chain_ids(const mar_digest *diff_ids, size_t n, mar_digest *ret);
 oci_config *oci_config_free(oci_config *c);
 MAR_DEFINE_CLEANUP(oci_config, oci_config_free)
 #define _cleanup_config_ _cleanup_(oci_config_freep)
@@ -256,6 +260,10 @@ void oci_elf_parse(const void *buf, size_t len, oci_elf_info *ret);
 
 typedef enum { OCI_CODEC_NONE, OCI_CODEC_GZIP, OCI_CODEC_ZSTD } oci_codec;
 const char *oci_codec_name(oci_codec c);
+/* The codec a layer media type announces (registry-protocol.md §11), or -1 for a type mar does
+ * not unpack: non-distributable and foreign layers (refused by default), attestations, unknown
+ * types. The data is decoded by its magic bytes whatever the label says. */
+int oci_layer_media_codec(const char *media_type);
 
 typedef struct oci_layer_limits {
     uint64_t max_uncompressed; /* 16 GiB */
@@ -309,6 +317,8 @@ oci_layer_reader *oci_layer_free(oci_layer_reader *r);
 MAR_DEFINE_CLEANUP(oci_layer_reader, oci_layer_free)
 #define _cleanup_layer_ _cleanup_(oci_layer_freep)
 oci_codec oci_layer_codec(const oci_layer_reader *r);
+/* Compressed bytes read from the fd so far. */
+uint64_t oci_layer_in_bytes(const oci_layer_reader *r);
 /* The next entry (borrowed until the next call): 1, 0 at the end, or an error (MAR_EINTEGRITY for
  * a bad archive or name, MAR_EIO). */
 int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
@@ -334,6 +344,9 @@ typedef struct oci_unpack_opts {
     oci_unpack_mode mode;
     const oci_layer_limits *lim;      /* NULL: defaults */
     const mar_digest *expect_diff_id; /* verified after the last byte, when set */
+    /* Called about every MiB of compressed input with the bytes read so far. */
+    void (*progress)(void *ud, uint64_t in_bytes);
+    void *progress_ud;
 } oci_unpack_opts;
 
 typedef struct oci_unpack_result {

@@ -46,7 +46,21 @@ typedef struct unpacker {
     unsigned char *buf;
     uint64_t since_check; /* bytes written since the last free-space check */
     uint64_t min_free;
+    oci_layer_reader *r;
+    uint64_t reported; /* input bytes at the last progress call */
 } unpacker;
+
+static void maybe_progress(unpacker *u)
+{
+    if (!u->o->progress) {
+        return;
+    }
+    uint64_t in = oci_layer_in_bytes(u->r);
+    if (in - u->reported >= (1u << 20)) {
+        u->reported = in;
+        u->o->progress(u->o->progress_ud, in);
+    }
+}
 
 static void cache_drop(unpacker *u)
 {
@@ -231,6 +245,7 @@ static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e
         }
         left -= n;
         u->res->bytes += (uint64_t)n;
+        maybe_progress(u);
         u->since_check += (uint64_t)n;
         if (u->since_check >= (64u << 20)) {
             u->since_check = 0;
@@ -544,7 +559,8 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
         return -mar_err_code(*err);
     }
     ret->codec = oci_layer_codec(r);
-    unpacker u = {.rootfd = rootfd, .o = o, .res = ret, .root = geteuid() == 0, .cache_fd = -1};
+    unpacker u = {
+            .rootfd = rootfd, .o = o, .res = ret, .root = geteuid() == 0, .cache_fd = -1, .r = r};
     oci_layer_limits dl;
     oci_layer_limits_default(&dl);
     u.min_free = o->lim ? o->lim->min_free : dl.min_free;
@@ -557,6 +573,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
             break;
         }
         ret->entries++;
+        maybe_progress(&u);
         switch (e->kind) {
         case OCI_ENTRY_FILE:
             rc = write_file(&u, r, e, err);
