@@ -148,5 +148,31 @@ int cmd_inspect(const cmd_def *def, cmd_args *args);
 int cmd_binfmt_status(const cmd_def *def, cmd_args *args);
 int cmd_binfmt_install(const cmd_def *def, cmd_args *args);
 int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args);
+int cmd_pull(const cmd_def *def, cmd_args *args);
+int cmd_unpack(const cmd_def *def, cmd_args *args);
+int cmd_images(const cmd_def *def, cmd_args *args);
+int cmd_rmi(const cmd_def *def, cmd_args *args);
+int cmd_gc(const cmd_def *def, cmd_args *args);
+
+/* ---------------------------------------------------------------------------------------------
+ * The store and pulling (cmd-pull.c, progress.c). */
+
+/* Opens the store named by --store, $MAR_STORE or the default. */
+int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err **err);
+/* Every --platform value, comma lists split. Errors: MAR_EUSAGE. */
+int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
+                        size_t *ret_n, mar_err **err);
+/* --jobs, or dflt. Errors: MAR_EUSAGE. */
+int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err);
+/* Pulls image into s with progress on stderr. */
+int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
+                   const oci_platform *platforms, size_t n_platforms, bool all, bool unpack,
+                   reg_pull_result *ret, mar_err **err);
+
+typedef struct cmd_progress cmd_progress;
+cmd_progress *cmd_progress_new(bool quiet);
+cmd_progress *cmd_progress_free(cmd_progress *pr);
+/* A reg_pull_progress_fn drawing on stderr. */
+void cmd_progress_pull(reg_pull *p, const reg_pull_layer *row, void *ud);
 
 #endif

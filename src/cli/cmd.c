@@ -14,6 +14,9 @@ static const cmd_opt global_opts[] = {
          "use verified HTTPS for a loopback registry (repeatable; also MAR_TLS_REGISTRIES)"},
         {"binfmt-root", 0, CMD_OPT_VALUE, "DIR",
          "binfmt_misc mount point (default $MAR_BINFMT_ROOT or " BINFMT_DEFAULT_ROOT ")"},
+        {"store", 0, CMD_OPT_VALUE, "DIR",
+         "the content store (default $MAR_STORE, /var/lib/mar as root, else "
+         "$XDG_DATA_HOME/mar)"},
 };
 
 static const cmd_opt inspect_opts[] = {
@@ -49,6 +52,30 @@ static const cmd_opt binfmt_install_cmd_opts[] = {
          "put mar's entry in front of this existing entry (it is never removed)"},
 };
 
+static const cmd_opt pull_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "the platforms to pull (repeatable; default: this host's best match)"},
+        {"all-platforms", 'a', CMD_OPT_FLAG, NULL, "pull every runnable platform of an index"},
+        {"no-unpack", 0, CMD_OPT_FLAG, NULL, "store the blobs only"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print what was pulled as JSON (docs/mar-pull.1.md)"},
+};
+
+static const cmd_opt unpack_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM",
+         "the platform to unpack (default: this host's)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
+};
+
+static const cmd_opt images_opts[] = {
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the list as JSON (docs/mar-images.1.md)"},
+};
+
+static const cmd_opt gc_opts[] = {
+        {"dry-run", 'n', CMD_OPT_FLAG, NULL, "say what would be removed, remove nothing"},
+        {"verify", 0, CMD_OPT_FLAG, NULL, "also check every blob against its digest"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -63,6 +90,30 @@ static const cmd_def commands[] = {
          "Inconsistencies (a config that disagrees with its index entry, no native variant, an\n"
          "amd64-only index) are reported as warnings on stderr.",
          inspect_opts, MAR_ARRAY_SIZE(inspect_opts), false},
+        {"pull", cmd_pull, 1, 1, "[OPTIONS] IMAGE",
+         "download an image into the store, verified, and unpack its layers",
+         "Resolves IMAGE, chooses the platforms (the host's best match by default), stores the\n"
+         "index, manifests and configs, downloads the layers in parallel (resuming what an\n"
+         "interrupted pull left) and unpacks each into its own directory for mar run. Nothing\n"
+         "gets a name in the store before its size and digest were checked. Several mar\n"
+         "processes can pull into one store at once.",
+         pull_opts, MAR_ARRAY_SIZE(pull_opts), false},
+        {"unpack", cmd_unpack, 2, 2, "[--platform P] IMAGE DIR",
+         "flatten an image into a directory (pulling it first if needed)",
+         "Applies the layers in order into DIR, which must not exist or be empty. Works without\n"
+         "root (device files are then dropped with a warning). DIR appears only when every\n"
+         "layer applied and matched its diff_id.",
+         unpack_opts, MAR_ARRAY_SIZE(unpack_opts), false},
+        {"images", cmd_images, 0, 0, "[--json]", "list the images in the store", NULL, images_opts,
+         MAR_ARRAY_SIZE(images_opts), false},
+        {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
+         "Removes the references, then everything no other reference needs (as mar gc).", NULL, 0,
+         false},
+        {"gc", cmd_gc, 0, 0, "[--dry-run] [--verify]",
+         "remove unreferenced blobs and layers and the leftovers of interrupted runs",
+         "Waits for running pulls to finish, then removes blobs and unpacked layers no reference\n"
+         "in index.json reaches, unfinished downloads and unpacks, and stray temporary files.",
+         gc_opts, MAR_ARRAY_SIZE(gc_opts), false},
         {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
          "show which binfmt_misc entry handles each architecture, and probe it",
          "For every architecture mar knows: the entry the kernel would use now (the newest "

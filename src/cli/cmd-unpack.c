@@ -1,0 +1,172 @@
+/* mar unpack: an image flattened into a directory, layer after layer, pulling it first when the
+ * store does not have it (docs/mar-unpack.1.md). The tree is built next to DIR under a
+ * temporary name and renamed into place only when every layer applied and matched its
+ * DiffID, so DIR never holds half an image. */
+#include "cli-internal.h"
+
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* DIR may not exist yet, or be an empty directory (rename(2) replaces an empty one). */
+static int check_dest(const char *dir, mar_err **err)
+{
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        return errno == ENOENT ? 0 : mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", dir);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "'%s' exists and is not a directory", dir);
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", dir);
+    }
+    struct dirent *de;
+    size_t n = 0;
+    while ((de = readdir(d))) {
+        n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    }
+    closedir(d);
+    if (n) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "'%s' is not empty, refusing to unpack into it",
+                           dir);
+    }
+    return 0;
+}
+
+static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd, bool quiet,
+                        uint64_t *ret_files, uint64_t *ret_bytes, mar_err **err)
+{
+    size_t n = im->manifest->n_layers;
+    for (size_t i = 0; i < n; i++) {
+        const oci_descriptor *l = &im->manifest->layers[i];
+        int bfd;
+        if (reg_store_blob_open(s, &l->digest, &bfd, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        _cleanup_close_ int blobfd = bfd;
+        oci_unpack_opts o = {.mode = OCI_UNPACK_APPLY, .expect_diff_id = &im->config->diff_ids[i]};
+        oci_unpack_result r;
+        if (oci_unpack(blobfd, rootfd, &o, &r, err) < 0) {
+            return mar_err_wrap(err, "layer %zu/%zu (%s)", i + 1, n, l->digest.str);
+        }
+        if ((int)r.codec != oci_layer_media_codec(l->media_type)) {
+            mar_diag_warn("layer %s is labeled '%s' but is %s data", l->digest.str, l->media_type,
+                          oci_codec_name(r.codec));
+        }
+        *ret_files += r.files;
+        *ret_bytes += r.bytes;
+        if (!quiet) {
+            char dg[24], sz[16];
+            mar_digest_short(&l->digest, dg, sizeof(dg));
+            mar_format_size((int64_t)r.size, sz, sizeof(sz));
+            fprintf(stderr, "%s applied: %llu entries, %s%s\n", dg, (unsigned long long)r.entries,
+                    sz, r.dropped ? " (some entries dropped, see warnings)" : "");
+        }
+        oci_unpack_result_release(&r);
+    }
+    return 0;
+}
+
+int cmd_unpack(const cmd_def *def, cmd_args *args)
+{
+    (void)def;
+    mar_err *err = NULL;
+    const char *image = args->pos.v[0];
+    const char *dest = args->pos.v[1];
+    bool quiet = cmd_flag(args, "quiet");
+    oci_host host;
+    oci_host_detect(&host);
+    _cleanup_free_ oci_platform *platforms = NULL;
+    size_t n_platforms = 0;
+    if (cmd_parse_platforms(args, &host, &platforms, &n_platforms, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (n_platforms > 1) {
+        fprintf(stderr, "mar: unpack takes one --platform\n");
+        return MAR_EUSAGE;
+    }
+    if (check_dest(dest, &err) < 0) {
+        return cmd_fail(err);
+    }
+    oci_ref ref;
+    if (oci_ref_parse(image, &ref, &err) < 0) {
+        return cmd_fail(err);
+    }
+    _cleanup_free_ char *name = oci_ref_string(&ref);
+    oci_ref_release(&ref);
+
+    _cleanup_store_ reg_store *s = NULL;
+    if (cmd_open_store(args, &s, &err) < 0 || reg_store_hold(s, false, true, &err) < 0) {
+        return cmd_fail(err);
+    }
+    oci_matcher m;
+    oci_matcher_only(&m, n_platforms ? &platforms[0] : &host.platform);
+    reg_store_image im;
+    int rc = reg_store_image_find(s, name, &m, &im, &err);
+    if (rc < 0 && mar_err_code(err) != MAR_ENOTFOUND) {
+        return cmd_fail(err);
+    }
+    if (rc < 0 || !im.blobs_present) {
+        mar_err_free(TAKE_PTR(err));
+        if (rc == 0) {
+            reg_store_image_release(&im);
+        }
+        reg_pull_result pr;
+        if (cmd_pull_image(args, s, image, platforms, n_platforms, false, false, &pr, &err) < 0) {
+            return cmd_fail(err);
+        }
+        reg_pull_result_release(&pr);
+        if (reg_store_image_find(s, name, &m, &im, &err) < 0) {
+            return cmd_fail(err);
+        }
+    }
+
+    _cleanup_free_ char *dcopy = mar_xstrdup(dest);
+    _cleanup_free_ char *bcopy = mar_xstrdup(dest);
+    const char *parent = dirname(dcopy);
+    const char *base = basename(bcopy);
+    _cleanup_free_ char *tmpl = mar_xasprintf("%s/.%s.mar-XXXXXX", parent, base);
+    if (!mkdtemp(tmpl)) {
+        reg_store_image_release(&im);
+        mar_err_set(&err, MAR_EIO, errno, "cannot create a directory next to '%s'", dest);
+        return cmd_fail(err);
+    }
+    chmod(tmpl, 0755);
+    uint64_t files = 0, bytes = 0;
+    int rootfd = mar_root_open(tmpl, &err);
+    rc = rootfd < 0 ? -1 : apply_layers(s, &im, rootfd, quiet, &files, &bytes, &err);
+    if (rootfd >= 0) {
+        close(rootfd);
+    }
+    if (rc == 0 && rename(tmpl, dest) < 0) {
+        rc = mar_err_set(&err, MAR_EIO, errno, "cannot move the unpacked image to '%s'", dest);
+    }
+    if (rc < 0) {
+        _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        mar_err *re = NULL;
+        if (pfd >= 0) {
+            oci_remove_at(pfd, strrchr(tmpl, '/') + 1, &re);
+        }
+        mar_err_free(re);
+        reg_store_image_release(&im);
+        return cmd_fail(err);
+    }
+    if (!quiet) {
+        char ps[OCI_PLATFORM_STR_MAX], sz[16];
+        oci_platform_format(&im.platform, ps, sizeof(ps));
+        mar_format_size((int64_t)bytes, sz, sizeof(sz));
+        fprintf(stderr, "mar: unpacked %s %s into '%s': %zu layers, %llu files, %s\n", name, ps,
+                dest, im.manifest->n_layers, (unsigned long long)files, sz);
+    }
+    reg_store_image_release(&im);
+    return 0;
+}
