@@ -168,14 +168,26 @@ static int make_room(int pfd, const char *name, mar_err **err)
     return oci_remove_at(pfd, name, err);
 }
 
+/* Owner and mode, each changed only when it differs from what the file got at creation: every
+ * chown or chmod is an inode update and a journal handle, and on a busy ext4 they, more than the
+ * data, bound how fast a layer unpacks. */
 static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e, bool set_mode,
                                mar_err **err)
 {
-    if (u->root && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) < 0) {
-        return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", e->path);
+    }
+    bool chowned = false;
+    if (u->root && (st.st_uid != (uid_t)e->uid || st.st_gid != (gid_t)e->gid)) {
+        if (fchown(fd, (uid_t)e->uid, (gid_t)e->gid) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
+        }
+        chowned = true;
     }
     /* After the chown: chown clears setuid and setgid. */
-    if (set_mode && fchmod(fd, e->mode & 07777) < 0) {
+    if (set_mode && (chowned || (st.st_mode & 07777) != (e->mode & 07777)) &&
+        fchmod(fd, e->mode & 07777) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot chmod '%s'", e->path);
     }
     return 0;
@@ -219,8 +231,10 @@ static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e
     if (pfd < 0 || make_room(pfd, name, err) < 0) {
         return -1;
     }
+    /* Created with its permission bits (the umask may take some; set_owner_mode_time puts them
+     * back); special bits only after the chown, which would clear them. */
     _cleanup_close_ int fd =
-            openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e->mode & 0777);
     if (fd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
     }
@@ -334,7 +348,10 @@ static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
         return mar_err_set(err, MAR_EIO, errno, "cannot create symlink '%s'", e->path);
     }
     note_created(u, e->path);
-    if (u->root && fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+    struct stat st;
+    if (u->root && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (st.st_uid != (uid_t)e->uid || st.st_gid != (gid_t)e->gid) &&
+        fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
     }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
