@@ -25,6 +25,7 @@ typedef struct blobjob {
     reg_ingest *ing;
     bool deferred;
     int attempts;
+    mar_digest verified; /* what the download hashed to, for the commit */
 } blobjob;
 
 /* One per distinct ChainID: what gets unpacked. */
@@ -72,6 +73,14 @@ struct reg_pull {
     size_t *queue;    /* chain jobs for the workers */
     size_t q_head, q_tail;
     bool closing;
+    /* Downloaded blobs waiting for their commit (fsync, rename, directory fsync), which runs on
+     * its own thread: an fsync on the event loop would stall every other download. */
+    pthread_t committer;
+    bool committer_running;
+    pthread_cond_t ccv;
+    size_t *cq;
+    size_t cq_head, cq_tail;
+    bool cq_closing;
     int pending_docs;
     reg_pull_stats stats;
 };
@@ -421,19 +430,11 @@ static void blob_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void 
     blobjob *j = &p->blobs[b];
     p->active--;
     if (rc == 0) {
-        mar_err *e = NULL;
-        if (reg_ingest_commit(j->ing, &blob->digest, &e) < 0) {
-            reg_ingest_discard(TAKE_PTR(j->ing));
-            fail(p, e);
-            return;
-        }
-        j->ing = reg_ingest_free(j->ing);
+        j->verified = blob->digest;
         pthread_mutex_lock(&p->mu);
-        p->rows[b].state = REG_LAYER_DOWNLOADED;
-        p->stats.blobs_downloaded++;
-        emit_locked(p, b);
+        p->cq[p->cq_tail++] = b;
+        pthread_cond_broadcast(&p->ccv);
         pthread_mutex_unlock(&p->mu);
-        queue_chains_of(p, b);
         pump(p);
         return;
     }
@@ -464,6 +465,51 @@ static void blob_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void 
         mar_err_wrap(&err, "layer %s", j->desc->digest.str);
     }
     fail(p, err);
+}
+
+static void *committer(void *arg)
+{
+    reg_pull *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->cq_head == p->cq_tail && !p->cq_closing) {
+            pthread_cond_wait(&p->ccv, &p->mu);
+        }
+        if (p->cq_head == p->cq_tail) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        size_t b = p->cq[p->cq_head++];
+        pthread_mutex_unlock(&p->mu);
+        blobjob *j = &p->blobs[b];
+        mar_err *e = NULL;
+        if (reg_ingest_commit(j->ing, &j->verified, &e) < 0) {
+            reg_ingest_discard(TAKE_PTR(j->ing));
+            set_state(p, b, REG_LAYER_FAILED);
+            fail(p, e);
+            continue;
+        }
+        j->ing = reg_ingest_free(j->ing);
+        pthread_mutex_lock(&p->mu);
+        p->rows[b].state = REG_LAYER_DOWNLOADED;
+        p->stats.blobs_downloaded++;
+        emit_locked(p, b);
+        pthread_mutex_unlock(&p->mu);
+        queue_chains_of(p, b);
+    }
+}
+
+static void stop_committer(reg_pull *p)
+{
+    if (!p->committer_running) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->cq_closing = true;
+    pthread_cond_broadcast(&p->ccv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->committer, NULL);
+    p->committer_running = false;
 }
 
 /* ---- unpacking ------------------------------------------------------------------------------ */
@@ -668,6 +714,7 @@ static int plan(reg_pull *p, mar_err **err)
     p->blobs = mar_xcalloc(total + 1, sizeof(*p->blobs));
     p->chains = mar_xcalloc(total + 1, sizeof(*p->chains));
     p->queue = mar_xcalloc(total + 1, sizeof(*p->queue));
+    p->cq = mar_xcalloc(total + 1, sizeof(*p->cq));
     for (size_t i = 0; i < p->n_images; i++) {
         pimage *im = &p->images[i];
         size_t n = im->m->n_layers;
@@ -868,11 +915,13 @@ static void pull_release(reg_pull *p)
     free(p->blobs);
     free(p->chains);
     free(p->queue);
+    free(p->cq);
     reg_blob_release(&p->top);
     oci_manifest_free(p->topm);
     mar_err_free(p->err);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->ccv);
 }
 
 size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret)
@@ -920,6 +969,7 @@ int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull
     reg_pull p = {.c = c, .s = s, .ref = ref, .o = o};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
+    pthread_cond_init(&p.ccv, NULL);
     p.top.data = (mar_buf)MAR_BUF_INIT(0);
     int rc = 0;
     pthread_t th[16];
@@ -952,6 +1002,11 @@ int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull
             goto out;
         }
     }
+    if (pthread_create(&p.committer, NULL, committer, &p) != 0) {
+        rc = mar_err_set(err, MAR_EFAIL, errno, "cannot start the commit thread");
+        goto out;
+    }
+    p.committer_running = true;
     pump(&p);
     if (reg_client_run(c, err) < 0) {
         rc = -1;
@@ -962,6 +1017,7 @@ int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull
             rc = -1;
         }
     }
+    stop_committer(&p);
     pthread_mutex_lock(&p.mu);
     p.closing = true;
     pthread_cond_broadcast(&p.cv);
@@ -984,6 +1040,7 @@ int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull
         fill_result(&p, ret);
     }
 out:
+    stop_committer(&p);
     if (n_th) {
         pthread_mutex_lock(&p.mu);
         p.closing = true;

@@ -280,8 +280,13 @@ struct reg_ingest {
     int data;
     char *dir; /* ingest/<alg>-<hex> */
     uint64_t have;
-    mar_hasher *h; /* hash of the bytes in data, until handed to the downloader */
+    uint64_t flushed; /* bytes handed to writeback so far */
+    mar_hasher *h;    /* hash of the bytes in data, until handed to the downloader */
 };
+
+/* Writeback is started every few MiB while a blob arrives, so the fsync before its commit finds
+ * little left to write and does not stall the downloads sharing the event loop. */
+#define WRITEBACK_STEP (8u << 20)
 
 static char *lock_name(const mar_digest *d)
 {
@@ -359,6 +364,7 @@ int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait,
             mar_hasher_reset(g->h);
         }
     }
+    g->flushed = g->have;
     if (g->have == 0 && (ftruncate(g->data, 0) < 0 || lseek(g->data, 0, SEEK_SET) < 0)) {
         int e = errno;
         reg_ingest_free(g);
@@ -405,6 +411,11 @@ int reg_ingest_write(reg_ingest *g, const void *p, size_t n, mar_err **err)
         off += (size_t)w;
     }
     g->have += n;
+    if (g->have - g->flushed >= WRITEBACK_STEP) {
+        sync_file_range(g->data, (off_t)g->flushed, (off_t)(g->have - g->flushed),
+                        SYNC_FILE_RANGE_WRITE);
+        g->flushed = g->have;
+    }
     return 0;
 }
 
@@ -414,6 +425,7 @@ int reg_ingest_reset(reg_ingest *g, mar_err **err)
         return mar_err_set(err, MAR_EIO, errno, "cannot reset the ingest of %s", g->digest.str);
     }
     g->have = 0;
+    g->flushed = 0;
     return 0;
 }
 
