@@ -66,9 +66,17 @@ int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err)
     for (size_t i = 0; tls && i < tls->n; i++) {
         mar_strv_push(&o.tls, tls->v[i]);
     }
+    /* A stalled transfer is given up after MAR_STALL_TIMEOUT seconds below 1 KiB/s (default 30,
+     * registry-protocol.md §9), then retried. */
+    reg_curl_options co = {0};
+    const char *stall = getenv("MAR_STALL_TIMEOUT");
+    int64_t st;
+    if (stall && mar_parse_i64(stall, 1, 3600, &st)) {
+        co.low_speed_time = (long)st;
+    }
     const reg_http_ops *ops;
     void *ctx;
-    int rc = reg_curl_transport_new(NULL, &ops, &ctx, err);
+    int rc = reg_curl_transport_new(&co, &ops, &ctx, err);
     if (rc < 0) {
         reg_options_release(&o);
         return rc;

@@ -1,10 +1,15 @@
 /* Integration-test helpers. */
 #include "itest.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static json_t *bed_env;
 static json_t *fixtures;
@@ -196,4 +201,144 @@ void itest_run_release(itest_run *r)
 {
     mar_buf_release(&r->out);
     mar_buf_release(&r->err);
+}
+
+/* ---- the store ------------------------------------------------------------------------------ */
+
+static void list_names(const char *dir, mar_strv *out)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            mar_strv_push(out, de->d_name);
+        }
+    }
+    closedir(d);
+}
+
+void itest_store_fsck(const char *store, itest_fsck *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    _cleanup_free_ char *bdir = mar_xasprintf("%s/blobs/sha256", store);
+    mar_strv names = MAR_STRV_INIT;
+    list_names(bdir, &names);
+    for (size_t i = 0; i < names.n; i++) {
+        _cleanup_free_ char *p = mar_xasprintf("%s/%s", bdir, names.v[i]);
+        _cleanup_free_ char *want = mar_xasprintf("sha256:%s", names.v[i]);
+        struct stat st;
+        bool ok = lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == 0444;
+        if (ok) {
+            int fd = open(p, O_RDONLY | O_CLOEXEC);
+            _cleanup_hasher_ mar_hasher *h = mar_hasher_new(MAR_DIGEST_SHA256);
+            char buf[1 << 16];
+            ssize_t n;
+            while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
+                mar_hasher_update(h, buf, (size_t)n);
+            }
+            if (fd >= 0) {
+                close(fd);
+            }
+            mar_digest got;
+            mar_hasher_final(h, &got);
+            ok = strcmp(got.str, want) == 0;
+        }
+        ret->blobs++;
+        if (!ok) {
+            ret->bad_blobs++;
+            fprintf(stderr, "fsck: bad blob %s\n", p);
+        }
+    }
+    mar_strv_release(&names);
+    _cleanup_free_ char *udir = mar_xasprintf("%s/unpack", store);
+    names = (mar_strv)MAR_STRV_INIT;
+    list_names(udir, &names);
+    for (size_t i = 0; i < names.n; i++) {
+        if (mar_str_startswith(names.v[i], "part-")) {
+            ret->parts++;
+            continue;
+        }
+        _cleanup_free_ char *c = mar_xasprintf("%s/%s/.complete", udir, names.v[i]);
+        _cleanup_free_ char *r = mar_xasprintf("%s/%s/rootfs", udir, names.v[i]);
+        struct stat st;
+        if (lstat(c, &st) == 0 && S_ISREG(st.st_mode) && lstat(r, &st) == 0 &&
+            S_ISDIR(st.st_mode)) {
+            ret->layers++;
+        } else {
+            ret->incomplete_layers++;
+            fprintf(stderr, "fsck: layer %s without .complete\n", names.v[i]);
+        }
+    }
+    mar_strv_release(&names);
+    _cleanup_free_ char *idir = mar_xasprintf("%s/ingest", store);
+    names = (mar_strv)MAR_STRV_INIT;
+    list_names(idir, &names);
+    ret->ingests = names.n;
+    mar_strv_release(&names);
+    struct stat st;
+    ret->mode_ok = stat(store, &st) == 0 && (st.st_mode & 0777) == 0700;
+}
+
+json_t *itest_json(const char *text)
+{
+    json_error_t je;
+    json_t *doc = json_loads(text ? text : "", 0, &je);
+    if (!doc) {
+        fprintf(stderr, "not JSON (%s):\n%s\n", je.text, text ? text : "");
+        fail();
+    }
+    return doc;
+}
+
+pid_t itest_mar_spawn(const char *const *env, const char *out, const char *err,
+                      const char *const *args)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, 1);
+        dup2(e, 2);
+        for (size_t i = 0; env && env[i]; i++) {
+            putenv((char *)env[i]);
+        }
+        const char *argv[64];
+        size_t n = 0;
+        argv[n++] = getenv("MAR_BIN");
+        for (size_t i = 0; args[i] && n < 63; i++) {
+            argv[n++] = args[i];
+        }
+        argv[n] = NULL;
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int itest_wait(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int itest_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(s, (struct sockaddr *)&a, &l) < 0) {
+        fprintf(stderr, "cannot find a free port\n");
+        exit(1);
+    }
+    close(s);
+    return ntohs(a.sin_port);
 }

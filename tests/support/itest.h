@@ -10,6 +10,8 @@
 
 #include "binfmt/binfmt.h"
 
+#include <sys/types.h>
+
 typedef struct itest_run {
     int status;
     mar_buf out;
@@ -40,6 +42,25 @@ const char *itest_tmpdir(void);
 char *itest_write(const char *name, const char *content, unsigned mode);
 /* True when haystack contains needle. */
 bool itest_contains(const char *haystack, const char *needle);
+
+/* What a store holds, checked the way unpack-security.md §7 defines fsck. */
+typedef struct itest_fsck {
+    size_t blobs, bad_blobs; /* bad: does not hash to its name, or not 0444 */
+    size_t layers, incomplete_layers;
+    size_t parts, ingests;
+    bool mode_ok; /* the store directory is 0700 */
+} itest_fsck;
+void itest_store_fsck(const char *store, itest_fsck *ret);
+
+/* Parses JSON or fails the test. Returns: new reference. */
+json_t *itest_json(const char *text);
+/* Starts `$MAR_BIN args...` (NULL-terminated) in the background, output to files. */
+pid_t itest_mar_spawn(const char *const *env, const char *out, const char *err,
+                      const char *const *args);
+/* Waits for a child: its exit status, or 128 + the signal. */
+int itest_wait(pid_t pid);
+/* A loopback TCP port that was free a moment ago. */
+int itest_free_port(void);
 
 #define assert_contains(h, n)                                                                      \
     do {                                                                                           \

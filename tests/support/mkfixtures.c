@@ -604,6 +604,72 @@ static void fixture_noloader(void)
     mar_buf_release(&ls);
 }
 
+/* Pushes a multi-layer amd64 image built from finished layer tars. */
+static void layered_image(const char *name, const char *repo, mar_buf *tars, size_t n)
+{
+    blob *layers = mar_xcalloc(n, sizeof(*layers));
+    mar_digest *ids = mar_xcalloc(n, sizeof(*ids));
+    for (size_t i = 0; i < n; i++) {
+        make_layer(&tars[i], C_GZIP, MT_OCI_LAYER_GZ, &layers[i], &ids[i]);
+    }
+    built b = {.spec = all8[0]};
+    make_config("amd64", NULL, ids, n, false, NULL, &b.config);
+    make_manifest(&b.config, layers, n, false, &b.manifest);
+    for (size_t i = 0; i < n; i++) {
+        push_blob(repo, &layers[i]);
+        mar_buf_release(&layers[i].data);
+    }
+    push_blob(repo, &b.config);
+    push_manifest(repo, "latest", &b.manifest);
+    record(name, repo, "latest", &b.manifest, &b, 1);
+    built_release(&b);
+    free(layers);
+    free(ids);
+}
+
+/* Four images on one base layer (the same bytes, so the same digest), each with its own top
+ * layer: concurrent pulls into one store must fetch the base once. */
+static void fixture_shared(void)
+{
+    mar_buf bb = read_busybox("amd64");
+    for (int i = 1; i <= 4; i++) {
+        mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+        rootfs_tar(&bb, &t[0]);
+        char content[32];
+        int cl = snprintf(content, sizeof(content), "shared image %d\n", i);
+        add_dir(&t[1], "etc/", 0755);
+        add_file(&t[1], "etc/shared-id", 0644, content, (size_t)cl);
+        char name[16], repo[32];
+        snprintf(name, sizeof(name), "shared%d", i);
+        snprintf(repo, sizeof(repo), "mar/shared%d", i);
+        layered_image(name, repo, t, 2);
+    }
+    mar_buf_release(&bb);
+}
+
+/* A 64 MiB layer that does not compress (xorshift bytes), for interrupted and resumed
+ * downloads, over a small base. */
+static void fixture_big(void)
+{
+    mar_buf bb = read_busybox("amd64");
+    mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+    rootfs_tar(&bb, &t[0]);
+    mar_buf_release(&bb);
+    size_t n = 64u << 20;
+    uint64_t *data = mar_xmalloc(n);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n / 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data[i] = x;
+    }
+    add_dir(&t[1], "data/", 0755);
+    add_file(&t[1], "data/random", 0644, data, n);
+    free(data);
+    layered_image("big", "mar/big", t, 2);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -625,6 +691,8 @@ int main(int argc, char **argv)
     fixture_whiteout();
     fixture_mixed();
     fixture_noloader();
+    fixture_shared();
+    fixture_big();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }
