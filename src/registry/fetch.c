@@ -58,7 +58,8 @@ static void announce(reg_client *c, reg_host *h)
     if (h->insecure) {
         mar_diag_warn("registry '%s' is insecure (no TLS verification)", h->host);
     } else if (h->plain_http) {
-        mar_diag_notice("registry '%s' is on loopback: using plain HTTP", h->host);
+        /* Expected for a local registry, so not worth a line on every run. */
+        mar_debug("registry '%s' is on loopback: using plain HTTP", h->host);
     }
     (void)c;
 }
