@@ -259,8 +259,25 @@ static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
 int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t dir_mode,
                                mar_strv *created, int *ret_fd, const char **ret_name, mar_err **err)
 {
-    return mar_in_root_parent_guarded(rootfd, path, create, dir_mode, created, ret_fd, ret_name, 0,
-                                      err);
+    /* A directory made a moment ago can vanish before it is reopened when something renames
+     * inside the root at the same time (the symlink-exchange attack, or a concurrent tool):
+     * resolve again from the root a few times before giving up. Every attempt is in-root. */
+    for (int attempt = 0;; attempt++) {
+        mar_err *e = NULL;
+        int rc = mar_in_root_parent_guarded(rootfd, path, create, dir_mode, created, ret_fd,
+                                            ret_name, 0, &e);
+        if (rc == 0 || !create || attempt == EAGAIN_RETRIES || e->sys_errno != ENOENT) {
+            if (rc < 0) {
+                if (err) {
+                    *err = e;
+                } else {
+                    mar_err_free(e);
+                }
+            }
+            return rc;
+        }
+        mar_err_free(e);
+    }
 }
 
 static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create, mode_t dir_mode,

@@ -62,8 +62,59 @@ static void test_inspect_paths(void **state)
     run_vg(5, fast, "inspect", "127.0.0.1:1/x", NULL, NULL);
 }
 
+static void run_vga(int want, const char *const *args)
+{
+    const char *argv[32] = {"valgrind",
+                            "-q",
+                            "--error-exitcode=99",
+                            "--leak-check=full",
+                            "--errors-for-leak-kinds=definite",
+                            "--track-fds=no",
+                            getenv("MAR_BIN")};
+    size_t n = 7;
+    for (size_t i = 0; args[i] && n < 31; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    itest_run r;
+    itest_runv(&r, NULL, argv);
+    if (r.status != want) {
+        print_error("valgrind mar %s %s: status %d, want %d\n%s", args[0], args[1] ? args[1] : "",
+                    r.status, want, r.err.data);
+        fail();
+    }
+    itest_run_release(&r);
+}
+
+/* Pull (threads: unpack workers and the committer), unpack, images, rmi, gc. */
+static void test_store_paths(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *store = mar_xasprintf("%s/vgstore", itest_tmpdir());
+    _cleanup_free_ char *dest = mar_xasprintf("%s/vgflat", itest_tmpdir());
+    const char *w = itest_fixture_ref("whiteout");
+    const char *pull[] = {"pull", "--store", store, "--json", w, NULL};
+    run_vga(0, pull);
+    const char *pull2[] = {
+            "pull", "--store", store, "-p", "linux/arm64,linux/s390x", itest_fixture_ref("multi"),
+            NULL};
+    run_vga(0, pull2);
+    const char *unpack[] = {"unpack", "--store", store, itest_fixture_ref("zstd"), dest, NULL};
+    run_vga(0, unpack);
+    const char *images[] = {"images", "--store", store, "--json", NULL};
+    run_vga(0, images);
+    const char *nope[] = {
+            "pull", "--store", store, "-p", "linux/riscv64", itest_fixture_ref("multi"), NULL};
+    run_vga(3, nope);
+    const char *rmi[] = {"rmi", "--store", store, w, NULL};
+    run_vga(0, rmi);
+    const char *gc[] = {"gc", "--verify", "--store", store, NULL};
+    run_vga(0, gc);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inspect_paths)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_inspect_paths),
+                                       cmocka_unit_test(test_store_paths)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
