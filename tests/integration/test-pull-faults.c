@@ -360,6 +360,12 @@ static void test_redirect(void **state)
     pull(auth_port, "single", extra, &o);
     expect_ok(&o);
     assert_not_contains(o.err, itest_bed("MAR_TEST_PASSWORD"));
+    /* Nor anywhere in the store (unpack-security.md §8). */
+    itest_run g;
+    const char *grep[] = {"grep", "-r", "-l", "-F", itest_bed("MAR_TEST_PASSWORD"), o.store, NULL};
+    itest_runv(&g, NULL, grep);
+    assert_int_equal(g.status, 1);
+    itest_run_release(&g);
     json_t *st = proxy_stats(auth_port);
     json_t *red = json_object_get(st, "redirected");
     assert_int_equal(json_array_size(red), 1);
