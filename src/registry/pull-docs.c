@@ -99,10 +99,6 @@ static void doc_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *
 static void start_doc(reg_pull *p, size_t i, int kind, bool wait)
 {
     const oci_descriptor *d = doc_desc(p, i, kind);
-    if (reg_store_has(p->s, &d->digest, d->size)) {
-        load_from_store(p, i, kind, d);
-        return;
-    }
     reg_ingest *g = NULL;
     mar_err *e = NULL;
     int rc = reg_ingest_begin(p->s, &d->digest, d->size, wait, &g, &e);

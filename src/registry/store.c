@@ -309,11 +309,34 @@ reg_ingest *reg_ingest_free(reg_ingest *g)
     return NULL;
 }
 
+/* A run killed between the rename of its blob and the removal of its ingest directory leaves
+ * the directory behind; whoever next finds the blob present removes it, under the lock. */
+static void drop_stale_ingest(reg_store *s, const mar_digest *d, int lock)
+{
+    _cleanup_free_ char *ln = lock_name(d);
+    _cleanup_free_ char *dp = mar_xasprintf("ingest/%s/data", ln);
+    _cleanup_free_ char *dir = mar_xasprintf("ingest/%s", ln);
+    struct stat st;
+    if (fstatat(s->dfd, dir, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return;
+    }
+    int fd = lock >= 0 ? lock : reg__store_lock(s, ln, LOCK_EX, false, NULL);
+    if (fd < 0) {
+        return; /* busy: its owner is alive and cleans up itself */
+    }
+    unlinkat(s->dfd, dp, 0);
+    unlinkat(s->dfd, dir, AT_REMOVEDIR);
+    if (lock < 0) {
+        close(fd);
+    }
+}
+
 int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait, reg_ingest **ret,
                      mar_err **err)
 {
     *ret = NULL;
     if (reg_store_has(s, d, size)) {
+        drop_stale_ingest(s, d, -1);
         return 0;
     }
     _cleanup_free_ char *ln = lock_name(d);
@@ -326,6 +349,7 @@ int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait,
     }
     /* Committed while we waited for the lock. */
     if (reg_store_has(s, d, size)) {
+        drop_stale_ingest(s, d, lock);
         close(lock);
         return 0;
     }
