@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
     # build
     gcc make cmake pkg-config clang-format clang libclang-rt-14-dev
-    libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev libisal-dev zlib1g-dev libssl-dev
+    libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev libisal-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev
     libyaml-dev libcmocka-dev
     # test bed and peers
     docker-registry containerd runc qemu-user-static skopeo umoci

@@ -76,4 +76,107 @@ void vm_verdict_label(const vm_verdict *v, char *buf, size_t n);
 /* The matcher containerd would use by default on the target (Only(platform)). */
 void vm_target_matcher(const vm_target *t, oci_matcher *ret);
 
+/* ---------------------------------------------------------------------------------------------
+ * containerd's gRPC API (containerd.c over grpc.c). */
+
+/* One unary gRPC call: path "/package.Service/Method", the request message's bytes; the answer
+ * message's bytes in resp (capped at 16 MiB) and the gRPC status in *ret_status (-1 when the
+ * call did not get that far). timeout_ms 0: none. Errors: MAR_ENET (socket, transport,
+ * UNAVAILABLE), MAR_ENOTFOUND (NOT_FOUND), MAR_EAUTH, MAR_EUNSUPPORTED, MAR_EFAIL (others). */
+typedef struct vm_grpc_ops {
+    int (*call)(void *ctx, const char *path, const void *req, size_t req_len, int timeout_ms,
+                mar_buf *resp, int *ret_status, mar_err **err);
+    void (*destroy)(void *ctx);
+} vm_grpc_ops;
+
+/* The production transport: HTTP/2 (prior knowledge) over the unix socket, the namespace as
+ * `containerd-namespace` metadata. Errors: MAR_ENET (no socket), MAR_EAUTH (no access). */
+int vm_grpc_unix_new(const char *socket, const char *ns, const vm_grpc_ops **ret_ops,
+                     void **ret_ctx, mar_err **err);
+
+typedef struct vm_ctd vm_ctd;
+
+/* Takes the transport (destroyed with the client). */
+vm_ctd *vm_ctd_new(const vm_grpc_ops *ops, void *ctx, const char *address);
+vm_ctd *vm_ctd_free(vm_ctd *c);
+MAR_DEFINE_CLEANUP(vm_ctd, vm_ctd_free)
+/* vm_grpc_unix_new + vm_ctd_new. */
+int vm_ctd_connect(const char *address, const char *ns, vm_ctd **ret, mar_err **err);
+/* Version.Version. Returns: new string. */
+int vm_ctd_version(vm_ctd *c, char **ret_version, mar_err **err);
+
+/* Containers.Create with the runc v2 runtime and the OCI runtime spec as JSON; labels are
+ * NULL-terminated key, value pairs. */
+int vm_ctd_container_create(vm_ctd *c, const char *id, const char *image, const char *spec_json,
+                            const char *const *labels, mar_err **err);
+int vm_ctd_container_delete(vm_ctd *c, const char *id, mar_err **err);
+
+typedef struct vm_mount {
+    const char *type;
+    const char *source;
+    mar_strv options;
+} vm_mount;
+
+typedef struct vm_stdio {
+    const char *stdin_path; /* FIFOs the shim opens; NULL or "" for none */
+    const char *stdout_path;
+    const char *stderr_path;
+    bool terminal;
+} vm_stdio;
+
+/* Tasks.Create with the root filesystem as mounts (the shim mounts them at the bundle's
+ * rootfs), Start, Wait (blocks, no deadline; may run on another thread than the other calls),
+ * Kill, Delete, ResizePty, CloseIO(stdin). */
+int vm_ctd_task_create(vm_ctd *c, const char *id, const vm_mount *rootfs, size_t n_rootfs,
+                       const vm_stdio *io, uint32_t *ret_pid, mar_err **err);
+int vm_ctd_task_start(vm_ctd *c, const char *id, uint32_t *ret_pid, mar_err **err);
+int vm_ctd_task_wait(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
+int vm_ctd_task_kill(vm_ctd *c, const char *id, int sig, bool all, mar_err **err);
+int vm_ctd_task_delete(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
+int vm_ctd_task_resize(vm_ctd *c, const char *id, unsigned width, unsigned height, mar_err **err);
+int vm_ctd_task_close_stdin(vm_ctd *c, const char *id, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * The OCI runtime spec of a container (spec.c) and the image's users (user.c). */
+
+typedef struct vm_bind {
+    char *source;
+    char *dest;
+    bool readonly;
+} vm_bind;
+
+typedef struct vm_spec_opts {
+    const mar_strv *args;
+    const mar_strv *env;
+    const char *cwd;
+    uint32_t uid, gid;
+    const uint32_t *gids;
+    size_t n_gids;
+    bool terminal;
+    const char *hostname;
+    bool host_network; /* else a network namespace of its own (loopback only) */
+    const vm_bind *binds;
+    size_t n_binds;
+    const char *cgroups_path;
+} vm_spec_opts;
+
+/* The runtime spec (runtime-spec config.md) with the defaults Docker and containerd give a
+ * container: the usual /proc, /dev, /sys mounts, namespaces, the default capability set,
+ * masked and read-only paths, RLIMIT_NOFILE 1024. Returns: new JSON text. Errors: MAR_EUSAGE
+ * (a relative cwd or bind destination). */
+int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err);
+
+typedef struct vm_user {
+    uint32_t uid, gid;
+    uint32_t gids[64]; /* supplementary groups from /etc/group */
+    size_t n_gids;
+    char home[256];
+} vm_user;
+
+/* Resolves `user[:group]` (names or numbers; NULL or "" is root) against the image's
+ * /etc/passwd and /etc/group texts (either may be NULL when the image lacks it), as runc's
+ * user.GetExecUser does. Errors: MAR_EUSAGE (an unknown name). */
+int vm_user_resolve(const char *spec, const char *passwd, const char *group, vm_user *ret,
+                    mar_err **err);
+
 #endif
