@@ -76,6 +76,35 @@ static const cmd_opt gc_opts[] = {
         {"verify", 0, CMD_OPT_FLAG, NULL, "also check every blob against its digest"},
 };
 
+static const cmd_opt run_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM", "the platform to run (default: this host's)"},
+        {"env", 'e', CMD_OPT_LIST, "KEY[=VALUE]",
+         "set a variable (repeatable; KEY alone copies mar's own value)"},
+        {"env-file", 0, CMD_OPT_LIST, "FILE", "read KEY=VALUE lines from a file (repeatable)"},
+        {"entrypoint", 0, CMD_OPT_VALUE, "PROGRAM",
+         "replace the image's ENTRYPOINT (its CMD is dropped too)"},
+        {"workdir", 'w', CMD_OPT_VALUE, "DIR", "working directory inside the container"},
+        {"user", 'u', CMD_OPT_VALUE, "USER[:GROUP]",
+         "run as this user (names from the image's /etc/passwd and /etc/group)"},
+        {"name", 0, CMD_OPT_VALUE, "NAME", "the container's name (default mar-<random>)"},
+        {"interactive", 'i', CMD_OPT_FLAG, NULL, "keep stdin open and pass it to the container"},
+        {"tty", 't', CMD_OPT_FLAG, NULL, "give the container a terminal"},
+        {"network", 0, CMD_OPT_VALUE, "host|none",
+         "the host's network (default) or only a loopback interface"},
+        {"volume", 'v', CMD_OPT_LIST, "HOST:CTR[:ro]", "bind-mount a host path (repeatable)"},
+        {"keep", 0, CMD_OPT_FLAG, NULL, "keep the container, task and upper directory afterwards"},
+        {"explain", 0, CMD_OPT_FLAG, NULL,
+         "print the plan (manifest, native or emulated, why) and run nothing"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
+        {"target", 0, CMD_OPT_VALUE, "TARGET",
+         "with --explain: plan for another machine (as mar inspect --target)"},
+        {"address", 0, CMD_OPT_VALUE, "SOCKET",
+         "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
+        {"namespace", 'n', CMD_OPT_VALUE, "NS",
+         "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -104,6 +133,15 @@ static const cmd_def commands[] = {
          "root (device files are then dropped with a warning). DIR appears only when every\n"
          "layer applied and matched its diff_id.",
          unpack_opts, MAR_ARRAY_SIZE(unpack_opts), false},
+        {"run", cmd_run, 1, -1, "[OPTIONS] IMAGE [COMMAND [ARG...]]",
+         "run an image through containerd, natively or under an emulator",
+         "Pulls IMAGE when the store lacks it, picks the manifest for --platform (or this host),\n"
+         "plans how it executes here (native, QEMU or Rosetta through binfmt_misc, or not at all)\n"
+         "and runs it through containerd on an overlay of the store's layers. stdout and stderr\n"
+         "stay apart, SIGINT, SIGTERM and SIGHUP go to the container, and mar exits with its\n"
+         "status. Nothing is left behind unless --keep. A platform this host cannot run fails\n"
+         "before anything is created (exit 7) with the command that would fix it.",
+         run_opts, MAR_ARRAY_SIZE(run_opts), true},
         {"images", cmd_images, 0, 0, "[--json]", "list the images in the store", NULL, images_opts,
          MAR_ARRAY_SIZE(images_opts), false},
         {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
