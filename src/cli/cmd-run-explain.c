@@ -135,15 +135,19 @@ int cmd_run_explain(const cmd_args *args)
         json_decref(doc);
     } else {
         printf("image:     %s\n", r.reference);
-        printf("target:    %s\n", r.host);
+        if (r.host_detail[0]) {
+            printf("target:    %s (%s)\n", r.host, r.host_detail);
+        } else {
+            printf("target:    %s\n", r.host);
+        }
         if (!row) {
             printf("plan:      impossible: no entry for %s\n", want);
         } else {
             printf("manifest:  %s %s\n", row->published, row->digest.str);
             printf("plan:      %s\n", mode);
             if (h) {
-                printf("emulator:  %s (%s%s)\n", h->entry, h->interpreter,
-                       h->fix_binary ? ", F flag" : ", no F flag");
+                printf("emulator:  %s (%s%s%s)\n", h->entry, h->interpreter,
+                       h->interpreter[0] ? ", " : "", h->fix_binary ? "F flag" : "no F flag");
             }
             if (row->verdict.reason[0]) {
                 printf("why:       %s\n", row->verdict.reason);

@@ -127,6 +127,35 @@ static int drop(reg_store *s, const char *dir, const char *name, bool dry_run, u
     return 0;
 }
 
+/* Containers mar run keeps (--keep) hold their layers: containers/<id>/layers lists the
+ * ChainIDs an overlay mount of theirs needs, whether or not their image is still tagged. */
+static void mark_containers(reg_store *s, reach *r)
+{
+    mar_strv ids = MAR_STRV_INIT;
+    list_dir(s->dfd, "containers", &ids);
+    for (size_t i = 0; i < ids.n; i++) {
+        _cleanup_free_ char *p = mar_xasprintf("containers/%s/layers", ids.v[i]);
+        mar_buf b = MAR_BUF_INIT(1 << 20);
+        mar_err *e = NULL;
+        if (mar_read_file_at(s->dfd, p, 1 << 20, &b, &e) < 0) {
+            mar_err_free(e);
+            continue;
+        }
+        for (char *l = b.data, *next; l && *l; l = next) {
+            next = strchr(l, '\n');
+            if (next) {
+                *next++ = '\0';
+            }
+            _cleanup_free_ char *dg = mar_xasprintf("sha256:%s", l);
+            if (mar_digest_valid(dg)) {
+                mar_map_set(&r->chains, l, (void *)1);
+            }
+        }
+        mar_buf_release(&b);
+    }
+    mar_strv_release(&ids);
+}
+
 int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err)
 {
     if (reg_store_hold(s, true, true, err) < 0) {
@@ -140,6 +169,7 @@ int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err)
     for (size_t i = 0; i < refs.n; i++) {
         mark(s, &r, &refs.v[i].digest, refs.v[i].media_type, 0);
     }
+    mark_containers(s, &r);
     reg_store_refs_release(&refs);
     reg_gc_stats st = {0};
     int rc = 0;

@@ -110,6 +110,25 @@ static void test_store_paths(void **state)
     run_vga(0, rmi);
     const char *gc[] = {"gc", "--verify", "--store", store, NULL};
     run_vga(0, gc);
+    /* mar run: the wait thread, FIFOs, gRPC over the unix socket. */
+    if (itest_bed("MAR_TEST_CONTAINERD") && itest_bed("MAR_TEST_BINFMT")) {
+        setenv("CONTAINERD_ADDRESS", itest_bed("MAR_TEST_CONTAINERD"), 1);
+        const char *run[] = {"run",
+                             "-q",
+                             "--store",
+                             store,
+                             "-p",
+                             "linux/arm64",
+                             itest_fixture_ref("multi"),
+                             "sh",
+                             "-c",
+                             "echo hi; exit 3",
+                             NULL};
+        run_vga(3, run);
+        const char *explain[] = {
+                "run", "--explain", "--json", "-p", "linux/386", itest_fixture_ref("multi"), NULL};
+        run_vga(7, explain);
+    }
 }
 
 int main(void)
