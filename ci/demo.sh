@@ -1,7 +1,8 @@
 #!/bin/bash
 # The README's first command: builds mar, starts a local registry on loopback with the sample
-# multi-architecture images (and QEMU binfmt handlers, so emulation shows), and ends with
-# `mar inspect` of the 8-platform sample. Everything it starts is stopped on exit.
+# multi-architecture images, a private containerd and QEMU binfmt handlers, shows `mar inspect`
+# of the samples, then runs the arm64 image through containerd under QEMU with `mar run`.
+# Everything it starts is stopped on exit, and the demo's store is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -11,7 +12,7 @@ bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 bed=$(mktemp -d /tmp/mar-demo-XXXXXX)
 trap 'bash "$root/tests/bed/bed.sh" down "$bed"' EXIT
-MAR_FIXTURES_BIN="$root/build/tests/mar-fixtures" bash tests/bed/bed.sh up "$bed" registry fixtures binfmt
+MAR_FIXTURES_BIN="$root/build/tests/mar-fixtures" bash tests/bed/bed.sh up "$bed" registry fixtures containerd binfmt
 # shellcheck disable=SC1091
 . "$bed/env"
 mar="$root/build/src/mar"
@@ -27,3 +28,8 @@ show -q inspect "$MAR_TEST_REGISTRY/mar/confmismatch:latest"
 show -q inspect --target apple-silicon "$MAR_TEST_REGISTRY/mar/multi:latest"
 # The 8-platform sample on this host.
 show inspect "$MAR_TEST_REGISTRY/mar/multi:latest"
+# What mar run would do, then doing it: the arm64 image under QEMU, through containerd.
+export CONTAINERD_ADDRESS="$MAR_TEST_CONTAINERD" MAR_STORE="$bed/store"
+show run --explain --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/multi:latest"
+show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/multi:latest" uname -m
+show run --platform linux/386 "$MAR_TEST_REGISTRY/mar/multi:latest" uname -m
