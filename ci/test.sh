@@ -23,6 +23,9 @@ bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # valgrind over the unit tests.
 for t in build/tests/test-*; do
     [ -x "$t" ] || continue
+    # valgrind runs threads one at a time, so the race test's attacker thread would take minutes
+    # to let a few hundred entries through; ASan covers it and ctest runs it natively.
+    [ "$(basename "$t")" = test-unpack-race ] && continue
     MAR_TESTDATA="$root/testdata" MAR_SRC="$root" valgrind -q --error-exitcode=99 \
         --leak-check=full --errors-for-leak-kinds=definite --track-fds=no "$t" >/tmp/mar-vg.log 2>&1 ||
         { cat /tmp/mar-vg.log >&2; echo "ci/test.sh: valgrind reported errors in $t" >&2; exit 1; }

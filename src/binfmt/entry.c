@@ -270,7 +270,9 @@ int binfmt_table_read(const char *root, binfmt_table *ret, mar_err **err)
         t.v[t.n++] = ent;
     }
     closedir(d);
-    qsort(t.v, t.n, sizeof(*t.v), cmp_newest_first);
+    if (t.n > 1) {
+        qsort(t.v, t.n, sizeof(*t.v), cmp_newest_first);
+    }
     *ret = t;
     return 0;
 }

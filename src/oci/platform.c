@@ -139,7 +139,9 @@ static void normalize_features(char *features, size_t n)
             }
         }
     }
-    qsort(parts, np, sizeof(parts[0]), cmp_str);
+    if (np > 1) {
+        qsort(parts, np, sizeof(parts[0]), cmp_str);
+    }
     mar_buf b = MAR_BUF_INIT(n - 1);
     for (size_t i = 0; i < np; i++) {
         if (i > 0 && strcmp(parts[i], parts[i - 1]) == 0) {

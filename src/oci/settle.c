@@ -207,7 +207,9 @@ static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
     for (size_t i = 0; i < implied->n; i++) {
         mar_strv_push(&sorted, implied->v[i]);
     }
-    qsort(sorted.v, sorted.n, sizeof(char *), cmp_depth);
+    if (sorted.n > 1) {
+        qsort(sorted.v, sorted.n, sizeof(char *), cmp_depth);
+    }
     int rc = 0;
     for (size_t i = 0; i < sorted.n && rc == 0; i++) {
         _cleanup_free_ char *cur = relocate(s, sorted.v[i]);

@@ -543,7 +543,9 @@ static int cmp_fix(const void *a, const void *b)
  * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class). */
 static void apply_fixups(unpacker *u)
 {
-    qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);
+    if (u->n_fix > 1) { /* qsort on a NULL array is undefined even for 0 elements */
+        qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);
+    }
     for (size_t i = 0; i < u->n_fix; i++) {
         const fixup *f = &u->fix[i];
         int fd = mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);

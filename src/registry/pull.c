@@ -366,7 +366,9 @@ static void take_deferred(reg_pull *p)
             order[n++] = b;
         }
     }
-    qsort_r(order, n, sizeof(*order), cmp_blob_digest, p);
+    if (n > 1) {
+        qsort_r(order, n, sizeof(*order), cmp_blob_digest, p);
+    }
     for (size_t k = 0; k < n && !reg__pull_failed(p); k++) {
         size_t b = order[k];
         blobjob *j = &p->blobs[b];

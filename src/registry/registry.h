@@ -166,7 +166,8 @@ typedef struct reg_sink {
 /* Streams the blob d into sink, resuming interrupted transfers with Range requests, and calls
  * cb once with the verdict: rc 0 (blob->digest verified, no data) when exactly d->size bytes
  * hashing to d->digest went to the sink. `start` bytes already received (from an earlier run) are
- * skipped with a Range request; the sink then gets only the rest. */
+ * skipped with a Range request; the sink then gets only the rest, and resume_hash holds the
+ * hash of the first `start` bytes. */
 void reg_blob_stream(reg_client *c, const oci_ref *ref, const oci_descriptor *d, uint64_t start,
                      mar_hasher *resume_hash, const reg_sink *sink, reg_blob_cb cb, void *userdata);
 

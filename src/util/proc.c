@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -35,6 +36,26 @@ static void close_fd(int *fd)
         close(*fd);
         *fd = -1;
     }
+}
+
+/* A child that exits without reading all of its stdin must not kill mar with SIGPIPE: the
+ * signal is blocked around the write and, when the write raised it, taken off the pending set.
+ * The process-wide disposition stays as the caller set it. */
+static ssize_t write_nosigpipe(int fd, const void *p, size_t n)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t w = write(fd, p, n);
+    int e = errno;
+    if (w < 0 && e == EPIPE) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return w;
 }
 
 int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap, size_t err_cap,
@@ -112,7 +133,7 @@ int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_c
             break;
         }
         if (i_in >= 0 && (pf[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = write(in_p[1], (const char *)in + in_off, in_len - in_off);
+            ssize_t w = write_nosigpipe(in_p[1], (const char *)in + in_off, in_len - in_off);
             if (w > 0) {
                 in_off += (size_t)w;
             }

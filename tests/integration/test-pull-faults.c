@@ -427,7 +427,7 @@ static int setup(void **state)
                                 NULL};
     itest_require(need);
     if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
-        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0) {
         fprintf(stderr, "skip: needs root (a tmpfs store for the disk-full case)\n");
         exit(getenv("MAR_CI") ? 1 : 77);
     }

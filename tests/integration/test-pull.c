@@ -349,7 +349,7 @@ static int setup(void **state)
     const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", NULL};
     itest_require(need);
     if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
-        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0) {
         fprintf(stderr, "skip: needs root (overlay mounts, unpacking layers)\n");
         exit(getenv("MAR_CI") ? 1 : 77);
     }

@@ -377,7 +377,7 @@ static int setup(void **state)
 {
     (void)state;
     if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
-        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0) {
         fprintf(stderr, "skip: needs root for overlay mounts and whiteout devices\n");
         exit(77);
     }
