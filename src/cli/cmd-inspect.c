@@ -111,7 +111,8 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
         for (size_t i = 0; i < r.n_rows; i++) {
             r.rows[i].deep = !r.rows[i].err && (!pspec || r.rows[i].selected);
         }
-        rc = cmd_deep_scan(c, img, &r, (int)jobs, &err);
+        _cleanup_store_ reg_store *store = cmd_existing_store(args);
+        rc = cmd_deep_scan(c, store, img, &r, (int)jobs, &err);
         if (rc < 0) {
             reg_client_free(c);
             cmd_report_release(&r);

@@ -12,6 +12,23 @@ int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err **err)
     return reg_store_open(path, ret, err);
 }
 
+reg_store *cmd_existing_store(const cmd_args *args)
+{
+    _cleanup_free_ char *path = NULL;
+    mar_err *e = NULL;
+    if (reg_store_default_path(cmd_value(args, "store"), &path, &e) < 0) {
+        mar_err_free(e);
+        return NULL;
+    }
+    _cleanup_free_ char *layout = mar_xasprintf("%s/oci-layout", path);
+    reg_store *s = NULL;
+    if (access(layout, R_OK) != 0 || reg_store_open(path, &s, &e) < 0) {
+        mar_err_free(e);
+        return NULL;
+    }
+    return s;
+}
+
 int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
                         size_t *ret_n, mar_err **err)
 {

@@ -1,8 +1,9 @@
-/* inspect --deep: the binaries of each platform against its label. Every layer of the entries
- * inspected streams straight from the registry (nothing is stored) through a pipe into a scanner
- * thread, so decompression runs in parallel with the downloads and on several cores; a layer's
- * facts count only if its bytes verified against the descriptor digest. The layers of one
- * platform are then merged with whiteouts into its final filesystem and summarized. */
+/* inspect --deep: the binaries of each platform against its label. A layer the store holds
+ * (verified when it was committed) is scanned from there; every other layer streams straight
+ * from the registry (nothing is stored) through a pipe into a scanner thread, so decompression
+ * runs in parallel with the downloads and on several cores, and a streamed layer's facts count
+ * only if its bytes verified against the descriptor digest. The layers of one platform are then
+ * merged with whiteouts into its final filesystem and summarized. */
 #include "cli-internal.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@ typedef struct deep_layer {
     int pfd[2];
     pthread_t thread;
     bool started;
+    bool local; /* read from the store */
     oci_scan_layer *scan;
     mar_err *scan_err;
     mar_err *fetch_err;
@@ -91,6 +93,9 @@ static void start_next(deep_run *run)
 {
     while (run->active < run->max_active && run->next < run->n) {
         deep_layer *l = &run->v[run->next++];
+        if (l->local) {
+            continue;
+        }
         if (pipe2(l->pfd, O_CLOEXEC) < 0) {
             mar_err_set(&l->fetch_err, MAR_EFAIL, errno, "cannot create a pipe");
             continue;
@@ -144,7 +149,46 @@ static oci_elf_summary *summarize(const cmd_row *row, const reg_image_entry *e, 
     return s;
 }
 
-int cmd_deep_scan(reg_client *c, const reg_image *img, cmd_report *r, int jobs, mar_err **err)
+/* Scans the layers the store holds, min(jobs, CPUs) at a time. */
+static void scan_local(deep_run *run, reg_store *s)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t width = run->max_active < (size_t)(ncpu > 0 ? ncpu : 1) ? run->max_active
+                                                                   : (size_t)(ncpu > 0 ? ncpu : 1);
+    size_t *live = mar_xcalloc(run->n + 1, sizeof(*live));
+    size_t head = 0, tail = 0, n_local = 0;
+    for (size_t i = 0; i < run->n; i++) {
+        deep_layer *l = &run->v[i];
+        int fd;
+        mar_err *e = NULL;
+        if (!reg_store_has(s, &l->desc->digest, l->desc->size) ||
+            reg_store_blob_open(s, &l->desc->digest, &fd, &e) < 0) {
+            mar_err_free(e);
+            continue;
+        }
+        l->local = true;
+        l->pfd[0] = fd;
+        n_local++;
+        if (tail - head == width) {
+            pthread_join(run->v[live[head++]].thread, NULL);
+        }
+        if (pthread_create(&l->thread, NULL, scan_thread, l) != 0) {
+            close(fd);
+            mar_err_set(&l->fetch_err, MAR_EFAIL, 0, "cannot start a scanner thread");
+            continue;
+        }
+        live[tail++] = i;
+    }
+    while (head < tail) {
+        pthread_join(run->v[live[head++]].thread, NULL);
+    }
+    free(live);
+    mar_debug("--deep: %zu of %zu layers read from the store '%s'", n_local, run->n,
+              reg_store_path(s));
+}
+
+int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
+                  mar_err **err)
 {
     deep_run run = {.c = c, .img = img, .max_active = jobs > 0 ? (size_t)jobs : 8};
     size_t alloc = 0;
@@ -165,6 +209,9 @@ int cmd_deep_scan(reg_client *c, const reg_image *img, cmd_report *r, int jobs, 
             }
             run.v[run.n++] = (deep_layer){.row = ri, .desc = d, .pfd = {-1, -1}};
         }
+    }
+    if (s) {
+        scan_local(&run, s);
     }
     start_next(&run);
     int rc = reg_client_run(c, err);

@@ -1,5 +1,5 @@
 /* inspect --deep against the test bed: the binaries of every fixture against its labels, from
- * layers streamed straight from the registry. */
+ * layers streamed straight from the registry, or read from the store when it has them. */
 #include "itest.h"
 
 #include <string.h>
@@ -184,6 +184,42 @@ static void test_codecs_media_types_and_selection(void **state)
     itest_run_release(&r);
 }
 
+/* Layers the store holds are scanned from there, with the same findings. */
+static void test_from_store(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *store = mar_xasprintf("%s/deep-store", itest_tmpdir());
+    static const char *const fixtures[] = {"whiteout", "mislabeled"};
+    for (size_t f = 0; f < MAR_ARRAY_SIZE(fixtures); f++) {
+        itest_run r;
+        itest_mar(&r, NULL, "-q", "pull", "--no-unpack", "--all-platforms", "--store", store,
+                  itest_fixture_ref(fixtures[f]), NULL);
+        if (r.status != 0) {
+            /* A single manifest: --all-platforms takes it as it is. */
+            fail_msg("pull %s: %s", fixtures[f], r.err.data);
+        }
+        itest_run_release(&r);
+        json_t *remote = deep_json(fixtures[f], NULL, NULL);
+        itest_mar(&r, NULL, "--debug", "inspect", "--deep", "--json", "--store", store,
+                  itest_fixture_ref(fixtures[f]), NULL);
+        assert_int_equal(r.status, 0);
+        assert_contains(r.err.data, "layers read from the store");
+        assert_not_contains(r.err.data, "0 of ");
+        json_t *local = json_loads(r.out.data, 0, NULL);
+        assert_non_null(local);
+        itest_run_release(&r);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(remote, "platforms"), i, p)
+        {
+            json_t *q = json_array_get(json_object_get(local, "platforms"), i);
+            assert_true(json_equal(json_object_get(p, "elf"), json_object_get(q, "elf")));
+        }
+        json_decref(remote);
+        json_decref(local);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +228,7 @@ int main(void)
             cmocka_unit_test(test_config_mismatch_evidence),
             cmocka_unit_test(test_mixed_whiteout_loader),
             cmocka_unit_test(test_codecs_media_types_and_selection),
+            cmocka_unit_test(test_from_store),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
