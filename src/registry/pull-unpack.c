@@ -53,6 +53,13 @@ static int extract(reg_pull *p, chainjob *cj, mar_err **err)
             .progress_ud = row,
     };
     if (oci_unpack(blobfd, cj->rootfd, &uo, &cj->res, err) < 0) {
+        if (*err && (*err)->sys_errno == ENOSPC) {
+            /* The layer's uncompressed size is known only once read: say how far it got. */
+            char got[16];
+            mar_format_size((int64_t)cj->res.bytes, got, sizeof(got));
+            return mar_err_wrap(err, "the store '%s' is full after %s of layer %s",
+                                reg_store_path(p->s), got, row->desc->digest.str);
+        }
         return mar_err_wrap(err, "layer %s", row->desc->digest.str);
     }
     if ((int)cj->res.codec != oci_layer_media_codec(row->desc->media_type)) {

@@ -420,6 +420,35 @@ static void test_disk_full(void **state)
     umount2(mnt, MNT_DETACH);
 }
 
+/* A store with room for the blobs but not for the unpacked layer: exit 9 naming the store, the
+ * layer not marked complete, its part directory gone. */
+static void test_disk_full_unpack(void **state)
+{
+    (void)state;
+    control(port, "/_reset", NULL);
+    _cleanup_free_ char *mnt = mar_xasprintf("%s/small2", itest_tmpdir());
+    mkdir(mnt, 0700);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=1800k") < 0) {
+        fail_msg("cannot mount a tmpfs");
+    }
+    _cleanup_free_ char *store = mar_xasprintf("%s/store", mnt);
+    _cleanup_free_ char *ref = via(port, "single");
+    itest_run r;
+    itest_mar(&r, env, "pull", "--store", store, ref, NULL);
+    assert_int_equal(r.status, MAR_EIO);
+    assert_contains(r.err.data, store);
+    assert_contains(r.err.data, "is full after");
+    itest_run_release(&r);
+    itest_fsck f;
+    itest_store_fsck(store, &f);
+    assert_int_equal(f.bad_blobs, 0);
+    assert_int_equal(f.incomplete_layers, 0);
+    assert_int_equal(f.layers, 0);
+    assert_int_equal(f.parts, 0);
+    assert_true(has_blob(store, layer_digest("single", 0)));
+    umount2(mnt, MNT_DETACH);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -468,7 +497,7 @@ int main(void)
             cmocka_unit_test(test_resume),        cmocka_unit_test(test_stall),
             cmocka_unit_test(test_bad_ranges),    cmocka_unit_test(test_wrong_bytes),
             cmocka_unit_test(test_server_errors), cmocka_unit_test(test_redirect),
-            cmocka_unit_test(test_disk_full),
+            cmocka_unit_test(test_disk_full),     cmocka_unit_test(test_disk_full_unpack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
