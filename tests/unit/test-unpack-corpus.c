@@ -744,7 +744,6 @@ static void run_case(const kase *k, int codec, bool rootless, oci_unpack_mode mo
     char msg[512] = "";
     if (rootless) {
         /* A child that is nobody, owning the tree. */
-        _cleanup_free_ char *cmd = NULL;
         if (chown(c.T, 65534, 65534) < 0 || chown(c.root, 65534, 65534) < 0) {
             fail();
         }
