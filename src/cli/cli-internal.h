@@ -158,6 +158,7 @@ int cmd_images(const cmd_def *def, cmd_args *args);
 int cmd_rmi(const cmd_def *def, cmd_args *args);
 int cmd_gc(const cmd_def *def, cmd_args *args);
 int cmd_run(const cmd_def *def, cmd_args *args);
+int cmd_check(const cmd_def *def, cmd_args *args);
 
 /* ---------------------------------------------------------------------------------------------
  * mar run (cmd-run.c, run-io.c, cmd-run-explain.c). */

@@ -105,6 +105,16 @@ static const cmd_opt run_opts[] = {
         {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
 };
 
+static const cmd_opt check_opts[] = {
+        {"platforms", 'P', CMD_OPT_VALUE, "P[,P...]", "the platforms every image must offer"},
+        {"file", 'f', CMD_OPT_LIST, "FILE",
+         "read image references from FILE, one per line, # comments (repeatable; - for stdin)"},
+        {"deep", 0, CMD_OPT_FLAG, NULL, "also check the binaries of each required entry"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the results as JSON (docs/mar-check.1.md)"},
+        {"junit", 0, CMD_OPT_VALUE, "FILE",
+         "write JUnit XML, one test case per image and platform"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -142,6 +152,14 @@ static const cmd_def commands[] = {
          "status. Nothing is left behind unless --keep. A platform this host cannot run fails\n"
          "before anything is created (exit 7) with the command that would fix it.",
          run_opts, MAR_ARRAY_SIZE(run_opts), true},
+        {"check", cmd_check, 0, -1, "--platforms P[,P...] [OPTIONS] IMAGE... | -f FILE",
+         "fail when an image lacks a required platform or is mislabeled (a CI gate)",
+         "For every image and required platform: an entry equal to the platform after\n"
+         "normalization (arm64 = arm64/v8), a config that agrees with it, and with --deep\n"
+         "binaries that agree too. Exit 0 when all are satisfied, 1 when something is missing or\n"
+         "mislabeled, 3-9 when an image could not be checked. With GITHUB_ACTIONS=true,\n"
+         "failures are also printed as workflow annotations.",
+         check_opts, MAR_ARRAY_SIZE(check_opts), false},
         {"images", cmd_images, 0, 0, "[--json]", "list the images in the store", NULL, images_opts,
          MAR_ARRAY_SIZE(images_opts), false},
         {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
