@@ -171,6 +171,12 @@ typedef struct reg_sink {
 void reg_blob_stream(reg_client *c, const oci_ref *ref, const oci_descriptor *d, uint64_t start,
                      mar_hasher *resume_hash, const reg_sink *sink, reg_blob_cb cb, void *userdata);
 
+/* A repository's tags, all pages (at most 10 of 1000). The callback gets them borrowed, or rc < 0
+ * and err (owned by the callback). */
+typedef void (*reg_tags_cb)(reg_client *c, int rc, const mar_strv *tags, mar_err *err,
+                            void *userdata);
+void reg_tags_list(reg_client *c, const oci_ref *ref, reg_tags_cb cb, void *userdata);
+
 /* ---------------------------------------------------------------------------------------------
  * Images: a reference resolved to its index (or manifest), every child manifest and config. */
 
