@@ -24,6 +24,11 @@ int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **er
     if (!S_ISREG(st.st_mode)) {
         return mar_err_set(err, MAR_EIO, 0, "'%s' is not a regular file, refusing", path);
     }
+    return mar_read_stream(fd, path, cap, ret, err);
+}
+
+int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err)
+{
     mar_buf b = MAR_BUF_INIT(cap);
     char chunk[16384];
     for (;;) {

@@ -371,6 +371,8 @@ void mar_proc_result_release(mar_proc_result *r);
 int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 /* The same from an open fd (path names it in messages). */
 int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+/* Any readable fd to its end (a pipe, stdin), at most cap bytes. */
+int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Access scoped to a root directory (unpack-security.md §2): openat2 with RESOLVE_IN_ROOT |
