@@ -670,6 +670,28 @@ static void fixture_big(void)
     layered_image("big", "mar/big", t, 2);
 }
 
+/* One repository, several releases: 1.0 is amd64 only, 1.1 and 2.0 add arm64, 0.9 is older;
+ * mar audit should point from 1.0 to 1.1, the closest newer tag of the same release line. And
+ * an image published for arm/v7 only. */
+static void fixture_app(void)
+{
+    built amd, arm;
+    build_platform("mar/app", &all8[0], C_GZIP, false, &amd);
+    build_platform("mar/app", &all8[1], C_GZIP, false, &arm);
+    built both[2] = {amd, arm};
+    push_index("app09", "mar/app", "0.9", &amd, 1, 0, false);
+    push_index("app10", "mar/app", "1.0", &amd, 1, 0, false);
+    push_index("app11", "mar/app", "1.1", both, 2, 0, false);
+    push_index("app20", "mar/app", "2.0", both, 2, 0, false);
+    built_release(&amd);
+    built_release(&arm);
+
+    built v7;
+    build_platform("mar/armonly", &all8[2], C_GZIP, false, &v7);
+    push_index("armonly", "mar/armonly", "1", &v7, 1, 0, false);
+    built_release(&v7);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -693,6 +715,7 @@ int main(int argc, char **argv)
     fixture_noloader();
     fixture_shared();
     fixture_big();
+    fixture_app();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }
