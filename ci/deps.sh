@@ -9,7 +9,7 @@ PKGS=(
     libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev libisal-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev
     libyaml-dev libcmocka-dev
     # test bed and peers
-    docker-registry containerd runc qemu-user-static skopeo umoci
+    docker-registry containerd runc qemu-user-static skopeo umoci chromium
     apache2-utils openssl python3 curl ca-certificates valgrind
     # benchmarks
     hyperfine

@@ -159,6 +159,70 @@ int cmd_rmi(const cmd_def *def, cmd_args *args);
 int cmd_gc(const cmd_def *def, cmd_args *args);
 int cmd_run(const cmd_def *def, cmd_args *args);
 int cmd_check(const cmd_def *def, cmd_args *args);
+int cmd_audit(const cmd_def *def, cmd_args *args);
+
+/* ---------------------------------------------------------------------------------------------
+ * mar audit (cmd-audit.c, audit-input.c, audit-report.c). */
+
+typedef enum { AUDIT_LIST, AUDIT_COMPOSE, AUDIT_K8S, AUDIT_DOCKERFILE } cmd_audit_kind;
+
+/* One place an image reference is used. */
+typedef struct cmd_audit_use {
+    char *image; /* as written (Dockerfile ARGs substituted) */
+    char *file;
+    size_t line;       /* 1-based */
+    char *context;     /* "service web", "Deployment/api container app", "FROM (stage build)" */
+    char *pin;         /* compose `platform:` or FROM --platform=, or NULL */
+    size_t pin_line;   /* where the pin is written */
+    char *service;     /* compose service name */
+    size_t builds_for; /* compose build.platforms count */
+    cmd_audit_kind kind;
+} cmd_audit_use;
+
+typedef struct cmd_audit_inputs {
+    cmd_audit_use *v;
+    size_t n;
+} cmd_audit_inputs;
+
+/* Reads one input ("-" for stdin), detected by name and content (audit-input.c). Errors:
+ * MAR_EIO, MAR_ENOTFOUND, MAR_EUSAGE (malformed YAML, with file:line). */
+int cmd_audit_read_input(const char *path, cmd_audit_inputs *in, mar_err **err);
+void cmd_audit_inputs_release(cmd_audit_inputs *in);
+
+/* One distinct image (and platform pin) and what it does on the target. */
+typedef struct cmd_audit_image {
+    char *name; /* canonical reference */
+    char *pin;
+    oci_ref ref;
+    reg_image *img;
+    struct cmd_audit_image *shares; /* the same reference fetched for another pin */
+    cmd_report report;
+    bool has_report;
+    int error_code;
+    char error[512];
+    const char *verdict; /* native, rosetta, qemu, will-fail, mislabeled, no-linux-image, error */
+    char platform[OCI_PLATFORM_STR_MAX]; /* the entry that would run */
+    char reason[1024];
+    bool native;
+    bool has_native; /* some entry runs natively (even if a pin picks another) */
+    char native_platform[OCI_PLATFORM_STR_MAX];
+    mar_strv alt_tags; /* newer tags of the same release line, closest first */
+    reg_image *alt_imgs[3];
+    mar_strv recs;
+} cmd_audit_image;
+
+typedef struct cmd_audit_run {
+    vm_target target;
+    cmd_audit_inputs in;
+    cmd_audit_image **use_image; /* per use */
+    cmd_audit_image *images;
+    size_t n_images;
+    uint64_t requests;
+} cmd_audit_run;
+
+/* Writes the audit as a table, JSON or Markdown on stdout, and the HTML page when html is set
+ * (audit-report.c). Errors: MAR_EIO. */
+int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * mar run (cmd-run.c, run-io.c, cmd-run-explain.c). */

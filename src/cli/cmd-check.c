@@ -54,7 +54,7 @@ static void on_image(reg_client *c, reg_image *img, void *ud)
 static int read_list(const char *path, mar_strv *out, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(8u << 20);
-    int rc = strcmp(path, "-") == 0 ? mar_read_fd(STDIN_FILENO, "stdin", 8u << 20, &b, err)
+    int rc = strcmp(path, "-") == 0 ? mar_read_stream(STDIN_FILENO, "stdin", 8u << 20, &b, err)
                                     : mar_read_file_at(AT_FDCWD, path, 8u << 20, &b, err);
     if (rc < 0) {
         return mar_err_wrap(err, "-f");

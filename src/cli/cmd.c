@@ -115,6 +115,17 @@ static const cmd_opt check_opts[] = {
          "write JUnit XML, one test case per image and platform"},
 };
 
+static const cmd_opt audit_opts[] = {
+        {"target", 't', CMD_OPT_VALUE, "TARGET",
+         "the machine to audit for (default apple-silicon; a platform, apple-silicon-qemu, "
+         "intel-mac)"},
+        {"deep", 0, CMD_OPT_FLAG, NULL,
+         "read the layers: mislabeled binaries, x86-64-v3 under Rosetta"},
+        {"format", 0, CMD_OPT_VALUE, "table|json|markdown", "output format (default table)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "the same as --format json"},
+        {"html", 0, CMD_OPT_VALUE, "FILE", "also write a self-contained HTML report"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -160,6 +171,15 @@ static const cmd_def commands[] = {
          "mislabeled, 3-9 when an image could not be checked. With GITHUB_ACTIONS=true,\n"
          "failures are also printed as workflow annotations.",
          check_opts, MAR_ARRAY_SIZE(check_opts), false},
+        {"audit", cmd_audit, 1, -1, "[OPTIONS] INPUT...",
+         "what every image of a project does on Apple Silicon (or another target), and what to "
+         "change",
+         "INPUTs are image lists, docker compose files, Kubernetes manifests or Dockerfiles\n"
+         "(detected by name and content; - for stdin). Each image gets a verdict for the target:\n"
+         "native, rosetta, qemu, will-fail, mislabeled, no-linux-image or error, with the files\n"
+         "and lines that use it and concrete recommendations (a platform pin to drop, a newer\n"
+         "tag of the same release line that has the native variant, a build to add).",
+         audit_opts, MAR_ARRAY_SIZE(audit_opts), false},
         {"images", cmd_images, 0, 0, "[--json]", "list the images in the store", NULL, images_opts,
          MAR_ARRAY_SIZE(images_opts), false},
         {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
