@@ -23,7 +23,7 @@ typedef struct ck_result {
     mar_digest digest;
     bool has_digest;
     ck_status status;
-    char reason[640];
+    char reason[1024];
 } ck_result;
 
 typedef struct ck_image {
@@ -141,7 +141,7 @@ static void check_one(const ck_run *run, size_t ii, const oci_platform *want, bo
         }
     }
     if (!hit) {
-        char has[1024];
+        char has[512];
         list_entries(img, has, sizeof(has));
         r->status = CK_MISSING;
         snprintf(r->reason, sizeof(r->reason), "no %s entry (it has: %s)", r->platform,
@@ -469,7 +469,7 @@ int cmd_check(const cmd_def *def, cmd_args *args)
                 failed++;
             }
             if (gh && r->status != CK_OK) {
-                char msg[1024], esc[3100];
+                char msg[1600], esc[4820];
                 snprintf(msg, sizeof(msg), "%s %s: %s", name, r->platform, r->reason);
                 gh_escape(msg, esc, sizeof(esc));
                 printf("::error title=mar check::%s\n", esc);
