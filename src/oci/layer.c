@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <archive.h>
@@ -446,13 +447,19 @@ static int fail_from_archive(oci_layer_reader *r, mar_err **err, const char *wha
                        archive_error_string(r->a) ? archive_error_string(r->a) : "bad archive");
 }
 
+static locale_t utf8_loc;
+
+static void utf8_locale_init(void)
+{
+    utf8_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Created once for the process: unpack workers read layers in parallel. */
 static locale_t utf8_locale(void)
 {
-    static locale_t loc;
-    if (!loc) {
-        loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-    }
-    return loc;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, utf8_locale_init);
+    return utf8_loc;
 }
 
 static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
