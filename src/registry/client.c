@@ -92,6 +92,7 @@ reg_client *reg_client_free(reg_client *c)
     if (c->ops && c->ops->destroy) {
         c->ops->destroy(c->tctx);
     }
+    reg__shared_free(c);
     while (c->hosts) {
         reg_host *h = c->hosts;
         c->hosts = h->next;

@@ -211,10 +211,48 @@ void reg_manifest_fetch(reg_client *c, const oci_ref *ref, reg_blob_cb cb, void 
     start(f);
 }
 
+typedef struct shared_ctx {
+    char *key;
+    reg_blob_cb cb;
+    void *userdata;
+} shared_ctx;
+
+static void shared_cb(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud)
+{
+    shared_ctx *x = ud;
+    reg__shared_done(c, x->key, rc, blob, err);
+    x->cb(c, rc, blob, err, x->userdata);
+    free(x->key);
+    free(x);
+}
+
+/* Joins an identical fetch (same registry, repository, digest, size and cap) or returns a
+ * context through which this one's answer is shared. The repository is part of the key: a blob
+ * one repository holds proves nothing about another, and a check must see the other's 404. */
+static shared_ctx *share(reg_client *c, const oci_ref *ref, const char *kind,
+                         const oci_descriptor *d, size_t cap, reg_blob_cb cb, void *userdata)
+{
+    char *key = mar_xasprintf("%s %s/%s %s %lld %zu", kind, ref->api_host, ref->path,
+                              d->digest.str, (long long)d->size, cap);
+    if (reg__shared_join(c, key, cb, userdata)) {
+        free(key);
+        return NULL;
+    }
+    shared_ctx *x = mar_xcalloc(1, sizeof(*x));
+    x->key = key;
+    x->cb = cb;
+    x->userdata = userdata;
+    return x;
+}
+
 void reg_manifest_fetch_desc(reg_client *c, const oci_ref *ref, const oci_descriptor *d,
                              reg_blob_cb cb, void *userdata)
 {
-    fetch *f = fetch_new(c, ref, cb, userdata);
+    shared_ctx *x = share(c, ref, "manifest", d, MAR_CAP_MANIFEST, cb, userdata);
+    if (!x) {
+        return;
+    }
+    fetch *f = fetch_new(c, ref, shared_cb, x);
     f->kind = F_MANIFEST_GET;
     f->has_digest = true;
     f->digest = d->digest;
@@ -233,7 +271,11 @@ void reg_manifest_fetch_desc(reg_client *c, const oci_ref *ref, const oci_descri
 void reg_blob_fetch(reg_client *c, const oci_ref *ref, const oci_descriptor *d, size_t cap,
                     reg_blob_cb cb, void *userdata)
 {
-    fetch *f = fetch_new(c, ref, cb, userdata);
+    shared_ctx *x = share(c, ref, "blob", d, cap, cb, userdata);
+    if (!x) {
+        return;
+    }
+    fetch *f = fetch_new(c, ref, shared_cb, x);
     f->kind = F_BLOB;
     f->has_digest = true;
     f->digest = d->digest;

@@ -60,7 +60,8 @@ struct reg_client {
     reg_token *tokens;
     reg_token_fetch *fetches;
     reg_stats stats;
-    json_t *docker_config; /* loaded once */
+    struct reg_shared_cache *shared; /* shared.c */
+    json_t *docker_config;           /* loaded once */
     bool docker_config_loaded;
     char *docker_config_path;
 };
@@ -141,6 +142,14 @@ bool reg__auth_prefetch(reg_op *op);
 
 /* Credentials (config.json, credential helpers). Never fails: problems become warnings. */
 void reg__creds_load(reg_client *c, reg_host *h);
+
+/* shared.c: digest-addressed fetches shared within a client. reg__shared_join returns true when
+ * the request was answered (from memory) or joined one in flight; false when the caller is to
+ * fetch, and report with reg__shared_done. */
+bool reg__shared_join(reg_client *c, const char *key, reg_blob_cb cb, void *userdata);
+void reg__shared_done(reg_client *c, const char *key, int rc, const reg_blob *blob,
+                      const mar_err *err);
+void reg__shared_free(reg_client *c);
 
 /* store.c */
 struct reg_store {
