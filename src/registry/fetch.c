@@ -232,8 +232,8 @@ static void shared_cb(reg_client *c, int rc, reg_blob *blob, mar_err *err, void 
 static shared_ctx *share(reg_client *c, const oci_ref *ref, const char *kind,
                          const oci_descriptor *d, size_t cap, reg_blob_cb cb, void *userdata)
 {
-    char *key = mar_xasprintf("%s %s/%s %s %lld %zu", kind, ref->api_host, ref->path,
-                              d->digest.str, (long long)d->size, cap);
+    char *key = mar_xasprintf("%s %s/%s %s %lld %zu", kind, ref->api_host, ref->path, d->digest.str,
+                              (long long)d->size, cap);
     if (reg__shared_join(c, key, cb, userdata)) {
         free(key);
         return NULL;

@@ -2,9 +2,9 @@
  * while the same one (same registry and repository) is in flight waits for that transfer instead of
  * starting another, and one already fetched is answered from memory. Digest-addressed bytes are
  * immutable and were verified, so this is safe; it is what makes `mar audit` of fifty images
- * that share child manifests and configs (tags of one repository) cost one request for each distinct document. Every
- * requester gets its own copy (callbacks may take the buffer) and its own error. Answers are kept
- * up to SHARED_CACHE_BYTES in total. */
+ * that share child manifests and configs (tags of one repository) cost one request for each
+ * distinct document. Every requester gets its own copy (callbacks may take the buffer) and its own
+ * error. Answers are kept up to SHARED_CACHE_BYTES in total. */
 #include "registry-internal.h"
 
 #include <string.h>
@@ -43,8 +43,8 @@ static shared *find(reg_client *c, const char *key)
     return NULL;
 }
 
-static void deliver(reg_client *c, int rc, const reg_blob *blob, const mar_err *err,
-                    reg_blob_cb cb, void *userdata)
+static void deliver(reg_client *c, int rc, const reg_blob *blob, const mar_err *err, reg_blob_cb cb,
+                    void *userdata)
 {
     if (rc < 0) {
         mar_err *e = NULL;
