@@ -510,6 +510,18 @@ int reg__op_status_error(reg_op *op, const char *what, mar_err **err)
                      errcode && msg ? ": " : "", msg ? msg : "");
         }
     }
+    if (!detail[0]) {
+        /* A HEAD answer has no body to explain itself: name the status. */
+        const char *phrase = req->status == 404   ? "not found"
+                             : req->status == 401 ? "unauthorized"
+                             : req->status == 403 ? "forbidden"
+                             : req->status == 429 ? "too many requests"
+                             : req->status >= 500 ? "server error"
+                                                  : NULL;
+        if (phrase) {
+            snprintf(detail, sizeof(detail), " (%s)", phrase);
+        }
+    }
     _cleanup_free_ char *u = reg__url_for_log(op->url);
     int code = status_code(req->status, errcode);
     if (code == MAR_EAUTH && op->host && strcmp(op->host->host, "registry-1.docker.io") == 0) {
