@@ -84,21 +84,33 @@ static void summary_text(json_t *doc, char *buf, size_t n)
     }
 }
 
+static char *table_label(const cmd_audit_image *im)
+{
+    return im->pin ? mar_xasprintf("%s (pinned %s)", im->name, im->pin) : mar_xstrdup(im->name);
+}
+
 static void print_table(const cmd_audit_run *a, json_t *doc)
 {
     printf("Target: %s (%s)\n\n", a->target.name,
            json_string_value(json_object_get(doc, "targetPlatform")));
-    printf("%-46s %-15s %-16s %s\n", "IMAGE", "VERDICT", "RUNS AS", "USED IN");
+    /* The image column is as wide as its longest label (capped, so one absurd reference does not
+     * push every row off the screen; a longer one just shifts its own row). */
+    int iw = 5;
+    for (size_t i = 0; i < a->n_images; i++) {
+        _cleanup_free_ char *label = table_label(&a->images[i]);
+        size_t n = strlen(label);
+        iw = n > (size_t)iw ? (n > 80 ? 80 : (int)n) : iw;
+    }
+    printf("%-*s  %-14s  %-16s  %s\n", iw, "IMAGE", "VERDICT", "RUNS AS", "USED IN");
     for (size_t i = 0; i < a->n_images; i++) {
         const cmd_audit_image *im = &a->images[i];
         char w[2048];
         where(a, im, w, sizeof(w));
-        _cleanup_free_ char *label = im->pin ? mar_xasprintf("%s (pinned %s)", im->name, im->pin)
-                                             : mar_xstrdup(im->name);
-        printf("%-46s %-15s %-16s %s\n", label, im->verdict, im->platform[0] ? im->platform : "-",
-               w);
+        _cleanup_free_ char *label = table_label(im);
+        printf("%-*s  %-14s  %-16s  %s\n", iw, label, im->verdict,
+               im->platform[0] ? im->platform : "-", w);
         if (im->reason[0]) {
-            printf("%-46s %s\n", "", im->reason);
+            printf("%-*s  %s\n", iw, "", im->reason);
         }
     }
     bool any = false;
