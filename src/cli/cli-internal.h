@@ -71,8 +71,11 @@ bool cmd_stdout_is_tty(void);
 /* ---------------------------------------------------------------------------------------------
  * Shared plumbing. */
 
-/* A registry client over libcurl, configured from the global options and the environment. */
-int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err);
+/* A registry client over libcurl, configured from the global options and the environment, with
+ * at most `connections` HTTP/1.1 connections to one registry (0: the transport's default, 8). */
+int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret, mar_err **err);
+/* Default connections per registry for the commands that inspect many images at once. */
+#define CMD_MANY_IMAGES_CONNECTIONS 32
 /* Reads binfmt_misc and builds this host's target, or parses --target. */
 int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err);
 

@@ -349,8 +349,13 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
         }
         a.use_image[u] = im;
     }
+    int conns;
+    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &conns, &err) < 0) {
+        audit_release(&a);
+        return cmd_fail(err);
+    }
     _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, &c, &err) < 0) {
+    if (cmd_registry_client(args, conns, &c, &err) < 0) {
         audit_release(&a);
         return cmd_fail(err);
     }

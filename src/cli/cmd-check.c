@@ -384,8 +384,14 @@ int cmd_check(const cmd_def *def, cmd_args *args)
         run.n_required++;
     }
     bool deep = cmd_flag(args, "deep");
+    int conns;
+    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &conns, &err) < 0) {
+        free(run.required);
+        mar_strv_release(&names);
+        return cmd_fail(err);
+    }
     _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, &c, &err) < 0) {
+    if (cmd_registry_client(args, conns, &c, &err) < 0) {
         free(run.required);
         mar_strv_release(&names);
         return cmd_fail(err);

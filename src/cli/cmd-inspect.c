@@ -61,7 +61,7 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
     }
 
     reg_client *c = NULL;
-    if (cmd_registry_client(args, &c, &err) < 0) {
+    if (cmd_registry_client(args, 0, &c, &err) < 0) {
         oci_ref_release(&ref);
         return cmd_fail(err);
     }

@@ -111,7 +111,7 @@ int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
         return -MAR_EUSAGE;
     }
     _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, &c, err) < 0) {
+    if (cmd_registry_client(args, 0, &c, err) < 0) {
         oci_ref_release(&ref);
         return -mar_err_code(*err);
     }

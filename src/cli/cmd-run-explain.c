@@ -67,7 +67,7 @@ int cmd_run_explain(const cmd_args *args)
         return cmd_fail(err);
     }
     _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, &c, &err) < 0) {
+    if (cmd_registry_client(args, 0, &c, &err) < 0) {
         oci_ref_release(&ref);
         return cmd_fail(err);
     }

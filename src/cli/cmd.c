@@ -113,6 +113,7 @@ static const cmd_opt check_opts[] = {
         {"json", 0, CMD_OPT_FLAG, NULL, "print the results as JSON (docs/mar-check.1.md)"},
         {"junit", 0, CMD_OPT_VALUE, "FILE",
          "write JUnit XML, one test case per image and platform"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "connections per registry (default 32)"},
 };
 
 static const cmd_opt audit_opts[] = {
@@ -124,6 +125,7 @@ static const cmd_opt audit_opts[] = {
         {"format", 0, CMD_OPT_VALUE, "table|json|markdown", "output format (default table)"},
         {"json", 0, CMD_OPT_FLAG, NULL, "the same as --format json"},
         {"html", 0, CMD_OPT_VALUE, "FILE", "also write a self-contained HTML report"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "connections per registry (default 32)"},
 };
 
 static int cmd_help(const cmd_def *def, cmd_args *args);

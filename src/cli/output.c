@@ -54,7 +54,7 @@ int cmd_json_print(json_t *doc, bool pretty)
     return 0;
 }
 
-int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err)
+int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret, mar_err **err)
 {
     reg_options o;
     reg_options_init(&o);
@@ -68,7 +68,7 @@ int cmd_registry_client(const cmd_args *args, reg_client **ret, mar_err **err)
     }
     /* A stalled transfer is given up after MAR_STALL_TIMEOUT seconds below 1 KiB/s (default 30,
      * registry-protocol.md §9), then retried. */
-    reg_curl_options co = {0};
+    reg_curl_options co = {.max_host_connections = connections};
     const char *stall = getenv("MAR_STALL_TIMEOUT");
     int64_t st;
     if (stall && mar_parse_i64(stall, 1, 3600, &st)) {

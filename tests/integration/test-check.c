@@ -92,6 +92,16 @@ static void test_failures(void **state)
     const char *f[] = {"--platforms", "linux/notanarch!", ref("multi"), NULL};
     check(&r, MAR_EUSAGE, NULL, f);
     itest_run_release(&r);
+    const char *g[] = {"-j", "0", "--platforms", "linux/arm64", ref("multi"), NULL};
+    check(&r, MAR_EUSAGE, NULL, g);
+    assert_contains(r.err.data, "--jobs wants a number from 1 to 64");
+    itest_run_release(&r);
+    /* One connection: every request queues behind the others and the answer is the same. */
+    const char *h[] = {"-j",         "1",          "--platforms",    "linux/amd64,linux/arm64",
+                       ref("multi"), ref("app20"), ref("amd64only"), NULL};
+    check(&r, 1, NULL, h);
+    assert_contains(r.err.data, "6 checks: 5 ok, 1 failed");
+    itest_run_release(&r);
 }
 
 static void test_outputs(void **state)
