@@ -252,10 +252,11 @@ static int write_html(json_t *doc, const char *path, mar_err **err)
     if (!text) {
         return mar_err_set(err, MAR_EFAIL, 0, "cannot serialize the audit");
     }
-    FILE *f = fopen(path, "we");
+    char *tmp;
+    FILE *f = cmd_report_open(path, &tmp, err);
     if (!f) {
         free(text);
-        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+        return -MAR_EIO;
     }
     fputs(page_head, f);
     for (const char *p = text; *p; p++) {
@@ -268,10 +269,7 @@ static int write_html(json_t *doc, const char *path, mar_err **err)
     }
     fputs(page_tail, f);
     free(text);
-    if (fclose(f) != 0) {
-        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
-    }
-    return 0;
+    return cmd_report_commit(f, path, tmp, err);
 }
 
 int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html, mar_err **err)

@@ -71,6 +71,12 @@ bool cmd_stdout_is_tty(void);
 /* ---------------------------------------------------------------------------------------------
  * Shared plumbing. */
 
+/* A report file (--junit, --html) is written to a temporary next to PATH and renamed over it
+ * when complete, so a failed write never leaves half a report where CI would read it. Errors:
+ * MAR_EIO. */
+FILE *cmd_report_open(const char *path, char **ret_tmp, mar_err **err);
+/* Closes f and renames it to path; on failure removes it. Frees tmp. Errors: MAR_EIO. */
+int cmd_report_commit(FILE *f, const char *path, char *tmp, mar_err **err);
 /* A registry client over libcurl, configured from the global options and the environment, with
  * at most `connections` HTTP/1.1 connections to one registry (0: the transport's default, 8). */
 int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret, mar_err **err);

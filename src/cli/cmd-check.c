@@ -221,9 +221,10 @@ static void xml_text(FILE *f, const char *s)
 
 static int write_junit(const ck_run *run, const char *path, mar_err **err)
 {
-    FILE *f = fopen(path, "we");
+    char *tmp;
+    FILE *f = cmd_report_open(path, &tmp, err);
     if (!f) {
-        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+        return -MAR_EIO;
     }
     size_t failures = 0, errors = 0;
     for (size_t i = 0; i < run->n_results; i++) {
@@ -269,10 +270,7 @@ static int write_junit(const ck_run *run, const char *path, mar_err **err)
         fputs("  </testsuite>\n", f);
     }
     fputs("</testsuites>\n", f);
-    if (fclose(f) != 0) {
-        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
-    }
-    return 0;
+    return cmd_report_commit(f, path, tmp, err);
 }
 
 /* GitHub workflow command data escaping (%, CR, LF). */

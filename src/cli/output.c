@@ -2,7 +2,11 @@
  * plumbing every verb shares (registry client, evaluation target). */
 #include "cli-internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static bool quiet_mode;
 
@@ -52,6 +56,47 @@ int cmd_json_print(json_t *doc, bool pretty)
     }
     fputc('\n', stdout);
     return 0;
+}
+
+FILE *cmd_report_open(const char *path, char **ret_tmp, mar_err **err)
+{
+    char *tmp = mar_xasprintf("%s.tmp-XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+        free(tmp);
+        return NULL;
+    }
+    /* mkostemp makes it 0600; a report is as readable as any file the user creates. */
+    mode_t um = umask(0);
+    umask(um);
+    (void)fchmod(fd, 0666 & ~um);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return NULL;
+    }
+    *ret_tmp = tmp;
+    return f;
+}
+
+int cmd_report_commit(FILE *f, const char *path, char *tmp, mar_err **err)
+{
+    int rc = 0;
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        rc = mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+    } else if (rename(tmp, path) < 0) {
+        rc = mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", path);
+    }
+    if (rc < 0) {
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
 }
 
 int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret, mar_err **err)
