@@ -179,4 +179,94 @@ typedef struct vm_user {
 int vm_user_resolve(const char *spec, const char *passwd, const char *group, vm_user *ret,
                     mar_err **err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Lima and colima VM configurations on disk (binfmt-and-rosetta.md §9), and what is wrong with
+ * them for running containers of other architectures. */
+
+typedef enum { VM_CONF_LIMA, VM_CONF_COLIMA } vm_conf_kind;
+
+/* A setting and the line it was read from (0: not set). */
+typedef struct vm_conf_int {
+    int value; /* -1 when not set */
+    size_t line;
+} vm_conf_int;
+
+typedef struct vm_conf {
+    vm_conf_kind kind;
+    char name[128];  /* the Lima instance or colima profile */
+    char path[1024]; /* the file */
+    char vm_type[16];
+    size_t vm_type_line;
+    char arch[16]; /* "aarch64", "x86_64", other as written; "" for default/host */
+    size_t arch_line;
+    vm_conf_int rosetta;        /* Lima: vmOpts.vz.rosetta.enabled; colima: rosetta */
+    vm_conf_int rosetta_binfmt; /* Lima: vmOpts.vz.rosetta.binfmt */
+    vm_conf_int rosetta_old;    /* Lima: deprecated top-level rosetta.enabled */
+    vm_conf_int rosetta_old_binfmt;
+    double memory_gib; /* 0 when not set */
+    size_t memory_line;
+    int cpus;         /* 0 when not set */
+    char runtime[16]; /* colima */
+    long underlying;  /* colima: index of its Lima VM's configuration in vm_confs, or -1 */
+} vm_conf;
+
+typedef struct vm_confs {
+    vm_conf *v;
+    size_t n;
+} vm_confs;
+
+/* Parses a lima.yaml or colima.yaml. Errors: MAR_EUSAGE (not YAML, or not a mapping, with the
+ * file and line). */
+int vm_conf_parse(vm_conf_kind kind, const char *path, const char *text, size_t len, vm_conf *ret,
+                  mar_err **err);
+/* Lima's memory and disk sizes ("4GiB", "4G", "512MiB", a byte count) in GiB; go-units
+ * RAMInBytes semantics: every unit is binary. False when unparsable. */
+bool vm_conf_size_gib(const char *s, double *ret);
+
+typedef enum { VM_OK = 0, VM_WARNING, VM_PROBLEM } vm_severity;
+const char *vm_severity_name(vm_severity s); /* "ok", "warning", "problem" */
+
+typedef struct vm_finding {
+    vm_severity severity;
+    char area[16];     /* "host", "emulation", "containerd", "store", "vm" */
+    char subject[160]; /* what it is about: an instance, an architecture, a path */
+    char message[512];
+    char fix[512]; /* "" when nothing to do */
+    char file[1024];
+    size_t line;
+} vm_finding;
+
+struct vm_findings {
+    vm_finding *v;
+    size_t n;
+};
+typedef struct vm_findings vm_findings;
+
+vm_finding *vm_findings_add(vm_findings *f, vm_severity sev, const char *area, const char *subject);
+void vm_findings_release(vm_findings *f);
+
+/* The machine the VM runs on, as the findings need it. */
+/* Every Lima instance (`<lima_home>/<name>/lima.yaml`) and colima profile
+ * (`<colima_home>/<profile>/colima.yaml`, with its Lima VM under `_lima/colima[-<profile>]`), in
+ * name order. Either home may be NULL or absent. A file that cannot be read or parsed becomes a
+ * problem finding, not an error. */
+void vm_conf_discover(const char *lima_home, const char *colima_home, vm_confs *ret,
+                      struct vm_findings *problems);
+void vm_confs_release(vm_confs *c);
+
+typedef struct vm_host_facts {
+    char os[16];     /* "darwin", "linux" */
+    char arch[16];   /* OCI: "arm64", "amd64" */
+    bool amd64_used; /* amd64 images are in use (the store holds some) */
+} vm_host_facts;
+
+/* The findings of one configuration: vmType qemu on Apple Silicon, a VM of another
+ * architecture than the host, Rosetta off (or not registered) while amd64 images are used,
+ * colima's silent QEMU fallback, too little memory for emulated amd64, the deprecated and the
+ * current Rosetta keys disagreeing. */
+void vm_conf_findings(const vm_conf *c, const vm_host_facts *h, vm_findings *out);
+/* A colima profile against the Lima VM colima generated from it: vz or Rosetta asked for but
+ * not what the VM has (colima's silent fallback, or a profile created before the change). */
+void vm_conf_cross_findings(const vm_conf *colima, const vm_conf *lima, vm_findings *out);
+
 #endif
