@@ -169,6 +169,7 @@ int cmd_gc(const cmd_def *def, cmd_args *args);
 int cmd_run(const cmd_def *def, cmd_args *args);
 int cmd_check(const cmd_def *def, cmd_args *args);
 int cmd_audit(const cmd_def *def, cmd_args *args);
+int cmd_doctor(const cmd_def *def, cmd_args *args);
 
 /* ---------------------------------------------------------------------------------------------
  * mar audit (cmd-audit.c, audit-input.c, audit-report.c). */

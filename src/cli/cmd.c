@@ -128,6 +128,16 @@ static const cmd_opt audit_opts[] = {
         {"jobs", 'j', CMD_OPT_VALUE, "N", "connections per registry (default 32)"},
 };
 
+static const cmd_opt doctor_opts[] = {
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the findings as JSON (docs/mar-doctor.1.md)"},
+        {"no-probe", 0, CMD_OPT_FLAG, NULL, "do not run the binfmt exec probes"},
+        {"target", 't', CMD_OPT_VALUE, "TARGET",
+         "judge the VM configurations and binfmt tree for another machine: apple-silicon, "
+         "intel-mac, OS/ARCH"},
+        {"address", 0, CMD_OPT_VALUE, "SOCKET",
+         "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
+};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -192,6 +202,15 @@ static const cmd_def commands[] = {
          "Waits for running pulls to finish, then removes blobs and unpacked layers no reference\n"
          "in index.json reaches, unfinished downloads and unpacks, and stray temporary files.",
          gc_opts, MAR_ARRAY_SIZE(gc_opts), false},
+        {"doctor", cmd_doctor, 0, 0, "[--json] [--target T]",
+         "find what is wrong with this machine or its Lima/colima VMs for foreign images",
+         "Checks the host (and on macOS whether mar runs translated by Rosetta), the binfmt_misc\n"
+         "handler of every architecture (Rosetta shadowed by QEMU, missing F, broken\n"
+         "interpreters), containerd, the store, and every Lima instance ($LIMA_HOME, ~/.lima) and\n"
+         "colima profile ($COLIMA_HOME, ~/.colima): QEMU VMs on Apple Silicon, foreign-arch VMs,\n"
+         "Rosetta off, 2 GiB for emulated amd64, contradictory Rosetta keys. Each finding has a\n"
+         "verdict (ok, warning, problem) and a fix. Exit 1 when something is a problem.",
+         doctor_opts, MAR_ARRAY_SIZE(doctor_opts), false},
         {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
          "show which binfmt_misc entry handles each architecture, and probe it",
          "For every architecture mar knows: the entry the kernel would use now (the newest "

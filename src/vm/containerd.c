@@ -83,6 +83,42 @@ int vm_ctd_version(vm_ctd *c, char **ret_version, mar_err **err)
     return 0;
 }
 
+int vm_ctd_plugins(vm_ctd *c, const char *type, vm_ctd_plugin **ret, size_t *ret_n, mar_err **err)
+{
+    Marctd__PluginsRequest req = MARCTD__PLUGINS_REQUEST__INIT;
+    /* containerd's filter syntax (filters package): type==VALUE. */
+    _cleanup_free_ char *filter = type ? mar_xasprintf("type==%s", type) : NULL;
+    char *filters[1] = {filter};
+    if (filter) {
+        req.n_filters = 1;
+        req.filters = filters;
+    }
+    mar_buf resp = MAR_BUF_INIT(0);
+    if (call(c, "/containerd.services.introspection.v1.Introspection/Plugins", &req.base, 5000,
+             &resp, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    Marctd__PluginsResponse *r =
+            marctd__plugins_response__unpack(NULL, resp.len, (const uint8_t *)resp.data);
+    mar_buf_release(&resp);
+    if (!r) {
+        return mar_err_set(err, MAR_EFAIL, 0, "containerd: malformed plugins answer");
+    }
+    vm_ctd_plugin *v = mar_xcalloc(r->n_plugins ? r->n_plugins : 1, sizeof(*v));
+    for (size_t i = 0; i < r->n_plugins; i++) {
+        const Marctd__Plugin *p = r->plugins[i];
+        mar_strlcpy(v[i].type, p->type ? p->type : "", sizeof(v[i].type));
+        mar_strlcpy(v[i].id, p->id ? p->id : "", sizeof(v[i].id));
+        if (p->init_err && p->init_err->message) {
+            mar_strlcpy(v[i].init_err, p->init_err->message, sizeof(v[i].init_err));
+        }
+    }
+    *ret_n = r->n_plugins;
+    *ret = v;
+    marctd__plugins_response__free_unpacked(r, NULL);
+    return 0;
+}
+
 int vm_ctd_container_create(vm_ctd *c, const char *id, const char *image, const char *spec_json,
                             const char *const *labels, mar_err **err)
 {

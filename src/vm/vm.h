@@ -105,6 +105,16 @@ int vm_ctd_connect(const char *address, const char *ns, vm_ctd **ret, mar_err **
 /* Version.Version. Returns: new string. */
 int vm_ctd_version(vm_ctd *c, char **ret_version, mar_err **err);
 
+/* A plugin as containerd's introspection service lists it. */
+typedef struct vm_ctd_plugin {
+    char type[64];      /* "io.containerd.snapshotter.v1" */
+    char id[64];        /* "overlayfs" */
+    char init_err[256]; /* why it failed to initialize; "" when it works */
+} vm_ctd_plugin;
+
+/* The plugins of one type (every plugin when type is NULL). Errors: as every call. */
+int vm_ctd_plugins(vm_ctd *c, const char *type, vm_ctd_plugin **ret, size_t *ret_n, mar_err **err);
+
 /* Containers.Create with the runc v2 runtime and the OCI runtime spec as JSON; labels are
  * NULL-terminated key, value pairs. */
 int vm_ctd_container_create(vm_ctd *c, const char *id, const char *image, const char *spec_json,

@@ -83,7 +83,11 @@ void vm_conf_findings(const vm_conf *c, const vm_host_facts *h, vm_findings *out
         snprintf(fix, sizeof(fix),
                  "recreate it as a native %s VM and run %s containers through %s: `mar vm create` "
                  "or %s",
-                 host_arch, c->arch, apple_silicon ? "Rosetta (vz)" : "QEMU user mode",
+                 host_arch,
+                 strcmp(c->arch, "x86_64") == 0    ? "amd64"
+                 : strcmp(c->arch, "aarch64") == 0 ? "arm64"
+                                                   : c->arch,
+                 apple_silicon ? "Rosetta (vz)" : "QEMU user mode",
                  lima ? "`limactl create --arch=default --vm-type=vz --rosetta`"
                       : "`colima delete; colima start --arch aarch64 --vm-type vz --vz-rosetta`");
         if (!lima && vz && rosetta) {

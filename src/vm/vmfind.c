@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +52,10 @@ static vm_conf *load(vm_conf_kind kind, const char *path, const char *name, vm_c
     }
     mar_buf_release(&b);
     if (rc < 0) {
-        vm_finding *f = vm_findings_add(problems, VM_PROBLEM, "vm", name);
+        char subject[160];
+        snprintf(subject, sizeof(subject), "%s %s",
+                 kind == VM_CONF_LIMA ? "lima instance" : "colima profile", name);
+        vm_finding *f = vm_findings_add(problems, VM_PROBLEM, "vm", subject);
         mar_strlcpy(f->message, err->msg, sizeof(f->message));
         mar_strlcpy(f->fix, "fix or remove the file", sizeof(f->fix));
         mar_strlcpy(f->file, path, sizeof(f->file));

@@ -131,9 +131,28 @@ static void test_store_paths(void **state)
     }
 }
 
+/* doctor over every kind of finding: the sample VM configurations (a broken one included), the
+ * real binfmt_misc with probes, the bed's containerd and a store. */
+static void test_doctor(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *le =
+            mar_xasprintf("LIMA_HOME=%s/testdata/vm/lima-home", getenv("MAR_SRC"));
+    _cleanup_free_ char *ce =
+            mar_xasprintf("COLIMA_HOME=%s/testdata/vm/colima-home", getenv("MAR_SRC"));
+    _cleanup_free_ char *ctd = mar_xasprintf(
+            "CONTAINERD_ADDRESS=%s",
+            itest_bed("MAR_TEST_CONTAINERD") ? itest_bed("MAR_TEST_CONTAINERD") : "/nonexistent");
+    _cleanup_free_ char *store = mar_xasprintf("MAR_STORE=%s/vgstore", itest_tmpdir());
+    const char *env[] = {le, ce, ctd, store, NULL};
+    run_vg(1, env, "doctor", "--target", "apple-silicon", NULL);
+    run_vg(1, env, "doctor", "--json", NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_inspect_paths),
-                                       cmocka_unit_test(test_store_paths)};
+                                       cmocka_unit_test(test_store_paths),
+                                       cmocka_unit_test(test_doctor)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
