@@ -28,6 +28,8 @@ typedef struct cmd_args {
     int count[64];
     mar_strv list[64];
     mar_strv pos;
+    char *const *raw; /* the verb's arguments as given (borrowed), for forwarding */
+    size_t n_raw;
 } cmd_args;
 
 typedef struct cmd_def cmd_def;
@@ -170,6 +172,22 @@ int cmd_run(const cmd_def *def, cmd_args *args);
 int cmd_check(const cmd_def *def, cmd_args *args);
 int cmd_audit(const cmd_def *def, cmd_args *args);
 int cmd_doctor(const cmd_def *def, cmd_args *args);
+int cmd_vm_create(const cmd_def *def, cmd_args *args);
+int cmd_vm_simple(const cmd_def *def, cmd_args *args); /* start, stop, delete */
+int cmd_vm_status(const cmd_def *def, cmd_args *args);
+int cmd_vm_shell(const cmd_def *def, cmd_args *args);
+/* The VM driver in use: --driver, else $MAR_VM_DRIVER, else lima on macOS and host elsewhere;
+ * *ret_instance is the Lima instance (the NAME argument, else $MAR_VM, else "mar"). Errors:
+ * MAR_EUSAGE. */
+int cmd_vm_driver(const cmd_args *args, const char *name_arg, const char **ret_driver,
+                  const char **ret_instance, mar_err **err);
+/* mar run under the lima driver: `limactl shell INSTANCE sudo mar run ARGS...`, replacing mar.
+ * Returns only on failure. */
+int cmd_vm_forward_run(const cmd_args *args, const char *instance);
+/* The emulation and containerd findings of this machine (mar doctor's, for mar vm status). */
+void cmd_doctor_emulation(const char *root, const char *native_arch, bool probe, vm_findings *out);
+void cmd_doctor_containerd(const char *address, vm_findings *out);
+void cmd_doctor_print(const vm_findings *f, const char *const *areas, size_t n_areas);
 
 /* ---------------------------------------------------------------------------------------------
  * mar audit (cmd-audit.c, audit-input.c, audit-report.c). */

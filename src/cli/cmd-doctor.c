@@ -142,8 +142,7 @@ static void handler_findings(const binfmt_status *st, const binfmt_arch_status *
 
 /* native_arch is this host's, or with --target the other machine's (a binfmt tree copied from
  * a VM, or --binfmt-root pointing at one); probes run only for this host. */
-static void emulation_findings(const char *root, const char *native_arch, bool probe,
-                               vm_findings *out)
+void cmd_doctor_emulation(const char *root, const char *native_arch, bool probe, vm_findings *out)
 {
     binfmt_status st;
     mar_err *err = NULL;
@@ -199,7 +198,7 @@ static void emulation_findings(const char *root, const char *native_arch, bool p
     binfmt_status_release(&st);
 }
 
-static void containerd_findings(const char *address, vm_findings *out)
+void cmd_doctor_containerd(const char *address, vm_findings *out)
 {
     vm_ctd *c = NULL;
     mar_err *err = NULL;
@@ -378,13 +377,13 @@ static void vm_config_findings(const vm_host_facts *facts, vm_findings *out)
 
 static const char *const areas[] = {"host", "emulation", "containerd", "store", "vm"};
 
-static void print_text(const vm_findings *f, size_t counts[3])
+void cmd_doctor_print(const vm_findings *f, const char *const *names, size_t n_names)
 {
-    for (size_t a = 0; a < MAR_ARRAY_SIZE(areas); a++) {
-        printf("%s%s\n", a ? "\n" : "", areas[a]);
+    for (size_t a = 0; a < n_names; a++) {
+        printf("%s%s\n", a ? "\n" : "", names[a]);
         for (size_t i = 0; i < f->n; i++) {
             const vm_finding *x = &f->v[i];
-            if (strcmp(x->area, areas[a]) != 0) {
+            if (strcmp(x->area, names[a]) != 0) {
                 continue;
             }
             printf("  %-8s %s: %s\n", vm_severity_name(x->severity), x->subject, x->message);
@@ -398,6 +397,11 @@ static void print_text(const vm_findings *f, size_t counts[3])
             }
         }
     }
+}
+
+static void print_text(const vm_findings *f, size_t counts[3])
+{
+    cmd_doctor_print(f, areas, MAR_ARRAY_SIZE(areas));
     printf("\n%zu ok, %zu warning%s, %zu problem%s\n", counts[VM_OK], counts[VM_WARNING],
            counts[VM_WARNING] == 1 ? "" : "s", counts[VM_PROBLEM],
            counts[VM_PROBLEM] == 1 ? "" : "s");
@@ -455,9 +459,9 @@ int cmd_doctor(const cmd_def *def, cmd_args *args)
     vm_findings f = {0};
     host_findings(&host, xlated, &f);
     const char *target = cmd_value(args, "target");
-    emulation_findings(binfmt_root(cmd_value(args, "binfmt-root")), facts.arch,
-                       !cmd_flag(args, "no-probe") && !target, &f);
-    containerd_findings(address && *address ? address : DEFAULT_ADDRESS, &f);
+    cmd_doctor_emulation(binfmt_root(cmd_value(args, "binfmt-root")), facts.arch,
+                         !cmd_flag(args, "no-probe") && !target, &f);
+    cmd_doctor_containerd(address && *address ? address : DEFAULT_ADDRESS, &f);
     store_findings(args, &f, &facts.amd64_used);
     vm_config_findings(&facts, &f);
     size_t counts[3] = {0};

@@ -478,10 +478,17 @@ out:
 int cmd_run(const cmd_def *def, cmd_args *args)
 {
     (void)def;
+    mar_err *err = NULL;
+    const char *driver, *instance;
+    if (cmd_vm_driver(args, NULL, &driver, &instance, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (strcmp(driver, "lima") == 0) {
+        return cmd_vm_forward_run(args, instance);
+    }
     if (cmd_flag(args, "explain")) {
         return cmd_run_explain(args);
     }
-    mar_err *err = NULL;
     const char *image = args->pos.v[0];
     bool tty = cmd_flag(args, "tty"), interactive = cmd_flag(args, "interactive");
     const char *network = cmd_value(args, "network");

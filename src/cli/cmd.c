@@ -138,6 +138,39 @@ static const cmd_opt doctor_opts[] = {
          "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
 };
 
+#define VM_DRIVER_OPT                                                                              \
+    {                                                                                              \
+        "driver", 0, CMD_OPT_VALUE, "host|lima",                                                   \
+                "the VM driver (default $MAR_VM_DRIVER, else lima on macOS, host elsewhere)"       \
+    }
+
+static const cmd_opt vm_create_opts[] = {
+        VM_DRIVER_OPT,
+        {"cpus", 0, CMD_OPT_VALUE, "N", "CPUs (default 4)"},
+        {"memory", 0, CMD_OPT_VALUE, "GiB", "memory (default 4; 4 or more for emulated amd64)"},
+        {"disk", 0, CMD_OPT_VALUE, "GiB", "disk (default 100)"},
+        {"arch", 0, CMD_OPT_VALUE, "host|x86_64|aarch64",
+         "the VM's architecture (default host: foreign ones are fully emulated, slow)"},
+        {"vm-type", 0, CMD_OPT_VALUE, "vz|qemu", "default vz on macOS, qemu elsewhere"},
+        {"rosetta", 0, CMD_OPT_FLAG, NULL,
+         "require Rosetta for amd64 (default: on where possible)"},
+        {"no-rosetta", 0, CMD_OPT_FLAG, NULL, "amd64 through QEMU user mode instead"},
+        {"mar-source", 0, CMD_OPT_VALUE, "DIR",
+         "mar's source tree, mounted so the guest builds mar (default: the one mar was built "
+         "from)"},
+        {"print", 0, CMD_OPT_FLAG, NULL, "print the lima.yaml and create nothing"},
+};
+
+static const cmd_opt vm_status_opts[] = {
+        VM_DRIVER_OPT,
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the status as JSON (docs/mar-vm.1.md)"},
+        {"address", 0, CMD_OPT_VALUE, "SOCKET",
+         "host driver: containerd's socket (default $CONTAINERD_ADDRESS or "
+         "/run/containerd/containerd.sock)"},
+};
+
+static const cmd_opt vm_simple_opts[] = {VM_DRIVER_OPT};
+
 static int cmd_help(const cmd_def *def, cmd_args *args);
 static int cmd_version(const cmd_def *def, cmd_args *args);
 
@@ -211,6 +244,25 @@ static const cmd_def commands[] = {
          "Rosetta off, 2 GiB for emulated amd64, contradictory Rosetta keys. Each finding has a\n"
          "verdict (ok, warning, problem) and a fix. Exit 1 when something is a problem.",
          doctor_opts, MAR_ARRAY_SIZE(doctor_opts), false},
+        {"vm create", cmd_vm_create, 0, 1, "[OPTIONS] [NAME]",
+         "create a Lima VM made for running containers of every architecture",
+         "Writes a lima.yaml (vz, the host's arch, Rosetta registered with binfmt_misc on Apple\n"
+         "Silicon, QEMU user mode for the rest, system containerd, 4 GiB) and runs `limactl\n"
+         "create`. NAME defaults to $MAR_VM, else mar. The host driver has no VM to create.",
+         vm_create_opts, MAR_ARRAY_SIZE(vm_create_opts), false},
+        {"vm start", cmd_vm_simple, 0, 1, "[NAME]", "start the Lima VM (limactl start)", NULL,
+         vm_simple_opts, MAR_ARRAY_SIZE(vm_simple_opts), false},
+        {"vm stop", cmd_vm_simple, 0, 1, "[NAME]", "stop the Lima VM (limactl stop)", NULL,
+         vm_simple_opts, MAR_ARRAY_SIZE(vm_simple_opts), false},
+        {"vm delete", cmd_vm_simple, 0, 1, "[NAME]", "delete the Lima VM (limactl delete --force)",
+         NULL, vm_simple_opts, MAR_ARRAY_SIZE(vm_simple_opts), false},
+        {"vm status", cmd_vm_status, 0, 1, "[--json] [NAME]",
+         "show the machine containers run on: this host's containerd and emulators, or the Lima "
+         "VM",
+         NULL, vm_status_opts, MAR_ARRAY_SIZE(vm_status_opts), false},
+        {"vm shell", cmd_vm_shell, 0, -1, "[NAME [COMMAND...]]",
+         "a shell (or a command) inside the Lima VM (limactl shell)", NULL, vm_simple_opts,
+         MAR_ARRAY_SIZE(vm_simple_opts), false},
         {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
          "show which binfmt_misc entry handles each architecture, and probe it",
          "For every architecture mar knows: the entry the kernel would use now (the newest "
@@ -560,6 +612,8 @@ int cmd_main(int argc, char **argv)
         mar_strv_release(&av);
         return MAR_EUSAGE;
     }
+    args.raw = av.v + 1;
+    args.n_raw = av.n - 1;
     if (cmd_flag(&args, "help")) {
         cmd_print_help(def, stdout);
         cmd_args_release(&args);

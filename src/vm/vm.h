@@ -279,4 +279,70 @@ void vm_conf_findings(const vm_conf *c, const vm_host_facts *h, vm_findings *out
  * not what the VM has (colima's silent fallback, or a profile created before the change). */
 void vm_conf_cross_findings(const vm_conf *colima, const vm_conf *lima, vm_findings *out);
 
+/* ---------------------------------------------------------------------------------------------
+ * VM drivers. `host` is this machine itself (containers run through its containerd; cli/
+ * reports it). `lima` drives `limactl` (macOS, or wherever Lima is installed) through a runner
+ * that tests replace. */
+
+typedef struct vm_runner {
+    /* Runs argv (argv[0] looked up in PATH). With out, stdout is collected (capped) and stderr
+     * too into errout; without, the program shares mar's terminal. *ret_status is its exit
+     * status. Errors: MAR_ENOTFOUND (no such program), MAR_EFAIL. */
+    int (*run)(void *ctx, const char *const *argv, mar_buf *out, mar_buf *errout, int *ret_status,
+               mar_err **err);
+    /* Replaces mar with argv; returns only on failure. */
+    int (*exec)(void *ctx, const char *const *argv, mar_err **err);
+    void *ctx;
+} vm_runner;
+
+/* The real runner: fork and exec, or execvp. */
+extern const vm_runner vm_runner_system;
+
+typedef struct vm_lima_spec {
+    char name[64];
+    int cpus;              /* 0: 4 */
+    double memory_gib;     /* 0: 4; at least 2 */
+    int disk_gib;          /* 0: 100 */
+    char arch[16];         /* "default" (the host's), "x86_64", "aarch64" */
+    char vm_type[8];       /* "vz", "qemu"; "": vz on macOS, qemu elsewhere */
+    int rosetta;           /* -1: on where it can be (vz on Apple Silicon), 0, 1 */
+    char mar_source[1024]; /* mar's source tree, mounted read-only so the guest builds mar */
+} vm_lima_spec;
+
+/* A spec with every default ("mar", 4 CPUs, 4 GiB, 100 GiB, the host's arch). */
+void vm_lima_spec_init(vm_lima_spec *s);
+/* The lima.yaml for a spec on a host: vz with Rosetta (vmOpts.vz.rosetta, Lima 2) registered
+ * with binfmt_misc, system containerd, Debian 12, and a provisioning script that installs QEMU
+ * user mode for the other architectures (its x86_64 entry disabled when Rosetta is on, so it
+ * never shadows Rosetta) and builds mar from the mounted source. Errors: MAR_EUSAGE for a
+ * contradiction (vz with a foreign arch, Rosetta without vz or off Apple Silicon, a bad name,
+ * less than 2 GiB). */
+int vm_lima_yaml(const vm_lima_spec *s, const vm_host_facts *h, const char *mar_version, char **ret,
+                 mar_err **err);
+
+/* `limactl create --name=NAME --tty=false FILE` with the spec's lima.yaml written to a
+ * temporary file in tmpdir. Errors: as vm_lima_yaml; MAR_ENOTFOUND (no limactl), MAR_EFAIL. */
+int vm_lima_create(const vm_runner *r, const vm_lima_spec *s, const vm_host_facts *h,
+                   const char *mar_version, const char *tmpdir, mar_err **err);
+/* start (--tty=false), stop, delete (--force). Errors: MAR_ENOTFOUND, MAR_EFAIL. */
+int vm_lima_verb(const vm_runner *r, const char *verb, const char *name, mar_err **err);
+
+typedef struct vm_lima_status {
+    bool exists;
+    char name[64];
+    char status[32]; /* "Running", "Stopped", "Broken" */
+    char dir[1024];
+    char vm_type[16];
+    char arch[16];
+    int cpus;
+    double memory_gib;
+    double disk_gib;
+} vm_lima_status;
+
+/* From `limactl list --json NAME` (one JSON object per line). exists is false when Lima has no
+ * such instance. Errors: MAR_ENOTFOUND (no limactl), MAR_EINTEGRITY (unreadable answer). */
+int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret, mar_err **err);
+/* `limactl shell NAME CMD...` replacing mar (interactive; CMD may be empty: a login shell). */
+int vm_lima_shell(const vm_runner *r, const char *name, const char *const *cmd, mar_err **err);
+
 #endif
