@@ -285,6 +285,12 @@ int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err);
 int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
                    const oci_platform *platforms, size_t n_platforms, bool all, bool unpack,
                    reg_pull_result *ret, mar_err **err);
+/* The stored image refname (the normalized image) for m; pulls image for the platforms first
+ * when the store lacks it, or lacks its blobs, or (unpacked) its unpacked layers. Errors: as
+ * reg_store_image_find and cmd_pull_image. */
+int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image, const char *refname,
+                       const oci_matcher *m, const oci_platform *platforms, size_t n_platforms,
+                       bool unpacked, reg_store_image *ret, mar_err **err);
 
 typedef struct cmd_progress cmd_progress;
 cmd_progress *cmd_progress_new(bool quiet);

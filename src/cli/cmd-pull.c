@@ -69,6 +69,29 @@ int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err)
     return 0;
 }
 
+int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image, const char *refname,
+                       const oci_matcher *m, const oci_platform *platforms, size_t n_platforms,
+                       bool unpacked, reg_store_image *ret, mar_err **err)
+{
+    int rc = reg_store_image_find(s, refname, m, ret, err);
+    if (rc < 0 && mar_err_code(*err) != MAR_ENOTFOUND) {
+        return rc;
+    }
+    if (rc == 0 && (unpacked ? ret->unpacked : ret->blobs_present)) {
+        return 0;
+    }
+    mar_err_free(TAKE_PTR(*err));
+    if (rc == 0) {
+        reg_store_image_release(ret);
+    }
+    reg_pull_result pr;
+    if (cmd_pull_image(args, s, image, platforms, n_platforms, false, unpacked, &pr, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    reg_pull_result_release(&pr);
+    return reg_store_image_find(s, refname, m, ret, err);
+}
+
 static json_t *result_json(const reg_pull_result *r, const char *store)
 {
     json_t *imgs = json_array();

@@ -547,24 +547,9 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         vm_target_matcher(&target, &m);
     }
     reg_store_image im;
-    int rc = reg_store_image_find(s, refname, &m, &im, &err);
-    if (rc < 0 && mar_err_code(err) != MAR_ENOTFOUND) {
+    const oci_platform *want = n_platforms ? platforms : &target.platform;
+    if (cmd_stored_or_pull(args, s, image, refname, &m, want, 1, true, &im, &err) < 0) {
         return cmd_fail(err);
-    }
-    if (rc < 0 || !im.unpacked) {
-        mar_err_free(TAKE_PTR(err));
-        if (rc == 0) {
-            reg_store_image_release(&im);
-        }
-        reg_pull_result pr;
-        const oci_platform *want = n_platforms ? platforms : &target.platform;
-        if (cmd_pull_image(args, s, image, want, 1, false, true, &pr, &err) < 0) {
-            return cmd_fail(err);
-        }
-        reg_pull_result_release(&pr);
-        if (reg_store_image_find(s, refname, &m, &im, &err) < 0) {
-            return cmd_fail(err);
-        }
     }
 
     /* The plan: refuse before creating anything when this host cannot run it. */
@@ -586,8 +571,8 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     }
 
     run_state st = {.s = s, .keep = cmd_flag(args, "keep")};
-    rc = run_container(args, &im, &st, sigfd, tty, interactive,
-                       network ? strcmp(network, "host") == 0 : true, &err);
+    int rc = run_container(args, &im, &st, sigfd, tty, interactive,
+                           network ? strcmp(network, "host") == 0 : true, &err);
     reg_store_image_release(&im);
     if (rc < 0) {
         teardown(&st);

@@ -111,23 +111,9 @@ int cmd_unpack(const cmd_def *def, cmd_args *args)
     oci_matcher m;
     oci_matcher_only(&m, n_platforms ? &platforms[0] : &host.platform);
     reg_store_image im;
-    int rc = reg_store_image_find(s, name, &m, &im, &err);
-    if (rc < 0 && mar_err_code(err) != MAR_ENOTFOUND) {
+    if (cmd_stored_or_pull(args, s, image, name, &m, platforms, n_platforms, false, &im, &err) <
+        0) {
         return cmd_fail(err);
-    }
-    if (rc < 0 || !im.blobs_present) {
-        mar_err_free(TAKE_PTR(err));
-        if (rc == 0) {
-            reg_store_image_release(&im);
-        }
-        reg_pull_result pr;
-        if (cmd_pull_image(args, s, image, platforms, n_platforms, false, false, &pr, &err) < 0) {
-            return cmd_fail(err);
-        }
-        reg_pull_result_release(&pr);
-        if (reg_store_image_find(s, name, &m, &im, &err) < 0) {
-            return cmd_fail(err);
-        }
     }
 
     _cleanup_free_ char *dcopy = mar_xstrdup(dest);
@@ -143,7 +129,7 @@ int cmd_unpack(const cmd_def *def, cmd_args *args)
     chmod(tmpl, 0755);
     uint64_t files = 0, bytes = 0;
     int rootfd = mar_root_open(tmpl, &err);
-    rc = rootfd < 0 ? -1 : apply_layers(s, &im, rootfd, quiet, &files, &bytes, &err);
+    int rc = rootfd < 0 ? -1 : apply_layers(s, &im, rootfd, quiet, &files, &bytes, &err);
     if (rootfd >= 0) {
         close(rootfd);
     }

@@ -271,29 +271,12 @@ static int setup(void **state)
     }
     port = itest_free_port();
     int rport = itest_free_port();
-    _cleanup_free_ char *script = mar_xasprintf("%s/tests/bed/faultproxy.py", getenv("MAR_SRC"));
-    _cleanup_free_ char *ps = mar_xasprintf("%d", port);
-    _cleanup_free_ char *rps = mar_xasprintf("%d", rport);
-    proxy_pid = fork();
-    if (proxy_pid == 0) {
-        execl("/usr/bin/python3", "python3", script, ps, rps, itest_bed("MAR_TEST_REGISTRY"),
-              (char *)NULL);
-        _exit(127);
+    proxy_pid = itest_faultproxy_start(port, rport, itest_bed("MAR_TEST_REGISTRY"), NULL);
+    if (proxy_pid < 0) {
+        fprintf(stderr, "the fault proxy did not start\n");
+        return -1;
     }
-    for (int i = 0; i < 200; i++) {
-        itest_run r;
-        _cleanup_free_ char *url = mar_xasprintf("http://127.0.0.1:%d/_stats", port);
-        const char *argv[] = {"curl", "-sf", "-o", "/dev/null", url, NULL};
-        itest_runv(&r, NULL, argv);
-        int st = r.status;
-        itest_run_release(&r);
-        if (st == 0) {
-            return 0;
-        }
-        usleep(50000);
-    }
-    fprintf(stderr, "the fault proxy did not start\n");
-    return -1;
+    return 0;
 }
 
 static int teardown(void **state)

@@ -17,32 +17,11 @@ static int n_stores;
 
 static pid_t start_proxy(int p, int rp, const char *upstream, const char *target_auth)
 {
-    _cleanup_free_ char *script = mar_xasprintf("%s/tests/bed/faultproxy.py", getenv("MAR_SRC"));
-    _cleanup_free_ char *ps = mar_xasprintf("%d", p);
-    _cleanup_free_ char *rps = mar_xasprintf("%d", rp);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (target_auth) {
-            setenv("FAULTPROXY_TARGET_AUTH", target_auth, 1);
-        }
-        execl("/usr/bin/python3", "python3", script, ps, rps, upstream, (char *)NULL);
-        _exit(127);
+    pid_t pid = itest_faultproxy_start(p, rp, upstream, target_auth);
+    if (pid < 0) {
+        fail_msg("the fault proxy did not start");
     }
-    /* Wait until it answers. */
-    for (int i = 0; i < 200; i++) {
-        itest_run r;
-        _cleanup_free_ char *url = mar_xasprintf("http://127.0.0.1:%d/_stats", p);
-        const char *argv[] = {"curl", "-sf", "-o", "/dev/null", url, NULL};
-        itest_runv(&r, NULL, argv);
-        int st = r.status;
-        itest_run_release(&r);
-        if (st == 0) {
-            return pid;
-        }
-        usleep(50000);
-    }
-    fail_msg("the fault proxy did not start");
-    return -1;
+    return pid;
 }
 
 static void control(int p, const char *path, const char *body)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -341,4 +342,35 @@ int itest_free_port(void)
     }
     close(s);
     return ntohs(a.sin_port);
+}
+
+pid_t itest_faultproxy_start(int port, int redirect_port, const char *upstream,
+                             const char *target_auth)
+{
+    _cleanup_free_ char *script = mar_xasprintf("%s/tests/bed/faultproxy.py", getenv("MAR_SRC"));
+    _cleanup_free_ char *ps = mar_xasprintf("%d", port);
+    _cleanup_free_ char *rps = mar_xasprintf("%d", redirect_port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (target_auth) {
+            setenv("FAULTPROXY_TARGET_AUTH", target_auth, 1);
+        }
+        execl("/usr/bin/python3", "python3", script, ps, rps, upstream, (char *)NULL);
+        _exit(127);
+    }
+    _cleanup_free_ char *url = mar_xasprintf("http://127.0.0.1:%d/_stats", port);
+    for (int i = 0; i < 200; i++) {
+        itest_run r;
+        const char *argv[] = {"curl", "-sf", "-o", "/dev/null", url, NULL};
+        itest_runv(&r, NULL, argv);
+        int st = r.status;
+        itest_run_release(&r);
+        if (st == 0) {
+            return pid;
+        }
+        usleep(50000);
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    return -1;
 }

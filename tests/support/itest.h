@@ -61,6 +61,11 @@ pid_t itest_mar_spawn(const char *const *env, const char *out, const char *err,
 int itest_wait(pid_t pid);
 /* A loopback TCP port that was free a moment ago. */
 int itest_free_port(void);
+/* Starts tests/bed/faultproxy.py on port (its redirect target on redirect_port) in front of
+ * upstream, with FAULTPROXY_TARGET_AUTH when target_auth is set, and waits until it answers.
+ * Returns: its pid, or -1 when it did not start. */
+pid_t itest_faultproxy_start(int port, int redirect_port, const char *upstream,
+                             const char *target_auth);
 
 #define assert_contains(h, n)                                                                      \
     do {                                                                                           \
