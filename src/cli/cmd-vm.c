@@ -52,6 +52,17 @@ static const char *pos(const cmd_args *args, size_t i)
     return args->pos.n > i ? args->pos.v[i] : NULL;
 }
 
+/* The Lima instance for a verb only the lima driver has; else the exit status to return. */
+static int lima_instance(const cmd_args *args, const char *verb, const char **ret_instance)
+{
+    const char *driver;
+    mar_err *err = NULL;
+    if (cmd_vm_driver(args, pos(args, 0), &driver, ret_instance, &err) < 0) {
+        return cmd_fail(err);
+    }
+    return strcmp(driver, "host") == 0 ? host_has_no_vm(verb) : 0;
+}
+
 static void host_facts(vm_host_facts *f)
 {
     oci_host h;
@@ -127,14 +138,12 @@ static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_sp
 int cmd_vm_create(const cmd_def *def, cmd_args *args)
 {
     (void)def;
-    const char *driver, *instance;
+    const char *instance;
+    int st = lima_instance(args, "create", &instance);
+    if (st) {
+        return st;
+    }
     mar_err *err = NULL;
-    if (cmd_vm_driver(args, pos(args, 0), &driver, &instance, &err) < 0) {
-        return cmd_fail(err);
-    }
-    if (strcmp(driver, "host") == 0) {
-        return host_has_no_vm("create");
-    }
     vm_lima_spec spec;
     if (spec_from_args(args, instance, &spec, &err) < 0) {
         return cmd_fail(err);
@@ -169,14 +178,12 @@ int cmd_vm_create(const cmd_def *def, cmd_args *args)
 int cmd_vm_simple(const cmd_def *def, cmd_args *args)
 {
     const char *verb = def->name + 3; /* "vm start" */
-    const char *driver, *instance;
+    const char *instance;
+    int st = lima_instance(args, verb, &instance);
+    if (st) {
+        return st;
+    }
     mar_err *err = NULL;
-    if (cmd_vm_driver(args, pos(args, 0), &driver, &instance, &err) < 0) {
-        return cmd_fail(err);
-    }
-    if (strcmp(driver, "host") == 0) {
-        return host_has_no_vm(verb);
-    }
     if (vm_lima_verb(&vm_runner_system, verb, instance, &err) < 0) {
         return cmd_fail(err);
     }
@@ -260,14 +267,12 @@ int cmd_vm_status(const cmd_def *def, cmd_args *args)
 int cmd_vm_shell(const cmd_def *def, cmd_args *args)
 {
     (void)def;
-    const char *driver, *instance;
+    const char *instance;
+    int st = lima_instance(args, "shell", &instance);
+    if (st) {
+        return st;
+    }
     mar_err *err = NULL;
-    if (cmd_vm_driver(args, pos(args, 0), &driver, &instance, &err) < 0) {
-        return cmd_fail(err);
-    }
-    if (strcmp(driver, "host") == 0) {
-        return host_has_no_vm("shell");
-    }
     const char **cmd = mar_xcalloc(args->pos.n + 1, sizeof(*cmd));
     for (size_t i = 1; i < args->pos.n; i++) {
         cmd[i - 1] = args->pos.v[i];
