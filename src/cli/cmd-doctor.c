@@ -7,6 +7,7 @@
 #include "cli-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -63,6 +64,63 @@ static void host_findings(const oci_host *h, int xlated, vm_findings *out)
             "of colima, Lima and QEMU: `file $(command -v colima limactl qemu-system-aarch64)`",
             "mar itself runs translated by Rosetta: an x86-64 toolchain on an M-series Mac makes "
             "VMs it starts x86-64 too, fully emulated (abiosoft/colima#204)");
+    }
+}
+
+/* The first `prog` in PATH, or NULL. */
+static char *which(const char *prog)
+{
+    const char *path = getenv("PATH");
+    if (!path) {
+        return NULL;
+    }
+    _cleanup_free_ char *copy = mar_xstrdup(path);
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char *p = mar_xasprintf("%s/%s", *dir ? dir : ".", prog);
+        if (access(p, X_OK) == 0) {
+            return p;
+        }
+        free(p);
+    }
+    return NULL;
+}
+
+/* limactl, colima and QEMU must be built for the host's own CPU: an x86-64 build on an M-series
+ * Mac runs under Rosetta, sees an x86-64 host and makes every VM x86-64, emulated by TCG
+ * (abiosoft/colima#204). */
+static void tool_findings(const char *host_arch, vm_findings *out)
+{
+    static const char *const tools[] = {"limactl", "colima", "qemu-system-aarch64",
+                                        "qemu-system-x86_64"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(tools); i++) {
+        _cleanup_free_ char *p = which(tools[i]);
+        if (!p) {
+            continue;
+        }
+        _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+        unsigned char hdr[4096];
+        ssize_t n = fd >= 0 ? read(fd, hdr, sizeof(hdr)) : -1;
+        char archs[64];
+        if (n <= 0 || !vm_exe_archs(hdr, (size_t)n, archs, sizeof(archs))) {
+            continue; /* a script wrapper, or unreadable: nothing to say */
+        }
+        _cleanup_free_ char *list = mar_xasprintf(",%s,", archs);
+        _cleanup_free_ char *want = mar_xasprintf(",%s,", host_arch);
+        bool native = strstr(list, want) != NULL;
+        if (native) {
+            add(out, VM_OK, "host", tools[i], NULL, "%s build (%s)", archs, p);
+        } else {
+            char fix[512];
+            snprintf(fix, sizeof(fix),
+                     "install the %s build (on a Mac: from the Homebrew in /opt/homebrew, not an "
+                     "Intel one in /usr/local)",
+                     host_arch);
+            add(out, VM_PROBLEM, "host", tools[i], fix,
+                "%s is built for %s only on this %s machine: it runs emulated and starts VMs of "
+                "the wrong architecture (abiosoft/colima#204)",
+                p, archs, host_arch);
+        }
     }
 }
 
@@ -458,6 +516,7 @@ int cmd_doctor(const cmd_def *def, cmd_args *args)
     int xlated = translated();
     vm_findings f = {0};
     host_findings(&host, xlated, &f);
+    tool_findings(facts.arch, &f);
     const char *target = cmd_value(args, "target");
     cmd_doctor_emulation(binfmt_root(cmd_value(args, "binfmt-root")), facts.arch,
                          !cmd_flag(args, "no-probe") && !target, &f);

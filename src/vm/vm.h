@@ -279,6 +279,11 @@ void vm_conf_findings(const vm_conf *c, const vm_host_facts *h, vm_findings *out
  * not what the VM has (colima's silent fallback, or a profile created before the change). */
 void vm_conf_cross_findings(const vm_conf *colima, const vm_conf *lima, vm_findings *out);
 
+/* The CPUs a program is built for, from its first bytes (Mach-O thin or universal, ELF), as
+ * OCI architectures joined by commas ("amd64,arm64"). False when it is neither or names no CPU
+ * mar knows. */
+bool vm_exe_archs(const unsigned char *buf, size_t len, char *out, size_t n);
+
 /* ---------------------------------------------------------------------------------------------
  * VM drivers. `host` is this machine itself (containers run through its containerd; cli/
  * reports it). `lima` drives `limactl` (macOS, or wherever Lima is installed) through a runner

@@ -6,8 +6,11 @@
  * into a problem; and this machine with the bed, where nothing is a problem. */
 #include "itest.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The entries as the kernel prints them: Rosetta's registration line (binfmt-and-rosetta.md §5)
  * and Debian's qemu-user-static ones. */
@@ -201,6 +204,48 @@ static void test_binfmt(void **state)
     json_decref(j);
 }
 
+static void write_bytes(const char *path, const unsigned char *b, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b, n), (ssize_t)n);
+    close(fd);
+}
+
+/* limactl and colima as an Intel Homebrew would install them on an M-series Mac: x86-64 Mach-O
+ * (the first bytes of a real one), and a universal build. */
+static void test_tools(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *bin = mar_xasprintf("%s/machobin", itest_tmpdir());
+    mkdir(bin, 0755);
+    static const unsigned char x86[64] = {0xcf, 0xfa, 0xed, 0xfe, 0x07, 0x00, 0x00, 0x01,
+                                          0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00};
+    static const unsigned char fat[64] = {
+            0xca, 0xfe, 0xba, 0xbe, 0, 0, 0,    2, 0x01, 0, 0,    0x07, 0,    0, 0, 3,
+            0,    0,    0x40, 0,    0, 0, 0x10, 0, 0,    0, 0,    14,   0x01, 0, 0, 0x0c,
+            0,    0,    0,    0,    0, 0, 0x80, 0, 0,    0, 0x10, 0,    0,    0, 0, 14};
+    _cleanup_free_ char *lima = mar_xasprintf("%s/limactl", bin);
+    _cleanup_free_ char *colima = mar_xasprintf("%s/colima", bin);
+    write_bytes(lima, x86, sizeof(x86));
+    write_bytes(colima, fat, sizeof(fat));
+    _cleanup_free_ char *path = mar_xasprintf("PATH=%s:%s", bin, getenv("PATH"));
+    _cleanup_free_ char *le = mar_xasprintf("LIMA_HOME=%s/none", itest_tmpdir());
+    _cleanup_free_ char *ce = mar_xasprintf("COLIMA_HOME=%s/none", itest_tmpdir());
+    const char *env[] = {path, le, ce, NULL};
+    _cleanup_free_ char *root = fake_root("binfmt-tools", NULL);
+    _cleanup_free_ char *store = mar_xasprintf("%s/nostore", itest_tmpdir());
+    const char *args[] = {"--target", "apple-silicon", "--binfmt-root",     root, "--store",
+                          store,      "--address",     "/nonexistent.sock", NULL};
+    json_t *j = doctor(1, env, args);
+    json_t *f = finding(j, "host", "limactl", "is built for amd64 only on this arm64 machine");
+    assert_string_equal(json_string_value(json_object_get(f, "severity")), "problem");
+    assert_contains(json_string_value(json_object_get(f, "fix")), "/opt/homebrew");
+    f = finding(j, "host", "colima", "amd64,arm64 build");
+    assert_string_equal(json_string_value(json_object_get(f, "severity")), "ok");
+    json_decref(j);
+}
+
 static void test_containerd_store_and_this_machine(void **state)
 {
     (void)state;
@@ -251,6 +296,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_vm_configurations),
             cmocka_unit_test(test_binfmt),
+            cmocka_unit_test(test_tools),
             cmocka_unit_test(test_containerd_store_and_this_machine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -253,13 +253,46 @@ static void test_parse_errors(void **state)
     assert_true(c.memory_gib == 0);
 }
 
+static void test_exe_archs(void **state)
+{
+    (void)state;
+    char out[64];
+    /* Mach-O thin, as both CPUs write it (little-endian MH_MAGIC_64, then cputype). */
+    static const unsigned char x86[32] = {0xcf, 0xfa, 0xed, 0xfe, 0x07, 0x00, 0x00, 0x01};
+    static const unsigned char arm[32] = {0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0x00, 0x00, 0x01};
+    assert_true(vm_exe_archs(x86, sizeof(x86), out, sizeof(out)));
+    assert_string_equal(out, "amd64");
+    assert_true(vm_exe_archs(arm, sizeof(arm), out, sizeof(out)));
+    assert_string_equal(out, "arm64");
+    /* Universal: big-endian fat header, two 20-byte fat_arch records. */
+    static const unsigned char fat[48] = {
+            0xca, 0xfe, 0xba, 0xbe, 0, 0, 0,    2, 0x01, 0, 0,    0x07, 0,    0, 0, 3,
+            0,    0,    0x40, 0,    0, 0, 0x10, 0, 0,    0, 0,    14,   0x01, 0, 0, 0x0c,
+            0,    0,    0,    0,    0, 0, 0x80, 0, 0,    0, 0x10, 0,    0,    0, 0, 14};
+    assert_true(vm_exe_archs(fat, sizeof(fat), out, sizeof(out)));
+    assert_string_equal(out, "amd64,arm64");
+    /* A Java class file shares the magic; its version is no slice count. */
+    static const unsigned char java[16] = {0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 0x34};
+    assert_false(vm_exe_archs(java, sizeof(java), out, sizeof(out)));
+    /* ELF: an aarch64 executable header. */
+    unsigned char elf[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
+    elf[16] = 2;    /* ET_EXEC */
+    elf[18] = 0xb7; /* EM_AARCH64 */
+    elf[20] = 1;    /* EV_CURRENT */
+    elf[52] = 64;   /* e_ehsize */
+    assert_true(vm_exe_archs(elf, sizeof(elf), out, sizeof(out)));
+    assert_string_equal(out, "arm64");
+    static const char script[] = "#!/bin/sh\nexec /opt/homebrew/bin/limactl \"$@\"\n";
+    assert_false(vm_exe_archs((const unsigned char *)script, sizeof(script), out, sizeof(out)));
+    assert_false(vm_exe_archs(x86, 4, out, sizeof(out)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_parse_sizes),
-            cmocka_unit_test(test_discover),
-            cmocka_unit_test(test_findings),
-            cmocka_unit_test(test_parse_errors),
+            cmocka_unit_test(test_parse_sizes), cmocka_unit_test(test_discover),
+            cmocka_unit_test(test_findings),    cmocka_unit_test(test_parse_errors),
+            cmocka_unit_test(test_exe_archs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
