@@ -143,7 +143,7 @@ static void handler_findings(const binfmt_status *st, const binfmt_arch_status *
 {
     const char *arch = s->arch->oci_arch;
     const binfmt_entry *w = &s->handler;
-    char fix[512];
+    char fix[768]; /* two interpreter paths fit */
     bool bad = false;
     const binfmt_entry *ros = shadowed_rosetta(st, s);
     if (ros) {
