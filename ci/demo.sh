@@ -1,7 +1,8 @@
 #!/bin/bash
 # The README's first command: builds mar, starts a local registry on loopback with the sample
 # multi-architecture images, a private containerd and QEMU binfmt handlers, shows `mar inspect`
-# of the samples, then runs the arm64 image through containerd under QEMU with `mar run`.
+# of the samples, then runs the arm64 image through containerd under QEMU with `mar run`, gates
+# two images with `mar check`, audits a compose file for Apple Silicon and runs `mar doctor`.
 # Everything it starts is stopped on exit, and the demo's store is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,18 @@ export CONTAINERD_ADDRESS="$MAR_TEST_CONTAINERD" MAR_STORE="$bed/store"
 show run --explain --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/multi:latest"
 show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/multi:latest" uname -m
 show run --platform linux/386 "$MAR_TEST_REGISTRY/mar/multi:latest" uname -m
+# A CI gate: amd64-only fails the arm64 requirement (exit 1).
+show check --platforms linux/amd64,linux/arm64 "$MAR_TEST_REGISTRY/mar/multi:latest" \
+    "$MAR_TEST_REGISTRY/mar/amd64only:latest"
+# A project moving to Apple Silicon: what each service's image does there, and what to change.
+cat >"$bed/compose.yml" <<YAML
+services:
+  web:
+    image: $MAR_TEST_REGISTRY/mar/app:1.0
+  db:
+    image: $MAR_TEST_REGISTRY/mar/multi:latest
+    platform: linux/amd64
+YAML
+show -q audit "$bed/compose.yml"
+# What is wrong with this machine for foreign images (no Lima or colima VM here).
+show doctor

@@ -505,6 +505,8 @@ int cmd_check(const cmd_def *def, cmd_args *args)
         }
         if (status == 0) {
             if (!cmd_flag(args, "quiet")) {
+                /* After the lines, also when both streams go to one pipe. */
+                fflush(stdout);
                 fprintf(stderr, "mar: %zu checks: %zu ok, %zu failed, %zu could not be checked\n",
                         run.n_results, ok, failed, errors);
             }
