@@ -403,6 +403,33 @@ static int vm_facts(const char *target, const oci_host *h, vm_host_facts *ret, m
     return 0;
 }
 
+/* Each Lima instance against what limactl says it is (when limactl is installed). */
+static void live_findings(const vm_confs *confs, vm_findings *out)
+{
+    _cleanup_free_ char *limactl = which("limactl");
+    if (!limactl) {
+        return;
+    }
+    vm_lima_status *live = NULL;
+    size_t n = 0;
+    mar_err *err = NULL;
+    if (vm_lima_list(&vm_runner_system, &live, &n, &err) < 0) {
+        add(out, VM_WARNING, "vm", "limactl", "run `limactl list` to see why",
+            "cannot list the Lima instances: %s", err->msg);
+        mar_err_free(err);
+        return;
+    }
+    for (size_t i = 0; i < confs->n; i++) {
+        const vm_conf *c = &confs->v[i];
+        for (size_t k = 0; k < n && c->kind == VM_CONF_LIMA; k++) {
+            if (strcmp(live[k].name, c->name) == 0) {
+                vm_conf_live_findings(c, &live[k], out);
+            }
+        }
+    }
+    free(live);
+}
+
 static void vm_config_findings(const vm_host_facts *facts, vm_findings *out)
 {
     _cleanup_free_ char *lima = NULL, *colima = NULL;
@@ -424,6 +451,7 @@ static void vm_config_findings(const vm_host_facts *facts, vm_findings *out)
             vm_conf_cross_findings(c, &confs.v[c->underlying], out);
         }
     }
+    live_findings(&confs, out);
     if (!confs.n) {
         add(out, VM_OK, "vm", "configurations", NULL,
             "no Lima instance under %s, no colima "

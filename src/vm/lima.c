@@ -252,12 +252,16 @@ int vm_lima_verb(const vm_runner *r, const char *verb, const char *name, mar_err
     return run_limactl(r, argv, NULL, err);
 }
 
-int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret, mar_err **err)
+static void str_field(json_t *j, const char *key, char *dst, size_t n)
 {
-    memset(ret, 0, sizeof(*ret));
-    if (!name_ok(name)) {
-        return mar_err_set(err, MAR_EUSAGE, 0, "'%s' is not a Lima instance name", name);
-    }
+    const char *v = json_string_value(json_object_get(j, key));
+    mar_strlcpy(dst, v ? v : "", n);
+}
+
+/* `limactl list --json [NAME]`: one object per line (Lima's store.Instance). */
+static int list(const vm_runner *r, const char *name, vm_lima_status **ret, size_t *ret_n,
+                mar_err **err)
+{
     mar_buf out = MAR_BUF_INIT(4u << 20);
     const char *argv[] = {"limactl", "list", "--json", name, NULL};
     if (run_limactl(r, argv, &out, err) < 0) {
@@ -265,9 +269,10 @@ int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret
         return -mar_err_code(*err);
     }
     mar_buf_append(&out, "", 1);
+    vm_lima_status *v = NULL;
+    size_t n = 0;
     int rc = 0;
-    /* One object per line; the one whose name matches. */
-    for (char *line = (char *)out.data; line && *line && !ret->exists;) {
+    for (char *line = (char *)out.data; line && *line;) {
         char *next = strchr(line, '\n');
         if (next) {
             *next++ = '\0';
@@ -275,37 +280,63 @@ int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret
         if (*line) {
             json_error_t je;
             json_t *j = json_loads(line, 0, &je);
-            if (!j) {
-                rc = mar_err_set(err, MAR_EINTEGRITY, 0, "limactl list --json: %s", je.text);
+            if (!j || !json_string_value(json_object_get(j, "name"))) {
+                rc = mar_err_set(err, MAR_EINTEGRITY, 0, "limactl list --json: %s",
+                                 j ? "an instance without a name" : je.text);
+                json_decref(j);
                 break;
             }
-            const char *n = json_string_value(json_object_get(j, "name"));
-            if (n && strcmp(n, name) == 0) {
-                ret->exists = true;
-                mar_strlcpy(ret->name, n, sizeof(ret->name));
-#define S(field, key)                                                                              \
-    mar_strlcpy(ret->field,                                                                        \
-                json_string_value(json_object_get(j, key))                                         \
-                        ? json_string_value(json_object_get(j, key))                               \
-                        : "",                                                                      \
-                sizeof(ret->field))
-                S(status, "status");
-                S(dir, "dir");
-                S(vm_type, "vmType");
-                S(arch, "arch");
-#undef S
-                ret->cpus = (int)json_integer_value(json_object_get(j, "cpus"));
-                ret->memory_gib = (double)json_integer_value(json_object_get(j, "memory")) /
-                                  (1024.0 * 1024 * 1024);
-                ret->disk_gib = (double)json_integer_value(json_object_get(j, "disk")) /
-                                (1024.0 * 1024 * 1024);
-            }
+            v = mar_xrealloc(v, (n + 1) * sizeof(*v));
+            vm_lima_status *st = &v[n++];
+            memset(st, 0, sizeof(*st));
+            st->exists = true;
+            str_field(j, "name", st->name, sizeof(st->name));
+            str_field(j, "status", st->status, sizeof(st->status));
+            str_field(j, "dir", st->dir, sizeof(st->dir));
+            str_field(j, "vmType", st->vm_type, sizeof(st->vm_type));
+            str_field(j, "arch", st->arch, sizeof(st->arch));
+            st->cpus = (int)json_integer_value(json_object_get(j, "cpus"));
+            st->memory_gib = (double)json_integer_value(json_object_get(j, "memory")) /
+                             (1024.0 * 1024 * 1024);
+            st->disk_gib =
+                    (double)json_integer_value(json_object_get(j, "disk")) / (1024.0 * 1024 * 1024);
             json_decref(j);
         }
         line = next;
     }
     mar_buf_release(&out);
-    return rc;
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+int vm_lima_list(const vm_runner *r, vm_lima_status **ret, size_t *ret_n, mar_err **err)
+{
+    return list(r, NULL, ret, ret_n, err);
+}
+
+int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret, mar_err **err)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (!name_ok(name)) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "'%s' is not a Lima instance name", name);
+    }
+    vm_lima_status *v;
+    size_t n;
+    if (list(r, name, &v, &n, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].name, name) == 0) {
+            *ret = v[i];
+        }
+    }
+    free(v);
+    return 0;
 }
 
 int vm_lima_shell(const vm_runner *r, const char *name, const char *const *cmd, mar_err **err)

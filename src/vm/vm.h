@@ -347,6 +347,12 @@ typedef struct vm_lima_status {
 /* From `limactl list --json NAME` (one JSON object per line). exists is false when Lima has no
  * such instance. Errors: MAR_ENOTFOUND (no limactl), MAR_EINTEGRITY (unreadable answer). */
 int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret, mar_err **err);
+/* Every instance `limactl list --json` knows. Errors: as vm_lima_status_get. */
+int vm_lima_list(const vm_runner *r, vm_lima_status **ret, size_t *ret_n, mar_err **err);
+/* What a running or stopped instance really is against its lima.yaml: vmType and arch are fixed
+ * at creation, so a file edited afterwards (or colima's fallback) shows as a difference; a Broken
+ * instance is a problem too. */
+void vm_conf_live_findings(const vm_conf *c, const vm_lima_status *live, vm_findings *out);
 /* `limactl shell NAME CMD...` replacing mar (interactive; CMD may be empty: a login shell). */
 int vm_lima_shell(const vm_runner *r, const char *name, const char *const *cmd, mar_err **err);
 

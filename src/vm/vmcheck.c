@@ -192,3 +192,24 @@ void vm_conf_cross_findings(const vm_conf *colima, const vm_conf *lima, vm_findi
             lima->path);
     }
 }
+
+void vm_conf_live_findings(const vm_conf *c, const vm_lima_status *live, vm_findings *out)
+{
+    char fix[512];
+    snprintf(fix, sizeof(fix),
+             "`limactl delete %s` and create it again from its lima.yaml (`limactl create "
+             "--name=%s FILE`, or `mar vm create`): vmType and arch are fixed at creation",
+             c->name, c->name);
+    if (strcmp(live->status, "Broken") == 0) {
+        add(out, c, VM_PROBLEM, 0, fix, "limactl reports the instance as Broken");
+    }
+    if (c->vm_type[0] && live->vm_type[0] && strcmp(c->vm_type, live->vm_type) != 0) {
+        add(out, c, VM_PROBLEM, c->vm_type_line, fix,
+            "lima.yaml says vmType %s, but the instance runs %s (limactl list)", c->vm_type,
+            live->vm_type);
+    }
+    if (c->arch[0] && live->arch[0] && strcmp(c->arch, live->arch) != 0) {
+        add(out, c, VM_PROBLEM, c->arch_line, fix,
+            "lima.yaml says arch %s, but the instance is %s (limactl list)", c->arch, live->arch);
+    }
+}

@@ -246,6 +246,46 @@ static void test_tools(void **state)
     json_decref(j);
 }
 
+/* A limactl that knows two instances of testdata/vm/lima-home: intel-qemu as its file says, and
+ * docker-vz, whose file says vz, running under QEMU (created before the file was edited). */
+static void test_live_instances(void **state)
+{
+    (void)state;
+    static const char script[] =
+            "#!/bin/sh\n"
+            "[ \"$1 $2\" = \"list --json\" ] || exit 1\n"
+            "printf '{\"name\":\"intel-qemu\",\"status\":\"Stopped\",\"dir\":\"%s/intel-qemu\","
+            "\"vmType\":\"qemu\",\"arch\":\"x86_64\",\"cpus\":2,\"memory\":2147483648}\\n' "
+            "\"$LIMA_HOME\"\n"
+            "printf '{\"name\":\"docker-vz\",\"status\":\"Running\",\"dir\":\"%s/docker-vz\","
+            "\"vmType\":\"qemu\",\"arch\":\"aarch64\",\"cpus\":4,\"memory\":4294967296}\\n' "
+            "\"$LIMA_HOME\"\n";
+    free(itest_write("livebin/limactl", script, 0755));
+    _cleanup_free_ char *path = mar_xasprintf("PATH=%s/livebin:%s", itest_tmpdir(), getenv("PATH"));
+    _cleanup_free_ char *lh = td("lima-home");
+    _cleanup_free_ char *le = mar_xasprintf("LIMA_HOME=%s", lh);
+    _cleanup_free_ char *ce = mar_xasprintf("COLIMA_HOME=%s/none", itest_tmpdir());
+    const char *env[] = {path, le, ce, NULL};
+    _cleanup_free_ char *root = fake_root("binfmt-live", NULL);
+    _cleanup_free_ char *store = mar_xasprintf("%s/nostore", itest_tmpdir());
+    const char *args[] = {"--target", "apple-silicon", "--binfmt-root",     root, "--store",
+                          store,      "--address",     "/nonexistent.sock", NULL};
+    json_t *j = doctor(1, env, args);
+    expect(j, "lima instance docker-vz", "problem", "docker-vz/lima.yaml", 5,
+           "lima.yaml says vmType vz, but the instance runs qemu (limactl list)");
+    /* The instance that is what its file says has no such finding. */
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(j, "findings"), i, f)
+    {
+        if (strcmp(json_string_value(json_object_get(f, "subject")), "lima instance intel-qemu") ==
+            0) {
+            assert_null(strstr(json_string_value(json_object_get(f, "message")), "limactl list"));
+        }
+    }
+    json_decref(j);
+}
+
 static void test_containerd_store_and_this_machine(void **state)
 {
     (void)state;
@@ -297,6 +337,7 @@ int main(void)
             cmocka_unit_test(test_vm_configurations),
             cmocka_unit_test(test_binfmt),
             cmocka_unit_test(test_tools),
+            cmocka_unit_test(test_live_instances),
             cmocka_unit_test(test_containerd_store_and_this_machine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -327,6 +327,37 @@ static void test_limactl(void **state)
     assert_true(st.disk_gib == 100.0);
     assert_int_equal(vm_lima_status_get(&r, "nope", &st, &e), 0);
     assert_false(st.exists);
+    /* Every instance, and one judged against its lima.yaml. */
+    vm_lima_status *all = NULL;
+    size_t n_all = 0;
+    assert_int_equal(vm_lima_list(&r, &all, &n_all, &e), 0);
+    assert_string_equal(f.calls[f.n - 1], "limactl list --json");
+    assert_int_equal(n_all, 2);
+    assert_string_equal(all[0].name, "other");
+    assert_string_equal(all[1].vm_type, "vz");
+    _cleanup_free_ char *y = generate(&s, &apple);
+    vm_conf c;
+    assert_int_equal(
+            vm_conf_parse(VM_CONF_LIMA, "/Users/dev/.lima/mar/lima.yaml", y, strlen(y), &c, &e), 0);
+    mar_strlcpy(c.name, "mar", sizeof(c.name));
+    mar_strlcpy(c.vm_type, "vz", sizeof(c.vm_type));
+    mar_strlcpy(c.arch, "aarch64", sizeof(c.arch));
+    vm_findings lf = {0};
+    vm_conf_live_findings(&c, &all[1], &lf);
+    assert_int_equal(lf.n, 0);
+    mar_strlcpy(all[1].vm_type, "qemu", sizeof(all[1].vm_type));
+    mar_strlcpy(all[1].status, "Broken", sizeof(all[1].status));
+    mar_strlcpy(all[1].arch, "x86_64", sizeof(all[1].arch));
+    vm_conf_live_findings(&c, &all[1], &lf);
+    assert_int_equal(lf.n, 3);
+    assert_string_equal(lf.v[0].message, "limactl reports the instance as Broken");
+    assert_string_equal(lf.v[1].message,
+                        "lima.yaml says vmType vz, but the instance runs qemu (limactl list)");
+    assert_string_equal(lf.v[2].message,
+                        "lima.yaml says arch aarch64, but the instance is x86_64 (limactl list)");
+    assert_non_null(strstr(lf.v[1].fix, "`limactl delete mar`"));
+    vm_findings_release(&lf);
+    free(all);
     f.out = "{\"name\": \"mar\", \"status\": \n";
     assert_int_equal(vm_lima_status_get(&r, "mar", &st, &e), -MAR_EINTEGRITY);
     mar_err_free(e);
