@@ -110,6 +110,27 @@ const char *itest_cache_dir(void)
     return dir;
 }
 
+static pid_t tmpdir_owner;
+
+/* The scratch directory goes when the test program ends (MAR_KEEP_TMP=1 keeps it to look at).
+ * Stores hold 0444 blobs and images may bring read-only directories, hence the chmod; a mount
+ * a test forgot is not crossed. Forked children that exit leave it alone. */
+static void remove_tmpdir(void)
+{
+    if (getpid() != tmpdir_owner || getenv("MAR_KEEP_TMP")) {
+        return;
+    }
+    char *argv[] = {
+            "sh", "-c",   "chmod -R u+w \"$1\" 2>/dev/null; rm -rf --one-file-system \"$1\"",
+            "sh", tmpdir, NULL};
+    mar_proc_result r;
+    mar_err *e = NULL;
+    if (mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &r, &e) == 0) {
+        mar_proc_result_release(&r);
+    }
+    mar_err_free(e);
+}
+
 const char *itest_tmpdir(void)
 {
     if (!tmpdir[0]) {
@@ -119,6 +140,8 @@ const char *itest_tmpdir(void)
             fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
             exit(1);
         }
+        tmpdir_owner = getpid();
+        atexit(remove_tmpdir);
     }
     return tmpdir;
 }
