@@ -46,7 +46,7 @@ proxy_pid=$!
 sleep 0.5
 sed "s|^|127.0.0.1:$port/|" "$bed/list" >"$bed/slow.list"
 sed "s|^|$MAR_TEST_REGISTRY/|" "$bed/list" >"$bed/fast.list"
-mar="$root/build/src/mar"
+mar="$root/build/mar"
 cat >"$bed/skopeo-loop" <<EOF
 #!/bin/bash
 while read -r r; do skopeo inspect --raw --tls-verify=false "docker://\$r" >/dev/null; done <"$bed/slow.list"

@@ -21,7 +21,7 @@ for f in "$cache"/layers/*.tar.gz; do zcat "$f"; done | wc -c | awk '{printf "un
 for f in "$cache"/layers/*.tar.gz; do zcat "$f" | tar -t; done | wc -l | awk '{printf "entries: %d\n", $1}'
 hyperfine --runs "$runs" --warmup 1 --export-json "$bed/h.json" \
     -n "zcat every layer" "for f in $cache/layers/*.tar.gz; do zcat \$f >/dev/null; done" \
-    -n "mar inspect --deep" "$root/build/src/mar -q inspect --deep $MAR_TEST_REGISTRY/mar/bench:latest" >&2
+    -n "mar inspect --deep" "$root/build/mar -q inspect --deep $MAR_TEST_REGISTRY/mar/bench:latest" >&2
 /usr/bin/python3 - "$bed/h.json" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}

@@ -29,7 +29,7 @@ proxy_pid=$!
 sleep 0.5
 slow="127.0.0.1:$port/mar/multi:latest"
 fast="$MAR_TEST_REGISTRY/mar/multi:latest"
-mar="$root/build/src/mar"
+mar="$root/build/mar"
 
 "$mar" -q inspect "$slow" >/dev/null # warm-up, and a check that it works through the proxy
 hyperfine --runs "$runs" --warmup 2 -N --export-json "$bed/h.json" \

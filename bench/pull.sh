@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 runs=${1:-5}
-mar="$root/build/src/mar"
+mar="$root/build/mar"
 
 bed=$(mktemp -d /var/tmp/mar-bench-XXXXXX)
 cleanup() {

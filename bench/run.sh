@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 runs=${1:-20}
-mar="$root/build/src/mar"
+mar="$root/build/mar"
 
 bed=$(mktemp -d /tmp/mar-bench-XXXXXX)
 cleanup() { bash "$root/tests/bed/bed.sh" down "$bed" >/dev/null 2>&1 || true; }

@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
 
-mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find src tests fuzz -name '*.[ch]')
+# The module folders, in dependency order (docs/internals/layering.md).
+modules=(util oci registry binfmt vm cli)
+
+mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find "${modules[@]}" tests fuzz -name '*.[ch]')
+mapfile -t src < <(for m in "${modules[@]}"; do ls "$m"/*.[ch]; done)
 
 # 1. Formatting: the committed .clang-format, no drift.
 if ! clang-format --dry-run -Werror "${files[@]}" 2>/tmp/mar-format.log; then
@@ -14,19 +18,19 @@ if ! clang-format --dry-run -Werror "${files[@]}" 2>/tmp/mar-format.log; then
     fail=1
 fi
 
-# 2. Banned functions, everywhere in src/.
+# 2. Banned functions, everywhere in the modules.
 banned='\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|system|popen|archive_write_disk_[a-z_]+|archive_read_extract|EVP_get_digestbyname)\s*\('
-if grep -nE "$banned" src -r --include='*.[ch]'; then
+if grep -nE "$banned" "${src[@]}"; then
     echo "check-style: banned function used (style.md §9)" >&2
     fail=1
 fi
-if grep -n 'CURLOPT_UNRESTRICTED_AUTH' -r src; then
+if grep -n 'CURLOPT_UNRESTRICTED_AUTH' "${src[@]}"; then
     echo "check-style: CURLOPT_UNRESTRICTED_AUTH is banned" >&2
     fail=1
 fi
 # In oci/: no path-based filesystem calls and no NSS lookups (unpack-security.md §2).
 oci_banned='\b(open|mkdir|chmod|chown|lchown|utime|utimes|realpath|chdir|chroot|getpwnam|getgrnam)\s*\('
-if grep -nE "$oci_banned" src/oci -r --include='*.c'; then
+if grep -nE "$oci_banned" oci/*.c; then
     echo "check-style: path-based call in oci/ (use the *at() helpers)" >&2
     fail=1
 fi
@@ -42,7 +46,7 @@ allowed() { # folder -> folders it may include
     cli) echo "util oci registry binfmt vm cli" ;;
     esac
 }
-for dir in util oci registry binfmt vm cli; do
+for dir in "${modules[@]}"; do
     ok=$(allowed $dir)
     while IFS= read -r line; do
         inc=$(sed -E 's/.*#include "([a-z]+)\/.*/\1/' <<<"$line")
@@ -50,11 +54,11 @@ for dir in util oci registry binfmt vm cli; do
             echo "check-style: $line: $dir/ may not include $inc/" >&2
             fail=1
         fi
-    done < <(grep -Hn '#include "[a-z]*/' src/$dir/*.[ch] || true)
+    done < <(grep -Hn '#include "[a-z]*/' $dir/*.[ch] || true)
     # Headers of one folder other than its public one are internal: only that folder uses them.
-    for other in util oci registry binfmt vm cli; do
+    for other in "${modules[@]}"; do
         [ "$other" = "$dir" ] && continue
-        if grep -Hn "#include \"$other/.*-internal.h\"" src/$dir/*.[ch]; then
+        if grep -Hn "#include \"$other/.*-internal.h\"" $dir/*.[ch]; then
             echo "check-style: $dir/ includes an internal header of $other/" >&2
             fail=1
         fi
@@ -63,18 +67,40 @@ done
 
 # 4. Every public header compiles on its own under strict flags.
 cflags=$(pkg-config --cflags jansson libcurl)
-for h in src/*/*.h; do
-    case $h in *-internal.h) continue ;; esac
-    if ! echo "#include \"${h#src/}\"" | gcc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
-        -fsyntax-only -Isrc $cflags -x c - 2>/tmp/mar-header.log; then
+for m in "${modules[@]}"; do
+    h=$m/$m.h
+    if ! echo "#include \"$h\"" | gcc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+        -fsyntax-only -I. $cflags -x c - 2>/tmp/mar-header.log; then
         cat /tmp/mar-header.log >&2
         echo "check-style: $h does not compile on its own" >&2
         fail=1
     fi
 done
 
-# 5. File size budget: split before 1,500 lines (style.md §1).
-for f in src/*/*.c; do
+# 5. Layout: the modules sit at the top level beside CMakeLists.txt, each with its own
+# CMakeLists.txt and one public header named after the folder (docs/internals/layering.md).
+if [ -e src ]; then
+    echo "check-style: src/ exists; modules live at the top level" >&2
+    fail=1
+fi
+for m in "${modules[@]}"; do
+    for f in "$m/CMakeLists.txt" "$m/$m.h"; do
+        if [ ! -f "$f" ]; then
+            echo "check-style: $f is missing" >&2
+            fail=1
+        fi
+    done
+    for h in "$m"/*.h; do
+        case $h in "$m/$m.h" | *-internal.h) ;; *)
+            echo "check-style: $h: a module has one public header ($m/$m.h); others end in -internal.h" >&2
+            fail=1
+            ;;
+        esac
+    done
+done
+
+# 6. File size budget: split before 1,500 lines (style.md §1).
+for f in "${src[@]}"; do
     n=$(wc -l <"$f")
     if [ "$n" -gt 1500 ]; then
         echo "check-style: $f has $n lines (split before 1500)" >&2

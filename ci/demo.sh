@@ -16,7 +16,7 @@ trap 'bash "$root/tests/bed/bed.sh" down "$bed"' EXIT
 MAR_FIXTURES_BIN="$root/build/tests/mar-fixtures" bash tests/bed/bed.sh up "$bed" registry fixtures containerd binfmt
 # shellcheck disable=SC1091
 . "$bed/env"
-mar="$root/build/src/mar"
+mar="$root/build/mar"
 show() {
     echo
     echo "\$ mar $*"

@@ -14,10 +14,6 @@
 
 #include <jansson.h>
 
-#ifndef MAR_STATIC
-#define MAR_STATIC static
-#endif
-
 #define MAR_PRINTF(a, b)  __attribute__((format(printf, a, b)))
 #define MAR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
