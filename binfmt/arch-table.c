@@ -1,5 +1,6 @@
-/* The architecture table (binfmt-and-rosetta.md §6, tonistiigi/binfmt's magic/mask set;
- * ELF machine numbers from platforms.md §10). Enum-indexed with string lookups (style.md §6). */
+/* The architecture table (docs/internals/binfmt-and-rosetta.md §6, tonistiigi/binfmt's magic/mask
+ * set; ELF machine numbers from docs/internals/platforms.md §10). Enum-indexed with string lookups
+ * (docs/internals/style.md §6). */
 #include "binfmt.h"
 
 #include <string.h>

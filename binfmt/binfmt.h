@@ -1,6 +1,6 @@
-/* binfmt/: which binfmt_misc entry handles each architecture's ELF files (binfmt-and-rosetta.md).
- * The mount point is always a parameter (--binfmt-root, MAR_BINFMT_ROOT), so tests run against a
- * fake tree. */
+/* binfmt/: which binfmt_misc entry handles each architecture's ELF files
+ * (docs/internals/binfmt-and-rosetta.md). The mount point is always a parameter (--binfmt-root,
+ * MAR_BINFMT_ROOT), so tests run against a fake tree. */
 #ifndef MAR_BINFMT_H
 #define MAR_BINFMT_H
 
@@ -11,7 +11,7 @@
 
 /* ---------------------------------------------------------------------------------------------
  * Architecture table: OCI arch <-> ELF identity <-> QEMU name <-> registration magic/mask
- * (binfmt-and-rosetta.md §6; platforms.md §10). */
+ * (docs/internals/binfmt-and-rosetta.md §6; docs/internals/platforms.md §10). */
 
 typedef enum {
     BINFMT_ARCH_AMD64,
@@ -79,8 +79,8 @@ typedef struct binfmt_entry {
     int64_t readdir_pos; /* position in the listing (newest first on Linux) */
 } binfmt_entry;
 
-/* Parses the text of <root>/<name> (binfmt-and-rosetta.md §4). Unknown lines are ignored.
- * Errors: MAR_EINTEGRITY for a malformed file. */
+/* Parses the text of <root>/<name> (docs/internals/binfmt-and-rosetta.md §4). Unknown lines are
+ * ignored. Errors: MAR_EINTEGRITY for a malformed file. */
 int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, mar_err **err);
 bool binfmt_entry_has_flag(const binfmt_entry *e, char flag);
 /* The kernel's magic test for a header of `len` bytes. */
@@ -167,7 +167,7 @@ int binfmt_status_read(const char *root, const char *host_arch, bool probe, binf
 void binfmt_status_release(binfmt_status *s);
 
 /* ---------------------------------------------------------------------------------------------
- * Install and uninstall (binfmt-and-rosetta.md §8). */
+ * Install and uninstall (docs/internals/binfmt-and-rosetta.md §8). */
 
 typedef struct binfmt_install_opts {
     const char *root;

@@ -1,5 +1,5 @@
 /* binfmt_misc entries as the kernel prints them, and the kernel's lookup over them
- * (torvalds/linux fs/binfmt_misc.c; binfmt-and-rosetta.md §3, §4, §7). */
+ * (torvalds/linux fs/binfmt_misc.c; docs/internals/binfmt-and-rosetta.md §3, §4, §7). */
 #include "binfmt.h"
 
 #include <dirent.h>
@@ -109,7 +109,8 @@ int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, ma
             e.is_extension = true;
             mar_strlcpy(e.extension, buf + 10, sizeof(e.extension));
         }
-        /* Newer kernels may print more lines; they are ignored (binfmt-and-rosetta.md §2). */
+        /* Newer kernels may print more lines; they are ignored
+         * (docs/internals/binfmt-and-rosetta.md §2). */
     }
     if (!have_state) {
         return mar_err_set(err, MAR_EINTEGRITY, 0,

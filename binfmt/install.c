@@ -1,6 +1,6 @@
-/* Registering and removing emulators (binfmt-and-rosetta.md §8): only entries named `mar-*` are
- * ever written, disabled or removed; an architecture another entry already handles is left
- * alone unless the user names that entry; the interpreter must be a root-owned, unwritable,
+/* Registering and removing emulators (docs/internals/binfmt-and-rosetta.md §8): only entries named
+ * `mar-*` are ever written, disabled or removed; an architecture another entry already handles is
+ * left alone unless the user names that entry; the interpreter must be a root-owned, unwritable,
  * static ELF; the registration string is built and validated here and written with one
  * write(2). */
 #include "binfmt.h"

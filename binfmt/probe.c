@@ -1,7 +1,7 @@
-/* The exec probe (binfmt-and-rosetta.md §7 step 4): a tiny static program per architecture,
- * written here as bytes, that reads one byte from stdin and exits 0. It is executed from a
- * memfd; while it waits on stdin, /proc/<pid>/exe names what really runs it: the probe itself
- * (native) or a binfmt_misc interpreter (QEMU names the interpreter there, and fakes
+/* The exec probe (docs/internals/binfmt-and-rosetta.md §7 step 4): a tiny static program per
+ * architecture, written here as bytes, that reads one byte from stdin and exits 0. It is executed
+ * from a memfd; while it waits on stdin, /proc/<pid>/exe names what really runs it: the probe
+ * itself (native) or a binfmt_misc interpreter (QEMU names the interpreter there, and fakes
  * /proc/self/exe inside, so the probe is never asked). This is the only reliable test: kernels
  * built with IA32 emulation can still refuse 32-bit x86, and many arm64 CPUs lack AArch32. */
 #include "binfmt.h"

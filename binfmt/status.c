@@ -1,6 +1,6 @@
 /* `mar binfmt status`: for each architecture, the entry the kernel would pick now, what it
  * shadows, what its flags mean for containers, and what an exec probe really does
- * (binfmt-and-rosetta.md §7). */
+ * (docs/internals/binfmt-and-rosetta.md §7). */
 #include "binfmt.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Style gates (style.md §9): formatting, banned functions, the include graph, and public headers
+# Style gates (docs/internals/style.md §9): formatting, banned functions, the include graph, and public headers
 # that compile on their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,21 +21,21 @@ fi
 # 2. Banned functions, everywhere in the modules.
 banned='\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|system|popen|archive_write_disk_[a-z_]+|archive_read_extract|EVP_get_digestbyname)\s*\('
 if grep -nE "$banned" "${src[@]}"; then
-    echo "check-style: banned function used (style.md §9)" >&2
+    echo "check-style: banned function used (docs/internals/style.md §9)" >&2
     fail=1
 fi
 if grep -n 'CURLOPT_UNRESTRICTED_AUTH' "${src[@]}"; then
     echo "check-style: CURLOPT_UNRESTRICTED_AUTH is banned" >&2
     fail=1
 fi
-# In oci/: no path-based filesystem calls and no NSS lookups (unpack-security.md §2).
+# In oci/: no path-based filesystem calls and no NSS lookups (docs/internals/unpack-security.md §2).
 oci_banned='\b(open|mkdir|chmod|chown|lchown|utime|utimes|realpath|chdir|chroot|getpwnam|getgrnam)\s*\('
 if grep -nE "$oci_banned" oci/*.c; then
     echo "check-style: path-based call in oci/ (use the *at() helpers)" >&2
     fail=1
 fi
 
-# 3. Include graph: util <- oci <- registry/binfmt/vm <- cli (style.md §1).
+# 3. Include graph: util <- oci <- registry/binfmt/vm <- cli (docs/internals/style.md §1).
 allowed() { # folder -> folders it may include
     case $1 in
     util) echo "util" ;;
@@ -99,7 +99,7 @@ for m in "${modules[@]}"; do
     done
 done
 
-# 6. File size budget: split before 1,500 lines (style.md §1).
+# 6. File size budget: split before 1,500 lines (docs/internals/style.md §1).
 for f in "${src[@]}"; do
     n=$(wc -l <"$f")
     if [ "$n" -gt 1500 ]; then
@@ -107,6 +107,12 @@ for f in "${src[@]}"; do
         fail=1
     fi
 done
+
+# 7. Every design document a comment or a page cites is in the repository.
+if ! python3 ci/check-doc-refs.py; then
+    echo "check-style: a comment or page cites a document that is not in the repository" >&2
+    fail=1
+fi
 
 [ $fail -eq 0 ] && echo "check-style: ok (${#files[@]} files)"
 exit $fail

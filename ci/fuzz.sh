@@ -1,5 +1,5 @@
 #!/bin/bash
-# Fuzz smoke (style.md §9): every harness of fuzz/ under libFuzzer with ASan+UBSan for a short
+# Fuzz smoke (docs/internals/style.md §9): every harness of fuzz/ under libFuzzer with ASan+UBSan for a short
 # while, starting from its seeds. Prints one report line; fails on any crash or leak.
 #
 # usage: ci/fuzz.sh [SECONDS_PER_HARNESS]

@@ -1,6 +1,7 @@
-/* The outputs of mar audit, all from one JSON document (style.md §7 "one data path"): a table,
- * the JSON itself, Markdown for a pull-request comment, and a self-contained HTML page (no
- * external assets: the data is embedded, a small script draws the summary chart and the table). */
+/* The outputs of mar audit, all from one JSON document (docs/internals/style.md §7 "one data
+ * path"): a table, the JSON itself, Markdown for a pull-request comment, and a self-contained HTML
+ * page (no external assets: the data is embedded, a small script draws the summary chart and the
+ * table). */
 #include "cli-internal.h"
 
 #include <errno.h>

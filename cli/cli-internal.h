@@ -5,7 +5,8 @@
 #include "cli.h"
 
 /* ---------------------------------------------------------------------------------------------
- * Options as data (style.md §7): one table per command drives getopt_long and --help. */
+ * Options as data (docs/internals/style.md §7): one table per command drives getopt_long and
+ * --help. */
 
 typedef enum {
     CMD_OPT_FLAG,  /* --json */
@@ -87,7 +88,8 @@ int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret,
 /* Reads binfmt_misc and builds this host's target, or parses --target. */
 int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err);
 
-/* The platform report: one struct feeds the table and the JSON (style.md §7 "one data path"). */
+/* The platform report: one struct feeds the table and the JSON (docs/internals/style.md §7 "one
+ * data path"). */
 typedef struct cmd_row {
     size_t entry;                         /* index into img->entries */
     char published[OCI_PLATFORM_STR_MAX]; /* as published (index) or the config's (manifest) */

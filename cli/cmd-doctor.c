@@ -164,7 +164,8 @@ static void handler_findings(const binfmt_status *st, const binfmt_arch_status *
             w->name);
         bad = true;
     }
-    /* Lima and colima register Rosetta with C themselves (binfmt-and-rosetta.md §5). */
+    /* Lima and colima register Rosetta with C themselves (docs/internals/binfmt-and-rosetta.md §5).
+     */
     if (binfmt_entry_has_flag(w, 'C') && s->kind != BINFMT_KIND_ROSETTA) {
         add(out, VM_WARNING, "emulation", arch,
             "register it without C unless setuid programs must work in emulated containers",
@@ -354,8 +355,8 @@ static void store_findings(const cmd_args *args, vm_findings *out, bool *amd64_u
     }
 }
 
-/* binfmt-and-rosetta.md §9: $LIMA_HOME or ~/.lima; $COLIMA_HOME if it exists, else ~/.colima if
- * it exists, else $XDG_CONFIG_HOME/colima (~/.config/colima). */
+/* docs/internals/binfmt-and-rosetta.md §9: $LIMA_HOME or ~/.lima; $COLIMA_HOME if it exists, else
+ * ~/.colima if it exists, else $XDG_CONFIG_HOME/colima (~/.config/colima). */
 static void vm_homes(char **lima, char **colima)
 {
     const char *home = getenv("HOME");

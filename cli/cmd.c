@@ -1,4 +1,5 @@
-/* The command table, option parsing from data, help texts and dispatch (style.md §7). */
+/* The command table, option parsing from data, help texts and dispatch (docs/internals/style.md
+ * §7). */
 #include "cli-internal.h"
 
 #include <getopt.h>

@@ -1,5 +1,5 @@
-/* Where lines go: stdout carries data only, stderr diagnostics (style.md §7 "streams"); and the
- * plumbing every verb shares (registry client, evaluation target). */
+/* Where lines go: stdout carries data only, stderr diagnostics (docs/internals/style.md §7
+ * "streams"); and the plumbing every verb shares (registry client, evaluation target). */
 #include "cli-internal.h"
 
 #include <errno.h>
@@ -112,7 +112,7 @@ int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret,
         mar_strv_push(&o.tls, tls->v[i]);
     }
     /* A stalled transfer is given up after MAR_STALL_TIMEOUT seconds below 1 KiB/s (default 30,
-     * registry-protocol.md §9), then retried. */
+     * docs/internals/registry-protocol.md §9), then retried. */
     reg_curl_options co = {.max_host_connections = connections};
     const char *stall = getenv("MAR_STALL_TIMEOUT");
     int64_t st;

@@ -1,7 +1,8 @@
 /* What --deep adds to a report: the verdict of the binaries against the label, the run verdict
  * recomputed from the binaries' real architecture (an arm64-labeled image of x86-64 binaries runs
  * "natively" on an x86-64 host and under Rosetta on a Mac), and the predictions of
- * platforms.md §12: x86-64-v3 under Rosetta, 386 under Rosetta, a missing dynamic loader. */
+ * docs/internals/platforms.md §12: x86-64-v3 under Rosetta, 386 under Rosetta, a missing dynamic
+ * loader. */
 #include "cli-internal.h"
 
 #include <string.h>

@@ -100,7 +100,8 @@ static void select_entry(cmd_report *r, const reg_image *img, const oci_matcher 
         size_t idx = sel.order[k];
         const reg_image_entry *e = &img->entries[idx];
         if (!e->desc->has_platform) {
-            /* containerd matches a platform-less entry by its config (platforms.md §7). */
+            /* containerd matches a platform-less entry by its config (docs/internals/platforms.md
+             * §7). */
             if (!e->config || !e->config->has_platform ||
                 !oci_matcher_match(m, &e->config->platform)) {
                 continue;

@@ -1,6 +1,6 @@
-/* Match comparers and the ordered fallback ladder (platforms.md §5; containerd/platforms
- * compare.go). A request accepts a vector of platforms, best first; sorting an index walks that
- * vector. */
+/* Match comparers and the ordered fallback ladder (docs/internals/platforms.md §5;
+ * containerd/platforms compare.go). A request accepts a vector of platforms, best first; sorting an
+ * index walks that vector. */
 #include "oci.h"
 
 #include <string.h>

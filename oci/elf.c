@@ -1,5 +1,5 @@
-/* A small, defensive ELF reader for the first bytes of a file (platforms.md §10): class,
- * endianness and machine -> OCI architecture, the Arm float ABI, static vs dynamic and the
+/* A small, defensive ELF reader for the first bytes of a file (docs/internals/platforms.md §10):
+ * class, endianness and machine -> OCI architecture, the Arm float ABI, static vs dynamic and the
  * PT_INTERP loader, and the x86 ISA level note. Every offset is checked against the buffer before
  * use; anything outside it only marks the result incomplete. Hostile input never crashes it
  * (tests/unit/test-elf.c, fuzz/fuzz-elf.c). */

@@ -1,6 +1,6 @@
-/* Host platform detection (platforms.md §6): the OS and architecture of this build, like
- * containerd's Default(); the arm variant from /proc/cpuinfo; the amd64 ISA level from CPUID for
- * reporting only (containerd matches without it). */
+/* Host platform detection (docs/internals/platforms.md §6): the OS and architecture of this build,
+ * like containerd's Default(); the arm variant from /proc/cpuinfo; the amd64 ISA level from CPUID
+ * for reporting only (containerd matches without it). */
 #include "oci.h"
 
 #include <fcntl.h>

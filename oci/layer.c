@@ -1,9 +1,9 @@
-/* Layer reader: an open blob fd in, validated tar entries out (unpack-security.md §2-§3;
- * registry-protocol.md §11). The compression is sniffed from the magic bytes, never taken from
- * the media type; mar decompresses itself (ISA-L's igzip, about 3.5 times zlib's speed on
- * layers; zstd with a bounded window) so that the
- * uncompressed stream can be hashed for the DiffID, counted against the size cap and read to the
- * very end, and libarchive only ever parses tar. It never writes anything. */
+/* Layer reader: an open blob fd in, validated tar entries out (docs/internals/unpack-security.md
+ * §2-§3; docs/internals/registry-protocol.md §11). The compression is sniffed from the magic bytes,
+ * never taken from the media type; mar decompresses itself (ISA-L's igzip, about 3.5 times zlib's
+ * speed on layers; zstd with a bounded window) so that the uncompressed stream can be hashed for
+ * the DiffID, counted against the size cap and read to the very end, and libarchive only ever
+ * parses tar. It never writes anything. */
 #include "oci.h"
 
 #include <errno.h>
@@ -18,7 +18,7 @@
 
 #define IN_CHUNK            (128u << 10)
 #define OUT_CHUNK           (256u << 10)
-#define ZSTD_WINDOW_LOG_MAX 27 /* registry-protocol.md §11 */
+#define ZSTD_WINDOW_LOG_MAX 27 /* docs/internals/registry-protocol.md §11 */
 
 struct oci_layer_reader {
     int fd;
@@ -48,11 +48,11 @@ struct oci_layer_reader {
 
 void oci_layer_limits_default(oci_layer_limits *l)
 {
-    l->max_uncompressed = 16ull << 30; /* unpack-security.md §3 */
+    l->max_uncompressed = 16ull << 30; /* docs/internals/unpack-security.md §3 */
     l->max_entries = 10u * 1000 * 1000;
     l->max_header_bytes = (1u << 20) + 4096; /* PAX record cap 1 MiB (CVE-2022-2879) */
     l->max_sparse = 100000;                  /* CVE-2025-58183 class */
-    l->min_free = 1ull << 30;                /* unpack-security.md §3 free-space reserve */
+    l->min_free = 1ull << 30; /* docs/internals/unpack-security.md §3 free-space reserve */
 }
 
 const char *oci_codec_name(oci_codec c)
@@ -363,7 +363,7 @@ int oci_clean_path(const char *in, char **ret, mar_err **err)
     }
     /* Lexical cleaning (Go's path.Clean on "/" + name, without the leading slash): "..", ".",
      * empty components resolved; a result that climbs above the root is refused rather than
-     * clamped (stricter than containerd, unpack-security.md §4 case 1). */
+     * clamped (stricter than containerd, docs/internals/unpack-security.md §4 case 1). */
     char *out = mar_xmalloc(inl + 1);
     size_t ol = 0;
     const char *p = in;
@@ -467,7 +467,8 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
 int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
     /* Names are UTF-8 in PAX records and raw bytes in ustar: a UTF-8 C locale reads both without
-     * conversion failures (unpack-security.md §2 "Pathname charset"), for this thread only. */
+     * conversion failures (docs/internals/unpack-security.md §2 "Pathname charset"), for this
+     * thread only. */
     locale_t loc = utf8_locale();
     locale_t old = loc ? uselocale(loc) : (locale_t)0;
     int rc = next_entry(r, ret, err);
@@ -486,7 +487,7 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
             return 0;
         }
         /* A warning on a header (a pathname that does not convert, a bad checksum recovered
-         * from) is an error here (unpack-security.md §2). */
+         * from) is an error here (docs/internals/unpack-security.md §2). */
         if (ar != ARCHIVE_OK) {
             return fail_from_archive(r, err, "invalid tar header");
         }
@@ -645,7 +646,7 @@ int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret
                      mar_err **err)
 {
     /* Past the tar end blocks, whatever remains of the uncompressed stream is still part of
-     * the DiffID (trailing padding, registry-protocol.md §11). */
+     * the DiffID (trailing padding, docs/internals/registry-protocol.md §11). */
     for (;;) {
         ssize_t n = decode(r);
         if (n < 0) {

@@ -1,6 +1,6 @@
 /* Media types, descriptors, manifests and indexes (image-spec descriptor.md, manifest.md,
- * image-index.md; Docker image-manifest-v2-2). Type-confusion checks follow registry-protocol.md
- * §10 and CVE-2021-41190. */
+ * image-index.md; Docker image-manifest-v2-2). Type-confusion checks follow
+ * docs/internals/registry-protocol.md §10 and CVE-2021-41190. */
 #include "oci.h"
 
 #include <string.h>
@@ -111,7 +111,8 @@ static const mar_json_field descriptor_fields[] = {
         {"urls", MAR_JSON_STRV, offsetof(struct raw_descriptor, urls), false},
 };
 
-/* descriptor.md: mediaType, digest and size are required; size is a non-negative int64. */
+/* image-spec descriptor.md: mediaType, digest and size are required; size is a non-negative int64.
+ */
 static int parse_descriptor(json_t *obj, const char *what, oci_descriptor *ret, mar_err **err)
 {
     struct raw_descriptor r = {0};
@@ -333,7 +334,7 @@ int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oc
     m->schema_version = r.schema_version;
     m->size = len;
     if (m->kind == OCI_KIND_INDEX) {
-        /* image-index.md: an index has manifests and no config or layers. */
+        /* image-spec image-index.md: an index has manifests and no config or layers. */
         if (r.config || r.layers) {
             rc = mar_err_set(err, MAR_EINTEGRITY, 0,
                              "media-type: expected index but found manifest (%s), refusing", mt);

@@ -1,7 +1,7 @@
-/* oci/: the image model. Platforms (containerd semantics, platforms.md), references (Docker's
- * grammar, registry-protocol.md §1), media types, descriptors, manifests, indexes and image
- * configs, index-entry selection, and host platform detection. Knows nothing about the network,
- * the store layout or the emulators. */
+/* oci/: the image model. Platforms (containerd semantics, docs/internals/platforms.md), references
+ * (Docker's grammar, docs/internals/registry-protocol.md §1), media types, descriptors, manifests,
+ * indexes and image configs, index-entry selection, and host platform detection. Knows nothing
+ * about the network, the store layout or the emulators. */
 #ifndef MAR_OCI_H
 #define MAR_OCI_H
 
@@ -11,7 +11,8 @@
 
 /* ---------------------------------------------------------------------------------------------
  * Platforms. Fixed-size fields: values come from the network and are validated against the
- * specifier grammar (platforms.md §3), so an overlong value is an error, not a truncation. */
+ * specifier grammar (docs/internals/platforms.md §3), so an overlong value is an error, not a
+ * truncation. */
 
 typedef struct oci_platform {
     char os[32];
@@ -21,9 +22,9 @@ typedef struct oci_platform {
     char features[256]; /* sorted, de-duplicated, '+'-joined */
 } oci_platform;
 
-/* Parses a specifier `<os>|<arch>|<os>/<arch>[/<variant>]` with containerd's quirks (platforms.md
- * §3). One-word forms take the missing half from `host` (the host's OS, or its architecture and
- * arm variant). Errors: MAR_EUSAGE. */
+/* Parses a specifier `<os>|<arch>|<os>/<arch>[/<variant>]` with containerd's quirks
+ * (docs/internals/platforms.md §3). One-word forms take the missing half from `host` (the host's
+ * OS, or its architecture and arm variant). Errors: MAR_EUSAGE. */
 int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
                        mar_err **err);
 
@@ -33,7 +34,7 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
                              const char *os_version, json_t *features, oci_platform *ret,
                              mar_err **err);
 
-/* containerd Normalize (platforms.md §2). `in` and `out` may alias. */
+/* containerd Normalize (docs/internals/platforms.md §2). `in` and `out` may alias. */
 void oci_platform_normalize(const oci_platform *in, oci_platform *out);
 
 /* "os/arch[/variant]"; empty OS formats as "unknown". */
@@ -50,10 +51,11 @@ bool oci_platform_matches(const oci_platform *want, const oci_platform *have);
 /* Exact field equality after normalizing both (used for "config agrees with the index"). */
 bool oci_platform_same(const oci_platform *a, const oci_platform *b);
 
-/* An attestation or other non-runnable entry: OS or architecture "unknown" (platforms.md §9). */
+/* An attestation or other non-runnable entry: OS or architecture "unknown"
+ * (docs/internals/platforms.md §9). */
 bool oci_platform_is_unknown(const oci_platform *p);
 
-/* Match comparers (platforms.md §5.1). */
+/* Match comparers (docs/internals/platforms.md §5.1). */
 typedef enum {
     OCI_MATCH_ORDERED, /* Only, OnlyStrict and Ordered */
     OCI_MATCH_ANY,
@@ -68,7 +70,7 @@ typedef struct oci_matcher {
     oci_platform v[OCI_MATCHER_MAX]; /* normalized */
 } oci_matcher;
 
-/* Only(p): p's fallback vector (platforms.md §5.2). */
+/* Only(p): p's fallback vector (docs/internals/platforms.md §5.2). */
 void oci_matcher_only(oci_matcher *m, const oci_platform *p);
 /* OnlyStrict(p): p alone, normalized. */
 void oci_matcher_only_strict(oci_matcher *m, const oci_platform *p);
@@ -95,11 +97,11 @@ typedef struct oci_host {
 void oci_host_detect(oci_host *ret);
 
 /* The arm variant ("v5".."v8") for a /proc/cpuinfo text and a uname machine, per containerd's
- * cpuinfo_linux.go rules (platforms.md §6). Empty when unknown. */
+ * cpuinfo_linux.go rules (docs/internals/platforms.md §6). Empty when unknown. */
 void oci_cpu_variant(const char *cpuinfo, const char *machine, char *buf, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
- * References (registry-protocol.md §1). */
+ * References (docs/internals/registry-protocol.md §1). */
 
 typedef struct oci_ref {
     char *domain; /* "docker.io", "localhost:5000", "[::1]:5000" */
@@ -124,7 +126,7 @@ const char *oci_ref_target(const oci_ref *r);
 bool oci_tag_valid(const char *tag);
 
 /* ---------------------------------------------------------------------------------------------
- * Media types (registry-protocol.md §3, §11). */
+ * Media types (docs/internals/registry-protocol.md §3, §11). */
 
 #define OCI_MT_INDEX                 "application/vnd.oci.image.index.v1+json"
 #define OCI_MT_MANIFEST              "application/vnd.oci.image.manifest.v1+json"
@@ -167,7 +169,7 @@ typedef struct oci_descriptor {
 
 /* Annotation value or NULL. Borrowed. */
 const char *oci_descriptor_annotation(const oci_descriptor *d, const char *key);
-/* A buildx attestation manifest (platforms.md §9). */
+/* A buildx attestation manifest (docs/internals/platforms.md §9). */
 bool oci_descriptor_is_attestation(const oci_descriptor *d);
 void oci_descriptor_release(oci_descriptor *d);
 
@@ -191,9 +193,9 @@ typedef struct oci_manifest {
 } oci_manifest;
 
 /* Parses a manifest or index served with `content_type`, enforcing the type checks of
- * registry-protocol.md §10 (CVE-2021-41190): schemaVersion 2, body mediaType equal to the
- * Content-Type when both are present, no `manifests` in a manifest, no `config`/`layers` in an
- * index, schema 1 refused. Errors: MAR_EINTEGRITY (malformed, type confusion), MAR_EUNSUPPORTED
+ * docs/internals/registry-protocol.md §10 (CVE-2021-41190): schemaVersion 2, body mediaType equal
+ * to the Content-Type when both are present, no `manifests` in a manifest, no `config`/`layers` in
+ * an index, schema 1 refused. Errors: MAR_EINTEGRITY (malformed, type confusion), MAR_EUNSUPPORTED
  * (schema 1, unknown type or digest algorithm). Returns: new manifest. */
 int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **ret,
                        mar_err **err);
@@ -229,7 +231,7 @@ MAR_DEFINE_CLEANUP(oci_config, oci_config_free)
 #define _cleanup_config_ _cleanup_(oci_config_freep)
 
 /* ---------------------------------------------------------------------------------------------
- * ELF identity of a file from its first bytes (platforms.md §10). */
+ * ELF identity of a file from its first bytes (docs/internals/platforms.md §10). */
 
 typedef struct oci_elf_info {
     bool is_elf;
@@ -255,14 +257,14 @@ void oci_elf_parse(const void *buf, size_t len, oci_elf_info *ret);
  * Layers: an open blob fd in, validated tar entries out. Compression is sniffed from the magic
  * bytes; the uncompressed stream is hashed (the DiffID) and capped. Read-only. */
 
-#define OCI_PATH_MAX 4096 /* unpack-security.md §3 */
+#define OCI_PATH_MAX 4096 /* docs/internals/unpack-security.md §3 */
 #define OCI_NAME_MAX 255
 
 typedef enum { OCI_CODEC_NONE, OCI_CODEC_GZIP, OCI_CODEC_ZSTD } oci_codec;
 const char *oci_codec_name(oci_codec c);
-/* The codec a layer media type announces (registry-protocol.md §11), or -1 for a type mar does
- * not unpack: non-distributable and foreign layers (refused by default), attestations, unknown
- * types. The data is decoded by its magic bytes whatever the label says. */
+/* The codec a layer media type announces (docs/internals/registry-protocol.md §11), or -1 for a
+ * type mar does not unpack: non-distributable and foreign layers (refused by default),
+ * attestations, unknown types. The data is decoded by its magic bytes whatever the label says. */
 int oci_layer_media_codec(const char *media_type);
 
 typedef struct oci_layer_limits {
@@ -328,12 +330,12 @@ int oci_layer_skip(oci_layer_reader *r, mar_err **err);
 /* Reads the stream to its very end and returns the DiffID and uncompressed size. */
 int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret_size,
                      mar_err **err);
-/* Lexical clean of a tar name (unpack-security.md §3). Returns: new string, "" for the root.
- * Errors: MAR_EINTEGRITY for names climbing out or over the length limits. */
+/* Lexical clean of a tar name (docs/internals/unpack-security.md §3). Returns: new string, "" for
+ * the root. Errors: MAR_EINTEGRITY for names climbing out or over the length limits. */
 int oci_clean_path(const char *in, char **ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
- * Unpacking (unpack-security.md §2): every write through one root dirfd. */
+ * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
 
 typedef enum {
     OCI_UNPACK_LAYER, /* one layer alone, as an overlayfs lower directory */
@@ -488,7 +490,7 @@ void oci_elf_summarize(const oci_scan_view *v, const oci_config *cfg, const char
                        oci_elf_summary *ret);
 
 /* ---------------------------------------------------------------------------------------------
- * Choosing an index entry (platforms.md §7, containerd images.Manifest). */
+ * Choosing an index entry (docs/internals/platforms.md §7, containerd images.Manifest). */
 
 typedef struct oci_selection {
     /* Indexes into idx->manifests of runnable entries accepted by the matcher, best first.

@@ -1,10 +1,10 @@
-/* Platform parse, normalize, format and match with containerd's semantics (platforms.md §2-§4;
- * containerd/platforms database.go, platforms.go). */
+/* Platform parse, normalize, format and match with containerd's semantics
+ * (docs/internals/platforms.md §2-§4; containerd/platforms database.go, platforms.go). */
 #include "oci.h"
 
 #include <string.h>
 
-/* Known values for one-word specifiers (platforms.md §2; containerd database.go). */
+/* Known values for one-word specifiers (docs/internals/platforms.md §2; containerd database.go). */
 static const char *const known_os[] = {
         "aix",   "android", "darwin", "dragonfly", "freebsd", "hurd",    "illumos", "ios", "js",
         "linux", "nacl",    "netbsd", "openbsd",   "plan9",   "solaris", "windows", "zos",
@@ -363,7 +363,7 @@ int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform 
         mar_strlcpy(p.arch, parts[1], sizeof(p.arch));
         mar_strlcpy(p.variant, parts[2], sizeof(p.variant));
         normalize_arch(p.arch, sizeof(p.arch), p.variant, sizeof(p.variant));
-        /* The 3-part form re-adds v8 after normalizing (platforms.md §3). */
+        /* The 3-part form re-adds v8 after normalizing (docs/internals/platforms.md §3). */
         if (strcmp(p.arch, "arm64") == 0 && p.variant[0] == '\0') {
             mar_strlcpy(p.variant, "v8", sizeof(p.variant));
         }

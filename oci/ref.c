@@ -1,5 +1,5 @@
 /* Image references: the distribution/reference grammar and Docker Hub normalization
- * (registry-protocol.md §1; distribution/reference reference.go, normalize.go). */
+ * (docs/internals/registry-protocol.md §1; distribution/reference reference.go, normalize.go). */
 #include "oci.h"
 
 #include <arpa/inet.h>

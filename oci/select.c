@@ -1,6 +1,7 @@
-/* Choosing the entry of an index to run, as containerd's images.Manifest() does (platforms.md
- * §7): drop attestations, keep entries the matcher accepts or that carry no platform, stable-sort
- * by the matcher's order with platform-less entries last, take the first. */
+/* Choosing the entry of an index to run, as containerd's images.Manifest() does
+ * (docs/internals/platforms.md §7): drop attestations, keep entries the matcher accepts or that
+ * carry no platform, stable-sort by the matcher's order with platform-less entries last, take the
+ * first. */
 #include "oci.h"
 
 #include <string.h>

@@ -1,6 +1,6 @@
-/* Writing a layer (unpack-security.md §2, the table of entry types): every parent is resolved
- * in-root from one root dirfd and the last component is only ever touched with *at() calls that
- * do not follow it. Two modes:
+/* Writing a layer (docs/internals/unpack-security.md §2, the table of entry types): every parent is
+ * resolved in-root from one root dirfd and the last component is only ever touched with *at() calls
+ * that do not follow it. Two modes:
  *
  *   OCI_UNPACK_LAYER  the layer alone, as an overlayfs lower directory: whiteouts become 0/0
  *                     character devices, opaque markers the trusted.overlay.opaque xattr;
@@ -196,7 +196,7 @@ static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e, bo
 static bool xattr_allowed(const char *name)
 {
     /* security.capability is kept; trusted.* (overlay's own namespace, among others),
-     * security.selinux and ACL/NFS4 forms are dropped (unpack-security.md §3). */
+     * security.selinux and ACL/NFS4 forms are dropped (docs/internals/unpack-security.md §3). */
     if (mar_str_startswith(name, "trusted.") || strcmp(name, "security.selinux") == 0 ||
         mar_str_startswith(name, "system.")) {
         return false;

@@ -1,7 +1,7 @@
-/* Registry authentication (registry-protocol.md §5; distribution token.md, oauth.md; RFC 7235
- * §4.1, RFC 6750 §3): WWW-Authenticate parsing, bearer tokens cached per host, realm, service and
- * scope with their expiry, Basic credentials, and one token fetch shared by every operation
- * waiting for it. */
+/* Registry authentication (docs/internals/registry-protocol.md §5; distribution token.md, oauth.md;
+ * RFC 7235 §4.1, RFC 6750 §3): WWW-Authenticate parsing, bearer tokens cached per host, realm,
+ * service and scope with their expiry, Basic credentials, and one token fetch shared by every
+ * operation waiting for it. */
 #include "registry-internal.h"
 
 #include <string.h>
@@ -251,7 +251,7 @@ static bool origin_matches(const reg_op *op)
 void reg__auth_attach(reg_op *op)
 {
     reg_host *h = op->host;
-    /* Credentials go only to the origin they belong to (registry-protocol.md §7). */
+    /* Credentials go only to the origin they belong to (docs/internals/registry-protocol.md §7). */
     if (!h || !origin_matches(op)) {
         return;
     }
@@ -322,7 +322,7 @@ static void token_wait(reg_op *waiter, const char *key)
     top->host = NULL;
     c->stats.token_fetches++;
     if (h->creds.username && h->creds.password) {
-        /* Basic credentials for the token service (token.md "Requesting a Token"). */
+        /* Basic credentials for the token service (distribution token.md "Requesting a Token"). */
         top->userdata = h;
     }
     reg__op_start(top);

@@ -1,5 +1,5 @@
 /* The client core: operations wrap single HTTP exchanges with auth, redirects, retries and
- * backoff (registry-protocol.md §7, §9). */
+ * backoff (docs/internals/registry-protocol.md §7, §9). */
 #include "registry-internal.h"
 
 #include <string.h>
@@ -469,7 +469,7 @@ static void op_http_done(reg_http_req *req)
     op->done(op);
 }
 
-/* The error code for a final status (registry-protocol.md §9). */
+/* The error code for a final status (docs/internals/registry-protocol.md §9). */
 static int status_code(long st, const char *errcode)
 {
     if (st == 404) {

@@ -1,6 +1,6 @@
-/* Credentials from Docker's config.json and credential helpers (registry-protocol.md §6;
- * docker/docker-credential-helpers). Secrets never reach messages, logs or argv; helper stdout is
- * never echoed (unpack-security.md §8). */
+/* Credentials from Docker's config.json and credential helpers (docs/internals/registry-protocol.md
+ * §6; docker/docker-credential-helpers). Secrets never reach messages, logs or argv; helper stdout
+ * is never echoed (docs/internals/unpack-security.md §8). */
 #include "registry-internal.h"
 
 #include <fcntl.h>
@@ -94,7 +94,7 @@ static void load_config(reg_client *c)
 
 static void hold_secrets(void)
 {
-    /* No core file may carry a credential (unpack-security.md §8). */
+    /* No core file may carry a credential (docs/internals/unpack-security.md §8). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 

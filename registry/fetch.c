@@ -1,6 +1,6 @@
-/* Manifest and blob fetches with verification (registry-protocol.md §4, §10): tags resolve with
- * HEAD, content is fetched by digest, every byte is checked against the digest it was requested
- * by, and reads addressed by a descriptor stop at its size. */
+/* Manifest and blob fetches with verification (docs/internals/registry-protocol.md §4, §10): tags
+ * resolve with HEAD, content is fetched by digest, every byte is checked against the digest it was
+ * requested by, and reads addressed by a descriptor stop at its size. */
 #include "registry-internal.h"
 
 #include <string.h>
@@ -148,7 +148,7 @@ static void on_done(reg_op *op)
     return;
 integrity:
     reg_blob_release(&b);
-    /* One fresh attempt from byte 0 (registry-protocol.md §9). */
+    /* One fresh attempt from byte 0 (docs/internals/registry-protocol.md §9). */
     if (f->integrity_retries++ == 0) {
         mar_debug("%s, retrying once", err->msg);
         mar_err_free(err);

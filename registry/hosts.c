@@ -1,5 +1,6 @@
-/* Per-registry transport policy (registry-protocol.md §8): plain HTTP only for loopback and for
- * registries the user names insecure; extra CA certificates from certs.d directories. */
+/* Per-registry transport policy (docs/internals/registry-protocol.md §8): plain HTTP only for
+ * loopback and for registries the user names insecure; extra CA certificates from certs.d
+ * directories. */
 #include "registry-internal.h"
 
 #include <arpa/inet.h>

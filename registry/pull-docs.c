@@ -189,8 +189,8 @@ static void add_image(reg_pull *p, const oci_descriptor *d)
     im->raw_config.data = (mar_buf)MAR_BUF_INIT(0);
 }
 
-/* Chooses the index entries to pull (platforms.md §7): each requested platform's best match,
- * every runnable entry for --all-platforms, the host's best match by default. */
+/* Chooses the index entries to pull (docs/internals/platforms.md §7): each requested platform's
+ * best match, every runnable entry for --all-platforms, the host's best match by default. */
 static int choose(reg_pull *p, mar_err **err)
 {
     const oci_manifest *idx = p->topm;

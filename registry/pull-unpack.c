@@ -1,6 +1,6 @@
 /* The unpacking side of a pull: worker threads unpack committed layer blobs into part
  * directories (OCI_UNPACK_LAYER), then each image's layers are settled bottom-up against the
- * ones under them and marked complete (unpack-security.md §2 "Layout"). */
+ * ones under them and marked complete (docs/internals/unpack-security.md §2 "Layout"). */
 #include "pull-internal.h"
 
 #include <errno.h>

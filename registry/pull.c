@@ -3,10 +3,10 @@
  * and unpack each layer into its own directory on worker threads while other layers still
  * download. Layers are then settled in order (settle.c) and marked complete.
  *
- * Cross-process protocol (registry-protocol.md §13): a blob or a chain another process holds
- * is not waited for while this run has work of its own; those are taken afterwards, blocking,
- * in order (blobs in sorted digest order; chains bottom-up, which cannot deadlock because a
- * ChainID fixes every layer under it).
+ * Cross-process protocol (docs/internals/registry-protocol.md §13): a blob or a chain another
+ * process holds is not waited for while this run has work of its own; those are taken afterwards,
+ * blocking, in order (blobs in sorted digest order; chains bottom-up, which cannot deadlock because
+ * a ChainID fixes every layer under it).
  *
  * Threads: the registry client and everything it calls back run on the calling thread; the
  * workers only unpack. Shared state is guarded by p->mu, and the progress callback is called
@@ -195,7 +195,7 @@ static void blob_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void 
         return;
     }
     /* A digest mismatch after a resume may come from the bytes of the earlier run: drop them and
-     * try once more from byte 0 (registry-protocol.md §9). */
+     * try once more from byte 0 (docs/internals/registry-protocol.md §9). */
     if (mar_err_code(err) == MAR_EINTEGRITY && j->attempts < 2 && !reg__pull_failed(p)) {
         mar_err_free(err);
         reg_ingest_discard(TAKE_PTR(j->ing));

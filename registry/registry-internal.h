@@ -8,7 +8,7 @@
 typedef struct reg_creds {
     char *username;
     char *password;
-    char *identity_token; /* OAuth2 refresh token (registry-protocol.md §5) */
+    char *identity_token; /* OAuth2 refresh token (docs/internals/registry-protocol.md §5) */
     char *registry_token; /* a bearer token to send as is */
     char source[96];      /* "config.json auths", "credential helper 'pass'": for messages */
 } reg_creds;
@@ -100,7 +100,7 @@ reg_op *reg__op_new(reg_client *c, reg_host *host, const char *repo, const char 
 void reg__op_start(reg_op *op);
 reg_op *reg__op_free(reg_op *op);
 /* An error for a final non-2xx status ("GET '<url>': 404 MANIFEST_UNKNOWN: manifest unknown"),
- * code from registry-protocol.md §9. */
+ * code from docs/internals/registry-protocol.md §9. */
 int reg__op_status_error(reg_op *op, const char *what, mar_err **err);
 /* The URL without query string, for messages and logs. Returns: new string. */
 char *reg__url_for_log(const char *url);

@@ -1,8 +1,8 @@
-/* registry/: the distribution-spec client (registry-protocol.md). An event-driven client over an
- * injectable HTTP transport: libcurl's multi interface in production, canned exchanges in unit
- * tests. Operations are started, then reg_client_run() drives them all concurrently until done;
- * completions arrive through callbacks. Auth (bearer tokens, basic), credential helpers,
- * redirects, retries and verification live here; printing does not. */
+/* registry/: the distribution-spec client (docs/internals/registry-protocol.md). An event-driven
+ * client over an injectable HTTP transport: libcurl's multi interface in production, canned
+ * exchanges in unit tests. Operations are started, then reg_client_run() drives them all
+ * concurrently until done; completions arrive through callbacks. Auth (bearer tokens, basic),
+ * credential helpers, redirects, retries and verification live here; printing does not. */
 #ifndef MAR_REGISTRY_H
 #define MAR_REGISTRY_H
 
@@ -96,7 +96,7 @@ typedef struct reg_options {
     const char *
             certs_dirs[4]; /* NULL-terminated; default /etc/docker/certs.d, ~/.config/mar/certs.d */
     int max_attempts;      /* per request; 0 = 5 */
-    uint64_t backoff_base_ms;    /* 0 = 500 (registry-protocol.md §9) */
+    uint64_t backoff_base_ms;    /* 0 = 500 (docs/internals/registry-protocol.md §9) */
     uint64_t backoff_cap_ms;     /* 0 = 30000 */
     uint64_t retry_after_max_ms; /* longest 429 Retry-After honoured; 0 = 60000 */
     const char *user_agent;
@@ -216,8 +216,8 @@ MAR_DEFINE_CLEANUP(reg_image, reg_image_free)
 #define _cleanup_image_ _cleanup_(reg_image_freep)
 
 /* ---------------------------------------------------------------------------------------------
- * Content store (registry-protocol.md §13): an OCI image layout plus ingest/, locks/ and
- * unpack/. Safe for several mar processes at once: per-digest flocks, atomic renames. */
+ * Content store (docs/internals/registry-protocol.md §13): an OCI image layout plus ingest/, locks/
+ * and unpack/. Safe for several mar processes at once: per-digest flocks, atomic renames. */
 
 typedef struct reg_store reg_store;
 
@@ -420,7 +420,7 @@ size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret);
  * Hosts. */
 
 /* True for 127.0.0.0/8, ::1 and "localhost" (with any port) after inet_pton
- * (registry-protocol.md §8). */
+ * (docs/internals/registry-protocol.md §8). */
 bool reg_host_is_loopback(const char *hostport);
 
 #endif

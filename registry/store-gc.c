@@ -1,5 +1,5 @@
-/* Garbage collection and verification of the store (unpack-security.md §7 "fsck"). gc runs
- * under the exclusive store lock, which every pull holds shared: with it, no ingest or part
+/* Garbage collection and verification of the store (docs/internals/unpack-security.md §7 "fsck").
+ * gc runs under the exclusive store lock, which every pull holds shared: with it, no ingest or part
  * directory belongs to a live process, so all of them go. What stays is what the references of
  * index.json reach: their manifests and indexes, the children of indexes that are present,
  * configs, layer blobs, and the unpacked layers named by the configs' ChainIDs. */

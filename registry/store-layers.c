@@ -1,9 +1,9 @@
-/* Unpacked layers in the store (unpack-security.md §2 "Layout"): each layer is unpacked into
- * unpack/part-<chain>/rootfs under the chain's lock, settled, marked with .complete, and renamed
- * to unpack/<chain>. Only a directory holding .complete counts as present, so an interrupted run
- * never leaves something that looks unpacked (an empty layer dir taken as present: pelagos#470).
- * The part name is fixed per chain: whoever holds the lock owns it, and a leftover is a dead
- * run's, removed before starting again. */
+/* Unpacked layers in the store (docs/internals/unpack-security.md §2 "Layout"): each layer is
+ * unpacked into unpack/part-<chain>/rootfs under the chain's lock, settled, marked with .complete,
+ * and renamed to unpack/<chain>. Only a directory holding .complete counts as present, so an
+ * interrupted run never leaves something that looks unpacked (an empty layer dir taken as present:
+ * pelagos#470). The part name is fixed per chain: whoever holds the lock owns it, and a leftover is
+ * a dead run's, removed before starting again. */
 #include "registry-internal.h"
 
 #include <errno.h>

@@ -1,5 +1,6 @@
-/* The content store (registry-protocol.md §13): an OCI image layout (image-spec image-layout.md)
- * that skopeo and umoci can read, plus mar's own ingest/, locks/ and unpack/ directories.
+/* The content store (docs/internals/registry-protocol.md §13): an OCI image layout (image-spec
+ * image-layout.md) that skopeo and umoci can read, plus mar's own ingest/, locks/ and unpack/
+ * directories.
  *
  *   <store>/oci-layout, index.json     the layout; refs are org.opencontainers.image.ref.name
  *   <store>/blobs/<alg>/<hex>          0444, named only after size and digest were verified

@@ -1,6 +1,6 @@
-/* Streaming blob downloads with resume (registry-protocol.md §13 "Resume with Range"): bytes go
- * to a sink as they arrive while being hashed; an interrupted transfer continues with
- * `Range: bytes=<off>-`; a 206 must start at that offset; a 200 that ignored the range has its
+/* Streaming blob downloads with resume (docs/internals/registry-protocol.md §13 "Resume with
+ * Range"): bytes go to a sink as they arrive while being hashed; an interrupted transfer continues
+ * with `Range: bytes=<off>-`; a 206 must start at that offset; a 200 that ignored the range has its
  * first <off> bytes dropped; any other answer starts over from 0 when the sink can, and fails
  * otherwise. The verdict (size and digest) comes only at the end. */
 #include "registry-internal.h"

@@ -147,7 +147,7 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ud)
 }
 
 /* Adds the registry's extra CA certificates (certs.d) to the default trust store, so both the
- * system CAs and the per-registry ones verify (registry-protocol.md §8). */
+ * system CAs and the per-registry ones verify (docs/internals/registry-protocol.md §8). */
 static CURLcode on_ssl_ctx(CURL *easy, void *sslctx, void *ud)
 {
     (void)easy;
@@ -182,7 +182,7 @@ static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
     }
     curl_easy_setopt(h, CURLOPT_URL, req->url);
     /* Redirects are followed by the client, which decides where credentials go
-     * (registry-protocol.md §7). */
+     * (docs/internals/registry-protocol.md §7). */
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

@@ -1,4 +1,4 @@
-/* Capped, always-terminated buffers and string vectors (style.md §4). */
+/* Capped, always-terminated buffers and string vectors (docs/internals/style.md §4). */
 #include "util.h"
 
 #include <errno.h>

@@ -1,4 +1,5 @@
-/* The diagnostics sink: libraries never print (style.md §2); cli/ installs where lines go. */
+/* The diagnostics sink: libraries never print (docs/internals/style.md §2); cli/ installs where
+ * lines go. */
 #include "util.h"
 
 static mar_diag_fn sink;

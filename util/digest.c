@@ -1,6 +1,6 @@
-/* Content digests (registry-protocol.md §10; image-spec descriptor.md "Digests"). Only sha256 and
- * sha512 are accepted, lower-case hex of exact length, and the OpenSSL algorithm comes from a
- * fixed table: a registry string never reaches EVP_get_digestbyname. */
+/* Content digests (docs/internals/registry-protocol.md §10; image-spec descriptor.md "Digests").
+ * Only sha256 and sha512 are accepted, lower-case hex of exact length, and the OpenSSL algorithm
+ * comes from a fixed table: a registry string never reaches EVP_get_digestbyname. */
 #include "util.h"
 
 #include <string.h>

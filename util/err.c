@@ -1,4 +1,5 @@
-/* The one error type (style.md §2): set once, wrapped with context, freed by the caller. */
+/* The one error type (docs/internals/style.md §2): set once, wrapped with context, freed by the
+ * caller. */
 #include "util.h"
 
 #include <assert.h>

@@ -1,5 +1,6 @@
-/* Filesystem access scoped to a root directory fd (unpack-security.md §2): every path is
- * resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV), so "/" and
+/* Filesystem access scoped to a root directory fd (docs/internals/unpack-security.md §2): every
+ * path is resolved with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV), so "/"
+ * and
  * ".." and absolute symlinks stay inside the root like chroot(2) would keep them, without
  * entering it. Where openat2 is missing (ENOSYS, or a seccomp filter's EPERM) an fd-based walk
  * does the same resolution in user space: one component at a time with O_NOFOLLOW, symlinks read

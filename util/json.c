@@ -1,4 +1,4 @@
-/* JSON loading and table-driven field dispatch (style.md §5). */
+/* JSON loading and table-driven field dispatch (docs/internals/style.md §5). */
 #include "util.h"
 
 #include <string.h>

@@ -1,4 +1,5 @@
-/* Allocation that aborts in one place, with an injectable failure for tests (style.md §3). */
+/* Allocation that aborts in one place, with an injectable failure for tests
+ * (docs/internals/style.md §3). */
 #include "util.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
 /* Running helper programs without a shell: argv only, bounded output, a deadline. Used for
- * credential helpers (registry-protocol.md §6: 1 MiB stdout, 30 s) and similar children. */
+ * credential helpers (docs/internals/registry-protocol.md §6: 1 MiB stdout, 30 s) and similar
+ * children. */
 #include "util.h"
 
 #include <errno.h>

@@ -18,7 +18,7 @@
 #define MAR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------------
- * Errors (style.md §2). Codes are a closed set and double as exit statuses. */
+ * Errors (docs/internals/style.md §2). Codes are a closed set and double as exit statuses. */
 
 enum {
     MAR_EFAIL = 1,
@@ -73,7 +73,7 @@ char *mar_secret_free(char *s);
 void mar_memzero(void *p, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
- * Cleanup attributes (style.md §3). */
+ * Cleanup attributes (docs/internals/style.md §3). */
 
 static inline void mar__freep(void *p)
 {
@@ -135,8 +135,8 @@ static inline void mar__secretp(char **s)
     })
 
 /* ---------------------------------------------------------------------------------------------
- * Capped buffers (style.md §4). Always NUL-terminated; data is never NULL after MAR_BUF_INIT; a
- * failed append releases the buffer. */
+ * Capped buffers (docs/internals/style.md §4). Always NUL-terminated; data is never NULL after
+ * MAR_BUF_INIT; a failed append releases the buffer. */
 
 extern char mar__buf_empty[1];
 
@@ -174,7 +174,8 @@ static inline void mar__bufp(mar_buf *b)
 #define _cleanup_buf_ _cleanup_(mar__bufp)
 
 /* Caps on inputs (docs/internals/buffers.md). */
-#define MAR_CAP_MANIFEST      4393216u /* containerd MaxManifestSize, registry-protocol.md §10 */
+#define MAR_CAP_MANIFEST                                                                           \
+    4393216u /* containerd MaxManifestSize, docs/internals/registry-protocol.md §10 */
 #define MAR_CAP_CONFIG        (8u << 20)
 #define MAR_CAP_ERROR_BODY    (64u << 10)
 #define MAR_CAP_TOKEN_BODY    (64u << 10)
@@ -249,8 +250,8 @@ bool mar_map_next(const mar_map *m, size_t *pos, const char **ret_key, void **re
 void mar_map_release(mar_map *m);
 
 /* ---------------------------------------------------------------------------------------------
- * Diagnostics sink (style.md §2 "Printing"). Libraries report through these; cli/ installs the
- * sink and decides what reaches stderr. */
+ * Diagnostics sink (docs/internals/style.md §2 "Printing"). Libraries report through these; cli/
+ * installs the sink and decides what reaches stderr. */
 
 typedef enum { MAR_DIAG_DEBUG, MAR_DIAG_NOTICE, MAR_DIAG_WARN } mar_diag_level;
 typedef void (*mar_diag_fn)(mar_diag_level level, const char *msg, void *userdata);
@@ -263,8 +264,9 @@ void mar_diag_notice(const char *fmt, ...) MAR_PRINTF(1, 2);
 void mar_debug(const char *fmt, ...) MAR_PRINTF(1, 2);
 
 /* ---------------------------------------------------------------------------------------------
- * Digests (registry-protocol.md §10): "sha256:" + 64 or "sha512:" + 128 lower-case hex, nothing
- * else. The algorithm is mapped through a fixed table; registry strings never name a hash. */
+ * Digests (docs/internals/registry-protocol.md §10): "sha256:" + 64 or "sha512:" + 128 lower-case
+ * hex, nothing else. The algorithm is mapped through a fixed table; registry strings never name a
+ * hash. */
 
 typedef enum { MAR_DIGEST_SHA256 = 0, MAR_DIGEST_SHA512 = 1 } mar_digest_alg;
 
@@ -301,7 +303,7 @@ void mar_digest_of(mar_digest_alg alg, const void *p, size_t n, mar_digest *ret)
 bool mar_digest_verify(const mar_digest *d, const void *p, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
- * JSON (style.md §5). */
+ * JSON (docs/internals/style.md §5). */
 
 /* Loads a document, rejecting duplicate keys; failures name "line:column". Errors:
  * MAR_EINTEGRITY. Returns: new reference in *ret. */
@@ -371,9 +373,10 @@ int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **er
 int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
- * Access scoped to a root directory (unpack-security.md §2): openat2 with RESOLVE_IN_ROOT |
- * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, or an fd-based user-space walk where openat2 is
- * missing (MAR_NO_OPENAT2=1 forces it). "/", ".." and absolute symlinks never leave the root. */
+ * Access scoped to a root directory (docs/internals/unpack-security.md §2): openat2 with
+ * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, or an fd-based user-space walk where
+ * openat2 is missing (MAR_NO_OPENAT2=1 forces it). "/", ".." and absolute symlinks never leave the
+ * root. */
 
 /* Opens a directory to serve as a root: O_PATH|O_DIRECTORY|O_NOFOLLOW. Errors: MAR_ENOTFOUND,
  * MAR_EIO. Returns: the fd. */

@@ -1,9 +1,10 @@
 /* Which CPUs a program is built for, from its first bytes: Mach-O (thin, and universal "fat"
  * files listing several slices) and ELF. `mar doctor` uses it on limactl, colima and QEMU: an
  * x86-64 build of them on an M-series Mac runs under Rosetta, sees an x86-64 host and makes every
- * VM x86-64 too, emulated by QEMU's TCG (abiosoft/colima#204, binfmt-and-rosetta.md §10). Mach-O
- * layout: <mach-o/loader.h> and <mach-o/fat.h> (magic, cputype at offset 4; fat headers are
- * big-endian, nfat_arch at 4, then 20-byte fat_arch records, or 32-byte ones for FAT_MAGIC_64). */
+ * VM x86-64 too, emulated by QEMU's TCG (abiosoft/colima#204, docs/internals/binfmt-and-rosetta.md
+ * §10). Mach-O layout: <mach-o/loader.h> and <mach-o/fat.h> (magic, cputype at offset 4; fat
+ * headers are big-endian, nfat_arch at 4, then 20-byte fat_arch records, or 32-byte ones for
+ * FAT_MAGIC_64). */
 #include "vm.h"
 
 #include <string.h>

@@ -93,7 +93,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-/* gRPC status codes (grpc/doc/statuscodes.md) to mar's closed set. */
+/* gRPC status codes (grpc doc/statuscodes.md) to mar's closed set. */
 static int map_status(int s)
 {
     switch (s) {

@@ -1,9 +1,9 @@
 /* The Lima driver: a lima.yaml made for running containers of every architecture, and the
  * limactl invocations that create, start, stop, delete, inspect and enter the VM. Lima's keys are
  * those its templates/default.yaml documents; Rosetta is set through vmOpts.vz.rosetta (Lima 2;
- * the top-level `rosetta:` is deprecated, binfmt-and-rosetta.md §9). Nothing here can run on
- * this machine's CI (Lima needs macOS for vz, and limactl): tests check the generated files
- * against golden ones and the invocations through an injected runner (docs/mar-vm.1.md). */
+ * the top-level `rosetta:` is deprecated, docs/internals/binfmt-and-rosetta.md §9). Nothing here
+ * can run on this machine's CI (Lima needs macOS for vz, and limactl): tests check the generated
+ * files against golden ones and the invocations through an injected runner (docs/mar-vm.1.md). */
 #include "vm.h"
 
 #include <ctype.h>

@@ -1,4 +1,5 @@
-/* Targets and the execution planner (platforms.md §5-§6, §11-§12; binfmt-and-rosetta.md §7). */
+/* Targets and the execution planner (docs/internals/platforms.md §5-§6, §11-§12;
+ * docs/internals/binfmt-and-rosetta.md §7). */
 #include "vm.h"
 
 #include <string.h>
@@ -83,7 +84,7 @@ int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, 
     t.ia32 = true;
     if (strcmp(spec, "apple-silicon") == 0 || strcmp(spec, "apple-silicon-qemu") == 0) {
         /* A Lima/colima VM on an M-series Mac: linux/arm64 guest. M-series cores have no AArch32,
-         * so 32-bit Arm needs qemu-arm there (platforms.md §11). */
+         * so 32-bit Arm needs qemu-arm there (docs/internals/platforms.md §11). */
         mar_strlcpy(t.platform.os, "linux", sizeof(t.platform.os));
         mar_strlcpy(t.platform.arch, "arm64", sizeof(t.platform.arch));
         t.aarch32 = false;

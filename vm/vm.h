@@ -190,8 +190,8 @@ int vm_user_resolve(const char *spec, const char *passwd, const char *group, vm_
                     mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
- * Lima and colima VM configurations on disk (binfmt-and-rosetta.md §9), and what is wrong with
- * them for running containers of other architectures. */
+ * Lima and colima VM configurations on disk (docs/internals/binfmt-and-rosetta.md §9), and what is
+ * wrong with them for running containers of other architectures. */
 
 typedef enum { VM_CONF_LIMA, VM_CONF_COLIMA } vm_conf_kind;
 

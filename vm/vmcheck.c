@@ -1,10 +1,10 @@
 /* What is wrong with a Lima or colima VM configuration for running containers of other
- * architectures, with a fix for each finding. The pitfalls are those of binfmt-and-rosetta.md §9
- * and §10: a QEMU VM on Apple Silicon (no Rosetta), a VM of a foreign architecture (the whole
- * machine emulated), colima's silent QEMU fallback for vz + Rosetta with a foreign arch
- * (abiosoft/colima#805, #988), Rosetta mounted but not registered, too little memory for
- * emulated amd64 (OOM kills), and Lima's deprecated top-level `rosetta:` disagreeing with
- * `vmOpts.vz.rosetta`. */
+ * architectures, with a fix for each finding. The pitfalls are those of
+ * docs/internals/binfmt-and-rosetta.md §9 and §10: a QEMU VM on Apple Silicon (no Rosetta), a VM of
+ * a foreign architecture (the whole machine emulated), colima's silent QEMU fallback for vz +
+ * Rosetta with a foreign arch (abiosoft/colima#805, #988), Rosetta mounted but not registered, too
+ * little memory for emulated amd64 (OOM kills), and Lima's deprecated top-level `rosetta:`
+ * disagreeing with `vmOpts.vz.rosetta`. */
 #include "vm.h"
 
 #include <stdarg.h>

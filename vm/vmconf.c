@@ -1,7 +1,7 @@
 /* Lima's lima.yaml and colima's colima.yaml, read for the settings that decide how containers of
- * other architectures run (binfmt-and-rosetta.md §9). Only what the findings need is kept, with
- * the line each came from. Parsed by libyaml's document loader, so anchors, flow style and
- * quoting mean what YAML says. */
+ * other architectures run (docs/internals/binfmt-and-rosetta.md §9). Only what the findings need is
+ * kept, with the line each came from. Parsed by libyaml's document loader, so anchors, flow style
+ * and quoting mean what YAML says. */
 #include "vm.h"
 
 #include <ctype.h>

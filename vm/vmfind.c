@@ -1,5 +1,6 @@
-/* Finding the Lima and colima configurations on disk (binfmt-and-rosetta.md §9): Lima instances
- * are `<LIMA_HOME>/<name>/lima.yaml` (directories starting with `_` are Lima's own: `_config`,
+/* Finding the Lima and colima configurations on disk (docs/internals/binfmt-and-rosetta.md §9):
+ * Lima instances are `<LIMA_HOME>/<name>/lima.yaml` (directories starting with `_` are Lima's own:
+ * `_config`,
  * `_cache`); colima profiles `<COLIMA_HOME>/<profile>/colima.yaml`, and the Lima VM colima
  * generated for profile P lives in `<COLIMA_HOME>/_lima/colima[-P]/lima.yaml` ("default" has no
  * suffix). */

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault-injecting proxy for the test bed (unpack-security.md §6): forwards to a registry and, on
+"""Fault-injecting proxy for the test bed (docs/internals/unpack-security.md §6): forwards to a registry and, on
 request, breaks the answers in the ways real networks and registries do.
 
 Control (plain HTTP on the same port, never forwarded):

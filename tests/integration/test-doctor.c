@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The entries as the kernel prints them: Rosetta's registration line (binfmt-and-rosetta.md §5)
- * and Debian's qemu-user-static ones. */
+/* The entries as the kernel prints them: Rosetta's registration line
+ * (docs/internals/binfmt-and-rosetta.md §5) and Debian's qemu-user-static ones. */
 #define X86_64_MAGIC "magic 7f454c4602010100000000000000000002003e00\n"
 static const char rosetta[] =
         "enabled\ninterpreter /mnt/lima-rosetta/rosetta\nflags: OCF\n"

@@ -1,4 +1,5 @@
-/* Several mar processes on one store, and mar killed at random points (unpack-security.md §7):
+/* Several mar processes on one store, and mar killed at random points
+ * (docs/internals/unpack-security.md §7):
  *
  *   - 8 concurrent pulls of 4 images sharing a base layer: every blob is fetched once (counted
  *     by the fault proxy in front of the registry), the store passes fsck, every layer is

@@ -1,7 +1,8 @@
-/* mar pull through tests/bed/faultproxy.py (unpack-security.md §6): truncated, reset, stalled,
- * wrong and overlong bodies, server errors, rate limits, redirects and broken ranges. After
- * every case the store passes fsck: each blob hashes to its name, nothing incomplete is marked
- * complete; a failed case left no blob for what failed. Also: a store on a full file system. */
+/* mar pull through tests/bed/faultproxy.py (docs/internals/unpack-security.md §6): truncated,
+ * reset, stalled, wrong and overlong bodies, server errors, rate limits, redirects and broken
+ * ranges. After every case the store passes fsck: each blob hashes to its name, nothing incomplete
+ * is marked complete; a failed case left no blob for what failed. Also: a store on a full file
+ * system. */
 #include "itest.h"
 
 #include <sched.h>
@@ -339,7 +340,7 @@ static void test_redirect(void **state)
     pull(auth_port, "single", extra, &o);
     expect_ok(&o);
     assert_not_contains(o.err, itest_bed("MAR_TEST_PASSWORD"));
-    /* Nor anywhere in the store (unpack-security.md §8). */
+    /* Nor anywhere in the store (docs/internals/unpack-security.md §8). */
     itest_run g;
     const char *grep[] = {"grep", "-r", "-l", "-F", itest_bed("MAR_TEST_PASSWORD"), o.store, NULL};
     itest_runv(&g, NULL, grep);

@@ -43,7 +43,7 @@ char *itest_write(const char *name, const char *content, unsigned mode);
 /* True when haystack contains needle. */
 bool itest_contains(const char *haystack, const char *needle);
 
-/* What a store holds, checked the way unpack-security.md §7 defines fsck. */
+/* What a store holds, checked the way docs/internals/unpack-security.md §7 defines fsck. */
 typedef struct itest_fsck {
     size_t blobs, bad_blobs; /* bad: does not hash to its name, or not 0444 */
     size_t layers, incomplete_layers;

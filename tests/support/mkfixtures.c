@@ -328,7 +328,7 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
     push_manifest(repo, ret->manifest.digest.str, &ret->manifest);
 }
 
-/* A buildx-style attestation manifest describing `subject` (platforms.md §9). */
+/* A buildx-style attestation manifest describing `subject` (docs/internals/platforms.md §9). */
 static void build_attestation(const char *repo, const blob *subject, blob *ret)
 {
     char stmt[512];

@@ -1,4 +1,5 @@
-/* A reg_http_ops transport that replays canned exchanges (style.md §8 "Injected transport").
+/* A reg_http_ops transport that replays canned exchanges (docs/internals/style.md §8 "Injected
+ * transport").
  *
  * Script format (one file, blocks separated by a line "---"):
  *   > GET https://registry.example/v2/x/manifests/latest    request line; '*' at the end = prefix

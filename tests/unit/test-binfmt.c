@@ -406,7 +406,8 @@ static void test_rosetta_line(void **state)
     assert_int_equal(binfmt_register_line("mar-rosetta", binfmt_arch_by_oci("amd64"),
                                           "/mnt/lima-rosetta/rosetta", "F", line, sizeof(line), &e),
                      0);
-    /* The magic and mask Lima and colima register for Rosetta (binfmt-and-rosetta.md §5). */
+    /* The magic and mask Lima and colima register for Rosetta (docs/internals/binfmt-and-rosetta.md
+     * §5). */
     assert_string_equal(line, ":mar-rosetta:M:0:"
                               "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00"
                               "\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00:"

@@ -1,6 +1,6 @@
-/* The platform model against containerd's semantics (platforms.md §2-§7): parse, normalize,
- * match, the fallback ladder, index ordering and host variant detection. Each table row is one
- * case; every failing row is reported before the test fails. */
+/* The platform model against containerd's semantics (docs/internals/platforms.md §2-§7): parse,
+ * normalize, match, the fallback ladder, index ordering and host variant detection. Each table row
+ * is one case; every failing row is reported before the test fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

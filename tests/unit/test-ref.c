@@ -1,4 +1,4 @@
-/* References: Docker's grammar and Hub normalization (registry-protocol.md §1). */
+/* References: Docker's grammar and Hub normalization (docs/internals/registry-protocol.md §1). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

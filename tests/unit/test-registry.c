@@ -275,7 +275,7 @@ static int run_case(const char *dir, const char *name)
     if (want_rc == 0) {
         CHECK(replay_unused(rp) == 0, "%zu scripted exchanges never requested", replay_unused(rp));
     }
-    /* Secrets never reach messages or logs (unpack-security.md §8). */
+    /* Secrets never reach messages or logs (docs/internals/unpack-security.md §8). */
     CHECK(!out.err || !strstr(out.err->msg, CANARY), "secret in message: %s", out.err->msg);
     CHECK(!strstr(diag_log.data, CANARY), "secret in diagnostics");
     if (strstr(diag_log.data, "X-Amz-Signature=secret")) {

@@ -1,8 +1,8 @@
-/* The malicious-layer corpus (unpack-security.md §4) with its oracle (§5): every case is built by
- * the tests' tar writer, run for plain tar, gzip and zstd, as root and rootless, flattened
- * (APPLY) and as an overlay layer (LAYER), and must give its expected class (CONTAIN, REJECT,
- * DROP) while nothing outside the root changes: every path under $T/outside and the listing of
- * $T are recorded before and compared after (type, mode, owner, size, mtime, links, content
+/* The malicious-layer corpus (docs/internals/unpack-security.md §4) with its oracle (§5): every
+ * case is built by the tests' tar writer, run for plain tar, gzip and zstd, as root and rootless,
+ * flattened (APPLY) and as an overlay layer (LAYER), and must give its expected class (CONTAIN,
+ * REJECT, DROP) while nothing outside the root changes: every path under $T/outside and the listing
+ * of $T are recorded before and compared after (type, mode, owner, size, mtime, links, content
  * hash, link target, xattrs). Absolute symlink targets aim into $T/outside, so a containment bug
  * writes there. As root the test runs in a private mount namespace with /etc and /usr read-only,
  * so an escape fails loudly instead of damaging the machine. */

@@ -1,6 +1,6 @@
-/* The symlink-exchange race (unpack-security.md §7, CVE-2018-15664 model): while a layer of
- * 10,000 files under d/ is applied, another thread keeps swapping the directory root/d with a
- * symlink root/d.lnk -> <outside> (renameat2 RENAME_EXCHANGE). Whatever the interleaving, no
+/* The symlink-exchange race (docs/internals/unpack-security.md §7, CVE-2018-15664 model): while a
+ * layer of 10,000 files under d/ is applied, another thread keeps swapping the directory root/d
+ * with a symlink root/d.lnk -> <outside> (renameat2 RENAME_EXCHANGE). Whatever the interleaving, no
  * write may land outside the root; aborted unpacks are allowed and counted. Runs with openat2
  * and again with the user-space walk (MAR_NO_OPENAT2=1). */
 #include <setjmp.h>
