@@ -110,7 +110,7 @@ int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, ma
             mar_strlcpy(e.extension, buf + 10, sizeof(e.extension));
         }
         /* Newer kernels may print more lines; they are ignored
-         * (docs/internals/binfmt-and-rosetta.md §2). */
+         * (docs/internals/binfmt-and-rosetta.md §4). */
     }
     if (!have_state) {
         return mar_err_set(err, MAR_EINTEGRITY, 0,
