@@ -255,21 +255,8 @@ typedef struct cmd_audit_run {
 int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
- * mar run (cmd-run.c, run-io.c, cmd-run-explain.c). */
+ * mar run (cmd-run.c, cmd-run-explain.c). */
 
-typedef struct cmd_run_io {
-    char *in_path, *out_path, *err_path;
-    int in_fd, out_fd, err_fd;
-    bool terminal;
-} cmd_run_io;
-
-/* Creates the stdio FIFOs in dir and opens mar's ends. Errors: MAR_EIO. */
-int cmd_run_fifos(const char *dir, bool in, bool terminal, cmd_run_io *ret, mar_err **err);
-void cmd_run_io_release(cmd_run_io *io);
-/* Copies the task's I/O until it exits and its FIFOs drain, forwarding the signals read from
- * sigfd; *ret_status is the exit status containerd reports. */
-int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool stdin_open,
-                   uint32_t *ret_status, mar_err **err);
 /* mar run --explain: the plan, printed, nothing run. Returns the exit status. */
 int cmd_run_explain(const cmd_args *args);
 
