@@ -146,9 +146,9 @@ void cmd_report_problem(cmd_report *r, const char *kind, const char *platform, c
 json_t *cmd_report_json(const cmd_report *r);
 void cmd_report_print(const cmd_report *r, FILE *out);
 
-/* --deep: scans the layers of every row marked deep (from the store s when it holds them, may be
- * NULL; otherwise streamed from the registry) and fills row->elf (deep.c). Errors: only
- * transport failures; per-row failures land in row->elf_err. */
+/* --deep: scans the layers of every row marked deep with reg_deep_scan (from the store s when it
+ * holds them, may be NULL; otherwise streamed from the registry) and fills row->elf
+ * (report-deep.c). Errors: only transport failures; per-row failures land in row->elf_err. */
 int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
                   mar_err **err);
 /* The store when one exists at the configured place (never creates one), else NULL. */
