@@ -192,32 +192,7 @@ void cmd_doctor_containerd(const char *address, vm_findings *out);
 void cmd_doctor_print(const vm_findings *f, const char *const *areas, size_t n_areas);
 
 /* ---------------------------------------------------------------------------------------------
- * mar audit (cmd-audit.c, audit-input.c, audit-report.c). */
-
-typedef enum { AUDIT_LIST, AUDIT_COMPOSE, AUDIT_K8S, AUDIT_DOCKERFILE } cmd_audit_kind;
-
-/* One place an image reference is used. */
-typedef struct cmd_audit_use {
-    char *image; /* as written (Dockerfile ARGs substituted) */
-    char *file;
-    size_t line;       /* 1-based */
-    char *context;     /* "service web", "Deployment/api container app", "FROM (stage build)" */
-    char *pin;         /* compose `platform:` or FROM --platform=, or NULL */
-    size_t pin_line;   /* where the pin is written */
-    char *service;     /* compose service name */
-    size_t builds_for; /* compose build.platforms count */
-    cmd_audit_kind kind;
-} cmd_audit_use;
-
-typedef struct cmd_audit_inputs {
-    cmd_audit_use *v;
-    size_t n;
-} cmd_audit_inputs;
-
-/* Reads one input ("-" for stdin), detected by name and content (audit-input.c). Errors:
- * MAR_EIO, MAR_ENOTFOUND, MAR_EUSAGE (malformed YAML, with file:line). */
-int cmd_audit_read_input(const char *path, cmd_audit_inputs *in, mar_err **err);
-void cmd_audit_inputs_release(cmd_audit_inputs *in);
+ * mar audit (cmd-audit.c, audit-report.c; the inputs are read by builder/). */
 
 /* One distinct image (and platform pin) and what it does on the target. */
 typedef struct cmd_audit_image {
@@ -243,7 +218,7 @@ typedef struct cmd_audit_image {
 
 typedef struct cmd_audit_run {
     vm_target target;
-    cmd_audit_inputs in;
+    bld_inputs in;
     cmd_audit_image **use_image; /* per use */
     cmd_audit_image *images;
     size_t n_images;

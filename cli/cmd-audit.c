@@ -221,14 +221,14 @@ static void recommend(cmd_audit_run *a, cmd_audit_image *im)
     oci_platform_format(&a->target.platform, tp, sizeof(tp));
     if (im->pin && im->has_native && !im->native) {
         for (size_t u = 0; u < a->in.n; u++) {
-            const cmd_audit_use *use = &a->in.v[u];
+            const bld_input_use *use = &a->in.v[u];
             if (use->pin && strcmp(use->pin, im->pin) == 0 && im == a->use_image[u]) {
-                mar_strv_push_take(
-                        &im->recs,
-                        mar_xasprintf("%s:%zu: drop `%s%s` from %s: %s is now published", use->file,
-                                      use->pin_line,
-                                      use->kind == AUDIT_DOCKERFILE ? "--platform=" : "platform: ",
-                                      im->pin, use->context, im->native_platform));
+                mar_strv_push_take(&im->recs,
+                                   mar_xasprintf("%s:%zu: drop `%s%s` from %s: %s is now published",
+                                                 use->file, use->pin_line,
+                                                 use->kind == BLD_INPUT_DOCKERFILE ? "--platform="
+                                                                                   : "platform: ",
+                                                 im->pin, use->context, im->native_platform));
             }
         }
     }
@@ -289,7 +289,7 @@ static void audit_release(cmd_audit_run *a)
     }
     free(a->images);
     free(a->use_image);
-    cmd_audit_inputs_release(&a->in);
+    bld_inputs_release(&a->in);
 }
 
 int cmd_audit(const cmd_def *def, cmd_args *args)
@@ -312,7 +312,7 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     for (size_t i = 0; i < args->pos.n; i++) {
-        if (cmd_audit_read_input(args->pos.v[i], &a.in, &err) < 0) {
+        if (bld_inputs_read(args->pos.v[i], &a.in, &err) < 0) {
             audit_release(&a);
             return cmd_fail(err);
         }
@@ -320,7 +320,7 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
     a.use_image = mar_xcalloc(a.in.n + 1, sizeof(*a.use_image));
     a.images = mar_xcalloc(a.in.n + 1, sizeof(*a.images));
     for (size_t u = 0; u < a.in.n; u++) {
-        const cmd_audit_use *use = &a.in.v[u];
+        const bld_input_use *use = &a.in.v[u];
         oci_ref ref;
         mar_err *e = NULL;
         char *name;
