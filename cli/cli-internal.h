@@ -59,6 +59,9 @@ const mar_strv *cmd_list(const cmd_args *a, const char *name);
 
 void cmd_print_help(const cmd_def *def, FILE *out);
 void cmd_print_usage(const cmd_def *def, FILE *out);
+/* A bad command line: prints "mar: <message>" and the verb's usage line on stderr. Returns
+ * MAR_EUSAGE, the exit status. */
+int cmd_usage_error(const cmd_def *def, const char *fmt, ...) MAR_PRINTF(2, 3);
 
 /* ---------------------------------------------------------------------------------------------
  * Output. */

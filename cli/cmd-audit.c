@@ -294,7 +294,6 @@ static void audit_release(cmd_audit_run *a)
 
 int cmd_audit(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     cmd_audit_run a = {0};
     const char *format = cmd_value(args, "format");
@@ -302,8 +301,7 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
         format = cmd_flag(args, "json") ? "json" : "table";
     }
     if (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "markdown")) {
-        fprintf(stderr, "mar: --format is table, json or markdown, not '%s'\n", format);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--format is table, json or markdown, not '%s'", format);
     }
     oci_host host;
     oci_host_detect(&host);

@@ -341,12 +341,10 @@ static json_t *results_json(const ck_run *run)
 
 int cmd_check(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *plist = cmd_value(args, "platforms");
     if (!plist || !*plist) {
-        fprintf(stderr, "mar: check needs --platforms P[,P...]\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "check needs --platforms P[,P...]");
     }
     mar_strv names = MAR_STRV_INIT;
     for (size_t i = 0; i < args->pos.n; i++) {
@@ -361,8 +359,7 @@ int cmd_check(const cmd_def *def, cmd_args *args)
     }
     if (names.n == 0) {
         mar_strv_release(&names);
-        fprintf(stderr, "mar: check needs images (arguments or -f FILE)\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "check needs images (arguments or -f FILE)");
     }
     oci_host host;
     oci_host_detect(&host);

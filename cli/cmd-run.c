@@ -482,7 +482,6 @@ out:
 
 int cmd_run(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *driver, *instance;
     if (cmd_vm_driver(args, NULL, &driver, &instance, &err) < 0) {
@@ -498,13 +497,12 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     bool tty = cmd_flag(args, "tty"), interactive = cmd_flag(args, "interactive");
     const char *network = cmd_value(args, "network");
     if (network && strcmp(network, "host") && strcmp(network, "none")) {
-        fprintf(stderr, "mar: --network is 'host' or 'none', not '%s'\n", network);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--network is 'host' or 'none', not '%s'", network);
     }
     const char *name = cmd_value(args, "name");
     if (name && !valid_id(name)) {
-        fprintf(stderr, "mar: bad --name '%s' ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 76)\n", name);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "bad --name '%s' ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 76)",
+                               name);
     }
     oci_host host;
     oci_host_detect(&host);
@@ -514,8 +512,7 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (n_platforms > 1) {
-        fprintf(stderr, "mar: run takes one --platform\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "run takes one --platform");
     }
     oci_ref ref;
     if (oci_ref_parse(image, &ref, &err) < 0) {
