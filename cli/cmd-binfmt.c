@@ -208,7 +208,6 @@ static bool probe_after(const char *root, const binfmt_arch *a, binfmt_probe *re
 
 int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     oci_host host;
     oci_host_detect(&host);
     mar_err *err = NULL;
@@ -230,8 +229,7 @@ int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
     if (emu && strcmp(emu, "rosetta") == 0) {
         o.emulator = BINFMT_KIND_ROSETTA;
     } else if (emu && strcmp(emu, "qemu") != 0) {
-        fprintf(stderr, "mar: --emulator takes qemu or rosetta\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--emulator takes qemu or rosetta");
     }
     int status = 0;
     for (size_t i = 0; i < n; i++) {

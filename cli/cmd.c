@@ -3,6 +3,7 @@
 #include "cli-internal.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <string.h>
 
 static const cmd_opt global_opts[] = {
@@ -344,6 +345,18 @@ void cmd_print_usage(const cmd_def *def, FILE *out)
     fprintf(out, "usage: mar %s %s\n", def->name, def->usage);
 }
 
+int cmd_usage_error(const cmd_def *def, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("mar: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    cmd_print_usage(def, stderr);
+    return MAR_EUSAGE;
+}
+
 void cmd_print_help(const cmd_def *def, FILE *out)
 {
     cmd_print_usage(def, out);
@@ -607,11 +620,10 @@ int cmd_main(int argc, char **argv)
     mar_err *err = NULL;
     int rc = cmd_parse(def, (int)av.n, av.v, &args, &err);
     if (rc < 0) {
-        fprintf(stderr, "mar: %s\n", err->msg);
-        cmd_print_usage(def, stderr);
+        rc = cmd_usage_error(def, "%s", err->msg);
         mar_err_free(err);
         mar_strv_release(&av);
-        return MAR_EUSAGE;
+        return rc;
     }
     args.raw = av.v + 1;
     args.n_raw = av.n - 1;

@@ -147,6 +147,42 @@ int vm_ctd_task_resize(vm_ctd *c, const char *id, unsigned width, unsigned heigh
 int vm_ctd_task_close_stdin(vm_ctd *c, const char *id, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
+ * A task's I/O while it runs (ctd-io.c): the FIFOs the shim opens, and the loop that copies them
+ * to the caller's descriptors and forwards signals. */
+
+typedef struct vm_io {
+    char *in_path, *out_path, *err_path; /* NULL when that stream has no FIFO */
+    int in_fd, out_fd, err_fd;           /* the caller's ends; -1 when closed */
+    bool terminal;
+} vm_io;
+
+#define VM_IO_INIT                                                                                 \
+    {                                                                                              \
+        .in_fd = -1, .out_fd = -1, .err_fd = -1                                                    \
+    }
+
+/* Creates the stdio FIFOs in dir (stdin only with in; no stderr with a terminal, which carries
+ * both) and opens the caller's ends. On failure *ret holds what was made; vm_io_release frees
+ * it. Errors: MAR_EIO. */
+int vm_io_fifos(const char *dir, bool in, bool terminal, vm_io *ret, mar_err **err);
+/* Closes the descriptors and frees the paths (the FIFOs stay in their directory). */
+void vm_io_release(vm_io *io);
+
+typedef struct vm_attach {
+    int sigfd;        /* a signalfd: SIGWINCH resizes, every other signal goes to the task */
+    bool stdin_open;  /* copy in to the task's stdin, then close it at in's end */
+    int in, out, err; /* the caller's descriptors (usually 0, 1, 2); in is also the terminal */
+} vm_attach;
+
+/* Copies the task's I/O until it exits and its FIFOs drain, forwarding the signals read from
+ * a->sigfd (the third SIGINT becomes SIGKILL, with a notice). With io->terminal and a terminal
+ * on a->in, that terminal is raw meanwhile and the task's follows its size. *ret_status is the
+ * exit status containerd reports. Errors: as vm_ctd_task_wait; MAR_EFAIL (no thread or
+ * eventfd). */
+int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint32_t *ret_status,
+                  mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
  * The OCI runtime spec of a container (spec.c) and the image's users (user.c). */
 
 typedef struct vm_bind {
