@@ -298,7 +298,7 @@ typedef struct bld_node {
                                 triggers of its base), ascending, no duplicates */
     unsigned *dep_lines;     /* for each dependency, the first line that makes it */
     size_t n_deps;
-    mar_strv images; /* images named by COPY --from or --mount from= */
+    mar_strv images; /* images named by COPY --from or --mount from=, sorted, unique */
 } bld_node;
 
 typedef struct bld_graph {

@@ -24,7 +24,7 @@ static inline bool bld__is_blank(char c)
  * (used where the parser only looks for heredoc words and a name's end cannot matter). */
 #define BLD__X_LAX_NAMES (1u << 8)
 
-/* ---- Shell patterns of ${v#p}, ${v%p}, ${v/p/r} (pattern.c) ------------------------------- */
+/* ---- Shell patterns of ${v#p}, ${v%p}, ${v/p/r} (pattern.c) ---------------------------------- */
 
 typedef struct bld__pattern bld__pattern;
 /* Compiles a pattern word: '*' any run, '?' any one character (neither matches a newline),
@@ -41,7 +41,7 @@ void bld__pattern_trim(const bld__pattern *p, const char *value, size_t n, bool 
 int bld__pattern_replace(const bld__pattern *p, const char *value, size_t n, const char *repl,
                          size_t repl_len, bool all, mar_buf *out);
 
-/* ---- Dockerfile argument lists (dockerfile-words.c) --------------------------------------- */
+/* ---- Dockerfile argument lists (dockerfile-words.c) ------------------------------------------ */
 
 /* Splits like BuildKit's parseWords (ENV, LABEL, ARG): whitespace-separated words, quotes and
  * escapes kept but respected. Appends to *ret. */
@@ -53,7 +53,7 @@ void bld__split_blank(const char *s, mar_strv *ret);
  * array with a non-string element or a NUL character (*ret_why says which). */
 int bld__json_strings(const char *s, mar_strv *ret, const char **ret_why);
 
-/* ---- Parsing (dockerfile.c, dockerfile-node.c, dockerfile-instr.c) ----------------------- */
+/* ---- Parsing (dockerfile.c, dockerfile-node.c, dockerfile-instr.c) --------------------------- */
 
 typedef struct bld__pctx {
     const char *file;
@@ -101,7 +101,7 @@ int bld__heredoc_word(const char *word, bld_heredoc *ret, const char **ret_why);
  * and global ARGs whose default uses them, unless a --build-arg fixed the value). */
 bool bld__scope_target_dep(const bld_scope *global, const char *name);
 
-/* ---- .dockerignore patterns (ignore.c) ---------------------------------------------------- */
+/* ---- .dockerignore patterns (ignore.c) ------------------------------------------------------- */
 
 /* Checks one pattern as bld_ignore_from_patterns would; *ret_why on failure. */
 bool bld__ignore_pattern_ok(const char *pattern, const char **ret_why);

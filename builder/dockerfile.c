@@ -138,8 +138,7 @@ static int directive(const bld__pctx *P, directives *d, unsigned line, const cha
     return 1;
 }
 
-/* ---- Continuations ----------------------------------------------------------------------------
- */
+/* ---- Continuations --------------------------------------------------------------------------- */
 
 /* A line continues when it ends in the escape character, blanks after it allowed, unless the
  * escape character is itself escaped. Returns the length without the continuation. */
@@ -156,8 +155,7 @@ static bool continues(const char *s, size_t *n, char esc)
     return true;
 }
 
-/* ---- Heredocs ---------------------------------------------------------------------------------
- */
+/* ---- Heredocs -------------------------------------------------------------------------------- */
 
 static bld_var_state unknown(const char *name, const char **ret_value, void *ud)
 {
@@ -440,30 +438,40 @@ static int assemble(const bld__pctx *P, instrs *in, bld_dockerfile *df, mar_err 
         return bld__fail(P, 0, err, "no FROM instruction");
     }
     df->stages = mar_xcalloc(in->n, sizeof(bld_stage));
-    for (; i < in->n; i++) {
+    mar_map names = MAR_MAP_INIT; /* name -> index + 1 */
+    int r = 0;
+    for (; i < in->n && r == 0; i++) {
         bld_instr *ins = &in->v[i];
         if (ins->kind == BLD_FROM) {
             const char *name = ins->stage_name;
+            size_t seen = name ? (size_t)(uintptr_t)mar_map_get(&names, name) : 0;
             if (name && (strcmp(name, "scratch") == 0 || strcmp(name, "context") == 0)) {
-                return bld__fail(P, ins->line, err, "'%s' is a reserved stage name", name);
+                r = bld__fail(P, ins->line, err, "'%s' is a reserved stage name", name);
+                break;
             }
-            for (size_t j = 0; name && j < df->n_stages; j++) {
-                if (df->stages[j].name && strcmp(df->stages[j].name, name) == 0) {
-                    return bld__fail(P, ins->line, err,
-                                     "stage name '%s' is already used on line %u", name,
-                                     df->stages[j].instrs[0].line);
-                }
+            if (seen) {
+                r = bld__fail(P, ins->line, err, "stage name '%s' is already used on line %u", name,
+                              df->stages[seen - 1].instrs[0].line);
+                break;
+            }
+            size_t n = 1;
+            while (i + n < in->n && in->v[i + n].kind != BLD_FROM) {
+                n++;
             }
             bld_stage *st = &df->stages[df->n_stages];
             st->index = df->n_stages++;
             st->name = name ? mar_xstrdup(name) : NULL;
-            st->instrs = mar_xcalloc(in->n - i, sizeof(bld_instr));
+            st->instrs = mar_xcalloc(n, sizeof(bld_instr));
+            if (name) {
+                mar_map_set(&names, name, (void *)(uintptr_t)df->n_stages);
+            }
         }
         bld_stage *st = &df->stages[df->n_stages - 1];
         st->instrs[st->n_instrs++] = *ins;
         *ins = (bld_instr){0};
     }
-    return 0;
+    mar_map_release(&names);
+    return r;
 }
 
 int bld_dockerfile_parse(const char *text, size_t len, const char *filename, bld_dockerfile **ret,
@@ -523,8 +531,7 @@ bld_dockerfile *bld_dockerfile_free(bld_dockerfile *df)
     return NULL;
 }
 
-/* ---- Dump -------------------------------------------------------------------------------------
- */
+/* ---- Dump ------------------------------------------------------------------------------------ */
 
 static void quote(mar_buf *b, const char *s)
 {

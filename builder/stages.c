@@ -5,7 +5,6 @@
 #include "builder/dockerfile-internal.h"
 
 #include <string.h>
-#include <strings.h>
 
 static const char *stage_label(const bld_dockerfile *df, size_t i, char *buf, size_t n)
 {
@@ -18,31 +17,89 @@ static const char *stage_label(const bld_dockerfile *df, size_t i, char *buf, si
 
 static void add_dep(bld_node *nd, size_t dep, unsigned line)
 {
-    size_t i = 0;
-    while (i < nd->n_deps && nd->deps[i] < dep) {
-        i++;
-    }
-    if (i < nd->n_deps && nd->deps[i] == dep) {
-        return;
-    }
     nd->deps = mar_xrealloc(nd->deps, (nd->n_deps + 1) * sizeof(size_t));
     nd->dep_lines = mar_xrealloc(nd->dep_lines, (nd->n_deps + 1) * sizeof(unsigned));
-    memmove(nd->deps + i + 1, nd->deps + i, (nd->n_deps - i) * sizeof(size_t));
-    memmove(nd->dep_lines + i + 1, nd->dep_lines + i, (nd->n_deps - i) * sizeof(unsigned));
-    nd->deps[i] = dep;
-    nd->dep_lines[i] = line;
-    nd->n_deps++;
+    nd->deps[nd->n_deps] = dep;
+    nd->dep_lines[nd->n_deps++] = line;
 }
 
-static bool find_stage(const bld_dockerfile *df, const char *name, size_t *ret)
+typedef struct dep_edge {
+    size_t dep;
+    unsigned line;
+} dep_edge;
+
+static int edge_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < df->n_stages; i++) {
-        if (df->stages[i].name && strcasecmp(df->stages[i].name, name) == 0) {
-            *ret = i;
-            return true;
+    const dep_edge *x = a, *y = b;
+    if (x->dep != y->dep) {
+        return x->dep < y->dep ? -1 : 1;
+    }
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts the dependencies (keeping each one's first line) and the images, without duplicates. */
+static void finish_node(bld_node *nd)
+{
+    dep_edge *e = mar_xcalloc(nd->n_deps + 1, sizeof(dep_edge));
+    for (size_t i = 0; i < nd->n_deps; i++) {
+        e[i] = (dep_edge){nd->deps[i], nd->dep_lines[i]};
+    }
+    if (nd->n_deps > 1) {
+        qsort(e, nd->n_deps, sizeof(dep_edge), edge_cmp);
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nd->n_deps; i++) {
+        if (!n || e[i].dep != nd->deps[n - 1]) {
+            nd->deps[n] = e[i].dep;
+            nd->dep_lines[n++] = e[i].line;
         }
     }
-    return false;
+    nd->n_deps = n;
+    free(e);
+    if (nd->images.n > 1) {
+        qsort(nd->images.v, nd->images.n, sizeof(char *), str_cmp);
+    }
+    n = 0;
+    for (size_t i = 0; i < nd->images.n; i++) {
+        if (n && strcmp(nd->images.v[i], nd->images.v[n - 1]) == 0) {
+            free(nd->images.v[i]);
+        } else {
+            nd->images.v[n++] = nd->images.v[i];
+        }
+    }
+    nd->images.n = n;
+    if (nd->images.v) {
+        nd->images.v[n] = NULL;
+    }
+}
+
+/* Stage names (lower-case) to index + 1. */
+static void name_map(const bld_dockerfile *df, mar_map *m)
+{
+    for (size_t i = 0; i < df->n_stages; i++) {
+        if (df->stages[i].name) {
+            mar_map_set(m, df->stages[i].name, (void *)(uintptr_t)(i + 1));
+        }
+    }
+}
+
+static bool find_stage(const mar_map *names, const char *name, size_t *ret)
+{
+    _cleanup_free_ char *low = mar_xstrdup(name);
+    for (char *c = low; *c; c++) {
+        *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+    }
+    size_t i = (size_t)(uintptr_t)mar_map_get(names, low);
+    if (!i) {
+        return false;
+    }
+    *ret = i - 1;
+    return true;
 }
 
 /* strconv.Atoi: an optional sign and decimal digits. */
@@ -57,8 +114,8 @@ static bool stage_index(const char *s, long long *ret)
 }
 
 /* COPY --from and RUN --mount from=: a stage (by name, or by index for COPY) or an image. */
-static int source(const bld_dockerfile *df, bld_node *nd, const char *from, bool by_index,
-                  unsigned line, bool *ret_image, mar_err **err)
+static int source(const bld_dockerfile *df, const mar_map *names, bld_node *nd, const char *from,
+                  bool by_index, unsigned line, bool *ret_image, mar_err **err)
 {
     size_t j;
     long long idx;
@@ -68,30 +125,28 @@ static int source(const bld_dockerfile *df, bld_node *nd, const char *from, bool
                                line, idx);
         }
         add_dep(nd, (size_t)idx, line);
-    } else if (find_stage(df, from, &j)) {
+    } else if (find_stage(names, from, &j)) {
         add_dep(nd, j, line);
     } else if (strcmp(from, "scratch") != 0) {
-        if (!mar_strv_contains(&nd->images, from)) {
-            mar_strv_push(&nd->images, from);
-        }
+        mar_strv_push(&nd->images, from);
         *ret_image = true;
     }
     return 0;
 }
 
-static int instr_sources(const bld_dockerfile *df, bld_node *nd, const bld_instr *ins,
-                         bool *ret_image, mar_err **err)
+static int instr_sources(const bld_dockerfile *df, const mar_map *names, bld_node *nd,
+                         const bld_instr *ins, bool *ret_image, mar_err **err)
 {
     if (ins->kind == BLD_ONBUILD) {
         return 0; /* runs in the stages built on this one */
     }
     if (ins->kind == BLD_COPY && ins->from &&
-        source(df, nd, ins->from, true, ins->line, ret_image, err) < 0) {
+        source(df, names, nd, ins->from, true, ins->line, ret_image, err) < 0) {
         return -MAR_EUSAGE;
     }
     for (size_t m = 0; m < ins->n_mounts; m++) {
         const char *f = ins->mounts[m].from;
-        if (f && source(df, nd, f, false, ins->line, ret_image, err) < 0) {
+        if (f && source(df, names, nd, f, false, ins->line, ret_image, err) < 0) {
             return -MAR_EUSAGE;
         }
     }
@@ -110,8 +165,8 @@ static bld_var_state trace(const char *name, const char **ret_value, void *ud)
     return bld_scope_lookup(name, ret_value, (void *)t->g);
 }
 
-static int from_line(const bld_dockerfile *df, const bld_scope *global, size_t i, bld_graph *g,
-                     bool *ret_dep, mar_err **err)
+static int from_line(const bld_dockerfile *df, const mar_map *names, const bld_scope *global,
+                     size_t i, bld_graph *g, bool *ret_dep, mar_err **err)
 {
     const bld_instr *from = &df->stages[i].instrs[0];
     bld_node *nd = &g->nodes[i];
@@ -125,16 +180,16 @@ static int from_line(const bld_dockerfile *df, const bld_scope *global, size_t i
         return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: base name '%s' is empty after expansion",
                            file, from->line, from->args.v[0]);
     }
-    for (size_t j = 0; j < i; j++) {
+    size_t j;
+    if (find_stage(names, nd->base, &j) && j < i) {
         const char *name = df->stages[j].name;
-        if (name && strcmp(name, nd->base) == 0) {
-            nd->base_kind = BLD_BASE_STAGE;
-            nd->base_stage = j;
-        } else if (name && strcasecmp(name, nd->base) == 0) {
+        if (strcmp(name, nd->base) != 0) {
             return mar_err_set(err, MAR_EUSAGE, 0,
                                "%s:%u: '%s' is not a stage (stage names are lower-case: '%s')",
                                file, from->line, nd->base, name);
         }
+        nd->base_kind = BLD_BASE_STAGE;
+        nd->base_stage = j;
     }
     if (nd->base_kind != BLD_BASE_STAGE && strcmp(nd->base, "scratch") == 0) {
         nd->base_kind = BLD_BASE_SCRATCH;
@@ -240,11 +295,13 @@ int bld_graph_build(const bld_dockerfile *df, const bld_scope *global, bld_graph
     g->nodes = mar_xcalloc(df->n_stages + 1, sizeof(bld_node));
     g->n = df->n_stages;
     bool *dep = mar_xcalloc(df->n_stages + 1, sizeof(bool));
+    mar_map names = MAR_MAP_INIT;
+    name_map(df, &names);
     int r = 0;
     for (size_t i = 0; i < df->n_stages && r == 0; i++) {
         bld_node *nd = &g->nodes[i];
         bool image = false;
-        r = from_line(df, global, i, g, &dep[i], err);
+        r = from_line(df, &names, global, i, g, &dep[i], err);
         if (r == 0 && nd->base_kind == BLD_BASE_STAGE) {
             const bld_node *b = &g->nodes[nd->base_stage];
             add_dep(nd, nd->base_stage, df->stages[i].instrs[0].line);
@@ -255,14 +312,15 @@ int bld_graph_build(const bld_dockerfile *df, const bld_scope *global, bld_graph
             const bld_stage *bs = &df->stages[nd->base_stage];
             for (size_t k = 1; k < bs->n_instrs && r == 0; k++) {
                 if (bs->instrs[k].kind == BLD_ONBUILD) {
-                    r = instr_sources(df, nd, bs->instrs[k].trigger, &image, err);
+                    r = instr_sources(df, &names, nd, bs->instrs[k].trigger, &image, err);
                 }
             }
         }
         const bld_stage *st = &df->stages[i];
         for (size_t k = 1; k < st->n_instrs && r == 0; k++) {
-            r = instr_sources(df, nd, &st->instrs[k], &image, err);
+            r = instr_sources(df, &names, nd, &st->instrs[k], &image, err);
         }
+        finish_node(nd);
         /* An image in COPY --from or a mount is pulled for the target platform. */
         dep[i] = dep[i] || image || args_target_dep(df, global, i);
     }
@@ -287,6 +345,7 @@ int bld_graph_build(const bld_dockerfile *df, const bld_scope *global, bld_graph
         }
     }
     free(dep);
+    mar_map_release(&names);
     if (r < 0) {
         return r;
     }
@@ -298,7 +357,11 @@ int bld_graph_needed(const bld_graph *g, const bld_dockerfile *df, const char *t
                      bool **ret_needed, mar_err **err)
 {
     size_t t = g->n - 1;
-    if (target && !find_stage(df, target, &t)) {
+    mar_map names = MAR_MAP_INIT;
+    name_map(df, &names);
+    bool found = !target || find_stage(&names, target, &t);
+    mar_map_release(&names);
+    if (!found) {
         return mar_err_set(err, MAR_EUSAGE, 0, "%s: target stage '%s' could not be found",
                            df->filename, target);
     }
@@ -400,12 +463,19 @@ int bld_dockerfile_bases(const bld_dockerfile *df, bld_base **ret, size_t *ret_n
                 free(v);
                 v = NULL;
             }
-            /* Declared without a default: a --build-arg may set it, so it is unknown. */
+            /* Declared without a default: an earlier default stays (BuildKit), else only a
+             * --build-arg could set it, so it is unknown. */
+            const char *earlier = NULL;
+            if (!kv->value && default_of(kv->key, &earlier, &d) != BLD_VAR_UNSET) {
+                continue;
+            }
             mar_strv_push(&d.keys, kv->key);
             mar_strv_push_take(&d.values, v);
         }
     }
     bld_base *v = mar_xcalloc(df->n_stages + 1, sizeof(*v));
+    mar_map names = MAR_MAP_INIT;
+    name_map(df, &names);
     for (size_t i = 0; i < df->n_stages && r == 0; i++) {
         const bld_instr *from = &df->stages[i].instrs[0];
         bld_base *b = &v[i];
@@ -421,11 +491,11 @@ int bld_dockerfile_bases(const bld_dockerfile *df, bld_base **ret, size_t *ret_n
             mar_err_wrap(err, "%s:%u", df->filename, from->line);
             break;
         }
-        for (size_t j = 0; j < i; j++) {
-            b->is_stage |= df->stages[j].name && strcmp(df->stages[j].name, b->image) == 0;
-        }
+        size_t j = (size_t)(uintptr_t)mar_map_get(&names, b->image);
+        b->is_stage = j && j - 1 < i;
         b->is_scratch = !b->is_stage && strcmp(b->image, "scratch") == 0;
     }
+    mar_map_release(&names);
     mar_strv_release(&d.keys);
     for (size_t i = 0; i < d.values.n; i++) {
         free(d.values.v[i]);

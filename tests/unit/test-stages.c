@@ -45,7 +45,7 @@ static char *expand(bld_scope *s, const char *word)
     return out;
 }
 
-/* ---- Scopes ------------------------------------------------------------------------------- */
+/* ---- Scopes ---------------------------------------------------------------------------------- */
 
 /* "Automatic platform ARGs in the global scope", normalized as containerd does. */
 static void test_platform_args(void **state)
@@ -242,7 +242,7 @@ static void test_stage_scope(void **state)
     bld_dockerfile_free(df);
 }
 
-/* ---- The stage graph ------------------------------------------------------------------------ */
+/* ---- The stage graph ------------------------------------------------------------------------- */
 
 typedef struct built {
     bld_dockerfile *df;
@@ -466,12 +466,12 @@ static void test_forward_reference(void **state)
     release(&b);
 }
 
-/* ---- Base images for mar audit -------------------------------------------------------------- */
+/* ---- Base images for mar audit --------------------------------------------------------------- */
 
 static void test_bases(void **state)
 {
     (void)state;
-    bld_dockerfile *df = parse("ARG V=3.20\nARG REG=registry.example.com/\nARG X\n"
+    bld_dockerfile *df = parse("ARG V=3.20\nARG REG=registry.example.com/\nARG X\nARG V\n"
                                "ARG P=linux/$TARGETARCH\n"
                                "FROM ${REG}alpine:$V AS a\nFROM a\nFROM scratch\n"
                                "FROM --platform=$BUILDPLATFORM golang:${GO:-1.22}\n"
@@ -483,7 +483,7 @@ static void test_bases(void **state)
     assert_int_equal(n, 7);
     assert_string_equal(v[0].image, "registry.example.com/alpine:3.20");
     assert_string_equal(v[0].stage_name, "a");
-    assert_int_equal(v[0].line, 5);
+    assert_int_equal(v[0].line, 6);
     assert_false(v[0].is_stage || v[0].is_scratch || v[0].image_unresolved);
     assert_true(v[1].is_stage);
     assert_true(v[2].is_scratch);
