@@ -136,6 +136,10 @@ typedef struct bld_mount {
                          the spec again with the stage's variables (bld_mount_parse) */
 } bld_mount;
 
+/* A --chmod value BuildKit accepts: octal up to 07777, or a chmod(1) symbolic mode
+ * ("u=rwX,go=rX", "+x"). Validity only; the build step applies it. */
+bool bld_chmod_valid(const char *mode);
+
 /* Parses a --mount value: CSV fields key=value, each value expanded with `lookup` (NULL: taken
  * as written; a value that refers to a variable then sets ret->deferred and is not checked).
  * Errors: MAR_EUSAGE. ret is released by bld_mount_release. */

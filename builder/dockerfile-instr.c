@@ -316,6 +316,38 @@ out:
     return r;
 }
 
+bool bld_chmod_valid(const char *s)
+{
+    if (*s >= '0' && *s <= '9') {
+        /* strconv.ParseUint(s, 8, 32), then at most 07777 */
+        uint64_t v = 0;
+        for (; *s; s++) {
+            if (*s < '0' || *s > '7' || (v = v * 8 + (uint64_t)(*s - '0')) > 07777) {
+                return false;
+            }
+        }
+        return true;
+    }
+    /* chmod(1) symbolic modes as tonistiigi/dchapes-mode reads them: clauses separated by ',',
+     * each [ugoa]* then one or more of an operator [-+=] and permissions [rwxXst] or [ugo]. */
+    for (;;) {
+        s += strspn(s, "ugoa");
+        if (!*s || !strchr("+-=", *s)) {
+            return false;
+        }
+        while (*s && strchr("+-=", *s)) {
+            s++;
+            s += strspn(s, "rwxXstugo");
+        }
+        if (!*s) {
+            return true;
+        }
+        if (*s++ != ',') {
+            return false;
+        }
+    }
+}
+
 static int copy(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
                 bld_heredoc *docs, size_t n_docs, mar_err **err)
 {
@@ -352,6 +384,12 @@ static int copy(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr
                 mar_strv_push(&ins->excludes, v[i].v.v[j]);
             }
         }
+    }
+    if (ins->chmod && !strchr(ins->chmod, '$') && !bld_chmod_valid(ins->chmod)) {
+        r = bld__fail(P, line, err,
+                      "invalid %s --chmod '%s' (octal up to 07777, or symbolic like u=rwX,go=rX)",
+                      kw, ins->chmod);
+        goto out;
     }
     if (ins->from) {
         /* BuildKit resolves --from before any stage runs, so it takes no variables. */
@@ -410,6 +448,9 @@ static int copy(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr
         if (!used[j]) {
             r = bld__fail(P, line, err, "heredoc '%s' is not a source of %s", docs[j].name, kw);
         }
+    }
+    if (r == 0 && ins->checksum && (ins->args.n != 1 || ins->n_heredocs)) {
+        r = bld__fail(P, line, err, "ADD --checksum needs exactly one source");
     }
     free(used);
 out:

@@ -56,6 +56,19 @@ static const pcase copy_cases[] = {
          "1 FROM \"a\"\n2 ADD --checksum=\"sha256:24454f\" --unpack=\"false\" --link \"x\" "
          "->\"/d/\" unpack=false\n",
          NULL},
+        {"chmod forms",
+         "FROM a\nCOPY --chmod=+x a b\nCOPY --chmod=u=rwX,go=rX a b\n"
+         "ADD --chmod=g=u a b\nCOPY --chmod=$MODE a b\nCOPY --chmod=0755 a b\n",
+         "1 FROM \"a\"\n2 COPY --chmod=\"+x\" \"a\" ->\"b\"\n3 COPY --chmod=\"u=rwX,go=rX\" \"a\" "
+         "->\"b\"\n4 ADD --chmod=\"g=u\" \"a\" ->\"b\"\n5 COPY --chmod=\"$MODE\" \"a\" ->\"b\"\n"
+         "6 COPY --chmod=\"0755\" \"a\" ->\"b\"\n",
+         NULL},
+        {"chmod not octal", "FROM a\nCOPY --chmod=0789 a b\n", NULL, "invalid COPY --chmod '0789'"},
+        {"chmod too big", "FROM a\nCOPY --chmod=17777 a b\n", NULL, "invalid COPY --chmod"},
+        {"chmod symbolic", "FROM a\nCOPY --chmod=u+q a b\n", NULL, "invalid COPY --chmod 'u+q'"},
+        {"chmod trailing comma", "FROM a\nCOPY --chmod=u+x, a b\n", NULL, "invalid COPY --chmod"},
+        {"checksum sources", "FROM a\nADD --checksum=sha256:00 https://a/x https://a/y /d/\n", NULL,
+         "ADD --checksum needs exactly one source"},
         {"ADD --keep-git-dir", "FROM a\nADD --keep-git-dir=true https://x/y.git /b\n", NULL,
          "ADD --keep-git-dir is not supported"},
         {"COPY --parents", "FROM a\nCOPY --parents ./x/a.txt /p/\n", NULL,
