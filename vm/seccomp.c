@@ -320,9 +320,19 @@ static void emit_rule(json_t *out, const vm__sc_rule *r)
 {
     json_t *e = r->n_args ? NULL : merge_target(out, r);
     if (e) {
+        /* A name two groups allow (ptrace: kernel 4.8 and CAP_SYS_PTRACE) is listed once. */
         json_t *names = json_object_get(e, "names");
         for (size_t i = 0; i < r->names.n; i++) {
-            json_array_append_new(names, json_string(r->names.v[i]));
+            bool dup = false;
+            size_t k;
+            json_t *n;
+            json_array_foreach(names, k, n)
+            {
+                dup = dup || strcmp(json_string_value(n), r->names.v[i]) == 0;
+            }
+            if (!dup) {
+                json_array_append_new(names, json_string(r->names.v[i]));
+            }
         }
         return;
     }

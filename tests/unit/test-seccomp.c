@@ -237,7 +237,8 @@ static void test_default_capabilities(void **state)
     caps[MAR_ARRAY_SIZE(default_caps)] = "CAP_SYS_ADMIN";
     caps[MAR_ARRAY_SIZE(default_caps) + 1] = "CAP_SYS_PTRACE";
     json_t *j = profile_json(&s, "x86_64", "6.1", caps, MAR_ARRAY_SIZE(caps));
-    static const char *const ok[] = {"unshare", "mount", "setns", "clone", "clone3", "kcmp"};
+    static const char *const ok[] = {"unshare", "mount", "setns", "clone",
+                                     "clone3",  "kcmp",  "ptrace"};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(ok); i++) {
         if (!allowed(j, ok[i])) {
             fail_msg("'%s' is not allowed with CAP_SYS_ADMIN", ok[i]);
