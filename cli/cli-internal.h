@@ -237,6 +237,9 @@ int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *htm
 
 /* mar run --explain: the plan, printed, nothing run. Returns the exit status. */
 int cmd_run_explain(const cmd_args *args);
+/* The --security-opt list applied in order to vm_security_init's defaults (*ret is initialized
+ * even on failure). Errors: as vm_security_opt. */
+int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * The store and pulling (cmd-pull.c, progress.c). */

@@ -25,6 +25,8 @@ typedef struct run_state {
     bool container_created;
     bool task_created;
     bool keep;
+    const vm_security *sec;
+    const oci_host *host;
 } run_state;
 
 /* containerd identifiers (identifiers/validate.go): [A-Za-z0-9] then [A-Za-z0-9_.-], at most
@@ -397,6 +399,9 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
             .binds = binds,
             .n_binds = n_binds,
             .cgroups_path = cgroup,
+            .security = st->sec,
+            .kernel_arch = st->host->machine,
+            .kernel_release = st->host->kernel,
     };
     if (vm_spec_json(&so, &spec, err) < 0 || make_dirs(st, im, err) < 0) {
         goto out;
@@ -504,6 +509,10 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         return cmd_usage_error(def, "bad --name '%s' ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 76)",
                                name);
     }
+    _cleanup_(vm_security_release) vm_security sec;
+    if (cmd_run_security(args, &sec, &err) < 0) {
+        return cmd_fail(err);
+    }
     oci_host host;
     oci_host_detect(&host);
     _cleanup_free_ oci_platform *platforms = NULL;
@@ -572,7 +581,7 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         mar_diag_notice("running %s under %s", ps, vm_emulator_name(v.emu));
     }
 
-    run_state st = {.s = s, .keep = cmd_flag(args, "keep")};
+    run_state st = {.s = s, .keep = cmd_flag(args, "keep"), .sec = &sec, .host = &host};
     int rc = run_container(args, &im, &st, sigfd, tty, interactive,
                            network ? strcmp(network, "host") == 0 : true, &err);
     reg_store_image_release(&im);

@@ -95,6 +95,8 @@ static const cmd_opt run_opts[] = {
          "the host's network (default) or only a loopback interface"},
         {"volume", 'v', CMD_OPT_LIST, "HOST:CTR[:ro]", "bind-mount a host path (repeatable)"},
         {"keep", 0, CMD_OPT_FLAG, NULL, "keep the container, task and upper directory afterwards"},
+        {"security-opt", 0, CMD_OPT_LIST, "OPT",
+         "seccomp=unconfined|builtin|FILE, no-new-privileges[=true|false] (repeatable)"},
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print the plan (manifest, native or emulated, why) and run nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
