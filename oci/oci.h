@@ -385,10 +385,10 @@ typedef struct oci_lview {
     size_t n;
 } oci_lview;
 
-/* Resolves path in the merged view, following symlinks (clamped to the root, at most 40) and
- * the last component when follow_last. Missing components are kept literally and *ret_exists
- * says whether the whole path exists. Returns: the resolved path without a leading slash ("" for
- * the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
+/* Resolves path in the merged view, following symlinks (clamped to the root, at most
+ * MAR_SYMLINK_HOPS) and the last component when follow_last. Missing components are kept literally
+ * and *ret_exists says whether the whole path exists. Returns: the resolved path without a leading
+ * slash ("" for the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
 int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, char **ret_path,
                       bool *ret_exists, mar_err **err);
 /* The visible entry at a resolved path: the layer that provides it, its lstat and, when
@@ -447,8 +447,8 @@ typedef struct oci_scan_view {
 /* Merges layers bottom to top with OCI whiteout semantics. */
 void oci_scan_view_build(oci_scan_layer *const *layers, size_t n, oci_scan_view *ret);
 void oci_scan_view_release(oci_scan_view *v);
-/* Resolves an absolute path inside the image through its symlinks (at most 40); resolved gets
- * "/final/path". NULL when it does not exist or loops. */
+/* Resolves an absolute path inside the image through its symlinks (at most MAR_SYMLINK_HOPS);
+ * resolved gets "/final/path". NULL when it does not exist or loops. */
 const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, char *resolved,
                                       size_t n);
 

@@ -373,6 +373,32 @@ int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **er
 int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
+ * Path components (docs/internals/unpack-security.md §2): one way to split a path and one limit on
+ * symlinks, for every walk over paths inside an image root. */
+
+/* Symlinks followed while resolving one path before giving up with ELOOP: the kernel's MAXSYMLINKS
+ * (include/linux/namei.h; path_resolution(7): "a maximum of 40 symbolic links"), so a path
+ * resolves inside mar as it would inside the container, and a link loop ends. */
+#define MAR_SYMLINK_HOPS 40
+
+typedef enum mar_path_comp {
+    MAR_PATH_END = 0, /* no component left */
+    MAR_PATH_NAME,    /* a name: never "", never "." */
+    MAR_PATH_DOTDOT,  /* "..", for the caller to pop, clamp at its root or refuse */
+} mar_path_comp;
+
+/* Yields the next component of the path at *cursor, skipping empty components ("a//b", leading
+ * and trailing slashes) and ".". *ret_comp points into the path (not NUL-terminated) and *ret_len
+ * is its length in bytes; a name is any bytes but '/' and NUL, of any length. *cursor moves past
+ * the component and the slashes after it, so an empty rest (**cursor == '\0') tells that the
+ * component is the last one written ("a" in "a/." is not). Returns MAR_PATH_END, with *ret_len 0,
+ * when nothing is left. */
+mar_path_comp mar_path_next(const char **cursor, const char **ret_comp, size_t *ret_len);
+/* The length of the parent of the first len bytes of a cleaned relative path ("a/b" -> 1,
+ * "a" -> 0): what ".." leaves of it. */
+size_t mar_path_dirlen(const char *path, size_t len);
+
+/* ---------------------------------------------------------------------------------------------
  * Access scoped to a root directory (docs/internals/unpack-security.md §2): openat2 with
  * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, or an fd-based user-space walk where
  * openat2 is missing (MAR_NO_OPENAT2=1 forces it). "/", ".." and absolute symlinks never leave the

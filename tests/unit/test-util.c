@@ -249,6 +249,118 @@ static void test_proc(void **state)
     close(fd);
 }
 
+/* Splits path with mar_path_next into "name|..|name" form, checking the cursor contract on the
+ * way: it only moves forward, and it is at the end exactly after the last written component. */
+static void split_path(const char *path, char *out, size_t n, size_t *ret_count)
+{
+    const char *p = path, *comp;
+    size_t len, count = 0;
+    mar_path_comp kind;
+    out[0] = '\0';
+    while ((kind = mar_path_next(&p, &comp, &len)) != MAR_PATH_END) {
+        assert_true(comp >= path && comp + len <= path + strlen(path));
+        assert_true(p >= comp + len);
+        assert_true(len > 0);
+        assert_null(memchr(comp, '/', len));
+        assert_false(len == 1 && comp[0] == '.');
+        assert_int_equal(kind == MAR_PATH_DOTDOT, len == 2 && comp[0] == '.' && comp[1] == '.');
+        size_t ol = strlen(out);
+        assert_true(ol + len + 2 < n);
+        snprintf(out + ol, n - ol, "%s%.*s", count ? "|" : "", (int)len, comp);
+        count++;
+    }
+    assert_int_equal(*p, '\0');
+    assert_int_equal(len, 0);
+    /* At the end it stays at the end. */
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    *ret_count = count;
+}
+
+static void test_path_next(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+        size_t n;
+    } cases[] = {
+            {"", "", 0},
+            {"/", "", 0},
+            {"///", "", 0},
+            {".", "", 0},
+            {"./", "", 0},
+            {"/././/.", "", 0},
+            {"a", "a", 1},
+            {"/a", "a", 1},
+            {"//a//b/", "a|b", 2},
+            {"./a/./b", "a|b", 2},
+            {"../..", "..|..", 2},
+            {"a/../../b", "a|..|..|b", 4},
+            {"/..", "..", 1},
+            {"...", "...", 1},
+            {".a/..b/a.", ".a|..b|a.", 3},
+            {".../.../", "...|...", 2},
+            /* Bytes that are not UTF-8 are names like any other. */
+            {"\xff\xfe/\x80/\xc3(", "\xff\xfe|\x80|\xc3(", 3},
+            {"a\\b/c d\t", "a\\b|c d\t", 2},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
+        char out[256];
+        size_t n;
+        split_path(cases[i].in, out, sizeof(out), &n);
+        if (strcmp(out, cases[i].want) != 0 || n != cases[i].n) {
+            print_error("'%s': got '%s' (%zu), want '%s' (%zu)\n", cases[i].in, out, n,
+                        cases[i].want, cases[i].n);
+            fail();
+        }
+    }
+
+    /* The rest after a component: empty only after the last one written ("a" in "a/." is not). */
+    const char *p = "a//b/", *comp;
+    size_t len;
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, "b/");
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, "");
+    p = "a/.";
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, ".");
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    p = "../x";
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_DOTDOT);
+    assert_int_equal(len, 2);
+    assert_string_equal(p, "x");
+
+    /* Very long names come out whole; length limits are the callers'. */
+    size_t big = 70000;
+    char *lp = mar_xmalloc(2 * big + 4);
+    lp[0] = '/';
+    memset(lp + 1, 'x', big);
+    lp[1 + big] = '/';
+    memset(lp + 2 + big, 'y', big);
+    lp[2 + 2 * big] = '\0';
+    p = lp;
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_ptr_equal(comp, lp + 1);
+    assert_int_equal(len, big);
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_ptr_equal(comp, lp + 2 + big);
+    assert_int_equal(len, big);
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    free(lp);
+}
+
+static void test_path_dirlen(void **state)
+{
+    (void)state;
+    assert_int_equal(mar_path_dirlen("", 0), 0);
+    assert_int_equal(mar_path_dirlen("a", 1), 0);
+    assert_int_equal(mar_path_dirlen("a/b", 3), 1);
+    assert_int_equal(mar_path_dirlen("ab/cd/ef", 8), 5);
+    /* Only the first len bytes count. */
+    assert_int_equal(mar_path_dirlen("ab/cd/ef", 5), 2);
+    assert_int_equal(mar_path_dirlen("\xff/\xfe", 3), 1);
+}
+
 static void test_read_file(void **state)
 {
     (void)state;
@@ -322,6 +434,8 @@ int main(void)
             cmocka_unit_test(test_digest),
             cmocka_unit_test(test_json),
             cmocka_unit_test(test_proc),
+            cmocka_unit_test(test_path_next),
+            cmocka_unit_test(test_path_dirlen),
             cmocka_unit_test(test_read_file),
             cmocka_unit_test(test_diag),
             cmocka_unit_test(test_random),
