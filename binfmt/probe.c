@@ -168,8 +168,8 @@ static void put64(unsigned char *p, bool be, uint64_t v)
 void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret)
 {
     const probe_code *pc = &probes[a->id];
-    bool be = a->elf_data == 2;
-    bool is64 = a->elf_class == 2;
+    bool be = a->elf->elf_data == 2;
+    bool is64 = a->elf->elf_class == 2;
     size_t eh = is64 ? 64 : 52, ph = is64 ? 56 : 32;
     size_t total = eh + ph + pc->len;
     uint64_t base = 0x400000;
@@ -250,12 +250,12 @@ int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err)
     _cleanup_close_ int mfd = memfd_create("mar-probe", MFD_CLOEXEC);
     if (mfd < 0) {
         mar_buf_release(&img);
-        return mar_err_set(err, MAR_EFAIL, errno, "cannot create the %s probe", a->oci_arch);
+        return mar_err_set(err, MAR_EFAIL, errno, "cannot create the %s probe", a->elf->arch);
     }
     ssize_t w = write(mfd, img.data, img.len);
     mar_buf_release(&img);
     if (w < 0) {
-        return mar_err_set(err, MAR_EFAIL, errno, "cannot write the %s probe", a->oci_arch);
+        return mar_err_set(err, MAR_EFAIL, errno, "cannot write the %s probe", a->elf->arch);
     }
     fchmod(mfd, 0700);
     int in[2];
@@ -277,7 +277,7 @@ int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err)
     close(in[0]);
     if (rc < 0) {
         close(in[1]);
-        return mar_err_wrap(err, "the %s probe", a->oci_arch);
+        return mar_err_wrap(err, "the %s probe", a->elf->arch);
     }
     if (exec_errno) {
         close(in[1]);

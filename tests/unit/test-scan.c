@@ -294,14 +294,14 @@ static void test_no_elf_and_every_arch(void **state)
     oci_scan_layer_free(l);
     for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
         const binfmt_arch *a = binfmt_arch_get((binfmt_arch_id)i);
-        mar_buf e = elf_of(a->oci_arch);
+        mar_buf e = elf_of(a->elf->arch);
         file(&b, "bin/x", &e);
         l = scan(&b);
         ls[0] = l;
-        summarize(ls, 1, NULL, a->oci_arch, &s);
+        summarize(ls, 1, NULL, a->elf->arch, &s);
         assert_string_equal(s.verdict, "consistent");
-        assert_string_equal(s.majority_arch, a->oci_arch);
-        summarize(ls, 1, NULL, strcmp(a->oci_arch, "amd64") ? "amd64" : "arm64", &s);
+        assert_string_equal(s.majority_arch, a->elf->arch);
+        summarize(ls, 1, NULL, strcmp(a->elf->arch, "amd64") ? "amd64" : "arm64", &s);
         assert_string_equal(s.verdict, "mislabeled");
         oci_scan_layer_free(l);
         mar_buf_release(&e);
