@@ -253,6 +253,50 @@ typedef struct oci_elf_info {
  * is not an ELF file. */
 void oci_elf_parse(const void *buf, size_t len, oci_elf_info *ret);
 
+/* The architectures ELF headers name, by the header their binaries carry. binfmt/ registers and
+ * synthesizes headers from these rows. */
+typedef enum oci_elf_arch_id {
+    OCI_ELF_AMD64,
+    OCI_ELF_386,
+    OCI_ELF_ARM64,
+    OCI_ELF_ARM,
+    OCI_ELF_PPC64LE,
+    OCI_ELF_PPC64,
+    OCI_ELF_S390X,
+    OCI_ELF_RISCV64,
+    OCI_ELF_MIPS64LE,
+    OCI_ELF_MIPS64,
+    OCI_ELF_LOONG64,
+    OCI_ELF_AMD64P32,
+    OCI_ELF_ARM64BE,
+    OCI_ELF_ARMBE,
+    OCI_ELF_PPC,
+    OCI_ELF_S390,
+    OCI_ELF_RISCV,
+    OCI_ELF_MIPS,
+    OCI_ELF_MIPSLE,
+    OCI_ELF_SPARC64,
+    OCI_ELF_SPARC,
+    OCI_ELF_ARCH_COUNT
+} oci_elf_arch_id;
+
+typedef struct oci_elf_arch {
+    oci_elf_arch_id id;
+    const char *arch;        /* OCI architecture, "arm64" */
+    uint16_t e_machine;      /* <elf.h> EM_*, EM_AARCH64 */
+    unsigned char elf_class; /* ELFCLASS32 (1), ELFCLASS64 (2) */
+    unsigned char elf_data;  /* ELFDATA2LSB (1), ELFDATA2MSB (2) */
+    unsigned char any;       /* internal: the class or byte order that also match */
+} oci_elf_arch;
+
+/* Indexed by oci_elf_arch_id. */
+extern const oci_elf_arch oci_elf_arches[OCI_ELF_ARCH_COUNT];
+/* The row of an id, or NULL. Borrowed (static). */
+const oci_elf_arch *oci_elf_arch_get(oci_elf_arch_id id);
+/* The architecture of an ELF header's class, byte order and machine, or NULL when mar does not
+ * know it. Borrowed (static). */
+const oci_elf_arch *oci_elf_arch_find(unsigned elf_class, unsigned elf_data, unsigned e_machine);
+
 /* ---------------------------------------------------------------------------------------------
  * Layers: an open blob fd in, validated tar entries out. Compression is sniffed from the magic
  * bytes; the uncompressed stream is hashed (the DiffID) and capped. Read-only. */
@@ -385,10 +429,10 @@ typedef struct oci_lview {
     size_t n;
 } oci_lview;
 
-/* Resolves path in the merged view, following symlinks (clamped to the root, at most 40) and
- * the last component when follow_last. Missing components are kept literally and *ret_exists
- * says whether the whole path exists. Returns: the resolved path without a leading slash ("" for
- * the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
+/* Resolves path in the merged view, following symlinks (clamped to the root, at most
+ * MAR_SYMLINK_HOPS) and the last component when follow_last. Missing components are kept literally
+ * and *ret_exists says whether the whole path exists. Returns: the resolved path without a leading
+ * slash ("" for the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
 int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, char **ret_path,
                       bool *ret_exists, mar_err **err);
 /* The visible entry at a resolved path: the layer that provides it, its lstat and, when
@@ -447,8 +491,8 @@ typedef struct oci_scan_view {
 /* Merges layers bottom to top with OCI whiteout semantics. */
 void oci_scan_view_build(oci_scan_layer *const *layers, size_t n, oci_scan_view *ret);
 void oci_scan_view_release(oci_scan_view *v);
-/* Resolves an absolute path inside the image through its symlinks (at most 40); resolved gets
- * "/final/path". NULL when it does not exist or loops. */
+/* Resolves an absolute path inside the image through its symlinks (at most MAR_SYMLINK_HOPS);
+ * resolved gets "/final/path". NULL when it does not exist or loops. */
 const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, char *resolved,
                                       size_t n);
 
