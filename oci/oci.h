@@ -335,6 +335,49 @@ int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret
 int oci_clean_path(const char *in, char **ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
+ * Layer writer (docs/internals/layer-write.md): entries or a directory tree in, a deterministic
+ * PAX tar out, hashed (the DiffID) and compressed (the blob and its digest) in one pass. The tar
+ * is mar's own; what it writes reads back through oci_layer_open. */
+
+/* Where written bytes go: returns 0, or a negative MAR_E* code with *err set. */
+typedef int (*oci_sink_fn)(void *ud, const void *buf, size_t n, mar_err **err);
+
+/* Rewrites applied to every entry a tar writer writes. */
+typedef struct oci_tarw_opts {
+    bool set_owner; /* every entry gets uid:gid (COPY --chown) */
+    int64_t uid, gid;
+    bool clamp_mtime;  /* SOURCE_DATE_EPOCH: later mtimes become mtime_max */
+    int64_t mtime_max; /* seconds since the epoch */
+} oci_tarw_opts;
+
+typedef struct oci_tarw oci_tarw;
+
+/* A tar writer that hands its bytes to sink(ud, ...). opts may be NULL. Returns: new writer. */
+oci_tarw *oci_tarw_new(const oci_tarw_opts *opts, oci_sink_fn sink, void *ud);
+oci_tarw *oci_tarw_free(oci_tarw *w);
+MAR_DEFINE_CLEANUP(oci_tarw, oci_tarw_free)
+#define _cleanup_tarw_ _cleanup_(oci_tarw_freep)
+
+/* Writes the headers of one entry, as the reader would return it: path clean and relative
+ * ("usr/bin", no trailing slash for directories), link the symlink target or the hard link's
+ * first path; WHITEOUT names what to delete, OPAQUE the directory to empty (both become the
+ * `.wh.` files of image-spec layer.md); size is the data of a FILE, which oci_tarw_write must
+ * then supply in full; mtime_nsec is ignored (whole seconds). Callers write parents before their
+ * children and order siblings (docs/internals/layer-write.md §2). Errors: MAR_EINTEGRITY (an
+ * unclean path, a name reserved for whiteouts, data of the previous entry short), MAR_EUNSUPPORTED
+ * (sockets, over-long paths or headers), and the sink's. */
+int oci_tarw_add(oci_tarw *w, const oci_layer_entry *e, mar_err **err);
+/* Data of the current FILE entry. Errors: MAR_EINTEGRITY (more than its size), the sink's. */
+int oci_tarw_write(oci_tarw *w, const void *buf, size_t n, mar_err **err);
+/* oci_tarw_add, then exactly e->size bytes read from fd (`what` names it in messages). Errors:
+ * as oci_tarw_add; MAR_EIO (read failure, or the file shrank or grew while being read). */
+int oci_tarw_add_fd(oci_tarw *w, const oci_layer_entry *e, int fd, const char *what, mar_err **err);
+/* Ends the archive with two zero blocks. Errors: MAR_EINTEGRITY (data short), the sink's. */
+int oci_tarw_finish(oci_tarw *w, mar_err **err);
+/* Entries written so far. */
+uint64_t oci_tarw_entries(const oci_tarw *w);
+
+/* ---------------------------------------------------------------------------------------------
  * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
 
 typedef enum {
