@@ -377,6 +377,33 @@ int oci_tarw_finish(oci_tarw *w, mar_err **err);
 /* Entries written so far. */
 uint64_t oci_tarw_entries(const oci_tarw *w);
 
+typedef enum {
+    OCI_TREE_PLAIN,         /* the tree as it is (COPY sources staged in a directory) */
+    OCI_TREE_OVERLAY_UPPER, /* an overlayfs upper directory: whiteouts and opaque directories */
+} oci_tree_kind;
+
+typedef struct oci_tree_opts {
+    oci_tree_kind kind;
+    bool userxattr; /* OVERLAY_UPPER: the mount used userxattr (user.overlay.* xattrs) */
+} oci_tree_opts;
+
+typedef struct oci_tree_stats {
+    uint64_t entries; /* tar entries written, whiteouts included */
+    uint64_t files, bytes, dirs, symlinks, hardlinks, specials;
+    uint64_t whiteouts, opaques;
+    uint64_t skipped; /* sockets: tar has no type for them */
+} oci_tree_stats;
+
+/* Adds everything under dirfd (not the directory itself) to w, below `prefix` (NULL or "" for
+ * the root of the layer; a clean relative path otherwise), in the order of
+ * docs/internals/layer-write.md §2. The tree is hostile: nothing is followed, files are opened
+ * O_NOFOLLOW|O_NONBLOCK relative to their directory's fd and checked to be what lstat said. Hard
+ * links are found by (dev, ino) within this call. ret_stats may be NULL. Errors: MAR_EIO (a
+ * local failure, naming the path), MAR_EUNSUPPORTED (overlay redirect_dir or metacopy artefacts,
+ * over-long paths), MAR_EINTEGRITY (names reserved for whiteouts), and the writer's. */
+int oci_tarw_add_tree(oci_tarw *w, int dirfd, const char *prefix, const oci_tree_opts *o,
+                      oci_tree_stats *ret_stats, mar_err **err);
+
 /* ---------------------------------------------------------------------------------------------
  * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
 
