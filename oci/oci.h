@@ -404,6 +404,65 @@ typedef struct oci_tree_stats {
 int oci_tarw_add_tree(oci_tarw *w, int dirfd, const char *prefix, const oci_tree_opts *o,
                       oci_tree_stats *ret_stats, mar_err **err);
 
+#define OCI_MT_LAYER      "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define OCI_MT_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+
+/* The OCI layer media type of a codec. Borrowed static string. */
+const char *oci_layer_media_type(oci_codec c);
+
+typedef struct oci_layer_written {
+    oci_codec codec;
+    const char *media_type; /* static */
+    mar_digest diff_id;     /* sha256 of the uncompressed tar */
+    mar_digest digest;      /* sha256 of the blob as written */
+    uint64_t size;          /* blob bytes */
+    uint64_t uncompressed_size;
+    oci_tree_stats stats; /* oci_layer_write_dir only */
+} oci_layer_written;
+
+/* A blob being written: uncompressed bytes in, hashed and compressed, the result written to an
+ * fd (which stays the caller's) and hashed again. */
+typedef struct oci_layer_out oci_layer_out;
+
+#define OCI_GZIP_LEVEL_DEFAULT 1 /* ISA-L levels 0..3 */
+#define OCI_ZSTD_LEVEL_DEFAULT 3
+
+/* level 0 picks the codec's default (gzip level 0 is not offered); threads 0 picks the CPUs
+ * this process may run on. The bytes written do not depend on threads
+ * (docs/internals/layer-write.md §5). Errors: MAR_EUSAGE (a level out of range), MAR_EFAIL.
+ * Returns: new writer in *ret. */
+int oci_layer_out_new(oci_codec codec, int level, unsigned threads, int out_fd, oci_layer_out **ret,
+                      mar_err **err);
+/* Feeds uncompressed bytes. Errors: MAR_EIO (writing the fd), MAR_EFAIL (the codec). */
+int oci_layer_out_write(oci_layer_out *z, const void *buf, size_t n, mar_err **err);
+/* oci_layer_out_write with a void * first argument: the sink for oci_tarw_new. */
+int oci_layer_out_sink(void *z, const void *buf, size_t n, mar_err **err);
+/* Flushes the codec and the fd and fills ret (stats untouched). Errors as oci_layer_out_write. */
+int oci_layer_out_finish(oci_layer_out *z, oci_layer_written *ret, mar_err **err);
+oci_layer_out *oci_layer_out_free(oci_layer_out *z);
+MAR_DEFINE_CLEANUP(oci_layer_out, oci_layer_out_free)
+#define _cleanup_layer_out_ _cleanup_(oci_layer_out_freep)
+
+typedef struct oci_layer_write_opts {
+    oci_tree_opts tree;
+    oci_tarw_opts tar;
+    oci_codec codec;
+    int level;        /* 0: the codec's default */
+    unsigned threads; /* 0: the CPUs this process may run on */
+} oci_layer_write_opts;
+
+#define OCI_LAYER_WRITE_OPTS_INIT                                                                  \
+    {                                                                                              \
+        .tree = {.kind = OCI_TREE_PLAIN}, .codec = OCI_CODEC_GZIP                                  \
+    }
+
+/* Writes the tree under dirfd as one layer blob to out_fd: oci_layer_out_new, oci_tarw_new,
+ * oci_tarw_add_tree, oci_tarw_finish, oci_layer_out_finish. On failure out_fd holds a partial
+ * blob the caller discards. Errors: as those functions. */
+int oci_layer_write_dir(int dirfd, const oci_layer_write_opts *o, int out_fd,
+                        oci_layer_written *ret, mar_err **err);
+
 /* ---------------------------------------------------------------------------------------------
  * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
 
