@@ -297,7 +297,9 @@ static int list_dir(walker *wk, int dfd, const char *dpath, child **ret, size_t 
         free(v);
         return rc;
     }
-    qsort(v, n, sizeof(*v), cmp_child);
+    if (n > 1) {
+        qsort(v, n, sizeof(*v), cmp_child);
+    }
     *ret = v;
     *ret_n = n;
     return 0;

@@ -425,7 +425,7 @@ typedef struct oci_layer_written {
  * fd (which stays the caller's) and hashed again. */
 typedef struct oci_layer_out oci_layer_out;
 
-#define OCI_GZIP_LEVEL_DEFAULT 1 /* ISA-L levels 0..3 */
+#define OCI_GZIP_LEVEL_DEFAULT 2 /* ISA-L levels 1..3 (docs/internals/layer-write.md §5) */
 #define OCI_ZSTD_LEVEL_DEFAULT 3
 
 /* level 0 picks the codec's default (gzip level 0 is not offered); threads 0 picks the CPUs
