@@ -150,6 +150,8 @@ static const char *codec_cat(oci_codec c)
     return c == OCI_CODEC_GZIP ? "gzip -dc" : c == OCI_CODEC_ZSTD ? "zstd -dcq" : "cat";
 }
 
+static char *read_all(const char *path, size_t *n);
+
 /* diff_id, digest and sizes, recomputed by other programs. Leaves the tar at tar_out. */
 static void check_digests(const char *blob, const oci_layer_written *w, const char *tar_out)
 {
@@ -168,6 +170,19 @@ static void check_digests(const char *blob, const oci_layer_written *w, const ch
     assert_string_equal(w->media_type, oci_layer_media_type(w->codec));
     if (w->codec == OCI_CODEC_GZIP) {
         assert_int_equal(sh(NULL, "gzip -t '%s'", blob), 0);
+        /* One gzip member (zlib stops at its end: nothing may follow), and a header without
+         * a name, a time or an OS (RFC 1952 §2.3). */
+        assert_int_equal(sh(NULL,
+                            "%s -c 'import sys, zlib; b = open(sys.argv[1], \"rb\").read(); "
+                            "d = zlib.decompressobj(31); d.decompress(b); "
+                            "sys.exit(0 if d.eof and not d.unused_data else 1)' '%s'",
+                            python(), blob),
+                         0);
+        size_t n;
+        _cleanup_free_ char *b = read_all(blob, &n);
+        assert_true(n > 10);
+        assert_memory_equal(b, "\x1f\x8b\x08\x00\x00\x00\x00\x00", 8);
+        assert_int_equal((unsigned char)b[9], 255);
     }
 }
 
