@@ -987,6 +987,64 @@ static void test_clamp_and_owner(void **state)
     rm_rf(T);
 }
 
+/* What a COPY from a build context does without staging: entries of its own, then a tree below
+ * a prefix, through the lower-level API into one blob. */
+static void test_entries_and_prefix(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *T = mktemp_dir();
+    _cleanup_free_ char *src = mar_xasprintf("%s/ctx", T);
+    assert_int_equal(mkdir(src, 0755), 0);
+    mkd(src, "lib", 0755);
+    putstr(src, "lib/a.txt", "a");
+    putstr(src, "main.py", "print()");
+    set_mtime(src, "lib/a.txt", 1000);
+    set_mtime(src, "main.py", 1000);
+    set_mtime(src, "lib", 1000);
+    _cleanup_free_ char *blob = mar_xasprintf("%s/l", T);
+    _cleanup_close_ int ofd =
+            openat(AT_FDCWD, blob, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    _cleanup_close_ int dfd = openat(AT_FDCWD, src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    mar_err *err = NULL;
+    _cleanup_layer_out_ oci_layer_out *z = NULL;
+    assert_int_equal(oci_layer_out_new(OCI_CODEC_GZIP, 3, 2, ofd, &z, &err), 0);
+    oci_tarw_opts to = {.set_owner = true, .uid = 10, .gid = 20};
+    _cleanup_tarw_ oci_tarw *w = oci_tarw_new(&to, oci_layer_out_sink, z);
+    oci_layer_entry app = {.kind = OCI_ENTRY_DIR, .path = "app", .mode = 0755, .mtime = 5};
+    assert_int_equal(oci_tarw_add(w, &app, &err), 0);
+    oci_tree_stats st;
+    if (oci_tarw_add_tree(w, dfd, "app", NULL, &st, &err) < 0) {
+        fail_msg("%s", err->msg);
+    }
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.files, 2);
+    assert_int_equal(st.bytes, 8);
+    oci_layer_entry ver = {.kind = OCI_ENTRY_FILE, .path = "app/VERSION", .mode = 0444, .size = 2};
+    assert_int_equal(oci_tarw_add(w, &ver, &err), 0);
+    assert_int_equal(oci_tarw_write(w, "1\n", 2, &err), 0);
+    assert_int_equal(oci_tarw_finish(w, &err), 0);
+    oci_layer_written res;
+    assert_int_equal(oci_layer_out_finish(z, &res, &err), 0);
+    assert_string_equal(res.media_type, OCI_MT_LAYER_GZIP);
+    /* Nothing more can be written to a finished blob. */
+    assert_int_equal(oci_layer_out_write(z, "x", 1, &err), -MAR_EFAIL);
+    err = mar_err_free(err);
+    _cleanup_free_ char *tar = mar_xasprintf("%s/l.tar", T);
+    check_digests(blob, &res, tar);
+    _cleanup_free_ char *m = mar_listing(blob, NULL);
+    assert_same(m,
+                "d app 0755 10:20 0 5\n"
+                "d app/lib 0755 10:20 0 1000\n"
+                "f app/lib/a.txt 0644 10:20 1 1000\n"
+                "f app/main.py 0644 10:20 7 1000\n"
+                "f app/VERSION 0444 10:20 2 0\n",
+                "mar", "expected");
+    /* A prefix must be a clean relative path. */
+    assert_int_equal(oci_tarw_add_tree(w, dfd, "../x", NULL, NULL, &err), -MAR_EINTEGRITY);
+    mar_err_free(err);
+    rm_rf(T);
+}
+
 /* A symlink is archived as itself, never followed, wherever it points. */
 static void test_symlinks_not_followed(void **state)
 {
@@ -1339,6 +1397,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_roundtrip_zstd),
             cmocka_unit_test(test_determinism),
             cmocka_unit_test(test_clamp_and_owner),
+            cmocka_unit_test(test_entries_and_prefix),
             cmocka_unit_test(test_symlinks_not_followed),
             cmocka_unit_test(test_tree_refusals),
             cmocka_unit_test(test_overlay_fake_trusted),
