@@ -135,6 +135,10 @@ static int put_out(oci_layer_out *z, const void *p, size_t n, mar_err **err)
  * whichever thread runs it. */
 static void gz_compress(gz_job *j, int level, unsigned char *level_buf)
 {
+    /* Level 3 reads parts of its working memory before writing them (valgrind sees it): cleared
+     * for every chunk, so that nothing a previous chunk left there, on whichever thread, can
+     * reach the output. */
+    memset(level_buf, 0, level_buf_size(level));
     struct isal_zstream s;
     isal_deflate_init(&s);
     s.level = (uint32_t)level;

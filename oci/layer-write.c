@@ -49,7 +49,7 @@ static inline void xattr_set_releasep(xattr_set *x)
 typedef struct walker {
     oci_tarw *w;
     oci_tree_opts o;
-    const char *ovl; /* the overlay namespace this mount uses: "trusted.overlay." or "user." */
+    const char *ovl; /* the mount's overlay namespace: "trusted.overlay." or "user.overlay." */
     size_t ovl_len;
     mar_map links; /* "dev:ino" -> the first path of a multiply linked inode */
     oci_tree_stats st;
