@@ -23,6 +23,8 @@ bash ci/tsan.sh build-tsan
 bash ci/fuzz.sh 20
 
 bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The release binary carries the hardening of cmake/Hardening.cmake.
+bash ci/check-hardening.sh build
 
 # valgrind over the unit tests.
 for t in build/tests/test-*; do
