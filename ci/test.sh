@@ -25,6 +25,8 @@ bash ci/fuzz.sh 20
 bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # The release binary carries the hardening of cmake/Hardening.cmake.
 bash ci/check-hardening.sh build
+# cmake --install: binary, man pages, shell completions.
+bash ci/check-install.sh build
 
 # valgrind over the unit tests.
 for t in build/tests/test-*; do

@@ -286,6 +286,18 @@ static const cmd_def commands[] = {
         {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
 };
 
+const cmd_def *cmd_commands(size_t *ret_n)
+{
+    *ret_n = MAR_ARRAY_SIZE(commands);
+    return commands;
+}
+
+const cmd_opt *cmd_global_opts(size_t *ret_n)
+{
+    *ret_n = MAR_ARRAY_SIZE(global_opts);
+    return global_opts;
+}
+
 static const cmd_def *find_command(const char *name)
 {
     for (size_t i = 0; i < MAR_ARRAY_SIZE(commands); i++) {
@@ -567,6 +579,10 @@ int cmd_main(int argc, char **argv)
         print_main_help(stderr);
         mar_strv_release(&pre);
         return MAR_EUSAGE;
+    }
+    if (strcmp(argv[i], "completion") == 0) {
+        mar_strv_release(&pre);
+        return cmd_completion(argc - i, argv + i);
     }
     const cmd_def *def = find_command(argv[i]);
     if (!def && is_noun(argv[i])) {
