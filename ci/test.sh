@@ -25,6 +25,8 @@ bash ci/fuzz.sh 20
 bash ci/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # The release binary carries the hardening of cmake/Hardening.cmake.
 bash ci/check-hardening.sh build
+# No path of this machine's source or build directory in the binary.
+bash ci/check-binary-paths.sh build
 # cmake --install: binary, man pages, shell completions.
 bash ci/check-install.sh build
 

@@ -157,8 +157,8 @@ static const cmd_opt vm_create_opts[] = {
          "require Rosetta for amd64 (default: on where possible)"},
         {"no-rosetta", 0, CMD_OPT_FLAG, NULL, "amd64 through QEMU user mode instead"},
         {"mar-source", 0, CMD_OPT_VALUE, "DIR",
-         "mar's source tree, mounted so the guest builds mar (default: the one mar was built "
-         "from)"},
+         "mar's source tree, mounted so the guest builds mar (default $MAR_SOURCE; none: no mar "
+         "in the guest)"},
         {"print", 0, CMD_OPT_FLAG, NULL, "print the lima.yaml and create nothing"},
 };
 
