@@ -8,6 +8,8 @@ PKGS=(
     gcc make cmake pkg-config clang-format clang libclang-rt-14-dev
     libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev libisal-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev
     libyaml-dev libcmocka-dev
+    # man pages (rendered at build time); shells the completions are checked with
+    lowdown zsh fish
     # test bed and peers
     docker-registry containerd runc qemu-user-static skopeo umoci chromium
     apache2-utils openssl python3 curl ca-certificates valgrind

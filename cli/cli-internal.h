@@ -63,6 +63,16 @@ void cmd_print_usage(const cmd_def *def, FILE *out);
  * MAR_EUSAGE, the exit status. */
 int cmd_usage_error(const cmd_def *def, const char *fmt, ...) MAR_PRINTF(2, 3);
 
+/* The command table and the global options (borrowed, static). */
+const cmd_def *cmd_commands(size_t *ret_n);
+const cmd_opt *cmd_global_opts(size_t *ret_n);
+/* Writes the completion script of shell ("bash", "zsh", "fish") from those tables
+ * (completion.c). Errors: MAR_EUSAGE (another shell). */
+int cmd_completion_write(const char *shell, FILE *out, mar_err **err);
+/* `mar completion SHELL` (hidden: not in the table, which it describes). Returns the exit
+ * status. */
+int cmd_completion(int argc, char **argv);
+
 /* ---------------------------------------------------------------------------------------------
  * Output. */
 

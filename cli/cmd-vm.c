@@ -122,13 +122,11 @@ static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_sp
         return mar_err_set(err, MAR_EUSAGE, 0, "--rosetta and --no-rosetta contradict");
     }
     s->rosetta = cmd_flag(args, "rosetta") ? 1 : cmd_flag(args, "no-rosetta") ? 0 : -1;
+    /* The binary knows no source tree of its own: no build-machine path is compiled in. */
     x = cmd_value(args, "mar-source");
-#ifdef MAR_SOURCE_DIR
-    if (!x) {
-        _cleanup_free_ char *cm = mar_xasprintf("%s/CMakeLists.txt", MAR_SOURCE_DIR);
-        x = access(cm, R_OK) == 0 ? MAR_SOURCE_DIR : NULL;
+    if (!x && getenv("MAR_SOURCE") && *getenv("MAR_SOURCE")) {
+        x = getenv("MAR_SOURCE");
     }
-#endif
     if (x && !mar_strlcpy(s->mar_source, x, sizeof(s->mar_source))) {
         return mar_err_set(err, MAR_EUSAGE, 0, "--mar-source: path too long");
     }
@@ -147,6 +145,10 @@ int cmd_vm_create(const cmd_def *def, cmd_args *args)
     vm_lima_spec spec;
     if (spec_from_args(args, instance, &spec, &err) < 0) {
         return cmd_fail(err);
+    }
+    if (!spec.mar_source[0]) {
+        mar_diag_warn("no mar source tree (--mar-source DIR or $MAR_SOURCE): the VM gets no mar "
+                      "of its own, so `mar run` under the lima driver needs one installed in it");
     }
     vm_host_facts facts;
     host_facts(&facts);

@@ -160,8 +160,8 @@ static const cmd_opt vm_create_opts[] = {
          "require Rosetta for amd64 (default: on where possible)"},
         {"no-rosetta", 0, CMD_OPT_FLAG, NULL, "amd64 through QEMU user mode instead"},
         {"mar-source", 0, CMD_OPT_VALUE, "DIR",
-         "mar's source tree, mounted so the guest builds mar (default: the one mar was built "
-         "from)"},
+         "mar's source tree, mounted so the guest builds mar (default $MAR_SOURCE; none: no mar "
+         "in the guest)"},
         {"print", 0, CMD_OPT_FLAG, NULL, "print the lima.yaml and create nothing"},
 };
 
@@ -288,6 +288,18 @@ static const cmd_def commands[] = {
          false},
         {"version", cmd_version, 0, 0, "", "show the version", NULL, NULL, 0, false},
 };
+
+const cmd_def *cmd_commands(size_t *ret_n)
+{
+    *ret_n = MAR_ARRAY_SIZE(commands);
+    return commands;
+}
+
+const cmd_opt *cmd_global_opts(size_t *ret_n)
+{
+    *ret_n = MAR_ARRAY_SIZE(global_opts);
+    return global_opts;
+}
 
 static const cmd_def *find_command(const char *name)
 {
@@ -582,6 +594,10 @@ int cmd_main(int argc, char **argv)
         print_main_help(stderr);
         mar_strv_release(&pre);
         return MAR_EUSAGE;
+    }
+    if (strcmp(argv[i], "completion") == 0) {
+        mar_strv_release(&pre);
+        return cmd_completion(argc - i, argv + i);
     }
     const cmd_def *def = find_command(argv[i]);
     if (!def && is_noun(argv[i])) {

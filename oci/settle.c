@@ -313,7 +313,10 @@ static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, 
         return mar_err_set(err, MAR_EINTEGRITY, 0, "hard link to '%.200s', a directory, refusing",
                            path);
     }
-    fchownat(dpfd, dname, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW);
+    /* Without root the copy keeps the caller as owner, as the layer's own entries do. */
+    if (fchownat(dpfd, dname, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        mar_debug("cannot give the copied-up '%.200s' its owner, ignoring", path);
+    }
     struct timespec ts[2] = {st->st_atim, st->st_mtim};
     utimensat(dpfd, dname, ts, AT_SYMLINK_NOFOLLOW);
     return 0;

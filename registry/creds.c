@@ -80,16 +80,23 @@ static void load_config(reg_client *c)
         mar_err_free(e);
         return;
     }
-    json_error_t jerr;
-    c->docker_config = json_loadb(b.data, b.len, 0, &jerr);
+    c->docker_config = reg__creds_config_parse(b.data, b.len, path);
     mar_buf_release_secret(&b);
-    if (!json_is_object(c->docker_config)) {
-        mar_diag_warn("cannot parse '%s' at %d:%d, ignoring", path, jerr.line, jerr.column);
-        json_decref(c->docker_config);
-        c->docker_config = NULL;
-        return;
+    if (c->docker_config) {
+        c->docker_config_path = TAKE_PTR(path);
     }
-    c->docker_config_path = TAKE_PTR(path);
+}
+
+json_t *reg__creds_config_parse(const void *data, size_t len, const char *path)
+{
+    json_error_t jerr;
+    json_t *cfg = json_loadb(data, len, 0, &jerr);
+    if (!json_is_object(cfg)) {
+        mar_diag_warn("cannot parse '%s' at %d:%d, ignoring", path, jerr.line, jerr.column);
+        json_decref(cfg);
+        return NULL;
+    }
+    return cfg;
 }
 
 static void hold_secrets(void)
@@ -132,31 +139,41 @@ static int run_helper(const char *helper, const char *host, reg_creds *ret)
         mar_err_free(e);
         return -1;
     }
+    int rc = reg__creds_helper_result(helper, &r, ret);
+    mar_proc_result_release(&r);
+    if (rc > 0) {
+        hold_secrets();
+    }
+    return rc;
+}
+
+int reg__creds_helper_result(const char *helper, const mar_proc_result *r, reg_creds *ret)
+{
+    _cleanup_free_ char *prog = mar_xasprintf("docker-credential-%s", helper);
     int rc = -1;
-    if (r.timed_out) {
+    if (r->timed_out) {
         mar_diag_warn("credential helper '%s' timed out after %d s, ignoring", prog,
                       HELPER_TIMEOUT_MS / 1000);
-    } else if (r.out_capped) {
+    } else if (r->out_capped) {
         mar_diag_warn("credential helper '%s' wrote more than %u bytes, ignoring", prog,
                       MAR_CAP_HELPER_OUT);
-    } else if (r.status != 0) {
+    } else if (r->status != 0) {
         /* The protocol puts the failure text on stdout, and it may hold the secret: only the
          * not-found sentinel is recognised, nothing is echoed. */
-        if (strstr(r.out.data, "credentials not found")) {
+        if (strstr(r->out.data, "credentials not found")) {
             rc = 0;
         } else {
             mar_diag_warn("credential helper '%s' failed with status %d%s%.*s, ignoring", prog,
-                          r.status, r.errout.len ? ": " : "", (int)strcspn(r.errout.data, "\n"),
-                          r.errout.data);
+                          r->status, r->errout.len ? ": " : "", (int)strcspn(r->errout.data, "\n"),
+                          r->errout.data);
         }
     } else {
-        json_t *j = json_loadb(r.out.data, r.out.len, 0, NULL);
+        json_t *j = json_loadb(r->out.data, r->out.len, 0, NULL);
         const char *user = json_string_value(json_object_get(j, "Username"));
         const char *secret = json_string_value(json_object_get(j, "Secret"));
         if (!secret) {
             mar_diag_warn("credential helper '%s' returned no secret, ignoring", prog);
         } else {
-            hold_secrets();
             if (user && strcmp(user, "<token>") == 0) {
                 ret->identity_token = mar_xstrdup(secret);
             } else {
@@ -166,13 +183,12 @@ static int run_helper(const char *helper, const char *host, reg_creds *ret)
             snprintf(ret->source, sizeof(ret->source), "credential helper '%s'", helper);
             rc = 1;
         }
-        json_t *s = json_object_get(j, "Secret");
-        if (json_is_string(s)) {
-            mar_memzero((void *)json_string_value(s), json_string_length(s));
+        json_t *sec = json_object_get(j, "Secret");
+        if (json_is_string(sec)) {
+            mar_memzero((void *)json_string_value(sec), json_string_length(sec));
         }
         json_decref(j);
     }
-    mar_proc_result_release(&r);
     return rc;
 }
 
@@ -216,6 +232,36 @@ static void from_auths_entry(json_t *ent, reg_creds *ret)
     }
 }
 
+const char *reg__creds_config_helper(json_t *cfg, const char *host)
+{
+    /* credHelpers[host] -> credsStore (docker/cli credentials store lookup). */
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(cfg, "credHelpers"), k, v)
+    {
+        if (key_matches(k, host) && json_is_string(v)) {
+            const char *helper = json_string_value(v);
+            return *helper ? helper : NULL;
+        }
+    }
+    const char *helper = json_string_value(json_object_get(cfg, "credsStore"));
+    return helper && *helper ? helper : NULL;
+}
+
+bool reg__creds_config_auths(json_t *cfg, const char *host, reg_creds *ret)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(cfg, "auths"), k, v)
+    {
+        if (key_matches(k, host) && json_is_object(v)) {
+            from_auths_entry(v, ret);
+            return true;
+        }
+    }
+    return false;
+}
+
 void reg__creds_load(reg_client *c, reg_host *h)
 {
     if (h->creds_loaded) {
@@ -227,35 +273,13 @@ void reg__creds_load(reg_client *c, reg_host *h)
     if (!cfg) {
         return;
     }
-    /* credHelpers[host] -> credsStore -> auths[host] (docker/cli credentials store lookup). */
-    const char *helper = NULL;
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(cfg, "credHelpers"), k, v)
-    {
-        if (key_matches(k, h->host) && json_is_string(v)) {
-            helper = json_string_value(v);
-            break;
-        }
+    /* A helper first, then auths[host] (docker/cli credentials store lookup). */
+    const char *helper = reg__creds_config_helper(cfg, h->host);
+    if (helper && run_helper(helper, h->host, &h->creds) > 0) {
+        return;
     }
-    if (!helper) {
-        helper = json_string_value(json_object_get(cfg, "credsStore"));
-    }
-    if (helper && *helper) {
-        int rc = run_helper(helper, h->host, &h->creds);
-        if (rc > 0) {
-            return;
-        }
-    }
-    json_object_foreach(json_object_get(cfg, "auths"), k, v)
-    {
-        if (key_matches(k, h->host) && json_is_object(v)) {
-            from_auths_entry(v, &h->creds);
-            if (reg__creds_any(&h->creds)) {
-                hold_secrets();
-                snprintf(h->creds.source, sizeof(h->creds.source), "'%s'", c->docker_config_path);
-            }
-            return;
-        }
+    if (reg__creds_config_auths(cfg, h->host, &h->creds) && reg__creds_any(&h->creds)) {
+        hold_secrets();
+        snprintf(h->creds.source, sizeof(h->creds.source), "'%s'", c->docker_config_path);
     }
 }

@@ -145,6 +145,21 @@ bool reg__auth_prefetch(reg_op *op);
 
 /* Credentials (config.json, credential helpers). Never fails: problems become warnings. */
 void reg__creds_load(reg_client *c, reg_host *h);
+/* The parsers under reg__creds_load, on their own for the fuzz harnesses
+ * (fuzz/fuzz-docker-config.c, fuzz/fuzz-cred-helper.c). */
+/* Parses config.json's bytes (path names it in the warning). Returns: a new reference to its
+ * top-level object, or NULL (warned). */
+json_t *reg__creds_config_parse(const void *data, size_t len, const char *path);
+/* The credential helper a parsed config.json names for host: credHelpers[host], else credsStore.
+ * Returns: borrowed from cfg, or NULL for none. */
+const char *reg__creds_config_helper(json_t *cfg, const char *host);
+/* Fills ret from config.json's auths entry for host (an undecodable 'auth' is warned about).
+ * Returns true when an entry matched. */
+bool reg__creds_config_auths(json_t *cfg, const char *host, reg_creds *ret);
+/* Interprets what `docker-credential-<helper> get` did (docker/docker-credential-helpers): 1 with
+ * credentials in ret, 0 when the helper has none, -1 when its answer is unusable (warned; its
+ * stdout is never echoed). */
+int reg__creds_helper_result(const char *helper, const mar_proc_result *r, reg_creds *ret);
 
 /* shared.c: digest-addressed fetches shared within a client. reg__shared_join returns true when
  * the request was answered (from memory) or joined one in flight; false when the caller is to

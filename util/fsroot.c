@@ -11,21 +11,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define EAGAIN_RETRIES 16
 
-static int use_openat2 = -1;
+/* -1 unknown, 0 walk, 1 openat2. The pull's unpack workers read and set it concurrently; every
+ * writer stores the same answer, so relaxed atomics are enough. */
+static _Atomic int use_openat2 = -1;
 
 static bool openat2_enabled(void)
 {
-    if (use_openat2 < 0) {
+    int v = atomic_load_explicit(&use_openat2, memory_order_relaxed);
+    if (v < 0) {
         const char *env = getenv("MAR_NO_OPENAT2");
-        use_openat2 = !(env && strcmp(env, "1") == 0);
+        v = !(env && strcmp(env, "1") == 0);
+        atomic_store_explicit(&use_openat2, v, memory_order_relaxed);
     }
-    return use_openat2 == 1;
+    return v == 1;
 }
 
 static int sys_openat2(int dirfd, const char *path, int flags, mode_t mode)
@@ -182,7 +187,7 @@ int mar_in_root_open(int rootfd, const char *path, int flags, mode_t mode)
             return fd;
         }
         /* Old kernel or a seccomp filter: fall back for the rest of the process. */
-        use_openat2 = 0;
+        atomic_store_explicit(&use_openat2, 0, memory_order_relaxed);
     }
     /* The walk gives an O_PATH fd for the object; reopen it through /proc only for O_PATH
      * requests is not needed: split into parent + last component instead. */

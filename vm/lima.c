@@ -96,7 +96,7 @@ static const char provision_mar[] =
         "      apt-get update -q\n"
         "      apt-get install -y -q --no-install-recommends gcc make cmake pkg-config \\\n"
         "        libcurl4-openssl-dev libjansson-dev libarchive-dev libzstd-dev libisal-dev \\\n"
-        "        libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libssl-dev libyaml-dev\n"
+        "        libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev\n"
         "      cmake -S /mnt/mar-src -B /var/cache/mar-build -DCMAKE_BUILD_TYPE=Release \\\n"
         "        -DMAR_TESTING=OFF\n"
         "      cmake --build /var/cache/mar-build -j \"$(nproc)\"\n"

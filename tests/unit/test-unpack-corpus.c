@@ -675,7 +675,7 @@ static void setup_tree(ctx *c)
     _cleanup_free_ char *dir = mar_xasprintf("%s/dir", c->out);
     mkdir(dir, 0750);
     _cleanup_free_ char *link = mar_xasprintf("%s/link", c->out);
-    symlink("file", link);
+    assert_int_equal(symlink("file", link), 0);
 }
 
 static void remove_tree(ctx *c)
@@ -773,7 +773,7 @@ static void run_case(const kase *k, int codec, bool rootless, oci_unpack_mode mo
         waitpid(pid, &st, 0);
         got = (klass)(in[0] - '0');
         snprintf(msg, sizeof(msg), "%s", in + 2);
-        chown(c.T, 0, 0);
+        assert_int_equal(chown(c.T, 0, 0), 0);
     } else {
         mar_err *e = NULL;
         got = run_layers(&c, k, codec, &e);
