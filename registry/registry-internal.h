@@ -83,6 +83,9 @@ struct reg_op {
     bool auth_retried;
     bool sent_basic;
     bool manifest_head; /* a manifest HEAD (405 falls back to GET) */
+    char *scope;        /* token scopes, space-separated; NULL: repository:<repo>:pull */
+    bool own_retries;   /* upload requests: the caller retries transport failures and 5xx
+                           itself (it must learn what the registry kept first) */
     size_t body_cap;
     reg_http_data_fn on_data;
     reg_http_req req;
@@ -96,6 +99,10 @@ struct reg_op {
 /* Creates an op for `path` ("/v2/...") on host. */
 reg_op *reg__op_new(reg_client *c, reg_host *host, const char *repo, const char *method,
                     const char *path, reg_op_done_fn done, void *userdata);
+/* Creates an op for an absolute URL a registry handed out (an upload Location): credentials
+ * still belong to host's origin and go only there. */
+reg_op *reg__op_new_url(reg_client *c, reg_host *host, const char *repo, const char *method,
+                        const char *url, reg_op_done_fn done, void *userdata);
 /* Starts (or restarts after a redirect or a retry) the op. */
 void reg__op_start(reg_op *op);
 reg_op *reg__op_free(reg_op *op);

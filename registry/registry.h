@@ -28,20 +28,45 @@ enum {
 };
 
 typedef struct reg_http_req reg_http_req;
-/* Streaming body sink. Returns 0, or negative to abort the transfer (result REG_HTTP_EABORT). */
+/* Streaming body sink. Returns 0, REG_HTTP_PAUSE to leave the bytes untaken and hold the transfer
+ * until reg_http_ops.unpause (they are offered again then), or negative to abort the transfer
+ * (result REG_HTTP_EABORT). */
 typedef int (*reg_http_data_fn)(reg_http_req *req, const void *p, size_t n);
 typedef void (*reg_http_done_fn)(reg_http_req *req);
+#define REG_HTTP_PAUSE 1
+
+/* Where a request body comes from (PUT, PATCH, POST). The transport reads it in order, once per
+ * submission, through reg_http_body_next(); resubmitting a request starts the body over. */
+typedef enum {
+    REG_BODY_NONE = 0, /* no body: POST, PUT and PATCH send Content-Length: 0 */
+    REG_BODY_MEMORY,   /* body, body_len */
+    REG_BODY_FD,       /* body_len bytes of body_fd from body_off (pread: the fd offset stays) */
+    REG_BODY_READER,   /* body_read produces body_len bytes */
+} reg_body_kind;
+
+/* A producer body: fills at most n bytes of buf and returns how many, REG_BODY_PAUSE when none
+ * are ready yet (the transport holds the request until reg_http_ops.unpause), or REG_BODY_ABORT
+ * (result REG_HTTP_EABORT). It must produce exactly body_len bytes. */
+typedef ssize_t (*reg_http_read_fn)(reg_http_req *req, void *buf, size_t n);
+#define REG_BODY_ABORT ((ssize_t)-1)
+#define REG_BODY_PAUSE ((ssize_t)-2)
 
 struct reg_http_req {
     /* Request, owned by the submitter. */
-    const char *method; /* "GET", "HEAD", "POST" */
+    const char *method; /* "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" */
     char *url;
-    mar_strv headers; /* "Name: value" lines */
-    const char *body; /* POST body */
-    size_t body_len;
-    bool verify_tls;   /* false only for registries the user named insecure */
-    char *ca_blob;     /* PEM bundle to verify with instead of the default, or NULL */
-    char *client_cert; /* PEM client certificate file, or NULL */
+    mar_strv headers; /* "Name: value" lines; Content-Length, Content-Type, Content-Range of a
+                         body are the submitter's to set */
+    reg_body_kind body_kind;
+    const char *body; /* REG_BODY_MEMORY */
+    size_t body_len;  /* bytes of any body kind */
+    int body_fd;      /* REG_BODY_FD */
+    uint64_t body_off;
+    reg_http_read_fn body_read; /* REG_BODY_READER */
+    uint64_t body_pos;          /* bytes of the body handed to the transport so far */
+    bool verify_tls;            /* false only for registries the user named insecure */
+    char *ca_blob;              /* PEM bundle to verify with instead of the default, or NULL */
+    char *client_cert;          /* PEM client certificate file, or NULL */
     char *client_key;
     size_t body_cap;          /* cap on a buffered body */
     reg_http_data_fn on_data; /* when set, the body streams here instead of `body` below */
@@ -62,6 +87,9 @@ struct reg_http_req {
 
 /* First value of a response header (name lower-case), or NULL. Borrowed. */
 const char *reg_http_header(const reg_http_req *req, const char *name);
+/* For transports: the next bytes of the request body (any kind), as reg_http_read_fn returns
+ * them; 0 at its end. An fd that ends early is REG_BODY_ABORT with errmsg set. */
+ssize_t reg_http_body_next(reg_http_req *req, void *buf, size_t n);
 /* Releases the response part so the request can be submitted again. */
 void reg_http_req_reset_response(reg_http_req *req);
 void reg_http_req_release(reg_http_req *req);
@@ -72,6 +100,9 @@ typedef struct reg_http_ops {
     /* Drives every queued request (and those submitted from callbacks) to completion. */
     int (*run)(void *ctx, mar_err **err);
     void (*destroy)(void *ctx);
+    /* Resumes a request whose body reader or data sink paused it; may be called from any
+     * callback of run(). */
+    void (*unpause)(void *ctx, reg_http_req *req);
 } reg_http_ops;
 
 typedef struct reg_curl_options {
