@@ -150,6 +150,14 @@ bool reg__auth_prefetch(reg_op *op);
 /* Credentials (config.json, credential helpers). Never fails: problems become warnings. */
 void reg__creds_load(reg_client *c, reg_host *h);
 
+/* stream.c: reg_blob_stream with a handle, valid until its callback has run (NULL when it ran
+ * already), through which a sink that paused the transfer (REG_HTTP_PAUSE) resumes it. */
+typedef struct reg_stream reg_stream;
+reg_stream *reg__blob_stream_start(reg_client *c, const oci_ref *ref, const oci_descriptor *d,
+                                   uint64_t from, mar_hasher *resume_hash, const reg_sink *sink,
+                                   reg_blob_cb cb, void *userdata);
+void reg__blob_stream_unpause(reg_stream *s);
+
 /* shared.c: digest-addressed fetches shared within a client. reg__shared_join returns true when
  * the request was answered (from memory) or joined one in flight; false when the caller is to
  * fetch, and report with reg__shared_done. */

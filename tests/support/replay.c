@@ -373,7 +373,8 @@ static bool read_body(replay *r, pending *p)
     }
 }
 
-static void begin(replay *r, pending *p)
+/* Returns false when the request was answered already (and p is gone). */
+static bool begin(replay *r, pending *p)
 {
     reg_http_req *req = p->req;
     r->requests++;
@@ -394,7 +395,7 @@ static void begin(replay *r, pending *p)
         req->result = REG_HTTP_ECONNECT;
         snprintf(req->errmsg, sizeof(req->errmsg), "replay: no exchange for this request");
         finish(p);
-        return;
+        return false;
     }
     b->used = true;
     p->b = b;
@@ -403,7 +404,7 @@ static void begin(replay *r, pending *p)
         req->result = b->result;
         snprintf(req->errmsg, sizeof(req->errmsg), "replayed transport failure");
         finish(p);
-        return;
+        return false;
     }
     req->status = b->status;
     for (size_t h = 0; h < b->headers.n; h++) {
@@ -428,6 +429,7 @@ static void begin(replay *r, pending *p)
         rh->value = mar_xstrdup(v);
     }
     p->answering = true;
+    return true;
 }
 
 /* Hands the answer's body over: to a streaming sink in pieces of 16 KiB (which may pause it),
@@ -477,11 +479,8 @@ static void step(replay *r, pending *p)
     if (!p->body_done && !read_body(r, p)) {
         return;
     }
-    if (!p->answering) {
-        begin(r, p);
-        if (!p->answering) {
-            return;
-        }
+    if (!p->answering && !begin(r, p)) {
+        return;
     }
     answer(r, p);
 }
