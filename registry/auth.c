@@ -479,6 +479,15 @@ bool reg__auth_handle_401(reg_op *op)
     if (!h) {
         return fail_op(op, MAR_EAUTH, "unexpected authentication challenge");
     }
+    if (!origin_matches(op)) {
+        /* A redirect target or an upload Location on another host: the registry's credentials
+         * are not for it (docs/internals/registry-protocol.md §7), and its challenge must not
+         * change how mar authenticates to the registry. */
+        _cleanup_free_ char *hp = reg__url_hostport(op->url);
+        return fail_op(op, MAR_EAUTH,
+                       "'%s' asked for credentials, refusing (those of '%s' go nowhere else)",
+                       hp ? hp : "?", h->host);
+    }
     reg_challenge ch[4];
     int n = reg__challenge_parse(reg_http_header(&op->req, "www-authenticate"), ch, 4);
     if (n < 0) {
