@@ -81,7 +81,9 @@ static int read_doc(plan_ctx *x, const mar_digest *d, const char *media_type, ma
 
 static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what, mar_err **err)
 {
-    const oci_platform *pf = d->has_platform ? &d->platform : NULL;
+    /* An attestation's platform is unknown/unknown: saying so helps nobody. */
+    const oci_platform *pf =
+            d->has_platform && !oci_descriptor_is_attestation(d) ? &d->platform : NULL;
     if (!reg_store_has(x->s, &d->digest, d->size)) {
         note_missing(x, &d->digest, what, pf);
         return 0;
