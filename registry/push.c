@@ -428,8 +428,8 @@ static void on_doc(reg_op *op)
 static void start_doc_put(reg_push *p, size_t i)
 {
     reg_push_item *it = &p->items[i];
-    const char *ref =
-            it->top && p->dst.tag && !p->dst.has_digest ? p->dst.tag : it->desc.digest.str;
+    /* With both a tag and a digest, the digest was checked when the top was set. */
+    const char *ref = it->top && p->dst.tag ? p->dst.tag : it->desc.digest.str;
     _cleanup_free_ char *path = mar_xasprintf("/v2/%s/manifests/%s", p->dst.path, ref);
     reg_op *op = reg__op_new(p->c, p->host, p->dst.path, "PUT", path, on_doc, &p->jobs[i]);
     op->scope = mar_xstrdup(p->scope);
