@@ -201,8 +201,8 @@ static char *url_escape(const char *s)
     return mar_buf_detach(&b, NULL);
 }
 
-/* The scopes an op needs (token.md "Requesting a Token"), space-separated: pull by default;
- * pushes ask for pull,push on their repository, plus pull on a mount's source. */
+/* The scopes an op needs (distribution token.md "Requesting a Token"), space-separated: pull by
+ * default; pushes ask for pull,push on their repository, plus pull on a mount's source. */
 static char *op_scope(const reg_op *op)
 {
     return op->scope ? mar_xstrdup(op->scope)
@@ -308,7 +308,8 @@ static void token_wait(reg_op *waiter, const char *key)
 
     reg__creds_load(c, h);
     _cleanup_free_ char *scope = op_scope(waiter);
-    /* OAuth2 takes the scopes space-delimited in one field (oauth.md); the GET repeats `scope`. */
+    /* OAuth2 takes the scopes space-delimited in one field (distribution oauth.md); the GET repeats
+     * `scope`. */
     _cleanup_free_ char *esc_scope = url_escape(scope);
     mar_buf query_scopes = MAR_BUF_INIT(SIZE_MAX / 2);
     for (const char *p = scope; *p;) {

@@ -1,5 +1,5 @@
-/* The push engine over the replay transport: every case in testdata/push (README.md there), and
- * the producer window. */
+/* The push engine over the replay transport: every case in testdata/push (testdata/push/README.md),
+ * and how upload Locations are resolved. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
