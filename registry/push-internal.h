@@ -9,19 +9,25 @@
  * acknowledged, so a resume inside the window needs no new production. */
 typedef struct reg_source reg_source;
 
-/* How far a producer may run ahead of the registry's acknowledgements; uploads from a producer
- * use chunks no larger, so a chunk always fits. */
+/* The largest chunk of an upload from a producer. Its window holds one chunk plus the pieces a
+ * transfer hands over at once (a producer writes all of a piece or nothing), so a chunk can
+ * always be sent again from memory and a piece always fits once the chunk is acknowledged. */
 #define REG__SOURCE_WINDOW (8u << 20)
+#define REG__SOURCE_SLACK  (64u << 10)
 
-/* Opens the source of a blob. Errors: MAR_ENOTFOUND (a store blob missing), MAR_EINTEGRITY (a
- * file whose size is not the descriptor's), MAR_EIO. */
+/* Opens the source of a blob; a producer's window is `chunk` + REG__SOURCE_SLACK bytes (at most
+ * the blob). Errors: MAR_ENOTFOUND (a store blob missing), MAR_EINTEGRITY (a file whose size is
+ * not the descriptor's), MAR_EIO, MAR_EFAIL (a producer without its callbacks). */
 int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
-                     reg_source **ret, mar_err **err);
+                     uint64_t chunk, reg_source **ret, mar_err **err);
 reg_source *reg__source_free(reg_source *s);
 /* Copies up to n bytes at off. Returns the count, REG_BODY_PAUSE when a producer has not
  * delivered them yet (wake is called once they are), or REG_BODY_ABORT with *err set (the
  * producer failed, or lost bytes it cannot produce again). */
 ssize_t reg__source_read(reg_source *s, uint64_t off, void *buf, size_t n, mar_err **err);
+/* Makes a producer's window hold chunk + REG__SOURCE_SLACK bytes (at most the blob): for a
+ * registry whose OCI-Chunk-Min-Length is larger than the chunks mar chose. */
+void reg__source_fit_chunk(reg_source *s, uint64_t chunk);
 /* The registry acknowledged everything before off: a producer's window may drop it. */
 void reg__source_ack(reg_source *s, uint64_t off);
 /* Whether reads may start again at off (after a resume or a restart), asking the producer to

@@ -317,16 +317,17 @@ static void start_blob(reg_push *p, size_t i)
     if (j->src.kind == REG_SRC_REGISTRY) {
         j->src.from = &j->from;
     }
-    if (reg__source_open(p->c, &j->src, &it->desc, &j->source, &err) < 0) {
-        item_failed(p, i, err);
-        j->finished = true;
-        return;
-    }
     bool producer = j->src.kind == REG_SRC_REGISTRY || j->src.kind == REG_SRC_PRODUCER;
     uint64_t chunk = p->chunk_size, mono = p->monolithic_max;
     if (producer) {
+        /* A chunk, and a whole monolithic body, must fit the producer's window. */
         chunk = chunk < REG__SOURCE_WINDOW ? chunk : REG__SOURCE_WINDOW;
         mono = mono < chunk ? mono : chunk;
+    }
+    if (reg__source_open(p->c, &j->src, &it->desc, chunk, &j->source, &err) < 0) {
+        item_failed(p, i, err);
+        j->finished = true;
+        return;
     }
     reg_upload_params prm = {
             .c = p->c,

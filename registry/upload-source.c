@@ -6,7 +6,7 @@
  * can be sent again from where the registry says it stopped. Only when a failure needs bytes the
  * window already dropped (a new session after acknowledged chunks) is the producer asked to
  * produce again from that offset. The window is at most one chunk plus what the producer runs
- * ahead, so a copy never holds a whole layer in memory. */
+ * ahead (REG__SOURCE_SLACK), so a copy never holds a whole layer in memory. */
 #include "push-internal.h"
 
 #include <errno.h>
@@ -46,14 +46,15 @@ struct reg_source {
     bool stream_cancel;
 };
 
-#define WINDOW_MAX REG__SOURCE_WINDOW
-
 static void registry_produce(void *ud, reg_producer *pr, uint64_t offset);
 static void registry_room(void *ud, reg_producer *pr);
 
 int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
-                     reg_source **ret, mar_err **err)
+                     uint64_t chunk, reg_source **ret, mar_err **err)
 {
+    if (src->kind == REG_SRC_PRODUCER && (!src->produce || !src->room)) {
+        return mar_err_set(err, MAR_EFAIL, 0, "a producer source needs produce and room");
+    }
     reg_source *s = mar_xcalloc(1, sizeof(*s));
     s->c = c;
     s->kind = src->kind;
@@ -107,7 +108,9 @@ int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descripto
         s->spec.ud = s;
         /* fall through */
     case REG_SRC_PRODUCER:
-        s->win_cap = size < WINDOW_MAX ? (size_t)size : WINDOW_MAX;
+        chunk = chunk < REG__SOURCE_WINDOW ? chunk : REG__SOURCE_WINDOW;
+        s->win_cap = size < chunk + REG__SOURCE_SLACK ? (size_t)size
+                                                      : (size_t)(chunk + REG__SOURCE_SLACK);
         s->done = true; /* nothing produced yet: the first read starts production */
         s->rc = 1;
         break;
@@ -306,6 +309,23 @@ ssize_t reg__source_read(reg_source *s, uint64_t off, void *buf, size_t n, mar_e
     return REG_BODY_PAUSE;
 }
 
+void reg__source_fit_chunk(reg_source *s, uint64_t chunk)
+{
+    uint64_t size = s->desc.size > 0 ? (uint64_t)s->desc.size : 0;
+    uint64_t want = chunk + REG__SOURCE_SLACK < size ? chunk + REG__SOURCE_SLACK : size;
+    if ((s->kind != REG_SRC_REGISTRY && s->kind != REG_SRC_PRODUCER) || want <= s->win_cap) {
+        return;
+    }
+    s->win_cap = (size_t)want;
+    if (s->win) {
+        s->win = mar_xrealloc(s->win, s->win_cap);
+    }
+    if (s->want_room && s->cur) {
+        s->want_room = false;
+        s->spec.room(s->spec.ud, s->cur);
+    }
+}
+
 void reg__source_ack(reg_source *s, uint64_t off)
 {
     if (!s->win || off <= s->base) {
@@ -362,6 +382,7 @@ static int stream_write(void *ud, const void *p, size_t n, mar_err **err)
     }
     int rc = reg_producer_write(pr, p, n);
     if (rc == 0) {
+        mar_debug("the upload window of %s is full: holding its download", s->desc.digest.str);
         return REG_HTTP_PAUSE;
     }
     return rc < 0 ? mar_err_set(err, MAR_EFAIL, ECANCELED, "cancelled") : 0;

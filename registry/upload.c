@@ -344,6 +344,7 @@ static void on_post(reg_op *op)
     u->acked = 0;
     uint64_t chunk = u->p.chunk_size > u->min_chunk ? u->p.chunk_size : u->min_chunk;
     u->monolithic = u->size <= u->p.monolithic_max || u->size <= chunk;
+    reg__source_fit_chunk(u->p.src, chunk);
     step(u);
 }
 

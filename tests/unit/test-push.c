@@ -258,6 +258,10 @@ static int run_case(const char *dir, const char *name)
         }
         CHECK(last_a >= 0 && first_b > last_a, "'%s' must all come before '%s'", a, b);
     }
+    if (meta(m, "expect_log")) {
+        CHECK(strstr(diag_log.data, meta(m, "expect_log")), "the log lacks '%s'",
+              meta(m, "expect_log"));
+    }
     CHECK(replay_violations(rp) == 0, "exchange rules broken:\n%s", replay_report(rp));
     if (want_rc == 0 || meta(m, "expect_all_used")) {
         CHECK(replay_unused(rp) == 0, "%zu scripted exchanges never requested", replay_unused(rp));
