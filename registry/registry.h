@@ -462,7 +462,7 @@ size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret);
  * Everything runs on the client's event loop, on the calling thread; callbacks are called
  * without any lock held.
  *
- * The three users and how they feed it:
+ * The users and how they feed it:
  *   - mar push: reg_push_add_stored() adds a stored image (blobs read from the store's files);
  *   - mar build --push: the built layers and config are committed to the store first, then
  *     added as REG_SRC_STORE (or REG_SRC_MEMORY for a config still in memory); its manifest or
@@ -493,7 +493,8 @@ typedef struct reg_blob_src {
     /* REG_SRC_PRODUCER: called when the upload wants bytes from `offset` on (0 first; again only
      * when a failure lost bytes the upload no longer holds), after any earlier production was
      * abandoned. The producer answers with reg_producer_write() calls as bytes come, and one
-     * reg_producer_end(). `room` says the producer may write again after a short write. */
+     * reg_producer_end(). `room` says it may write again after a write returned 0. The upload
+     * hashes what it sends, so a producer's bytes are verified like any others. */
     void (*produce)(void *ud, reg_producer *pr, uint64_t offset);
     void (*room)(void *ud, reg_producer *pr);
     void *ud;
@@ -590,7 +591,7 @@ int reg_push_set_top(reg_push *p, const char *media_type, const void *bytes, siz
  * source that does not match its descriptor, MAR_ENOTFOUND for an expected document the
  * repository lacks, MAR_EIO). */
 int reg_push_run(reg_push *p, reg_push_result *ret, mar_err **err);
-/* Every item, blobs first in the order added. Borrowed. */
+/* Every item, in the order added. Borrowed, valid until reg_push_free. */
 size_t reg_push_items(const reg_push *p, const reg_push_item **ret);
 
 /* What reg_push_add_stored did with an image of the store. */
