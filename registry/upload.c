@@ -402,11 +402,14 @@ static void data_failed(upload *u, reg_op *op, const char *what)
     ask_status(u);
 }
 
+/* A transport failure (even after a status line: an answer cut short) or a server error. */
 static bool retryable(const reg_op *op)
 {
     long st = op->req.status;
-    return (op->rc < 0 && mar_err_code(op->err) == MAR_ENET && st == 0) || st == 500 || st == 502 ||
-           st == 503 || st == 504 || st == 408;
+    if (op->rc < 0) {
+        return mar_err_code(op->err) == MAR_ENET;
+    }
+    return st == 500 || st == 502 || st == 503 || st == 504 || st == 408;
 }
 
 /* A session the registry no longer knows (404 BLOB_UPLOAD_UNKNOWN) or refuses (400
