@@ -10,8 +10,9 @@
 #define BINFMT_HEADER_SIZE  128 /* BINPRM_BUF_SIZE as documented; magic must lie inside */
 
 /* ---------------------------------------------------------------------------------------------
- * Architecture table: OCI arch <-> ELF identity <-> QEMU name <-> registration magic/mask
- * (docs/internals/binfmt-and-rosetta.md §6; docs/internals/platforms.md §10). */
+ * Architecture table: OCI arch <-> QEMU name <-> registration magic/mask <-> ELF identity, the
+ * last two from oci/'s ELF table (docs/internals/binfmt-and-rosetta.md §6;
+ * docs/internals/platforms.md §10). */
 
 typedef enum {
     BINFMT_ARCH_AMD64,
@@ -30,12 +31,9 @@ typedef enum {
 
 typedef struct binfmt_arch {
     binfmt_arch_id id;
-    const char *oci_arch;    /* "arm64" */
+    const oci_elf_arch *elf; /* OCI name ("arm64"), ELF machine, class and byte order (oci/) */
     const char *qemu_name;   /* "aarch64": qemu-aarch64, qemu-aarch64-static */
-    unsigned char elf_class; /* 1 = 32-bit, 2 = 64-bit */
-    unsigned char elf_data;  /* 1 = LE, 2 = BE */
-    uint16_t e_machine;
-    const char *magic; /* registration string, \xHH escapes */
+    const char *magic;       /* registration string, \xHH escapes */
     const char *mask;
 } binfmt_arch;
 

@@ -209,7 +209,7 @@ int binfmt_install(const binfmt_install_opts *o, const binfmt_arch *a, binfmt_ch
     binfmt_kind emu = o->emulator == BINFMT_KIND_ROSETTA ? BINFMT_KIND_ROSETTA : BINFMT_KIND_QEMU;
     if (emu == BINFMT_KIND_ROSETTA && a->id != BINFMT_ARCH_AMD64) {
         return mar_err_set(err, MAR_EUNSUPPORTED, 0,
-                           "Rosetta runs x86-64 (amd64) binaries only, not %s", a->oci_arch);
+                           "Rosetta runs x86-64 (amd64) binaries only, not %s", a->elf->arch);
     }
     binfmt_entry_name(a, emu, ret->name, sizeof(ret->name));
 

@@ -168,8 +168,8 @@ static void put64(unsigned char *p, bool be, uint64_t v)
 void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret)
 {
     const probe_code *pc = &probes[a->id];
-    bool be = a->elf_data == 2;
-    bool is64 = a->elf_class == 2;
+    bool be = a->elf->elf_data == 2;
+    bool is64 = a->elf->elf_class == 2;
     size_t eh = is64 ? 64 : 52, ph = is64 ? 56 : 32;
     size_t total = eh + ph + pc->len;
     uint64_t base = 0x400000;
@@ -245,59 +245,42 @@ int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err)
     memset(ret, 0, sizeof(*ret));
     mar_buf img = MAR_BUF_INIT(0);
     binfmt_probe_image(a, &img);
-    /* Not close-on-exec: an interpreter gets the program as /dev/fd/N and must open it. */
-    _cleanup_close_ int mfd = memfd_create("mar-probe", 0);
+    /* Close-on-exec as every fd of mar's: only the probe's own child keeps it (exec_fd), since
+     * an interpreter gets the program as /dev/fd/N and must open it. */
+    _cleanup_close_ int mfd = memfd_create("mar-probe", MFD_CLOEXEC);
     if (mfd < 0) {
         mar_buf_release(&img);
-        return mar_err_set(err, MAR_EFAIL, errno, "cannot create the %s probe", a->oci_arch);
+        return mar_err_set(err, MAR_EFAIL, errno, "cannot create the %s probe", a->elf->arch);
     }
     ssize_t w = write(mfd, img.data, img.len);
     mar_buf_release(&img);
     if (w < 0) {
-        return mar_err_set(err, MAR_EFAIL, errno, "cannot write the %s probe", a->oci_arch);
+        return mar_err_set(err, MAR_EFAIL, errno, "cannot write the %s probe", a->elf->arch);
     }
     fchmod(mfd, 0700);
-    int in[2], rep[2];
+    int in[2];
     if (pipe2(in, O_CLOEXEC) < 0) {
         return mar_err_set(err, MAR_EFAIL, errno, "cannot create a pipe");
     }
-    if (pipe2(rep, O_CLOEXEC) < 0) {
-        close(in[0]);
-        close(in[1]);
-        return mar_err_set(err, MAR_EFAIL, errno, "cannot create a pipe");
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(in[0]);
-        close(in[1]);
-        close(rep[0]);
-        close(rep[1]);
-        return mar_err_set(err, MAR_EFAIL, e, "cannot fork the %s probe", a->oci_arch);
-    }
-    if (pid == 0) {
-        dup2(in[0], 0);
-        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        char *argv[] = {"mar-probe", NULL};
-        char *envp[] = {NULL};
-        fexecve(mfd, argv, envp);
-        int e = errno;
-        ssize_t unused = write(rep[1], &e, sizeof(e));
-        (void)unused;
-        _exit(127);
-    }
-    close(in[0]);
-    close(rep[1]);
+    _cleanup_close_ int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    char *argv[] = {"mar-probe", NULL};
+    char *envp[] = {NULL};
+    mar_spawn_opts so = MAR_SPAWN_OPTS_INIT;
+    so.stdin_fd = in[0];
+    so.stdout_fd = devnull;
+    so.stderr_fd = devnull;
+    so.envp = envp;
+    so.exec_fd = mfd;
+    pid_t pid;
     int exec_errno = 0;
-    ssize_t r = read(rep[0], &exec_errno, sizeof(exec_errno));
-    close(rep[0]);
-    if (r == (ssize_t)sizeof(exec_errno)) {
+    int rc = mar_spawn(argv, &so, &pid, &exec_errno, err);
+    close(in[0]);
+    if (rc < 0) {
         close(in[1]);
-        waitpid(pid, NULL, 0);
+        return mar_err_wrap(err, "the %s probe", a->elf->arch);
+    }
+    if (exec_errno) {
+        close(in[1]);
         ret->sys_errno = exec_errno;
         ret->result = exec_errno == ENOEXEC  ? BINFMT_PROBE_ENOEXEC
                       : exec_errno == ENOENT ? BINFMT_PROBE_ENOENT

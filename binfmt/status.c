@@ -40,7 +40,7 @@ static void shadowed_names(const binfmt_table *t, const binfmt_arch *a, const bi
             hint(s,
                  "Rosetta ('%s') is shadowed by '%s', registered later: %s binaries run under "
                  "%s",
-                 e->name, win->name, a->oci_arch, binfmt_kind_name(binfmt_entry_kind(win)));
+                 e->name, win->name, a->elf->arch, binfmt_kind_name(binfmt_entry_kind(win)));
         }
     }
 }
@@ -57,7 +57,7 @@ int binfmt_status_read(const char *root, const char *host_arch, bool probe, binf
         const binfmt_arch *a = binfmt_arch_get((binfmt_arch_id)i);
         binfmt_arch_status *s = &ret->arch[i];
         s->arch = a;
-        s->native = strcmp(a->oci_arch, host_arch) == 0;
+        s->native = strcmp(a->elf->arch, host_arch) == 0;
         const binfmt_entry *win = binfmt_effective(&ret->table, a, NULL);
         if (win) {
             s->handler = *win;
@@ -97,13 +97,13 @@ int binfmt_status_read(const char *root, const char *host_arch, bool probe, binf
         if (s->has_probe && !s->native) {
             switch (s->probe.result) {
             case BINFMT_PROBE_ENOEXEC:
-                hint(s, "no handler registered: run `mar binfmt install %s`", a->oci_arch);
+                hint(s, "no handler registered: run `mar binfmt install %s`", a->elf->arch);
                 break;
             case BINFMT_PROBE_ENOENT:
                 hint(s, "the interpreter is not reachable here: register it with F");
                 break;
             case BINFMT_PROBE_NATIVE:
-                hint(s, "this CPU runs %s binaries itself", a->oci_arch);
+                hint(s, "this CPU runs %s binaries itself", a->elf->arch);
                 break;
             default:
                 break;

@@ -26,7 +26,7 @@ static json_t *audit_json(const cmd_audit_run *a)
             if (a->use_image[u] != im) {
                 continue;
             }
-            const cmd_audit_use *use = &a->in.v[u];
+            const bld_input_use *use = &a->in.v[u];
             json_array_append_new(uses, json_pack("{s:s, s:I, s:s, s:s}", "file", use->file, "line",
                                                   (json_int_t)use->line, "context", use->context,
                                                   "written", use->image));
@@ -57,7 +57,7 @@ static void where(const cmd_audit_run *a, const cmd_audit_image *im, char *buf, 
         if (a->use_image[u] != im) {
             continue;
         }
-        const cmd_audit_use *use = &a->in.v[u];
+        const bld_input_use *use = &a->in.v[u];
         int w = snprintf(buf + used, n - used, "%s%s:%zu (%s)", used ? ", " : "", use->file,
                          use->line, use->context);
         if (w < 0 || (size_t)w >= n - used) {

@@ -59,6 +59,9 @@ const mar_strv *cmd_list(const cmd_args *a, const char *name);
 
 void cmd_print_help(const cmd_def *def, FILE *out);
 void cmd_print_usage(const cmd_def *def, FILE *out);
+/* A bad command line: prints "mar: <message>" and the verb's usage line on stderr. Returns
+ * MAR_EUSAGE, the exit status. */
+int cmd_usage_error(const cmd_def *def, const char *fmt, ...) MAR_PRINTF(2, 3);
 
 /* ---------------------------------------------------------------------------------------------
  * Output. */
@@ -146,9 +149,9 @@ void cmd_report_problem(cmd_report *r, const char *kind, const char *platform, c
 json_t *cmd_report_json(const cmd_report *r);
 void cmd_report_print(const cmd_report *r, FILE *out);
 
-/* --deep: scans the layers of every row marked deep (from the store s when it holds them, may be
- * NULL; otherwise streamed from the registry) and fills row->elf (deep.c). Errors: only
- * transport failures; per-row failures land in row->elf_err. */
+/* --deep: scans the layers of every row marked deep with reg_deep_scan (from the store s when it
+ * holds them, may be NULL; otherwise streamed from the registry) and fills row->elf
+ * (report-deep.c). Errors: only transport failures; per-row failures land in row->elf_err. */
 int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
                   mar_err **err);
 /* The store when one exists at the configured place (never creates one), else NULL. */
@@ -194,32 +197,7 @@ void cmd_doctor_containerd(const char *address, vm_findings *out);
 void cmd_doctor_print(const vm_findings *f, const char *const *areas, size_t n_areas);
 
 /* ---------------------------------------------------------------------------------------------
- * mar audit (cmd-audit.c, audit-input.c, audit-report.c). */
-
-typedef enum { AUDIT_LIST, AUDIT_COMPOSE, AUDIT_K8S, AUDIT_DOCKERFILE } cmd_audit_kind;
-
-/* One place an image reference is used. */
-typedef struct cmd_audit_use {
-    char *image; /* as written (Dockerfile ARGs substituted) */
-    char *file;
-    size_t line;       /* 1-based */
-    char *context;     /* "service web", "Deployment/api container app", "FROM (stage build)" */
-    char *pin;         /* compose `platform:` or FROM --platform=, or NULL */
-    size_t pin_line;   /* where the pin is written */
-    char *service;     /* compose service name */
-    size_t builds_for; /* compose build.platforms count */
-    cmd_audit_kind kind;
-} cmd_audit_use;
-
-typedef struct cmd_audit_inputs {
-    cmd_audit_use *v;
-    size_t n;
-} cmd_audit_inputs;
-
-/* Reads one input ("-" for stdin), detected by name and content (audit-input.c). Errors:
- * MAR_EIO, MAR_ENOTFOUND, MAR_EUSAGE (malformed YAML, with file:line). */
-int cmd_audit_read_input(const char *path, cmd_audit_inputs *in, mar_err **err);
-void cmd_audit_inputs_release(cmd_audit_inputs *in);
+ * mar audit (cmd-audit.c, audit-report.c; the inputs are read by builder/). */
 
 /* One distinct image (and platform pin) and what it does on the target. */
 typedef struct cmd_audit_image {
@@ -245,7 +223,7 @@ typedef struct cmd_audit_image {
 
 typedef struct cmd_audit_run {
     vm_target target;
-    cmd_audit_inputs in;
+    bld_inputs in;
     cmd_audit_image **use_image; /* per use */
     cmd_audit_image *images;
     size_t n_images;
@@ -257,23 +235,13 @@ typedef struct cmd_audit_run {
 int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
- * mar run (cmd-run.c, run-io.c, cmd-run-explain.c). */
+ * mar run (cmd-run.c, cmd-run-explain.c). */
 
-typedef struct cmd_run_io {
-    char *in_path, *out_path, *err_path;
-    int in_fd, out_fd, err_fd;
-    bool terminal;
-} cmd_run_io;
-
-/* Creates the stdio FIFOs in dir and opens mar's ends. Errors: MAR_EIO. */
-int cmd_run_fifos(const char *dir, bool in, bool terminal, cmd_run_io *ret, mar_err **err);
-void cmd_run_io_release(cmd_run_io *io);
-/* Copies the task's I/O until it exits and its FIFOs drain, forwarding the signals read from
- * sigfd; *ret_status is the exit status containerd reports. */
-int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool stdin_open,
-                   uint32_t *ret_status, mar_err **err);
 /* mar run --explain: the plan, printed, nothing run. Returns the exit status. */
 int cmd_run_explain(const cmd_args *args);
+/* The --security-opt list applied in order to vm_security_init's defaults (*ret is initialized
+ * even on failure). Errors: as vm_security_opt. */
+int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * The store and pulling (cmd-pull.c, progress.c). */

@@ -3,6 +3,7 @@
 #define MAR_CLI_H
 
 #include "binfmt/binfmt.h"
+#include "builder/builder.h"
 #include "registry/registry.h"
 #include "vm/vm.h"
 

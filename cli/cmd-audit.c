@@ -221,14 +221,14 @@ static void recommend(cmd_audit_run *a, cmd_audit_image *im)
     oci_platform_format(&a->target.platform, tp, sizeof(tp));
     if (im->pin && im->has_native && !im->native) {
         for (size_t u = 0; u < a->in.n; u++) {
-            const cmd_audit_use *use = &a->in.v[u];
+            const bld_input_use *use = &a->in.v[u];
             if (use->pin && strcmp(use->pin, im->pin) == 0 && im == a->use_image[u]) {
-                mar_strv_push_take(
-                        &im->recs,
-                        mar_xasprintf("%s:%zu: drop `%s%s` from %s: %s is now published", use->file,
-                                      use->pin_line,
-                                      use->kind == AUDIT_DOCKERFILE ? "--platform=" : "platform: ",
-                                      im->pin, use->context, im->native_platform));
+                mar_strv_push_take(&im->recs,
+                                   mar_xasprintf("%s:%zu: drop `%s%s` from %s: %s is now published",
+                                                 use->file, use->pin_line,
+                                                 use->kind == BLD_INPUT_DOCKERFILE ? "--platform="
+                                                                                   : "platform: ",
+                                                 im->pin, use->context, im->native_platform));
             }
         }
     }
@@ -289,44 +289,34 @@ static void audit_release(cmd_audit_run *a)
     }
     free(a->images);
     free(a->use_image);
-    cmd_audit_inputs_release(&a->in);
+    bld_inputs_release(&a->in);
 }
 
-int cmd_audit(const cmd_def *def, cmd_args *args)
-{
-    (void)def;
-    mar_err *err = NULL;
-    cmd_audit_run a = {0};
-    const char *format = cmd_value(args, "format");
-    if (!format) {
-        format = cmd_flag(args, "json") ? "json" : "table";
-    }
-    if (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "markdown")) {
-        fprintf(stderr, "mar: --format is table, json or markdown, not '%s'\n", format);
-        return MAR_EUSAGE;
-    }
+/* ---- parse ---------------------------------------------------------------------------------- */
+
+/* The command line, parsed; the inputs themselves land in the run. */
+typedef struct audit_opts {
+    const char *format; /* table, json or markdown */
+    const char *html;   /* --html FILE, or NULL */
+    bool deep;
+    int conns;
     oci_host host;
-    oci_host_detect(&host);
-    const char *target = cmd_value(args, "target");
-    if (vm_target_parse(target ? target : "apple-silicon", &host.platform, &a.target, &err) < 0) {
-        return cmd_fail(err);
-    }
-    for (size_t i = 0; i < args->pos.n; i++) {
-        if (cmd_audit_read_input(args->pos.v[i], &a.in, &err) < 0) {
-            audit_release(&a);
-            return cmd_fail(err);
-        }
-    }
-    a.use_image = mar_xcalloc(a.in.n + 1, sizeof(*a.use_image));
-    a.images = mar_xcalloc(a.in.n + 1, sizeof(*a.images));
-    for (size_t u = 0; u < a.in.n; u++) {
-        const cmd_audit_use *use = &a.in.v[u];
+} audit_opts;
+
+/* One image per distinct reference and platform pin; a reference that does not parse is an
+ * image with its error. */
+static void collect_images(cmd_audit_run *a)
+{
+    a->use_image = mar_xcalloc(a->in.n + 1, sizeof(*a->use_image));
+    a->images = mar_xcalloc(a->in.n + 1, sizeof(*a->images));
+    for (size_t u = 0; u < a->in.n; u++) {
+        const bld_input_use *use = &a->in.v[u];
         oci_ref ref;
         mar_err *e = NULL;
         char *name;
         bool bad = oci_ref_parse(use->image, &ref, &e) < 0;
         name = bad ? mar_xstrdup(use->image) : oci_ref_string(&ref);
-        cmd_audit_image *im = find_image(&a, name, use->pin);
+        cmd_audit_image *im = find_image(a, name, use->pin);
         if (im) {
             free(name);
             if (!bad) {
@@ -334,7 +324,7 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
             }
             mar_err_free(e);
         } else {
-            im = &a.images[a.n_images++];
+            im = &a->images[a->n_images++];
             im->name = name;
             im->pin = use->pin ? mar_xstrdup(use->pin) : NULL;
             im->alt_tags = (mar_strv)MAR_STRV_INIT;
@@ -347,27 +337,58 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
                 im->ref = ref;
             }
         }
-        a.use_image[u] = im;
+        a->use_image[u] = im;
     }
-    int conns;
-    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &conns, &err) < 0) {
-        audit_release(&a);
+}
+
+/* Returns 0, or the exit status of a bad command line or unreadable input (already reported). */
+static int audit_parse(const cmd_def *def, const cmd_args *args, audit_opts *o, cmd_audit_run *a)
+{
+    mar_err *err = NULL;
+    *o = (audit_opts){.format = cmd_value(args, "format"), .html = cmd_value(args, "html")};
+    if (!o->format) {
+        o->format = cmd_flag(args, "json") ? "json" : "table";
+    }
+    if (strcmp(o->format, "table") && strcmp(o->format, "json") && strcmp(o->format, "markdown")) {
+        return cmd_usage_error(def, "--format is table, json or markdown, not '%s'", o->format);
+    }
+    oci_host_detect(&o->host);
+    const char *target = cmd_value(args, "target");
+    if (vm_target_parse(target ? target : "apple-silicon", &o->host.platform, &a->target, &err) <
+        0) {
         return cmd_fail(err);
     }
-    _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, conns, &c, &err) < 0) {
-        audit_release(&a);
+    for (size_t i = 0; i < args->pos.n; i++) {
+        if (bld_inputs_read(args->pos.v[i], &a->in, &err) < 0) {
+            return cmd_fail(err);
+        }
+    }
+    collect_images(a);
+    o->deep = cmd_flag(args, "deep");
+    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &o->conns, &err) < 0) {
         return cmd_fail(err);
     }
+    return 0;
+}
+
+/* ---- fetch ---------------------------------------------------------------------------------- */
+
+/* Resolves every distinct reference once, all on one client, and builds each image's report for
+ * the target (its pin as the requested platform); with --deep, scans the entry that would run
+ * (and the rest only when nothing native exists). An image that cannot be resolved gets its
+ * error; only a failure of the client itself is returned. */
+static int audit_fetch(const cmd_args *args, const audit_opts *o, reg_client *c, cmd_audit_run *a,
+                       mar_err **err)
+{
     /* One fetch per distinct reference, even when several pins share it. */
-    for (size_t i = 0; i < a.n_images; i++) {
-        cmd_audit_image *im = &a.images[i];
+    for (size_t i = 0; i < a->n_images; i++) {
+        cmd_audit_image *im = &a->images[i];
         if (im->error[0]) {
             continue;
         }
         for (size_t k = 0; k < i && !im->shares; k++) {
-            if (!a.images[k].error[0] && strcmp(a.images[k].name, im->name) == 0) {
-                im->shares = &a.images[k];
+            if (!a->images[k].error[0] && strcmp(a->images[k].name, im->name) == 0) {
+                im->shares = &a->images[k];
             }
         }
         if (im->shares) {
@@ -375,14 +396,12 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
         }
         reg_image_fetch(c, &im->ref, REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS, on_image, &im->img);
     }
-    if (reg_client_run(c, &err) < 0) {
-        audit_release(&a);
-        return cmd_fail(err);
+    if (reg_client_run(c, err) < 0) {
+        return -mar_err_code(*err);
     }
-    bool deep = cmd_flag(args, "deep");
-    _cleanup_store_ reg_store *store = deep ? cmd_existing_store(args) : NULL;
-    for (size_t i = 0; i < a.n_images; i++) {
-        cmd_audit_image *im = &a.images[i];
+    _cleanup_store_ reg_store *store = o->deep ? cmd_existing_store(args) : NULL;
+    for (size_t i = 0; i < a->n_images; i++) {
+        cmd_audit_image *im = &a->images[i];
         const reg_image *img = im->shares ? im->shares->img : im->img;
         if (im->error[0]) {
             continue;
@@ -394,41 +413,39 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
             continue;
         }
         oci_platform pin;
-        bool has_pin = im->pin && oci_platform_parse(im->pin, &host.platform, &pin, NULL) == 0;
-        cmd_report_build(img, &a.target, has_pin ? &pin : NULL, &im->report);
+        bool has_pin = im->pin && oci_platform_parse(im->pin, &o->host.platform, &pin, NULL) == 0;
+        cmd_report_build(img, &a->target, has_pin ? &pin : NULL, &im->report);
         im->has_report = true;
-        if (deep) {
-            /* The entry that would run, and the rest only when nothing native exists. */
-            for (size_t k = 0; k < im->report.n_rows; k++) {
-                cmd_row *row = &im->report.rows[k];
-                row->deep = !row->err && (row->selected || row->verdict.mode != VM_RUN_UNAVAILABLE);
-            }
-            if (cmd_deep_scan(c, store, img, &im->report, 8, &err) < 0) {
-                audit_release(&a);
-                return cmd_fail(err);
-            }
-            cmd_report_add_deep(&im->report, &a.target);
+        if (!o->deep) {
+            continue;
         }
-        judge(&a, im);
-    }
-    for (size_t i = 0; i < a.n_images; i++) {
-        if (a.images[i].error[0]) {
-            judge(&a, &a.images[i]);
+        for (size_t k = 0; k < im->report.n_rows; k++) {
+            cmd_row *row = &im->report.rows[k];
+            row->deep = !row->err && (row->selected || row->verdict.mode != VM_RUN_UNAVAILABLE);
         }
+        int rc = cmd_deep_scan(c, store, img, &im->report, 8, err);
+        if (rc < 0) {
+            return rc;
+        }
+        cmd_report_add_deep(&im->report, &a->target);
     }
-    /* Newer tags of the images that do not run natively: list, then check a few. */
-    for (size_t i = 0; i < a.n_images; i++) {
-        cmd_audit_image *im = &a.images[i];
+    return 0;
+}
+
+/* Newer tags of the images that do not run natively: list, then fetch a few of them. */
+static int audit_fetch_alternatives(reg_client *c, cmd_audit_run *a, mar_err **err)
+{
+    for (size_t i = 0; i < a->n_images; i++) {
+        cmd_audit_image *im = &a->images[i];
         if (!im->error[0] && !im->native && !im->shares && im->ref.tag) {
             reg_tags_list(c, &im->ref, on_tags, im);
         }
     }
-    if (reg_client_run(c, &err) < 0) {
-        audit_release(&a);
-        return cmd_fail(err);
+    if (reg_client_run(c, err) < 0) {
+        return -mar_err_code(*err);
     }
-    for (size_t i = 0; i < a.n_images; i++) {
-        cmd_audit_image *im = &a.images[i];
+    for (size_t i = 0; i < a->n_images; i++) {
+        cmd_audit_image *im = &a->images[i];
         for (size_t k = 0; k < im->alt_tags.n && k < ALT_CANDIDATES; k++) {
             oci_ref alt = {.domain = im->ref.domain,
                            .path = im->ref.path,
@@ -440,20 +457,63 @@ int cmd_audit(const cmd_def *def, cmd_args *args)
             reg_image_fetch(c, &alt, 0, on_alt, x);
         }
     }
-    if (reg_client_run(c, &err) < 0) {
+    if (reg_client_run(c, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    return 0;
+}
+
+/* ---- judge ---------------------------------------------------------------------------------- */
+
+static void audit_judge(cmd_audit_run *a)
+{
+    for (size_t i = 0; i < a->n_images; i++) {
+        judge(a, &a->images[i]);
+    }
+}
+
+static void audit_recommend(cmd_audit_run *a)
+{
+    for (size_t i = 0; i < a->n_images; i++) {
+        recommend(a, &a->images[i]);
+    }
+}
+
+/* ---- render --------------------------------------------------------------------------------- */
+
+static int audit_render(const audit_opts *o, reg_client *c, cmd_audit_run *a, mar_err **err)
+{
+    reg_stats st;
+    reg_client_stats(c, &st);
+    a->requests = st.requests;
+    return cmd_audit_output(a, o->format, o->html, err);
+}
+
+/* The verdicts decide which images need alternatives, so a second fetch follows the judging. */
+int cmd_audit(const cmd_def *def, cmd_args *args)
+{
+    audit_opts o;
+    cmd_audit_run a = {0};
+    int status = audit_parse(def, args, &o, &a);
+    if (status) {
+        audit_release(&a);
+        return status;
+    }
+    mar_err *err = NULL;
+    _cleanup_client_ reg_client *c = NULL;
+    if (cmd_registry_client(args, o.conns, &c, &err) < 0) {
         audit_release(&a);
         return cmd_fail(err);
     }
-    for (size_t i = 0; i < a.n_images; i++) {
-        recommend(&a, &a.images[i]);
+    int rc = audit_fetch(args, &o, c, &a, &err);
+    if (rc == 0) {
+        audit_judge(&a);
+        rc = audit_fetch_alternatives(c, &a, &err);
     }
-    reg_stats st;
-    reg_client_stats(c, &st);
-    a.requests = st.requests;
-    int rc = cmd_audit_output(&a, format, cmd_value(args, "html"), &err);
+    if (rc == 0) {
+        audit_recommend(&a);
+        rc = audit_render(&o, c, &a, &err);
+    }
     audit_release(&a);
-    if (rc < 0) {
-        return cmd_fail(err);
-    }
-    return 0;
+    return rc < 0 ? cmd_fail(err) : 0;
 }

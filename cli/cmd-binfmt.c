@@ -19,7 +19,7 @@ static int parse_arches(const cmd_args *args, const oci_host *host, const binfmt
         if (strcmp(a, "all") == 0) {
             for (size_t k = 0; k < BINFMT_ARCH_COUNT; k++) {
                 const binfmt_arch *ba = binfmt_arch_get((binfmt_arch_id)k);
-                if (strcmp(ba->oci_arch, host->platform.arch) != 0) {
+                if (strcmp(ba->elf->arch, host->platform.arch) != 0) {
                     ret[(*n)++] = ba;
                 }
             }
@@ -61,7 +61,7 @@ static json_t *status_json(const binfmt_status *st, const char *root)
     for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
         const binfmt_arch_status *s = &st->arch[i];
         json_t *a = json_object();
-        json_object_set_new(a, "arch", json_string(s->arch->oci_arch));
+        json_object_set_new(a, "arch", json_string(s->arch->elf->arch));
         json_object_set_new(a, "native", json_boolean(s->native));
         if (s->has_handler) {
             json_t *h = json_object();
@@ -132,11 +132,11 @@ static void status_print(const binfmt_status *st, const char *root)
                      s->probe.interpreter[0] ? ")" : "");
         }
         if (s->has_handler) {
-            printf("%-9s %-22s %-8s %-6s %-10s %s\n", s->arch->oci_arch, s->handler.name,
+            printf("%-9s %-22s %-8s %-6s %-10s %s\n", s->arch->elf->arch, s->handler.name,
                    binfmt_kind_name(s->kind), s->handler.flags[0] ? s->handler.flags : "-",
                    binfmt_entry_has_flag(&s->handler, 'F') ? "yes" : "NO", probe);
         } else {
-            printf("%-9s %-22s %-8s %-6s %-10s %s\n", s->arch->oci_arch,
+            printf("%-9s %-22s %-8s %-6s %-10s %s\n", s->arch->elf->arch,
                    s->native ? "(native)" : "-", "-", "-", "-", probe);
         }
     }
@@ -158,14 +158,14 @@ static void status_print(const binfmt_status *st, const char *root)
                 printf("\n");
                 first = false;
             }
-            printf("  %s: '%s' also matches but is not used\n", s->arch->oci_arch, s->shadowed[k]);
+            printf("  %s: '%s' also matches but is not used\n", s->arch->elf->arch, s->shadowed[k]);
         }
         for (size_t k = 0; k < s->n_hints; k++) {
             if (first) {
                 printf("\n");
                 first = false;
             }
-            printf("  %s: %s\n", s->arch->oci_arch, s->hints[k]);
+            printf("  %s: %s\n", s->arch->elf->arch, s->hints[k]);
         }
     }
 }
@@ -208,7 +208,6 @@ static bool probe_after(const char *root, const binfmt_arch *a, binfmt_probe *re
 
 int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     oci_host host;
     oci_host_detect(&host);
     mar_err *err = NULL;
@@ -230,19 +229,18 @@ int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
     if (emu && strcmp(emu, "rosetta") == 0) {
         o.emulator = BINFMT_KIND_ROSETTA;
     } else if (emu && strcmp(emu, "qemu") != 0) {
-        fprintf(stderr, "mar: --emulator takes qemu or rosetta\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--emulator takes qemu or rosetta");
     }
     int status = 0;
     for (size_t i = 0; i < n; i++) {
         const binfmt_arch *a = arches[i];
-        if (strcmp(a->oci_arch, host.platform.arch) == 0) {
-            printf("%s: native on this host, nothing to install\n", a->oci_arch);
+        if (strcmp(a->elf->arch, host.platform.arch) == 0) {
+            printf("%s: native on this host, nothing to install\n", a->elf->arch);
             continue;
         }
         binfmt_change ch;
         if (binfmt_install(&o, a, &ch, &err) < 0) {
-            mar_err_wrap(&err, "%s", a->oci_arch);
+            mar_err_wrap(&err, "%s", a->elf->arch);
             int rc = cmd_fail(err);
             err = NULL;
             status = status ? status : rc;
@@ -250,16 +248,16 @@ int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
         }
         switch (ch.action) {
         case BINFMT_ALREADY:
-            printf("%s: %s is already installed (%s, flags %s)\n", a->oci_arch, ch.name,
+            printf("%s: %s is already installed (%s, flags %s)\n", a->elf->arch, ch.name,
                    ch.interpreter, ch.flags);
             break;
         case BINFMT_HANDLED_BY_OTHER:
             printf("%s: already handled by '%s', which mar does not own: left alone (use "
                    "--replace-handler %s to put mar's entry in front of it)\n",
-                   a->oci_arch, ch.other, ch.other);
+                   a->elf->arch, ch.other, ch.other);
             break;
         default:
-            printf("%s: %s %s (%s, flags %s, %s)%s%s%s\n", a->oci_arch,
+            printf("%s: %s %s (%s, flags %s, %s)%s%s%s\n", a->elf->arch,
                    ch.replaced ? "replaced" : "installed", ch.name, ch.interpreter, ch.flags,
                    ch.interp_digest.str, ch.shadows ? "; it now wins over '" : "",
                    ch.shadows ? ch.other : "", ch.shadows ? "'" : "");
@@ -268,10 +266,10 @@ int cmd_binfmt_install(const cmd_def *def, cmd_args *args)
         binfmt_probe pr;
         if (ch.action != BINFMT_HANDLED_BY_OTHER && probe_after(o.root, a, &pr)) {
             if (pr.result == BINFMT_PROBE_EMULATED || pr.result == BINFMT_PROBE_NATIVE) {
-                printf("%s: probe: %s%s%s\n", a->oci_arch, binfmt_probe_result_name(pr.result),
+                printf("%s: probe: %s%s%s\n", a->elf->arch, binfmt_probe_result_name(pr.result),
                        pr.interpreter[0] ? " via " : "", pr.interpreter);
             } else {
-                fprintf(stderr, "mar: %s: registered, but the probe gives: %s\n", a->oci_arch,
+                fprintf(stderr, "mar: %s: registered, but the probe gives: %s\n", a->elf->arch,
                         binfmt_probe_result_name(pr.result));
                 status = status ? status : MAR_EFAIL;
             }
@@ -297,24 +295,24 @@ int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args)
         const binfmt_arch *a = arches[i];
         binfmt_change ch;
         if (binfmt_uninstall(root, a, &ch, &err) < 0) {
-            mar_err_wrap(&err, "%s", a->oci_arch);
+            mar_err_wrap(&err, "%s", a->elf->arch);
             int rc = cmd_fail(err);
             err = NULL;
             status = status ? status : rc;
             continue;
         }
         if (ch.action == BINFMT_REMOVED) {
-            printf("%s: removed %s\n", a->oci_arch, ch.name);
+            printf("%s: removed %s\n", a->elf->arch, ch.name);
         } else {
-            printf("%s: no entry of mar's to remove\n", a->oci_arch);
+            printf("%s: no entry of mar's to remove\n", a->elf->arch);
         }
         if (ch.other[0]) {
-            printf("%s: '%s' is not mar's: left alone, and it handles %s binaries\n", a->oci_arch,
-                   ch.other, a->oci_arch);
+            printf("%s: '%s' is not mar's: left alone, and it handles %s binaries\n", a->elf->arch,
+                   ch.other, a->elf->arch);
         }
         binfmt_probe pr;
         if (probe_after(root, a, &pr)) {
-            printf("%s: probe: %s%s%s\n", a->oci_arch, binfmt_probe_result_name(pr.result),
+            printf("%s: probe: %s%s%s\n", a->elf->arch, binfmt_probe_result_name(pr.result),
                    pr.interpreter[0] ? " via " : "", pr.interpreter);
         }
     }

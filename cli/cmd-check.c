@@ -339,69 +339,85 @@ static json_t *results_json(const ck_run *run)
                      "failed", (json_int_t)failed, "errors", (json_int_t)errors);
 }
 
-int cmd_check(const cmd_def *def, cmd_args *args)
+/* ---- parse ---------------------------------------------------------------------------------- */
+
+/* The command line, parsed. */
+typedef struct ck_opts {
+    mar_strv names; /* the images: arguments, then the lines of every -f FILE */
+    oci_platform *required;
+    size_t n_required;
+    bool deep;
+    bool json;
+    bool quiet;
+    bool github; /* GITHUB_ACTIONS=true: workflow annotations on stdout */
+    const char *junit;
+    int conns;
+} ck_opts;
+
+static void opts_release(ck_opts *o)
 {
-    (void)def;
+    mar_strv_release(&o->names);
+    free(o->required);
+}
+
+/* Returns 0, or the exit status of a bad command line (already reported). */
+static int check_parse(const cmd_def *def, const cmd_args *args, ck_opts *o)
+{
     mar_err *err = NULL;
+    *o = (ck_opts){.names = MAR_STRV_INIT};
     const char *plist = cmd_value(args, "platforms");
     if (!plist || !*plist) {
-        fprintf(stderr, "mar: check needs --platforms P[,P...]\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "check needs --platforms P[,P...]");
     }
-    mar_strv names = MAR_STRV_INIT;
     for (size_t i = 0; i < args->pos.n; i++) {
-        mar_strv_push(&names, args->pos.v[i]);
+        mar_strv_push(&o->names, args->pos.v[i]);
     }
     const mar_strv *files = cmd_list(args, "file");
     for (size_t i = 0; files && i < files->n; i++) {
-        if (read_list(files->v[i], &names, &err) < 0) {
-            mar_strv_release(&names);
+        if (read_list(files->v[i], &o->names, &err) < 0) {
             return cmd_fail(err);
         }
     }
-    if (names.n == 0) {
-        mar_strv_release(&names);
-        fprintf(stderr, "mar: check needs images (arguments or -f FILE)\n");
-        return MAR_EUSAGE;
+    if (o->names.n == 0) {
+        return cmd_usage_error(def, "check needs images (arguments or -f FILE)");
     }
     oci_host host;
     oci_host_detect(&host);
-    ck_run run = {0};
     _cleanup_free_ char *pl = mar_xstrdup(plist);
     for (char *s = pl, *next; s && *s; s = next) {
         next = strchr(s, ',');
         if (next) {
             *next++ = '\0';
         }
-        run.required = mar_xrealloc(run.required, (run.n_required + 1) * sizeof(*run.required));
-        if (oci_platform_parse(s, &host.platform, &run.required[run.n_required], &err) < 0) {
-            free(run.required);
-            mar_strv_release(&names);
+        o->required = mar_xrealloc(o->required, (o->n_required + 1) * sizeof(*o->required));
+        if (oci_platform_parse(s, &host.platform, &o->required[o->n_required], &err) < 0) {
             return cmd_fail(err);
         }
-        run.n_required++;
+        o->n_required++;
     }
-    bool deep = cmd_flag(args, "deep");
-    int conns;
-    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &conns, &err) < 0) {
-        free(run.required);
-        mar_strv_release(&names);
+    o->deep = cmd_flag(args, "deep");
+    o->json = cmd_flag(args, "json");
+    o->quiet = cmd_flag(args, "quiet");
+    o->github = getenv("GITHUB_ACTIONS") && strcmp(getenv("GITHUB_ACTIONS"), "true") == 0;
+    o->junit = cmd_value(args, "junit");
+    if (cmd_jobs(args, CMD_MANY_IMAGES_CONNECTIONS, &o->conns, &err) < 0) {
         return cmd_fail(err);
     }
-    _cleanup_client_ reg_client *c = NULL;
-    if (cmd_registry_client(args, conns, &c, &err) < 0) {
-        free(run.required);
-        mar_strv_release(&names);
-        return cmd_fail(err);
-    }
-    run.images = mar_xcalloc(names.n, sizeof(*run.images));
-    run.n_images = names.n;
-    oci_ref *refs = mar_xcalloc(names.n, sizeof(*refs));
-    for (size_t i = 0; i < names.n; i++) {
-        ck_image *ci = &run.images[i];
-        ci->name = names.v[i];
+    return 0;
+}
+
+/* ---- fetch ---------------------------------------------------------------------------------- */
+
+/* Resolves every image on one client (index, manifests, configs), then with --deep scans the
+ * layers of the required entries only. An image that cannot be resolved gets its error; only a
+ * failure of the client itself is returned. */
+static int check_fetch(const cmd_args *args, const ck_opts *o, reg_client *c, ck_run *run,
+                       oci_ref *refs, mar_err **err)
+{
+    for (size_t i = 0; i < run->n_images; i++) {
+        ck_image *ci = &run->images[i];
         mar_err *e = NULL;
-        if (oci_ref_parse(names.v[i], &refs[i], &e) < 0) {
+        if (oci_ref_parse(ci->name, &refs[i], &e) < 0) {
             ci->error_code = mar_err_code(e);
             snprintf(ci->error, sizeof(ci->error), "%s", e->msg);
             mar_err_free(e);
@@ -409,121 +425,189 @@ int cmd_check(const cmd_def *def, cmd_args *args)
         }
         reg_image_fetch(c, &refs[i], REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS, on_image, ci);
     }
-    int rc = reg_client_run(c, &err);
-    for (size_t i = 0; rc == 0 && i < run.n_images; i++) {
-        ck_image *ci = &run.images[i];
+    if (reg_client_run(c, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    for (size_t i = 0; i < run->n_images; i++) {
+        ck_image *ci = &run->images[i];
         if (!ci->error_code && (!ci->img || ci->img->rc < 0)) {
             ci->error_code = ci->img && ci->img->err ? mar_err_code(ci->img->err) : MAR_EFAIL;
             snprintf(ci->error, sizeof(ci->error), "%s",
                      ci->img && ci->img->err ? ci->img->err->msg : "no result");
         }
     }
-    if (rc == 0 && deep) {
-        /* The layers of the required entries only. */
-        vm_target t;
-        vm_target_from_host(&host, &t);
-        _cleanup_store_ reg_store *store = cmd_existing_store(args);
-        for (size_t i = 0; rc == 0 && i < run.n_images; i++) {
-            ck_image *ci = &run.images[i];
-            if (ci->error_code) {
-                continue;
+    if (!o->deep) {
+        return 0;
+    }
+    oci_host host;
+    oci_host_detect(&host);
+    vm_target t;
+    vm_target_from_host(&host, &t);
+    _cleanup_store_ reg_store *store = cmd_existing_store(args);
+    for (size_t i = 0; i < run->n_images; i++) {
+        ck_image *ci = &run->images[i];
+        if (ci->error_code) {
+            continue;
+        }
+        cmd_report_build(ci->img, &t, NULL, &ci->report);
+        ci->has_report = true;
+        for (size_t k = 0; k < ci->report.n_rows; k++) {
+            cmd_row *row = &ci->report.rows[k];
+            const reg_image_entry *e = &ci->img->entries[row->entry];
+            const oci_platform *have = e->desc && e->desc->has_platform ? &e->desc->platform
+                                       : e->config                      ? &e->config->platform
+                                                                        : NULL;
+            for (size_t p = 0; have && !row->err && p < run->n_required; p++) {
+                row->deep = row->deep || oci_platform_same(have, &run->required[p]);
             }
-            cmd_report_build(ci->img, &t, NULL, &ci->report);
-            ci->has_report = true;
-            for (size_t k = 0; k < ci->report.n_rows; k++) {
-                cmd_row *row = &ci->report.rows[k];
-                const reg_image_entry *e = &ci->img->entries[row->entry];
-                const oci_platform *have = e->desc && e->desc->has_platform ? &e->desc->platform
-                                           : e->config                      ? &e->config->platform
-                                                                            : NULL;
-                for (size_t p = 0; have && !row->err && p < run.n_required; p++) {
-                    row->deep = row->deep || oci_platform_same(have, &run.required[p]);
-                }
-            }
-            rc = cmd_deep_scan(c, store, ci->img, &ci->report, 8, &err);
+        }
+        int rc = cmd_deep_scan(c, store, ci->img, &ci->report, 8, err);
+        if (rc < 0) {
+            return rc;
         }
     }
-    if (rc == 0) {
-        run.results = mar_xcalloc(run.n_images * run.n_required + 1, sizeof(*run.results));
-        for (size_t i = 0; i < run.n_images; i++) {
-            for (size_t p = 0; p < run.n_required; p++) {
-                check_one(&run, i, &run.required[p], deep, &run.results[run.n_results++]);
-            }
+    return 0;
+}
+
+/* ---- judge ---------------------------------------------------------------------------------- */
+
+typedef struct ck_summary {
+    size_t ok, failed, errors;
+    int error_status; /* of the first image that could not be checked, or 0 */
+} ck_summary;
+
+/* One result per image and required platform, and their tally. */
+static void check_judge(ck_run *run, bool deep, ck_summary *sum)
+{
+    *sum = (ck_summary){0};
+    run->results = mar_xcalloc(run->n_images * run->n_required + 1, sizeof(*run->results));
+    for (size_t i = 0; i < run->n_images; i++) {
+        for (size_t p = 0; p < run->n_required; p++) {
+            check_one(run, i, &run->required[p], deep, &run->results[run->n_results++]);
         }
     }
-    int status = 0;
-    if (rc < 0) {
-        status = cmd_fail(TAKE_PTR(err));
-    } else {
-        int error_status = 0;
-        size_t ok = 0, failed = 0, errors = 0;
-        bool gh = getenv("GITHUB_ACTIONS") && strcmp(getenv("GITHUB_ACTIONS"), "true") == 0;
-        for (size_t i = 0; i < run.n_results; i++) {
-            const ck_result *r = &run.results[i];
-            const char *name = run.images[r->image].name;
-            if (r->status == CK_OK) {
-                ok++;
-            } else if (r->status == CK_ERROR) {
-                errors++;
-                if (!error_status) {
-                    error_status = run.images[r->image].error_code ? run.images[r->image].error_code
-                                                                   : MAR_EFAIL;
-                }
-            } else {
-                failed++;
+    for (size_t i = 0; i < run->n_results; i++) {
+        const ck_result *r = &run->results[i];
+        if (r->status == CK_OK) {
+            sum->ok++;
+        } else if (r->status == CK_ERROR) {
+            sum->errors++;
+            if (!sum->error_status) {
+                sum->error_status = run->images[r->image].error_code
+                                            ? run->images[r->image].error_code
+                                            : MAR_EFAIL;
             }
-            if (gh && r->status != CK_OK) {
-                char msg[1600], esc[4820];
-                snprintf(msg, sizeof(msg), "%s %s: %s", name, r->platform, r->reason);
-                gh_escape(msg, esc, sizeof(esc));
-                printf("::error title=mar check::%s\n", esc);
-            }
-        }
-        const char *junit = cmd_value(args, "junit");
-        if (junit && write_junit(&run, junit, &err) < 0) {
-            status = cmd_fail(TAKE_PTR(err));
-        } else if (cmd_flag(args, "json")) {
-            json_t *doc = results_json(&run);
-            cmd_json_print(doc, cmd_stdout_is_tty());
-            json_decref(doc);
-        } else if (!gh || !cmd_flag(args, "quiet")) {
-            for (size_t i = 0; i < run.n_results; i++) {
-                const ck_result *r = &run.results[i];
-                const char *name = run.images[r->image].name;
-                if (r->status == CK_OK) {
-                    if (!cmd_flag(args, "quiet")) {
-                        printf("ok          %s  %s  (%s)\n", name, r->platform, r->entry);
-                    }
-                } else {
-                    printf("%-11s %s  %s: %s\n",
-                           r->status == CK_MISSING      ? "MISSING"
-                           : r->status == CK_MISLABELED ? "MISLABELED"
-                                                        : "ERROR",
-                           name, r->platform, r->reason);
-                }
-            }
-        }
-        if (status == 0) {
-            if (!cmd_flag(args, "quiet")) {
-                /* After the lines, also when both streams go to one pipe. */
-                fflush(stdout);
-                fprintf(stderr, "mar: %zu checks: %zu ok, %zu failed, %zu could not be checked\n",
-                        run.n_results, ok, failed, errors);
-            }
-            status = error_status ? error_status : failed ? 1 : 0;
+        } else {
+            sum->failed++;
         }
     }
-    for (size_t i = 0; i < run.n_images; i++) {
-        if (run.images[i].has_report) {
-            cmd_report_release(&run.images[i].report);
+}
+
+/* ---- render --------------------------------------------------------------------------------- */
+
+static void print_annotations(const ck_run *run)
+{
+    for (size_t i = 0; i < run->n_results; i++) {
+        const ck_result *r = &run->results[i];
+        if (r->status == CK_OK) {
+            continue;
         }
-        reg_image_free(run.images[i].img);
+        char msg[1600], esc[4820];
+        snprintf(msg, sizeof(msg), "%s %s: %s", run->images[r->image].name, r->platform, r->reason);
+        gh_escape(msg, esc, sizeof(esc));
+        printf("::error title=mar check::%s\n", esc);
+    }
+}
+
+static void print_lines(const ck_run *run, bool quiet)
+{
+    for (size_t i = 0; i < run->n_results; i++) {
+        const ck_result *r = &run->results[i];
+        const char *name = run->images[r->image].name;
+        if (r->status == CK_OK) {
+            if (!quiet) {
+                printf("ok          %s  %s  (%s)\n", name, r->platform, r->entry);
+            }
+        } else {
+            printf("%-11s %s  %s: %s\n",
+                   r->status == CK_MISSING      ? "MISSING"
+                   : r->status == CK_MISLABELED ? "MISLABELED"
+                                                : "ERROR",
+                   name, r->platform, r->reason);
+        }
+    }
+}
+
+/* Annotations, then the JUnit file, then JSON or the lines on stdout, the tally on stderr.
+ * Returns the exit status: the first image error, else 1 when anything failed, else 0. */
+static int check_render(const ck_opts *o, const ck_run *run, const ck_summary *sum)
+{
+    mar_err *err = NULL;
+    if (o->github) {
+        print_annotations(run);
+    }
+    if (o->junit && write_junit(run, o->junit, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (o->json) {
+        json_t *doc = results_json(run);
+        cmd_json_print(doc, cmd_stdout_is_tty());
+        json_decref(doc);
+    } else if (!o->github || !o->quiet) {
+        print_lines(run, o->quiet);
+    }
+    if (!o->quiet) {
+        /* After the lines, also when both streams go to one pipe. */
+        fflush(stdout);
+        fprintf(stderr, "mar: %zu checks: %zu ok, %zu failed, %zu could not be checked\n",
+                run->n_results, sum->ok, sum->failed, sum->errors);
+    }
+    return sum->error_status ? sum->error_status : sum->failed ? 1 : 0;
+}
+
+static void run_release(ck_run *run, oci_ref *refs)
+{
+    for (size_t i = 0; i < run->n_images; i++) {
+        if (run->images[i].has_report) {
+            cmd_report_release(&run->images[i].report);
+        }
+        reg_image_free(run->images[i].img);
         oci_ref_release(&refs[i]);
     }
+    free(run->images);
+    free(run->results);
+}
+
+int cmd_check(const cmd_def *def, cmd_args *args)
+{
+    ck_opts o;
+    int status = check_parse(def, args, &o);
+    if (status) {
+        opts_release(&o);
+        return status;
+    }
+    mar_err *err = NULL;
+    _cleanup_client_ reg_client *c = NULL;
+    if (cmd_registry_client(args, o.conns, &c, &err) < 0) {
+        opts_release(&o);
+        return cmd_fail(err);
+    }
+    ck_run run = {.required = o.required, .n_required = o.n_required};
+    run.images = mar_xcalloc(o.names.n, sizeof(*run.images));
+    run.n_images = o.names.n;
+    for (size_t i = 0; i < o.names.n; i++) {
+        run.images[i].name = o.names.v[i];
+    }
+    oci_ref *refs = mar_xcalloc(o.names.n, sizeof(*refs));
+    if (check_fetch(args, &o, c, &run, refs, &err) < 0) {
+        status = cmd_fail(err);
+    } else {
+        ck_summary sum;
+        check_judge(&run, o.deep, &sum);
+        status = check_render(&o, &run, &sum);
+    }
+    run_release(&run, refs);
     free(refs);
-    free(run.images);
-    free(run.results);
-    free(run.required);
-    mar_strv_release(&names);
+    opts_release(&o);
     return status;
 }

@@ -141,7 +141,7 @@ static const binfmt_entry *shadowed_rosetta(const binfmt_status *st, const binfm
 
 static void handler_findings(const binfmt_status *st, const binfmt_arch_status *s, vm_findings *out)
 {
-    const char *arch = s->arch->oci_arch;
+    const char *arch = s->arch->elf->arch;
     const binfmt_entry *w = &s->handler;
     char fix[768]; /* two interpreter paths fit */
     bool bad = false;
@@ -228,7 +228,7 @@ void cmd_doctor_emulation(const char *root, const char *native_arch, bool probe,
     char idle[256] = "";
     for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
         const binfmt_arch_status *s = &st.arch[i];
-        const char *arch = s->arch->oci_arch;
+        const char *arch = s->arch->elf->arch;
         if (s->native) {
             continue;
         }

@@ -29,14 +29,12 @@ static int write_raw(const reg_blob *b)
 
 int cmd_inspect(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *image = args->pos.v[0];
     bool raw = cmd_flag(args, "raw");
     bool json = cmd_flag(args, "json");
     if (raw && json) {
-        fprintf(stderr, "mar: --raw and --json exclude each other\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--raw and --json exclude each other");
     }
 
     oci_host host;
@@ -104,8 +102,7 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
         if (js && !mar_parse_i64(js, 1, 64, &jobs)) {
             reg_client_free(c);
             cmd_report_release(&r);
-            fprintf(stderr, "mar: --jobs takes a number from 1 to 64\n");
-            return MAR_EUSAGE;
+            return cmd_usage_error(def, "--jobs takes a number from 1 to 64");
         }
         /* With --platform only the chosen entry is read; otherwise every platform. */
         for (size_t i = 0; i < r.n_rows; i++) {

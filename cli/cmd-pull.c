@@ -159,7 +159,6 @@ int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
 
 int cmd_pull(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *image = args->pos.v[0];
     bool all = cmd_flag(args, "all-platforms");
@@ -172,8 +171,7 @@ int cmd_pull(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (all && n_platforms) {
-        fprintf(stderr, "mar: --platform and --all-platforms exclude each other\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--platform and --all-platforms exclude each other");
     }
     if (unpack && geteuid() != 0) {
         /* Overlay whiteouts are 0/0 character devices, which only root can make. */

@@ -38,6 +38,35 @@ static const vm_handler *handler_of(const vm_target *t, const oci_platform *p)
     return NULL;
 }
 
+int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err)
+{
+    vm_security_init(ret);
+    const mar_strv *opts = cmd_list(args, "security-opt");
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        if (vm_security_opt(ret, opts->v[i], err) < 0) {
+            return -mar_err_code(*err);
+        }
+    }
+    return 0;
+}
+
+/* "seccomp=default (SCMP_ARCH_X86_64 SCMP_ARCH_X86 SCMP_ARCH_X32), no-new-privileges=true":
+ * the options that would give the same confinement. */
+static char *security_text(const vm_security *sec, const mar_strv *arches)
+{
+    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_printf(&b, "seccomp=%s", vm_security_seccomp_name(sec));
+    if (sec->seccomp != VM_SECCOMP_UNCONFINED) {
+        mar_buf_puts(&b, " (");
+        for (size_t i = 0; i < arches->n; i++) {
+            mar_buf_printf(&b, "%s%s", i ? " " : "", arches->v[i]);
+        }
+        mar_buf_puts(&b, arches->n ? ")" : "native ABI only)");
+    }
+    mar_buf_printf(&b, ", no-new-privileges=%s", sec->no_new_privileges ? "true" : "false");
+    return mar_buf_detach(&b, NULL);
+}
+
 static void on_image(reg_client *c, reg_image *img, void *ud)
 {
     (void)c;
@@ -62,6 +91,14 @@ int cmd_run_explain(const cmd_args *args)
     if (target.is_host) {
         target.amd64_level = host.amd64_level;
     }
+    _cleanup_(vm_security_release) vm_security sec;
+    if (cmd_run_security(args, &sec, &err) < 0) {
+        return cmd_fail(err);
+    }
+    /* The filter is for the kernel that runs the containers (docs/internals/seccomp.md §4). */
+    _cleanup_strv_ mar_strv arches = MAR_STRV_INIT;
+    vm_seccomp_arches(&sec, target.is_host ? host.machine : target.platform.arch, &arches);
+    _cleanup_free_ char *security = security_text(&sec, &arches);
     oci_ref ref;
     if (oci_ref_parse(image, &ref, &err) < 0) {
         return cmd_fail(err);
@@ -121,6 +158,14 @@ int cmd_run_explain(const cmd_args *args)
             }
             json_object_set_new(doc, "reason", json_string(row->verdict.reason));
             json_object_set_new(doc, "fix", json_string(row->verdict.fix));
+            json_t *archv = json_array();
+            for (size_t i = 0; i < arches.n; i++) {
+                json_array_append_new(archv, json_string(arches.v[i]));
+            }
+            json_object_set_new(doc, "security",
+                                json_pack("{s:s, s:o, s:b}", "seccomp",
+                                          vm_security_seccomp_name(&sec), "architectures", archv,
+                                          "noNewPrivileges", sec.no_new_privileges));
         } else {
             json_object_set_new(doc, "runnable", json_false());
             json_object_set_new(doc, "reason",
@@ -149,6 +194,7 @@ int cmd_run_explain(const cmd_args *args)
                 printf("emulator:  %s (%s%s%s)\n", h->entry, h->interpreter,
                        h->interpreter[0] ? ", " : "", h->fix_binary ? "F flag" : "no F flag");
             }
+            printf("security:  %s\n", security);
             if (row->verdict.reason[0]) {
                 printf("why:       %s\n", row->verdict.reason);
             }

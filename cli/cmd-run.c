@@ -25,6 +25,8 @@ typedef struct run_state {
     bool container_created;
     bool task_created;
     bool keep;
+    const vm_security *sec;
+    const oci_host *host;
 } run_state;
 
 /* containerd identifiers (identifiers/validate.go): [A-Za-z0-9] then [A-Za-z0-9_.-], at most
@@ -340,7 +342,7 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     vm_bind *binds = NULL;
     size_t n_binds = 0;
     _cleanup_free_ char *spec = NULL;
-    cmd_run_io io = {.in_fd = -1, .out_fd = -1, .err_fd = -1};
+    vm_io io = VM_IO_INIT;
     vm_mount rootfs = {.type = "overlay", .source = "overlay", .options = MAR_STRV_INIT};
     mar_buf passwd = MAR_BUF_INIT(0), group = MAR_BUF_INIT(0);
     char *cgroup = NULL, *iodir = NULL, *version = NULL;
@@ -397,12 +399,15 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
             .binds = binds,
             .n_binds = n_binds,
             .cgroups_path = cgroup,
+            .security = st->sec,
+            .kernel_arch = st->host->machine,
+            .kernel_release = st->host->kernel,
     };
     if (vm_spec_json(&so, &spec, err) < 0 || make_dirs(st, im, err) < 0) {
         goto out;
     }
     iodir = mar_xasprintf("%s/io", st->dir);
-    if (cmd_run_fifos(iodir, interactive, tty, &io, err) < 0) {
+    if (vm_io_fifos(iodir, interactive, tty, &io, err) < 0) {
         goto out;
     }
     const char *address = cmd_value(args, "address");
@@ -452,7 +457,12 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
         goto out;
     }
     uint32_t status = 0;
-    if (cmd_run_attach(st->c, st->id, &io, sigfd, interactive, &status, err) < 0) {
+    vm_attach at = {.sigfd = sigfd,
+                    .stdin_open = interactive,
+                    .in = STDIN_FILENO,
+                    .out = STDOUT_FILENO,
+                    .err = STDERR_FILENO};
+    if (vm_ctd_attach(st->c, st->id, &io, &at, &status, err) < 0) {
         goto out;
     }
     rc = (int)(status > 255 ? 255 : status);
@@ -460,7 +470,7 @@ out:
     free(cgroup);
     free(iodir);
     free(version);
-    cmd_run_io_release(&io);
+    vm_io_release(&io);
     for (size_t i = 0; fds && i < layer_paths.n; i++) {
         close(fds[i]);
     }
@@ -477,7 +487,6 @@ out:
 
 int cmd_run(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *driver, *instance;
     if (cmd_vm_driver(args, NULL, &driver, &instance, &err) < 0) {
@@ -493,13 +502,16 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     bool tty = cmd_flag(args, "tty"), interactive = cmd_flag(args, "interactive");
     const char *network = cmd_value(args, "network");
     if (network && strcmp(network, "host") && strcmp(network, "none")) {
-        fprintf(stderr, "mar: --network is 'host' or 'none', not '%s'\n", network);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--network is 'host' or 'none', not '%s'", network);
     }
     const char *name = cmd_value(args, "name");
     if (name && !valid_id(name)) {
-        fprintf(stderr, "mar: bad --name '%s' ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 76)\n", name);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "bad --name '%s' ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 76)",
+                               name);
+    }
+    _cleanup_(vm_security_release) vm_security sec;
+    if (cmd_run_security(args, &sec, &err) < 0) {
+        return cmd_fail(err);
     }
     oci_host host;
     oci_host_detect(&host);
@@ -509,8 +521,7 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (n_platforms > 1) {
-        fprintf(stderr, "mar: run takes one --platform\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "run takes one --platform");
     }
     oci_ref ref;
     if (oci_ref_parse(image, &ref, &err) < 0) {
@@ -570,7 +581,7 @@ int cmd_run(const cmd_def *def, cmd_args *args)
         mar_diag_notice("running %s under %s", ps, vm_emulator_name(v.emu));
     }
 
-    run_state st = {.s = s, .keep = cmd_flag(args, "keep")};
+    run_state st = {.s = s, .keep = cmd_flag(args, "keep"), .sec = &sec, .host = &host};
     int rc = run_container(args, &im, &st, sigfd, tty, interactive,
                            network ? strcmp(network, "host") == 0 : true, &err);
     reg_store_image_release(&im);

@@ -78,7 +78,6 @@ static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd, boo
 
 int cmd_unpack(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     const char *image = args->pos.v[0];
     const char *dest = args->pos.v[1];
@@ -91,8 +90,7 @@ int cmd_unpack(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (n_platforms > 1) {
-        fprintf(stderr, "mar: unpack takes one --platform\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "unpack takes one --platform");
     }
     if (check_dest(dest, &err) < 0) {
         return cmd_fail(err);

@@ -3,6 +3,7 @@
 #include "cli-internal.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <string.h>
 
 static const cmd_opt global_opts[] = {
@@ -109,6 +110,8 @@ static const cmd_opt run_opts[] = {
          "the host's network (default) or only a loopback interface"},
         {"volume", 'v', CMD_OPT_LIST, "HOST:CTR[:ro]", "bind-mount a host path (repeatable)"},
         {"keep", 0, CMD_OPT_FLAG, NULL, "keep the container, task and upper directory afterwards"},
+        {"security-opt", 0, CMD_OPT_LIST, "OPT",
+         "seccomp=unconfined|builtin|FILE, no-new-privileges[=true|false] (repeatable)"},
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print the plan (manifest, native or emulated, why) and run nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
@@ -374,6 +377,18 @@ void cmd_print_usage(const cmd_def *def, FILE *out)
     fprintf(out, "usage: mar %s %s\n", def->name, def->usage);
 }
 
+int cmd_usage_error(const cmd_def *def, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("mar: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    cmd_print_usage(def, stderr);
+    return MAR_EUSAGE;
+}
+
 void cmd_print_help(const cmd_def *def, FILE *out)
 {
     cmd_print_usage(def, out);
@@ -637,11 +652,10 @@ int cmd_main(int argc, char **argv)
     mar_err *err = NULL;
     int rc = cmd_parse(def, (int)av.n, av.v, &args, &err);
     if (rc < 0) {
-        fprintf(stderr, "mar: %s\n", err->msg);
-        cmd_print_usage(def, stderr);
+        rc = cmd_usage_error(def, "%s", err->msg);
         mar_err_free(err);
         mar_strv_release(&av);
-        return MAR_EUSAGE;
+        return rc;
     }
     args.raw = av.v + 1;
     args.n_raw = av.n - 1;

@@ -141,7 +141,7 @@ static void add_host_handlers(const binfmt_table *t, vm_target *target)
             continue;
         }
         vm_handler h = {0};
-        mar_strlcpy(h.arch, a->oci_arch, sizeof(h.arch));
+        mar_strlcpy(h.arch, a->elf->arch, sizeof(h.arch));
         switch (binfmt_entry_kind(e)) {
         case BINFMT_KIND_ROSETTA:
             h.emu = VM_EMU_ROSETTA;

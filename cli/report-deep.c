@@ -22,6 +22,31 @@ static size_t count_of(const oci_elf_summary *s, const char *arch)
     return 0;
 }
 
+int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
+                  mar_err **err)
+{
+    reg_deep_entry *v = mar_xcalloc(r->n_rows + 1, sizeof(*v));
+    size_t *row_of = mar_xcalloc(r->n_rows + 1, sizeof(*row_of));
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_rows; i++) {
+        const cmd_row *row = &r->rows[i];
+        if (!row->deep) {
+            continue;
+        }
+        v[n] = (reg_deep_entry){.entry = row->entry,
+                                .label = row->has_platform ? row->platform : row->config};
+        row_of[n++] = i;
+    }
+    int rc = reg_deep_scan(c, s, img, v, n, jobs, err);
+    for (size_t k = 0; k < n; k++) {
+        r->rows[row_of[k]].elf = v[k].elf;
+        r->rows[row_of[k]].elf_err = v[k].err;
+    }
+    free(row_of);
+    free(v);
+    return rc;
+}
+
 /* Drops the problems of one kind (a label-based conclusion the binaries overturned). */
 static void drop_problems(cmd_report *r, const char *kind)
 {

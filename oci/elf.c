@@ -5,17 +5,8 @@
  * (tests/unit/test-elf.c, fuzz/fuzz-elf.c). */
 #include "oci.h"
 
+#include <elf.h>
 #include <string.h>
-
-#define PT_LOAD                1
-#define PT_INTERP              3
-#define PT_NOTE                4
-#define PT_GNU_PROPERTY        0x6474e553u
-#define NT_GNU_PROPERTY_TYPE_0 5
-/* x86-64 psABI: GNU_PROPERTY_X86_ISA_1_NEEDED, bits 1/2/4/8 = baseline/v2/v3/v4. */
-#define GNU_PROPERTY_X86_ISA_1_NEEDED 0xc0008002u
-#define EF_ARM_ABI_FLOAT_SOFT         0x200u
-#define EF_ARM_ABI_FLOAT_HARD         0x400u
 
 typedef struct rd {
     const unsigned char *p;
@@ -49,45 +40,8 @@ static uint64_t u64(const rd *r, uint64_t off)
 
 static void set_arch(oci_elf_info *e)
 {
-    const char *a = "";
-    bool is64 = e->elf_class == 2, be = e->elf_data == 2;
-    switch (e->e_machine) {
-    case 3:
-        a = "386";
-        break;
-    case 0x3e:
-        a = is64 ? "amd64" : "amd64p32";
-        break;
-    case 0xb7:
-        a = is64 ? (be ? "arm64be" : "arm64") : "";
-        break;
-    case 0x28:
-        a = be ? "armbe" : "arm";
-        break;
-    case 0x15:
-        a = is64 ? (be ? "ppc64" : "ppc64le") : "ppc";
-        break;
-    case 0x14:
-        a = "ppc";
-        break;
-    case 0x16:
-        a = is64 ? "s390x" : "s390";
-        break;
-    case 0xf3:
-        a = is64 ? "riscv64" : "riscv";
-        break;
-    case 8:
-        a = is64 ? (be ? "mips64" : "mips64le") : (be ? "mips" : "mipsle");
-        break;
-    case 0x102:
-        a = "loong64";
-        break;
-    case 2:
-    case 0x2b:
-        a = is64 ? "sparc64" : "sparc";
-        break;
-    }
-    mar_strlcpy(e->arch, a, sizeof(e->arch));
+    const oci_elf_arch *a = oci_elf_arch_find(e->elf_class, e->elf_data, e->e_machine);
+    mar_strlcpy(e->arch, a ? a->arch : "", sizeof(e->arch));
 }
 
 /* Walks a note segment for the GNU property note and its x86 ISA level. */
@@ -102,7 +56,7 @@ static void scan_notes(const rd *r, uint64_t off, uint64_t size, oci_elf_info *e
         size = r->len - off;
     }
     uint64_t end = off + size; /* <= r->len: no overflow below */
-    uint64_t align = e->elf_class == 2 ? 8 : 4;
+    uint64_t align = e->elf_class == ELFCLASS64 ? 8 : 4;
     while (end - off >= 12) {
         uint64_t namesz = u32(r, off), descsz = u32(r, off + 4);
         uint32_t type = u32(r, off + 8);
@@ -124,6 +78,7 @@ static void scan_notes(const rd *r, uint64_t off, uint64_t size, oci_elf_info *e
                 if (sz > pend - p - 8) {
                     break;
                 }
+                /* x86-64 psABI: bits 1/2/4/8 = baseline/v2/v3/v4. */
                 if (pt == GNU_PROPERTY_X86_ISA_1_NEEDED && sz >= 4) {
                     uint32_t bits = u32(r, p + 8);
                     int level = 0;
@@ -176,8 +131,8 @@ void oci_elf_parse(const void *buf, size_t len, oci_elf_info *e)
     if ((e->elf_class != 1 && e->elf_class != 2) || (e->elf_data != 1 && e->elf_data != 2)) {
         return;
     }
-    rd r = {.p = p, .len = len, .be = e->elf_data == 2};
-    bool is64 = e->elf_class == 2;
+    rd r = {.p = p, .len = len, .be = e->elf_data == ELFDATA2MSB};
+    bool is64 = e->elf_class == ELFCLASS64;
     size_t ehsize = is64 ? 64 : 52;
     if (!in(&r, 0, ehsize)) {
         e->is_elf = true;
@@ -197,7 +152,7 @@ void oci_elf_parse(const void *buf, size_t len, oci_elf_info *e)
     e->e_flags = u32(&r, is64 ? 48 : 36);
     uint16_t phentsize = u16(&r, is64 ? 54 : 42);
     uint16_t phnum = u16(&r, is64 ? 56 : 44);
-    if (e->e_machine == 0x28) {
+    if (e->e_machine == EM_ARM) {
         if (e->e_flags & EF_ARM_ABI_FLOAT_HARD) {
             mar_strlcpy(e->float_abi, "hard", sizeof(e->float_abi));
         } else if (e->e_flags & EF_ARM_ABI_FLOAT_SOFT) {

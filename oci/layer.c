@@ -366,42 +366,28 @@ int oci_clean_path(const char *in, char **ret, mar_err **err)
      * clamped (stricter than containerd, docs/internals/unpack-security.md §4 case 1). */
     char *out = mar_xmalloc(inl + 1);
     size_t ol = 0;
-    const char *p = in;
-    while (*p) {
-        while (*p == '/') {
-            p++;
-        }
-        const char *s = p;
-        while (*p && *p != '/') {
-            p++;
-        }
-        size_t cl = (size_t)(p - s);
-        if (cl == 0 || (cl == 1 && s[0] == '.')) {
-            continue;
-        }
+    const char *p = in, *comp;
+    size_t cl;
+    mar_path_comp kind;
+    while ((kind = mar_path_next(&p, &comp, &cl)) != MAR_PATH_END) {
         if (cl > OCI_NAME_MAX) {
             free(out);
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "path component of %zu bytes in layer, refusing", cl);
         }
-        if (cl == 2 && s[0] == '.' && s[1] == '.') {
+        if (kind == MAR_PATH_DOTDOT) {
             if (ol == 0) {
                 free(out);
                 return mar_err_set(err, MAR_EINTEGRITY, 0,
                                    "path '%.200s' climbs out of the root, refusing", in);
             }
-            while (ol > 0 && out[ol - 1] != '/') {
-                ol--;
-            }
-            if (ol > 0) {
-                ol--;
-            }
+            ol = mar_path_dirlen(out, ol);
             continue;
         }
         if (ol) {
             out[ol++] = '/';
         }
-        memcpy(out + ol, s, cl);
+        memcpy(out + ol, comp, cl);
         ol += cl;
     }
     out[ol] = '\0';

@@ -21,8 +21,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#define MAX_HOPS 40
-
 /* The directories of one merged directory, top layer first. */
 typedef struct level {
     int fd[OCI_LVIEW_MAX_LAYERS];
@@ -107,21 +105,14 @@ static int level_lookup(const level *cur, const char *name, size_t *ret_layer, s
     return found ? 0 : -ENOENT;
 }
 
-/* Splits a path into a component list (no ".", no empty names). */
+/* Splits a path into a component list: no "." and no empty names; ".." stays, for the walk to
+ * clamp at the root. */
 static void split(const char *path, mar_strv *out)
 {
-    const char *p = path;
-    while (*p) {
-        while (*p == '/') {
-            p++;
-        }
-        const char *s = p;
-        while (*p && *p != '/') {
-            p++;
-        }
-        if (p > s && !(p - s == 1 && s[0] == '.')) {
-            mar_strv_push_take(out, mar_xstrndup(s, (size_t)(p - s)));
-        }
+    const char *comp;
+    size_t len;
+    while (mar_path_next(&path, &comp, &len) != MAR_PATH_END) {
+        mar_strv_push_take(out, mar_xstrndup(comp, len));
     }
 }
 
@@ -201,7 +192,7 @@ int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, ch
             continue;
         }
         if (S_ISLNK(st.st_mode) && (todo.n || follow_last)) {
-            if (++hops > MAX_HOPS) {
+            if (++hops > MAR_SYMLINK_HOPS) {
                 free(c);
                 rc = mar_err_set(err, MAR_EINTEGRITY, ELOOP, "too many symlinks resolving '%.200s'",
                                  path);

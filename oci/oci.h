@@ -253,6 +253,50 @@ typedef struct oci_elf_info {
  * is not an ELF file. */
 void oci_elf_parse(const void *buf, size_t len, oci_elf_info *ret);
 
+/* The architectures ELF headers name, by the header their binaries carry. binfmt/ registers and
+ * synthesizes headers from these rows. */
+typedef enum oci_elf_arch_id {
+    OCI_ELF_AMD64,
+    OCI_ELF_386,
+    OCI_ELF_ARM64,
+    OCI_ELF_ARM,
+    OCI_ELF_PPC64LE,
+    OCI_ELF_PPC64,
+    OCI_ELF_S390X,
+    OCI_ELF_RISCV64,
+    OCI_ELF_MIPS64LE,
+    OCI_ELF_MIPS64,
+    OCI_ELF_LOONG64,
+    OCI_ELF_AMD64P32,
+    OCI_ELF_ARM64BE,
+    OCI_ELF_ARMBE,
+    OCI_ELF_PPC,
+    OCI_ELF_S390,
+    OCI_ELF_RISCV,
+    OCI_ELF_MIPS,
+    OCI_ELF_MIPSLE,
+    OCI_ELF_SPARC64,
+    OCI_ELF_SPARC,
+    OCI_ELF_ARCH_COUNT
+} oci_elf_arch_id;
+
+typedef struct oci_elf_arch {
+    oci_elf_arch_id id;
+    const char *arch;        /* OCI architecture, "arm64" */
+    uint16_t e_machine;      /* <elf.h> EM_*, EM_AARCH64 */
+    unsigned char elf_class; /* ELFCLASS32 (1), ELFCLASS64 (2) */
+    unsigned char elf_data;  /* ELFDATA2LSB (1), ELFDATA2MSB (2) */
+    unsigned char any;       /* internal: the class or byte order that also match */
+} oci_elf_arch;
+
+/* Indexed by oci_elf_arch_id. */
+extern const oci_elf_arch oci_elf_arches[OCI_ELF_ARCH_COUNT];
+/* The row of an id, or NULL. Borrowed (static). */
+const oci_elf_arch *oci_elf_arch_get(oci_elf_arch_id id);
+/* The architecture of an ELF header's class, byte order and machine, or NULL when mar does not
+ * know it. Borrowed (static). */
+const oci_elf_arch *oci_elf_arch_find(unsigned elf_class, unsigned elf_data, unsigned e_machine);
+
 /* ---------------------------------------------------------------------------------------------
  * Layers: an open blob fd in, validated tar entries out. Compression is sniffed from the magic
  * bytes; the uncompressed stream is hashed (the DiffID) and capped. Read-only. */
@@ -335,6 +379,135 @@ int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret
 int oci_clean_path(const char *in, char **ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
+ * Layer writer (docs/internals/layer-write.md): entries or a directory tree in, a deterministic
+ * PAX tar out, hashed (the DiffID) and compressed (the blob and its digest) in one pass. The tar
+ * is mar's own; what it writes reads back through oci_layer_open. */
+
+/* Where written bytes go: returns 0, or a negative MAR_E* code with *err set. */
+typedef int (*oci_sink_fn)(void *ud, const void *buf, size_t n, mar_err **err);
+
+/* Rewrites applied to every entry a tar writer writes. */
+typedef struct oci_tarw_opts {
+    bool set_owner; /* every entry gets uid:gid (COPY --chown) */
+    int64_t uid, gid;
+    bool clamp_mtime;  /* SOURCE_DATE_EPOCH: later mtimes become mtime_max */
+    int64_t mtime_max; /* seconds since the epoch */
+} oci_tarw_opts;
+
+typedef struct oci_tarw oci_tarw;
+
+/* A tar writer that hands its bytes to sink(ud, ...). opts may be NULL. Returns: new writer. */
+oci_tarw *oci_tarw_new(const oci_tarw_opts *opts, oci_sink_fn sink, void *ud);
+oci_tarw *oci_tarw_free(oci_tarw *w);
+MAR_DEFINE_CLEANUP(oci_tarw, oci_tarw_free)
+#define _cleanup_tarw_ _cleanup_(oci_tarw_freep)
+
+/* Writes the headers of one entry, as the reader would return it: path clean and relative
+ * ("usr/bin", no trailing slash for directories), link the symlink target or the hard link's
+ * first path; WHITEOUT names what to delete, OPAQUE the directory to empty (both become the
+ * `.wh.` files of image-spec layer.md); size is the data of a FILE, which oci_tarw_write must
+ * then supply in full; mtime_nsec is ignored (whole seconds). Callers write parents before their
+ * children and order siblings (docs/internals/layer-write.md §2). Errors: MAR_EINTEGRITY (an
+ * unclean path, a name reserved for whiteouts, data of the previous entry short), MAR_EUNSUPPORTED
+ * (sockets, over-long paths or headers), and the sink's. */
+int oci_tarw_add(oci_tarw *w, const oci_layer_entry *e, mar_err **err);
+/* Data of the current FILE entry. Errors: MAR_EINTEGRITY (more than its size), the sink's. */
+int oci_tarw_write(oci_tarw *w, const void *buf, size_t n, mar_err **err);
+/* oci_tarw_add, then exactly e->size bytes read from fd (`what` names it in messages). Errors:
+ * as oci_tarw_add; MAR_EIO (read failure, or the file shrank or grew while being read). */
+int oci_tarw_add_fd(oci_tarw *w, const oci_layer_entry *e, int fd, const char *what, mar_err **err);
+/* Ends the archive with two zero blocks. Errors: MAR_EINTEGRITY (data short), the sink's. */
+int oci_tarw_finish(oci_tarw *w, mar_err **err);
+/* Entries written so far. */
+uint64_t oci_tarw_entries(const oci_tarw *w);
+
+typedef enum {
+    OCI_TREE_PLAIN,         /* the tree as it is (COPY sources staged in a directory) */
+    OCI_TREE_OVERLAY_UPPER, /* an overlayfs upper directory: whiteouts and opaque directories */
+} oci_tree_kind;
+
+typedef struct oci_tree_opts {
+    oci_tree_kind kind;
+    bool userxattr; /* OVERLAY_UPPER: the mount used userxattr (user.overlay.* xattrs) */
+} oci_tree_opts;
+
+typedef struct oci_tree_stats {
+    uint64_t entries; /* tar entries written, whiteouts included */
+    uint64_t files, bytes, dirs, symlinks, hardlinks, specials;
+    uint64_t whiteouts, opaques;
+    uint64_t skipped; /* sockets: tar has no type for them */
+} oci_tree_stats;
+
+/* Adds everything under dirfd (not the directory itself) to w, below `prefix` (NULL or "" for
+ * the root of the layer; a clean relative path otherwise), in the order of
+ * docs/internals/layer-write.md §2. The tree is hostile: nothing is followed, files are opened
+ * O_NOFOLLOW|O_NONBLOCK relative to their directory's fd and checked to be what lstat said. Hard
+ * links are found by (dev, ino) within this call. ret_stats may be NULL. Errors: MAR_EIO (a
+ * local failure, naming the path), MAR_EUNSUPPORTED (overlay redirect_dir or metacopy artefacts,
+ * over-long paths), MAR_EINTEGRITY (names reserved for whiteouts), and the writer's. */
+int oci_tarw_add_tree(oci_tarw *w, int dirfd, const char *prefix, const oci_tree_opts *o,
+                      oci_tree_stats *ret_stats, mar_err **err);
+
+#define OCI_MT_LAYER      "application/vnd.oci.image.layer.v1.tar"
+#define OCI_MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define OCI_MT_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+
+/* The OCI layer media type of a codec. Borrowed static string. */
+const char *oci_layer_media_type(oci_codec c);
+
+typedef struct oci_layer_written {
+    oci_codec codec;
+    const char *media_type; /* static */
+    mar_digest diff_id;     /* sha256 of the uncompressed tar */
+    mar_digest digest;      /* sha256 of the blob as written */
+    uint64_t size;          /* blob bytes */
+    uint64_t uncompressed_size;
+    oci_tree_stats stats; /* oci_layer_write_dir only */
+} oci_layer_written;
+
+/* A blob being written: uncompressed bytes in, hashed and compressed, the result written to an
+ * fd (which stays the caller's) and hashed again. */
+typedef struct oci_layer_out oci_layer_out;
+
+#define OCI_GZIP_LEVEL_DEFAULT 2 /* ISA-L levels 1..3 (docs/internals/layer-write.md §5) */
+#define OCI_ZSTD_LEVEL_DEFAULT 3
+
+/* level 0 picks the codec's default (gzip level 0 is not offered); threads 0 picks the CPUs
+ * this process may run on. The bytes written do not depend on threads
+ * (docs/internals/layer-write.md §5). Errors: MAR_EUSAGE (a level out of range), MAR_EFAIL.
+ * Returns: new writer in *ret. */
+int oci_layer_out_new(oci_codec codec, int level, unsigned threads, int out_fd, oci_layer_out **ret,
+                      mar_err **err);
+/* Feeds uncompressed bytes. Errors: MAR_EIO (writing the fd), MAR_EFAIL (the codec). */
+int oci_layer_out_write(oci_layer_out *z, const void *buf, size_t n, mar_err **err);
+/* oci_layer_out_write with a void * first argument: the sink for oci_tarw_new. */
+int oci_layer_out_sink(void *z, const void *buf, size_t n, mar_err **err);
+/* Flushes the codec and the fd and fills ret (stats untouched). Errors as oci_layer_out_write. */
+int oci_layer_out_finish(oci_layer_out *z, oci_layer_written *ret, mar_err **err);
+oci_layer_out *oci_layer_out_free(oci_layer_out *z);
+MAR_DEFINE_CLEANUP(oci_layer_out, oci_layer_out_free)
+#define _cleanup_layer_out_ _cleanup_(oci_layer_out_freep)
+
+typedef struct oci_layer_write_opts {
+    oci_tree_opts tree;
+    oci_tarw_opts tar;
+    oci_codec codec;
+    int level;        /* 0: the codec's default */
+    unsigned threads; /* 0: the CPUs this process may run on */
+} oci_layer_write_opts;
+
+#define OCI_LAYER_WRITE_OPTS_INIT                                                                  \
+    {                                                                                              \
+        .tree = {.kind = OCI_TREE_PLAIN}, .codec = OCI_CODEC_GZIP                                  \
+    }
+
+/* Writes the tree under dirfd as one layer blob to out_fd: oci_layer_out_new, oci_tarw_new,
+ * oci_tarw_add_tree, oci_tarw_finish, oci_layer_out_finish. On failure out_fd holds a partial
+ * blob the caller discards. Errors: as those functions. */
+int oci_layer_write_dir(int dirfd, const oci_layer_write_opts *o, int out_fd,
+                        oci_layer_written *ret, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
  * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
 
 typedef enum {
@@ -385,10 +558,10 @@ typedef struct oci_lview {
     size_t n;
 } oci_lview;
 
-/* Resolves path in the merged view, following symlinks (clamped to the root, at most 40) and
- * the last component when follow_last. Missing components are kept literally and *ret_exists
- * says whether the whole path exists. Returns: the resolved path without a leading slash ("" for
- * the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
+/* Resolves path in the merged view, following symlinks (clamped to the root, at most
+ * MAR_SYMLINK_HOPS) and the last component when follow_last. Missing components are kept literally
+ * and *ret_exists says whether the whole path exists. Returns: the resolved path without a leading
+ * slash ("" for the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
 int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, char **ret_path,
                       bool *ret_exists, mar_err **err);
 /* The visible entry at a resolved path: the layer that provides it, its lstat and, when
@@ -447,8 +620,8 @@ typedef struct oci_scan_view {
 /* Merges layers bottom to top with OCI whiteout semantics. */
 void oci_scan_view_build(oci_scan_layer *const *layers, size_t n, oci_scan_view *ret);
 void oci_scan_view_release(oci_scan_view *v);
-/* Resolves an absolute path inside the image through its symlinks (at most 40); resolved gets
- * "/final/path". NULL when it does not exist or loops. */
+/* Resolves an absolute path inside the image through its symlinks (at most MAR_SYMLINK_HOPS);
+ * resolved gets "/final/path". NULL when it does not exist or loops. */
 const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, char *resolved,
                                       size_t n);
 

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #define HEAD_BYTES (16u << 10) /* headers, PT_INTERP and notes of real binaries lie within */
-#define MAX_HOPS   40
 
 static void node_release(oci_scan_node *n)
 {
@@ -199,27 +198,13 @@ static void join_clean(const char *base, const char *rel, char *out, size_t n)
     }
     /* Lexical clean with ".." clamped at the root, as the kernel resolves inside a chroot. */
     size_t ol = 0;
-    const char *p = tmp;
+    const char *p = tmp, *comp;
+    size_t cl;
+    mar_path_comp kind;
     out[0] = '\0';
-    while (*p) {
-        while (*p == '/') {
-            p++;
-        }
-        const char *s = p;
-        while (*p && *p != '/') {
-            p++;
-        }
-        size_t cl = (size_t)(p - s);
-        if (cl == 0 || (cl == 1 && s[0] == '.')) {
-            continue;
-        }
-        if (cl == 2 && s[0] == '.' && s[1] == '.') {
-            while (ol > 0 && out[ol - 1] != '/') {
-                ol--;
-            }
-            if (ol > 0) {
-                ol--;
-            }
+    while ((kind = mar_path_next(&p, &comp, &cl)) != MAR_PATH_END) {
+        if (kind == MAR_PATH_DOTDOT) {
+            ol = mar_path_dirlen(out, ol);
             out[ol] = '\0';
             continue;
         }
@@ -229,7 +214,7 @@ static void join_clean(const char *base, const char *rel, char *out, size_t n)
         if (ol) {
             out[ol++] = '/';
         }
-        memcpy(out + ol, s, cl);
+        memcpy(out + ol, comp, cl);
         ol += cl;
         out[ol] = '\0';
     }
@@ -240,37 +225,29 @@ const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, 
 {
     char cur[OCI_PATH_MAX + 1];
     join_clean("", path, cur, sizeof(cur));
-    for (int hops = 0; hops <= MAX_HOPS; hops++) {
+    for (int hops = 0; hops <= MAR_SYMLINK_HOPS; hops++) {
         /* Walk the components; the first symlink met is replaced by its target. */
         char prefix[OCI_PATH_MAX + 1] = "";
         size_t pl = 0;
-        const char *p = cur;
+        const char *p = cur, *comp;
+        size_t cl;
         bool restarted = false;
-        while (*p) {
-            const char *s = p;
-            while (*p && *p != '/') {
-                p++;
-            }
-            if (pl + (size_t)(p - s) + 2 >= sizeof(prefix)) {
+        /* cur is clean: every component is a name. */
+        while (mar_path_next(&p, &comp, &cl) != MAR_PATH_END) {
+            if (pl + cl + 2 >= sizeof(prefix)) {
                 return NULL;
             }
             if (pl) {
                 prefix[pl++] = '/';
             }
-            memcpy(prefix + pl, s, (size_t)(p - s));
-            pl += (size_t)(p - s);
+            memcpy(prefix + pl, comp, cl);
+            pl += cl;
             prefix[pl] = '\0';
-            const char *rest = *p == '/' ? p + 1 : p;
+            const char *rest = p;
             const oci_scan_node *node = mar_map_get(&v->nodes, prefix);
             if (node && node->kind == OCI_ENTRY_SYMLINK && node->link) {
                 char dir[OCI_PATH_MAX + 1];
-                mar_strlcpy(dir, prefix, sizeof(dir));
-                char *slash = strrchr(dir, '/');
-                if (slash) {
-                    *slash = '\0';
-                } else {
-                    dir[0] = '\0';
-                }
+                snprintf(dir, sizeof(dir), "%.*s", (int)mar_path_dirlen(prefix, pl), prefix);
                 char target[2 * OCI_PATH_MAX + 2];
                 join_clean(dir, node->link, target, sizeof(target));
                 char next[3 * OCI_PATH_MAX + 8];
@@ -278,9 +255,6 @@ const oci_scan_node *oci_scan_resolve(const oci_scan_view *v, const char *path, 
                 join_clean("", next, cur, sizeof(cur));
                 restarted = true;
                 break;
-            }
-            if (*p == '/') {
-                p++;
             }
         }
         if (!restarted) {

@@ -448,19 +448,6 @@ static void token_fetch_done(reg_op *top)
     free(f);
 }
 
-static bool fail_op(reg_op *op, int code, const char *fmt, ...) MAR_PRINTF(3, 4);
-static bool fail_op(reg_op *op, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    _cleanup_free_ char *msg = mar_xvasprintf(fmt, ap);
-    va_end(ap);
-    mar_err_free(op->err);
-    op->err = NULL;
-    op->rc = mar_err_set(&op->err, code, 0, "%s", msg);
-    return false;
-}
-
 static bool realm_allowed(reg_client *c, const char *realm)
 {
     if (mar_str_startswith(realm, "https://")) {
@@ -478,21 +465,21 @@ bool reg__auth_handle_401(reg_op *op)
     reg_client *c = op->c;
     reg_host *h = op->host;
     if (!h) {
-        return fail_op(op, MAR_EAUTH, "unexpected authentication challenge");
+        return reg__op_fail(op, MAR_EAUTH, "unexpected authentication challenge");
     }
     if (!origin_matches(op)) {
         /* A redirect target or an upload Location on another host: the registry's credentials
          * are not for it (docs/internals/registry-protocol.md §7), and its challenge must not
          * change how mar authenticates to the registry. */
         _cleanup_free_ char *hp = reg__url_hostport(op->url);
-        return fail_op(op, MAR_EAUTH,
-                       "'%s' asked for credentials, refusing (those of '%s' go nowhere else)",
-                       hp ? hp : "?", h->host);
+        return reg__op_fail(op, MAR_EAUTH,
+                            "'%s' asked for credentials, refusing (those of '%s' go nowhere else)",
+                            hp ? hp : "?", h->host);
     }
     reg_challenge ch[4];
     int n = reg__challenge_parse(reg_http_header(&op->req, "www-authenticate"), ch, 4);
     if (n < 0) {
-        return fail_op(op, MAR_EAUTH, "malformed WWW-Authenticate header from '%s'", h->host);
+        return reg__op_fail(op, MAR_EAUTH, "malformed WWW-Authenticate header from '%s'", h->host);
     }
     reg_challenge *bearer = NULL, *basic = NULL;
     for (int i = 0; i < n; i++) {
@@ -508,23 +495,24 @@ bool reg__auth_handle_401(reg_op *op)
             strstr(op->scope, ",push")) {
             /* The challenge names the scope the registry wanted, which says which action (push
              * here, or pull on a mount's source) was not granted. */
-            ok = fail_op(op, MAR_EAUTH, "%s '%s' on '%s' denied (insufficient_scope%s%.200s%s)",
-                         strcmp(op->method, "HEAD") == 0 ? "access to" : "push to", op->repo,
-                         h->host, bearer->scope ? ": needs '" : "",
-                         bearer->scope ? bearer->scope : "", bearer->scope ? "'" : "");
+            ok = reg__op_fail(op, MAR_EAUTH,
+                              "%s '%s' on '%s' denied (insufficient_scope%s%.200s%s)",
+                              strcmp(op->method, "HEAD") == 0 ? "access to" : "push to", op->repo,
+                              h->host, bearer->scope ? ": needs '" : "",
+                              bearer->scope ? bearer->scope : "", bearer->scope ? "'" : "");
         } else if (bearer->error && strcmp(bearer->error, "insufficient_scope") == 0) {
-            ok = fail_op(op, MAR_EAUTH,
-                         "access to '%s' on '%s' denied (insufficient_scope): not found, or "
-                         "private",
-                         op->repo, h->host);
+            ok = reg__op_fail(op, MAR_EAUTH,
+                              "access to '%s' on '%s' denied (insufficient_scope): not found, or "
+                              "private",
+                              op->repo, h->host);
         } else if (op->auth_retried) {
             reg__creds_load(c, h);
-            ok = fail_op(op, MAR_EAUTH, "authentication to '%s' failed%s", h->host,
-                         reg__creds_any(&h->creds) ? " (credentials rejected)"
-                                                   : ": not found, or private: log in");
+            ok = reg__op_fail(op, MAR_EAUTH, "authentication to '%s' failed%s", h->host,
+                              reg__creds_any(&h->creds) ? " (credentials rejected)"
+                                                        : ": not found, or private: log in");
         } else if (!bearer->realm || !realm_allowed(c, bearer->realm)) {
-            ok = fail_op(op, MAR_EAUTH, "token realm '%s' of '%s' is not https, refusing",
-                         bearer->realm ? bearer->realm : "", h->host);
+            ok = reg__op_fail(op, MAR_EAUTH, "token realm '%s' of '%s' is not https, refusing",
+                              bearer->realm ? bearer->realm : "", h->host);
         } else {
             h->auth_kind = REG_AUTH_BEARER;
             free(h->realm);
@@ -546,22 +534,22 @@ bool reg__auth_handle_401(reg_op *op)
     } else if (basic) {
         reg__creds_load(c, h);
         if (op->sent_basic) {
-            ok = fail_op(op, MAR_EAUTH,
-                         "authentication to '%s' failed: credentials from %s "
-                         "rejected",
-                         h->host, h->creds.source);
+            ok = reg__op_fail(op, MAR_EAUTH,
+                              "authentication to '%s' failed: credentials from %s "
+                              "rejected",
+                              h->host, h->creds.source);
         } else if (!h->creds.username || !h->creds.password) {
-            ok = fail_op(op, MAR_EAUTH,
-                         "'%s' requires authentication: no credentials found "
-                         "(log in first)",
-                         h->host);
+            ok = reg__op_fail(op, MAR_EAUTH,
+                              "'%s' requires authentication: no credentials found "
+                              "(log in first)",
+                              h->host);
         } else {
             h->auth_kind = REG_AUTH_BASIC;
             reg__op_start(op);
             ok = true;
         }
     } else {
-        ok = fail_op(op, MAR_EAUTH, "'%s' answered 401 without a usable challenge", h->host);
+        ok = reg__op_fail(op, MAR_EAUTH, "'%s' answered 401 without a usable challenge", h->host);
     }
     for (int i = 0; i < n; i++) {
         reg__challenge_release(&ch[i]);

@@ -195,8 +195,7 @@ reg_op *reg__op_free(reg_op *op)
     return NULL;
 }
 
-static void fail(reg_op *op, int code, const char *fmt, ...) MAR_PRINTF(3, 4);
-static void fail(reg_op *op, int code, const char *fmt, ...)
+bool reg__op_fail(reg_op *op, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -205,7 +204,7 @@ static void fail(reg_op *op, int code, const char *fmt, ...)
     mar_err_free(op->err);
     op->err = NULL;
     op->rc = mar_err_set(&op->err, code, 0, "%s", msg);
-    op->done(op);
+    return false;
 }
 
 void reg__op_start(reg_op *op)
@@ -320,7 +319,8 @@ static bool redirect(reg_op *op, const char *location)
     reg_client *c = op->c;
     if (++op->redirects > 10) {
         _cleanup_free_ char *u = reg__url_for_log(op->url);
-        fail(op, MAR_ENET, "%s '%s': more than 10 redirects", op->method, u);
+        reg__op_fail(op, MAR_ENET, "%s '%s': more than 10 redirects", op->method, u);
+        op->done(op);
         return false;
     }
     CURLU *u = curl_url();
@@ -329,7 +329,8 @@ static bool redirect(reg_op *op, const char *location)
         curl_url_set(u, CURLUPART_URL, location, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_URL, &next, 0) != CURLUE_OK) {
         curl_url_cleanup(u);
-        fail(op, MAR_ENET, "%s: invalid redirect location", op->method);
+        reg__op_fail(op, MAR_ENET, "%s: invalid redirect location", op->method);
+        op->done(op);
         return false;
     }
     curl_url_cleanup(u);
@@ -341,14 +342,16 @@ static bool redirect(reg_op *op, const char *location)
     bool to_http = mar_str_startswith(target, "http://");
     _cleanup_free_ char *hp = reg__url_hostport(target);
     if (!to_https && !to_http) {
-        fail(op, MAR_ENET, "%s: redirect to a non-HTTP location, refusing", op->method);
+        reg__op_fail(op, MAR_ENET, "%s: redirect to a non-HTTP location, refusing", op->method);
+        op->done(op);
         return false;
     }
     /* https only, except to hosts already allowed plain HTTP; never downgrade. */
     if (to_http &&
         (from_https || !hp || !(reg_host_is_loopback(hp) || reg__host_insecure_listed(c, hp)))) {
         _cleanup_free_ char *lt = reg__url_for_log(target);
-        fail(op, MAR_ENET, "%s: redirect to plain HTTP '%s', refusing", op->method, lt);
+        reg__op_fail(op, MAR_ENET, "%s: redirect to plain HTTP '%s', refusing", op->method, lt);
+        op->done(op);
         return false;
     }
     if (mar_diag_debug_enabled()) {
@@ -414,10 +417,12 @@ static void op_http_done(reg_http_req *req)
                 reg__op_start(op);
                 return;
             }
-            fail(op, MAR_ENET, "%s '%s': TLS failure: %s", op->method, u, req->errmsg);
+            reg__op_fail(op, MAR_ENET, "%s '%s': TLS failure: %s", op->method, u, req->errmsg);
+            op->done(op);
             return;
         case REG_HTTP_ETOOBIG:
-            fail(op, MAR_EINTEGRITY, "%s '%s': %s, refusing", op->method, u, req->errmsg);
+            reg__op_fail(op, MAR_EINTEGRITY, "%s '%s': %s, refusing", op->method, u, req->errmsg);
+            op->done(op);
             return;
         case REG_HTTP_EABORT:
             if (!op->err) {
@@ -430,7 +435,8 @@ static void op_http_done(reg_http_req *req)
             if (!op->own_retries && retry(op, backoff_ms(c, op->attempts))) {
                 return;
             }
-            fail(op, MAR_ENET, "%s '%s': %s", op->method, u, req->errmsg);
+            reg__op_fail(op, MAR_ENET, "%s '%s': %s", op->method, u, req->errmsg);
+            op->done(op);
             return;
         }
     }
@@ -465,8 +471,9 @@ static void op_http_done(reg_http_req *req)
             retry(op, wait ? wait : backoff_ms(c, op->attempts))) {
             return;
         }
-        fail(op, MAR_ERATELIMIT, "%s '%s': rate limited (429)%s%s", op->method, u,
-             rl[0] ? "; " : "", rl);
+        reg__op_fail(op, MAR_ERATELIMIT, "%s '%s': rate limited (429)%s%s", op->method, u,
+                     rl[0] ? "; " : "", rl);
+        op->done(op);
         return;
     }
     if ((st == 408 || st == 500 || st == 502 || st == 503 || st == 504) && !op->own_retries) {

@@ -116,6 +116,23 @@ static void start_download(reg_pull *p, size_t b)
                     &sink, blob_done, sc);
 }
 
+/* After reg_ingest_begin: without an ingest the store already holds the blob (this run or
+ * another process committed it), and its layers can go on; otherwise download it. */
+static void fetch_unless_present(reg_pull *p, size_t b)
+{
+    if (p->blobs[b].ing) {
+        start_download(p, b);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->rows[b].got = p->rows[b].size;
+    p->rows[b].state = REG_LAYER_PRESENT;
+    p->stats.blobs_present++;
+    reg__pull_emit_locked(p, b);
+    pthread_mutex_unlock(&p->mu);
+    reg__pull_queue_chains(p, b);
+}
+
 /* Starts downloads up to the job limit; blobs another process holds are set aside. */
 static void pump(reg_pull *p)
 {
@@ -133,17 +150,7 @@ static void pump(reg_pull *p)
             reg__pull_set_state(p, b, REG_LAYER_LOCKED);
             continue;
         }
-        if (!j->ing) {
-            pthread_mutex_lock(&p->mu);
-            p->rows[b].got = p->rows[b].size;
-            p->rows[b].state = REG_LAYER_PRESENT;
-            p->stats.blobs_present++;
-            reg__pull_emit_locked(p, b);
-            pthread_mutex_unlock(&p->mu);
-            reg__pull_queue_chains(p, b);
-            continue;
-        }
-        start_download(p, b);
+        fetch_unless_present(p, b);
     }
 }
 
@@ -206,8 +213,9 @@ static void blob_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void 
         }
         if (j->ing) {
             p->stats.retries++;
-            start_download(p, b);
         }
+        /* Another process may have committed it while this one waited for the lock. */
+        fetch_unless_present(p, b);
         return;
     }
     /* Keep what arrived for the next run's Range request, unless it is known bad. */
@@ -378,17 +386,7 @@ static void take_deferred(reg_pull *p)
             reg__pull_fail(p, e);
             break;
         }
-        if (!j->ing) {
-            pthread_mutex_lock(&p->mu);
-            p->rows[b].got = p->rows[b].size;
-            p->rows[b].state = REG_LAYER_PRESENT;
-            p->stats.blobs_present++;
-            reg__pull_emit_locked(p, b);
-            pthread_mutex_unlock(&p->mu);
-            reg__pull_queue_chains(p, b);
-            continue;
-        }
-        start_download(p, b);
+        fetch_unless_present(p, b);
     }
     free(order);
 }

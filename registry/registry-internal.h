@@ -106,6 +106,9 @@ reg_op *reg__op_new_url(reg_client *c, reg_host *host, const char *repo, const c
 /* Starts (or restarts after a redirect or a retry) the op. */
 void reg__op_start(reg_op *op);
 reg_op *reg__op_free(reg_op *op);
+/* Records why the op failed (replacing an earlier reason) without finishing it: the caller calls
+ * op->done, or returns false to a caller that does. Returns false. */
+bool reg__op_fail(reg_op *op, int code, const char *fmt, ...) MAR_PRINTF(3, 4);
 /* An error for a final non-2xx status ("GET '<url>': 404 MANIFEST_UNKNOWN: manifest unknown"),
  * code from docs/internals/registry-protocol.md §9. */
 int reg__op_status_error(reg_op *op, const char *what, mar_err **err);

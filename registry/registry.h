@@ -450,6 +450,26 @@ void reg_pull_result_release(reg_pull_result *r);
 size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret);
 
 /* ---------------------------------------------------------------------------------------------
+ * Deep scan (deep-scan.c): what the binaries of image entries really are. */
+
+typedef struct reg_deep_entry {
+    size_t entry;         /* in: index into img->entries */
+    oci_platform label;   /* in: the platform the entry claims (published, else its config's) */
+    oci_elf_summary *elf; /* out: new (free), NULL when not scanned or on failure */
+    mar_err *err;         /* out: why the entry could not be scanned (owned), or NULL */
+} reg_deep_entry;
+
+/* Scans the tar layers of every entry in v (whose manifest and config img holds; others are
+ * left with neither elf nor err) and summarizes each entry's final filesystem against its label
+ * (oci_elf_summarize). A layer the store s holds is read from there (s may be NULL); every
+ * other layer streams from the registry through c into a scanner thread, `jobs` at a time (0:
+ * 8), and counts only if its bytes match the descriptor digest. Runs c until done. Errors: those
+ * of reg_client_run; a failure of one entry (a layer that cannot be fetched or read) lands in
+ * its err. */
+int reg_deep_scan(reg_client *c, reg_store *s, const reg_image *img, reg_deep_entry *v, size_t n,
+                  int jobs, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
  * Pushing (upload.c, upload-source.c, push.c, push-store.c, retag.c;
  * docs/internals/registry-protocol.md §14).
  *

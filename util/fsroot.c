@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#define MAX_HOPS       40
 #define EAGAIN_RETRIES 16
 
 static int use_openat2 = -1;
@@ -73,48 +72,35 @@ static int walk_path(int rootfd, const char *path, bool follow_last)
     }
     w.stack[w.depth++] = r;
     /* The remaining components, as a string we consume from the front. */
-    size_t cap = strlen(path) + 1;
-    char *rest = mar_xmalloc(cap);
-    memcpy(rest, path, cap);
+    char *rest = mar_xstrdup(path);
     int hops = 0;
     int result = -1;
     int err = 0;
-    char *p = rest;
+    const char *p = rest;
     for (;;) {
-        while (*p == '/') {
-            p++;
-        }
-        if (!*p) {
+        const char *name;
+        size_t cl;
+        mar_path_comp kind = mar_path_next(&p, &name, &cl);
+        if (kind == MAR_PATH_END) {
             result = fcntl(w.stack[w.depth - 1], F_DUPFD_CLOEXEC, 3);
             err = errno;
             break;
         }
-        char *end = strchr(p, '/');
-        size_t cl = end ? (size_t)(end - p) : strlen(p);
-        char comp[256];
-        if (cl >= sizeof(comp)) {
-            err = ENAMETOOLONG;
-            break;
-        }
-        memcpy(comp, p, cl);
-        comp[cl] = '\0';
-        p += cl;
-        bool last = true;
-        for (char *q = p; *q; q++) {
-            if (*q != '/') {
-                last = false;
-                break;
-            }
-        }
-        if (strcmp(comp, ".") == 0) {
-            continue;
-        }
-        if (strcmp(comp, "..") == 0) {
+        if (kind == MAR_PATH_DOTDOT) {
+            /* ".." of the root is the root, as under RESOLVE_IN_ROOT. */
             if (w.depth > 1) {
                 close(w.stack[--w.depth]);
             }
             continue;
         }
+        char comp[256];
+        if (cl >= sizeof(comp)) {
+            err = ENAMETOOLONG;
+            break;
+        }
+        memcpy(comp, name, cl);
+        comp[cl] = '\0';
+        bool last = !*p;
         int fd = openat(w.stack[w.depth - 1], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
             err = errno;
@@ -127,7 +113,7 @@ static int walk_path(int rootfd, const char *path, bool follow_last)
             break;
         }
         if (S_ISLNK(st.st_mode) && (!last || follow_last)) {
-            if (++hops > MAX_HOPS) {
+            if (++hops > MAR_SYMLINK_HOPS) {
                 close(fd);
                 err = ELOOP;
                 break;
@@ -354,7 +340,7 @@ static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
                     close(lpfd);
                 }
                 mar_err_free(le);
-                if (tl > 0 && depth_guard < 40) {
+                if (tl > 0 && depth_guard < MAR_SYMLINK_HOPS) {
                     target[tl] = '\0';
                     const char *slash2 = strrchr(parent, '/');
                     _cleanup_free_ char *tpath =

@@ -11,26 +11,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
-static void child_exec(char *const argv[], int in_r, int out_w, int err_w, int report_w)
-{
-    if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
-        goto fail;
-    }
-    /* No descriptor of ours outlives the exec (runc CVE-2024-21626 class). */
-    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-    signal(SIGPIPE, SIG_DFL);
-    execvp(argv[0], argv);
-fail:;
-    int e = errno;
-    ssize_t unused = write(report_w, &e, sizeof(e));
-    (void)unused;
-    _exit(127);
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -62,39 +42,29 @@ static ssize_t write_nosigpipe(int fd, const void *p, size_t n)
 int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap, size_t err_cap,
                  int timeout_ms, mar_proc_result *ret, mar_err **err)
 {
-    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1};
+    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
     int rc = 0;
 
     memset(ret, 0, sizeof(*ret));
     mar_buf_init(&ret->out, out_cap);
     mar_buf_init(&ret->errout, err_cap);
 
-    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0 ||
-        pipe2(rep_p, O_CLOEXEC) < 0) {
+    if (pipe2(in_p, O_CLOEXEC) < 0 || pipe2(out_p, O_CLOEXEC) < 0 || pipe2(err_p, O_CLOEXEC) < 0) {
         rc = mar_err_set(err, MAR_EFAIL, errno, "cannot create pipes for '%s'", argv[0]);
         goto out;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        rc = mar_err_set(err, MAR_EFAIL, errno, "cannot start '%s'", argv[0]);
+    mar_spawn_opts so = MAR_SPAWN_OPTS_INIT;
+    so.stdin_fd = in_p[0];
+    so.stdout_fd = out_p[1];
+    so.stderr_fd = err_p[1];
+    pid_t pid;
+    rc = mar_spawn(argv, &so, &pid, NULL, err);
+    if (rc < 0) {
         goto out;
-    }
-    if (pid == 0) {
-        child_exec(argv, in_p[0], out_p[1], err_p[1], rep_p[1]);
     }
     close_fd(&in_p[0]);
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
-    close_fd(&rep_p[1]);
-
-    int exec_errno = 0;
-    ssize_t r = read(rep_p[0], &exec_errno, sizeof(exec_errno));
-    close_fd(&rep_p[0]);
-    if (r == (ssize_t)sizeof(exec_errno)) {
-        waitpid(pid, NULL, 0);
-        rc = mar_err_set(err, MAR_EFAIL, exec_errno, "cannot run '%s'", argv[0]);
-        goto out;
-    }
 
     fcntl(in_p[1], F_SETFL, O_NONBLOCK);
     size_t in_off = 0;
@@ -178,8 +148,6 @@ out:
     close_fd(&out_p[1]);
     close_fd(&err_p[0]);
     close_fd(&err_p[1]);
-    close_fd(&rep_p[0]);
-    close_fd(&rep_p[1]);
     if (rc < 0) {
         mar_proc_result_release(ret);
     }

@@ -342,8 +342,40 @@ int64_t mar_wall_s(void);
 uint64_t mar_random_below(uint64_t n);
 
 /* ---------------------------------------------------------------------------------------------
- * Child processes without a shell (credential helpers, the binfmt probe). The child starts with
- * every fd above 2 closed-on-exec and the parent's environment. */
+ * Child processes without a shell (credential helpers, limactl, the binfmt probe). The child
+ * starts with every fd above 2 closed-on-exec (docs/internals/style.md §3: runc CVE-2024-21626),
+ * default signal dispositions, an empty signal mask and, unless told otherwise, the parent's
+ * environment. */
+
+enum {
+    MAR_SPAWN_NEW_PGRP = 1 << 0,    /* setpgid(0, 0): a process group of its own */
+    MAR_SPAWN_NEW_SESSION = 1 << 1, /* setsid(): a session (and process group) of its own */
+};
+
+typedef struct mar_spawn_opts {
+    int stdin_fd; /* becomes the child's fd 0; -1 keeps the parent's */
+    int stdout_fd;
+    int stderr_fd;
+    const char *cwd;   /* the child's working directory; NULL keeps the parent's */
+    char *const *envp; /* the whole environment; NULL passes the parent's */
+    int exec_fd;       /* >= 0: run this file (fexecve) instead of a PATH lookup of argv[0]; it
+                        * stays open in the child, as a binfmt_misc interpreter opens /dev/fd/N */
+    unsigned flags;    /* MAR_SPAWN_* */
+} mar_spawn_opts;
+
+#define MAR_SPAWN_OPTS_INIT                                                                        \
+    {                                                                                              \
+        .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .exec_fd = -1                            \
+    }
+
+/* Starts argv[0] (looked up in PATH as execvp(3) does, a script without "#!" through /bin/sh)
+ * with argv; o may be NULL for the defaults. Safe to call from any thread: the child makes only
+ * async-signal-safe calls. Returns 0 with the running child in *ret_pid, for the caller to reap.
+ * When exec itself fails and ret_exec_errno is not NULL, returns 0 with *ret_pid -1 and exec's
+ * errno in *ret_exec_errno (for callers to whom that is a result); otherwise exec failures are
+ * errors. Errors: MAR_EFAIL, with sys_errno (ENOENT: no such program). */
+int mar_spawn(char *const argv[], const mar_spawn_opts *o, pid_t *ret_pid, int *ret_exec_errno,
+              mar_err **err);
 
 typedef struct mar_proc_result {
     int status;      /* exit status, or 128+signal */
@@ -371,6 +403,32 @@ int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_
 int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 /* Any readable fd to its end (a pipe, stdin), at most cap bytes. */
 int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Path components (docs/internals/unpack-security.md §2): one way to split a path and one limit on
+ * symlinks, for every walk over paths inside an image root. */
+
+/* Symlinks followed while resolving one path before giving up with ELOOP: the kernel's MAXSYMLINKS
+ * (include/linux/namei.h; path_resolution(7): "a maximum of 40 symbolic links"), so a path
+ * resolves inside mar as it would inside the container, and a link loop ends. */
+#define MAR_SYMLINK_HOPS 40
+
+typedef enum mar_path_comp {
+    MAR_PATH_END = 0, /* no component left */
+    MAR_PATH_NAME,    /* a name: never "", never "." */
+    MAR_PATH_DOTDOT,  /* "..", for the caller to pop, clamp at its root or refuse */
+} mar_path_comp;
+
+/* Yields the next component of the path at *cursor, skipping empty components ("a//b", leading
+ * and trailing slashes) and ".". *ret_comp points into the path (not NUL-terminated) and *ret_len
+ * is its length in bytes; a name is any bytes but '/' and NUL, of any length. *cursor moves past
+ * the component and the slashes after it, so an empty rest (**cursor == '\0') tells that the
+ * component is the last one written ("a" in "a/." is not). Returns MAR_PATH_END, with *ret_len 0,
+ * when nothing is left. */
+mar_path_comp mar_path_next(const char **cursor, const char **ret_comp, size_t *ret_len);
+/* The length of the parent of the first len bytes of a cleaned relative path ("a/b" -> 1,
+ * "a" -> 0): what ".." leaves of it. */
+size_t mar_path_dirlen(const char *path, size_t len);
 
 /* ---------------------------------------------------------------------------------------------
  * Access scoped to a root directory (docs/internals/unpack-security.md §2): openat2 with

@@ -3,7 +3,6 @@
 #include "vm.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -24,13 +23,20 @@ static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *er
     (void)ctx;
     if (out) {
         mar_proc_result r;
+        mar_err *e = NULL;
         if (mar_proc_run((char *const *)argv, NULL, 0, CAPTURE_CAP, CAPTURE_CAP, CAPTURE_MS, &r,
-                         err) < 0) {
-            return -mar_err_code(*err);
-        }
-        if (r.status == 127 && !r.out.len) {
-            mar_proc_result_release(&r);
-            return not_found(argv[0], ENOENT, err);
+                         &e) < 0) {
+            if (e->sys_errno == ENOENT) {
+                mar_err_free(e);
+                return not_found(argv[0], ENOENT, err);
+            }
+            int rc = -mar_err_code(e);
+            if (err) {
+                *err = e;
+            } else {
+                mar_err_free(e);
+            }
+            return rc;
         }
         mar_buf_append(out, r.out.data, r.out.len);
         if (errout) {
@@ -40,32 +46,18 @@ static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *er
         mar_proc_result_release(&r);
         return 0;
     }
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        return mar_err_set(err, MAR_EFAIL, errno, "pipe");
+    /* With mar's terminal: limactl create and start print their progress there. */
+    pid_t pid;
+    int exec_errno = 0;
+    int rc = mar_spawn((char *const *)argv, NULL, &pid, &exec_errno, err);
+    if (rc < 0) {
+        return rc;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return mar_err_set(err, MAR_EFAIL, errno, "fork");
+    if (exec_errno) {
+        return not_found(argv[0], exec_errno, err);
     }
-    if (pid == 0) {
-        execvp(argv[0], (char *const *)argv);
-        /* Tell the parent why, through the close-on-exec pipe. */
-        int e = errno;
-        (void)!write(pipefd[1], &e, sizeof(e));
-        _exit(127);
-    }
-    close(pipefd[1]);
-    int e = 0;
-    ssize_t n = read(pipefd[0], &e, sizeof(e));
-    close(pipefd[0]);
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (n == (ssize_t)sizeof(e)) {
-        return not_found(argv[0], e, err);
     }
     *ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return 0;

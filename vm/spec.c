@@ -1,7 +1,8 @@
 /* The OCI runtime spec for `mar run` (opencontainers/runtime-spec config.md, config-linux.md),
  * with the defaults a container gets from Docker and containerd (containerd oci/spec.go
  * populateDefaultUnixSpec): the same mounts, namespaces, capabilities, masked and read-only
- * paths and file-descriptor limit, so an image behaves as it would under `docker run`. */
+ * paths and file-descriptor limit, and a default seccomp profile (seccomp.c), so an image behaves
+ * as it would under `docker run`. */
 #include "vm.h"
 
 #include <string.h>
@@ -67,6 +68,14 @@ int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err)
     if (!o->args || o->args->n == 0) {
         return mar_err_set(err, MAR_EUSAGE, 0, "no command to run (the image has none: give one)");
     }
+    vm_security defaults;
+    vm_security_init(&defaults);
+    const vm_security *sec = o->security ? o->security : &defaults;
+    json_t *seccomp = NULL;
+    if (vm_seccomp_json(sec, o->kernel_arch, o->kernel_release, default_caps,
+                        MAR_ARRAY_SIZE(default_caps), &seccomp, err) < 0) {
+        return -mar_err_code(*err);
+    }
     json_t *caps = strings(default_caps, MAR_ARRAY_SIZE(default_caps));
     json_t *gids = json_array();
     for (size_t i = 0; i < o->n_gids; i++) {
@@ -78,12 +87,12 @@ int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err)
     } else {
         json_decref(gids);
     }
-    json_t *process =
-            json_pack("{s:b, s:o, s:o, s:o, s:s, s:{s:O, s:O, s:O}, s:[{s:s, s:I, s:I}], s:b}",
-                      "terminal", o->terminal, "user", user, "args", strv_json(o->args), "env",
-                      strv_json(o->env), "cwd", cwd, "capabilities", "bounding", caps, "effective",
-                      caps, "permitted", caps, "rlimits", "type", "RLIMIT_NOFILE", "hard",
-                      (json_int_t)1024, "soft", (json_int_t)1024, "noNewPrivileges", 0);
+    json_t *process = json_pack(
+            "{s:b, s:o, s:o, s:o, s:s, s:{s:O, s:O, s:O}, s:[{s:s, s:I, s:I}], s:b}", "terminal",
+            o->terminal, "user", user, "args", strv_json(o->args), "env", strv_json(o->env), "cwd",
+            cwd, "capabilities", "bounding", caps, "effective", caps, "permitted", caps, "rlimits",
+            "type", "RLIMIT_NOFILE", "hard", (json_int_t)1024, "soft", (json_int_t)1024,
+            "noNewPrivileges", sec->no_new_privileges);
     json_decref(caps);
 
     json_t *mounts = json_array();
@@ -103,6 +112,7 @@ int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err)
         if (b->dest[0] != '/') {
             json_decref(mounts);
             json_decref(process);
+            json_decref(seccomp);
             return mar_err_set(err, MAR_EUSAGE, 0, "volume destination '%s' is not absolute",
                                b->dest);
         }
@@ -122,6 +132,9 @@ int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err)
                                "allow", 0, "access", "rwm", "namespaces", ns, "maskedPaths",
                                strings(masked_paths, MAR_ARRAY_SIZE(masked_paths)), "readonlyPaths",
                                strings(readonly_paths, MAR_ARRAY_SIZE(readonly_paths)));
+    if (seccomp) {
+        json_object_set_new(linux_, "seccomp", seccomp);
+    }
     if (o->cgroups_path) {
         json_object_set_new(linux_, "cgroupsPath", json_string(o->cgroups_path));
     }

@@ -147,6 +147,42 @@ int vm_ctd_task_resize(vm_ctd *c, const char *id, unsigned width, unsigned heigh
 int vm_ctd_task_close_stdin(vm_ctd *c, const char *id, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
+ * A task's I/O while it runs (ctd-io.c): the FIFOs the shim opens, and the loop that copies them
+ * to the caller's descriptors and forwards signals. */
+
+typedef struct vm_io {
+    char *in_path, *out_path, *err_path; /* NULL when that stream has no FIFO */
+    int in_fd, out_fd, err_fd;           /* the caller's ends; -1 when closed */
+    bool terminal;
+} vm_io;
+
+#define VM_IO_INIT                                                                                 \
+    {                                                                                              \
+        .in_fd = -1, .out_fd = -1, .err_fd = -1                                                    \
+    }
+
+/* Creates the stdio FIFOs in dir (stdin only with in; no stderr with a terminal, which carries
+ * both) and opens the caller's ends. On failure *ret holds what was made; vm_io_release frees
+ * it. Errors: MAR_EIO. */
+int vm_io_fifos(const char *dir, bool in, bool terminal, vm_io *ret, mar_err **err);
+/* Closes the descriptors and frees the paths (the FIFOs stay in their directory). */
+void vm_io_release(vm_io *io);
+
+typedef struct vm_attach {
+    int sigfd;        /* a signalfd: SIGWINCH resizes, every other signal goes to the task */
+    bool stdin_open;  /* copy in to the task's stdin, then close it at in's end */
+    int in, out, err; /* the caller's descriptors (usually 0, 1, 2); in is also the terminal */
+} vm_attach;
+
+/* Copies the task's I/O until it exits and its FIFOs drain, forwarding the signals read from
+ * a->sigfd (the third SIGINT becomes SIGKILL, with a notice). With io->terminal and a terminal
+ * on a->in, that terminal is raw meanwhile and the task's follows its size. *ret_status is the
+ * exit status containerd reports. Errors: as vm_ctd_task_wait; MAR_EFAIL (no thread or
+ * eventfd). */
+int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint32_t *ret_status,
+                  mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
  * The OCI runtime spec of a container (spec.c) and the image's users (user.c). */
 
 typedef struct vm_bind {
@@ -154,6 +190,62 @@ typedef struct vm_bind {
     char *dest;
     bool readonly;
 } vm_bind;
+
+/* ---------------------------------------------------------------------------------------------
+ * Seccomp and no_new_privs (seccomp.c, docs/internals/seccomp.md). */
+
+/* A --security-opt seccomp=FILE profile is read up to this size (Docker's own default profile is
+ * about 20 KiB). */
+#define VM_CAP_SECCOMP_PROFILE (1u << 20)
+
+/* mar's default for no_new_privs: on (docs/internals/seccomp.md §6). */
+#define VM_NO_NEW_PRIVILEGES_DEFAULT true
+
+typedef struct vm_seccomp vm_seccomp; /* a parsed profile, conditions not yet evaluated */
+vm_seccomp *vm_seccomp_free(vm_seccomp *p);
+MAR_DEFINE_CLEANUP(vm_seccomp, vm_seccomp_free)
+
+typedef enum {
+    VM_SECCOMP_DEFAULT = 0, /* mar's built-in profile (vm/seccomp/default.txt) */
+    VM_SECCOMP_UNCONFINED,  /* no filter */
+    VM_SECCOMP_FILE,        /* a Docker-format profile read from a file */
+} vm_seccomp_mode;
+
+/* What confines a container's syscalls and privileges; shared by mar run and mar build's steps. */
+typedef struct vm_security {
+    vm_seccomp_mode seccomp;
+    char *seccomp_file;  /* FILE as given (VM_SECCOMP_FILE) */
+    vm_seccomp *profile; /* its profile (VM_SECCOMP_FILE) */
+    bool no_new_privileges;
+} vm_security;
+
+/* The defaults: the built-in profile, VM_NO_NEW_PRIVILEGES_DEFAULT. */
+void vm_security_init(vm_security *s);
+void vm_security_release(vm_security *s);
+
+/* Applies one --security-opt as Docker spells it: `seccomp=unconfined`, `seccomp=builtin` (the
+ * default profile), `seccomp=FILE` (a Docker JSON profile, read up to VM_CAP_SECCOMP_PROFILE and
+ * validated now), `no-new-privileges`, `no-new-privileges=true|false`; `:` for `=` as Docker
+ * still reads it. A later option overrides an earlier one. Errors: MAR_EUSAGE (an unknown
+ * option, a bad value, an invalid profile), MAR_ENOTFOUND or MAR_EIO (FILE unreadable),
+ * MAR_EUNSUPPORTED (a profile that needs a notify listener). */
+int vm_security_opt(vm_security *s, const char *opt, mar_err **err);
+
+/* "default", "unconfined" or the FILE. Borrowed. */
+const char *vm_security_seccomp_name(const vm_security *s);
+
+/* The runtime spec's linux.seccomp (runtime-spec config-linux.md "Seccomp") for a container whose
+ * bounding set is caps, on a kernel of architecture kernel_arch (uname -m or OCI: "x86_64",
+ * "aarch64", "amd64") and release kernel_release (uname -r; NULL: no version condition holds). The
+ * filter covers that kernel's architectures, also for images run under QEMU user mode. *ret is NULL
+ * for unconfined. Returns: new reference. Errors: MAR_EUSAGE (the built-in profile does not parse,
+ * a build defect the unit tests catch). */
+int vm_seccomp_json(const vm_security *s, const char *kernel_arch, const char *kernel_release,
+                    const char *const *caps, size_t n_caps, json_t **ret, mar_err **err);
+
+/* The SCMP_ARCH_* names the filter covers on that kernel (none for unconfined; none when the
+ * profile names none for it: then runc filters the native ABI only). */
+void vm_seccomp_arches(const vm_security *s, const char *kernel_arch, mar_strv *ret);
 
 typedef struct vm_spec_opts {
     const mar_strv *args;
@@ -168,12 +260,15 @@ typedef struct vm_spec_opts {
     const vm_bind *binds;
     size_t n_binds;
     const char *cgroups_path;
+    const vm_security *security; /* NULL: vm_security_init's defaults */
+    const char *kernel_arch;     /* the kernel's architecture (uname -m), for the filter */
+    const char *kernel_release;  /* uname -r, for the profile's kernel conditions */
 } vm_spec_opts;
 
 /* The runtime spec (runtime-spec config.md) with the defaults Docker and containerd give a
  * container: the usual /proc, /dev, /sys mounts, namespaces, the default capability set,
- * masked and read-only paths, RLIMIT_NOFILE 1024. Returns: new JSON text. Errors: MAR_EUSAGE
- * (a relative cwd or bind destination). */
+ * masked and read-only paths, RLIMIT_NOFILE 1024; and the seccomp profile and no_new_privs of
+ * o->security. Returns: new JSON text. Errors: MAR_EUSAGE (a relative cwd or bind destination). */
 int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err);
 
 typedef struct vm_user {

@@ -60,8 +60,14 @@ static void test_usage_errors(void **state)
     itest_mar(&r, NULL, NULL);
     assert_int_equal(r.status, 2);
     itest_run_release(&r);
+    /* A verb's own usage errors print the message and the verb's usage line, as parse errors. */
     itest_mar(&r, NULL, "inspect", "--raw", "--json", "x", NULL);
     assert_int_equal(r.status, 2);
+    assert_contains(r.err.data, "mar: --raw and --json exclude each other\nusage: mar inspect ");
+    itest_run_release(&r);
+    itest_mar(&r, NULL, "pull", "--all-platforms", "--platform", "linux/arm64", "x", NULL);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err.data, "usage: mar pull ");
     itest_run_release(&r);
     itest_mar(&r, NULL, "inspect", "--platform", "linux/*", "x", NULL);
     assert_int_equal(r.status, 2);

@@ -120,8 +120,9 @@ static void test_table_consistency(void **state)
     (void)state;
     for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
         const binfmt_arch *a = binfmt_arch_get((binfmt_arch_id)i);
-        assert_ptr_equal(binfmt_arch_by_oci(a->oci_arch), a);
-        assert_ptr_equal(binfmt_arch_by_elf(a->elf_class, a->elf_data, a->e_machine), a);
+        assert_ptr_equal(binfmt_arch_by_oci(a->elf->arch), a);
+        assert_ptr_equal(binfmt_arch_by_elf(a->elf->elf_class, a->elf->elf_data, a->elf->e_machine),
+                         a);
         char *text = entry_text(a, "/x", "F", true);
         binfmt_entry e;
         mar_err *err = NULL;
@@ -134,8 +135,8 @@ static void test_table_consistency(void **state)
                 binfmt_synthetic_header(b, type, hdr);
                 bool m = binfmt_entry_matches(&e, hdr, sizeof(hdr));
                 if (m != (i == j)) {
-                    print_error("%s registration %s the %s header (type %u)\n", a->oci_arch,
-                                m ? "matches" : "misses", b->oci_arch, type);
+                    print_error("%s registration %s the %s header (type %u)\n", a->elf->arch,
+                                m ? "matches" : "misses", b->elf->arch, type);
                     fail();
                 }
             }

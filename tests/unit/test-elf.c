@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <elf.h>
 
 #include "binfmt/binfmt.h"
 
@@ -20,17 +21,89 @@ static void test_probe_images(void **state)
         oci_elf_parse(img.data, img.len, &e);
         assert_true(e.is_elf);
         assert_false(e.truncated);
-        assert_string_equal(e.arch, a->oci_arch);
+        assert_string_equal(e.arch, a->elf->arch);
         assert_false(e.dynamic);
         /* Every prefix parses without reading past it. */
         for (size_t n = 0; n < img.len; n++) {
             oci_elf_info t;
             oci_elf_parse(img.data, n, &t);
             if (n >= 20) {
-                assert_string_equal(t.arch, a->oci_arch);
+                assert_string_equal(t.arch, a->elf->arch);
             }
         }
         mar_buf_release(&img);
+    }
+}
+
+/* A header of e_type, class, byte order and machine, cut after e_machine. */
+static void header(unsigned char h[20], unsigned elf_class, unsigned elf_data, unsigned machine)
+{
+    memset(h, 0, 20);
+    memcpy(h, ELFMAG, SELFMAG);
+    h[EI_CLASS] = (unsigned char)elf_class;
+    h[EI_DATA] = (unsigned char)elf_data;
+    h[EI_VERSION] = EV_CURRENT;
+    bool be = elf_data == ELFDATA2MSB;
+    h[be ? 17 : 16] = ET_EXEC;
+    h[be ? 19 : 18] = (unsigned char)(machine & 0xff);
+    h[be ? 18 : 19] = (unsigned char)(machine >> 8);
+}
+
+/* The one ELF table: each row's own header names that row (so no row shadows another), names are
+ * unique, and the headers an architecture is also known by map to it. */
+static void test_arch_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < OCI_ELF_ARCH_COUNT; i++) {
+        const oci_elf_arch *a = oci_elf_arch_get((oci_elf_arch_id)i);
+        assert_ptr_equal(a, &oci_elf_arches[i]);
+        assert_int_equal(a->id, i);
+        assert_ptr_equal(oci_elf_arch_find(a->elf_class, a->elf_data, a->e_machine), a);
+        unsigned char h[20];
+        header(h, a->elf_class, a->elf_data, a->e_machine);
+        oci_elf_info e;
+        oci_elf_parse(h, sizeof(h), &e);
+        assert_string_equal(e.arch, a->arch);
+        for (size_t j = 0; j < i; j++) {
+            assert_string_not_equal(oci_elf_arches[j].arch, a->arch);
+        }
+    }
+    assert_null(oci_elf_arch_get(OCI_ELF_ARCH_COUNT));
+    static const struct {
+        unsigned elf_class, elf_data, machine;
+        const char *arch; /* NULL: unknown */
+    } k[] = {
+            {ELFCLASS64, ELFDATA2MSB, EM_386, "386"},
+            {ELFCLASS64, ELFDATA2MSB, EM_X86_64, "amd64"},
+            {ELFCLASS32, ELFDATA2MSB, EM_X86_64, "amd64p32"},
+            {ELFCLASS32, ELFDATA2LSB, EM_AARCH64, NULL},
+            {ELFCLASS64, ELFDATA2LSB, EM_ARM, "arm"},
+            {ELFCLASS64, ELFDATA2MSB, EM_ARM, "armbe"},
+            {ELFCLASS32, ELFDATA2LSB, EM_PPC64, "ppc"},
+            {ELFCLASS64, ELFDATA2LSB, EM_PPC, "ppc"},
+            {ELFCLASS64, ELFDATA2LSB, EM_S390, "s390x"},
+            {ELFCLASS32, ELFDATA2MSB, EM_RISCV, "riscv"},
+            {ELFCLASS32, ELFDATA2LSB, EM_MIPS, "mipsle"},
+            {ELFCLASS32, ELFDATA2MSB, EM_LOONGARCH, "loong64"},
+            {ELFCLASS64, ELFDATA2MSB, EM_SPARC, "sparc64"},
+            {ELFCLASS32, ELFDATA2LSB, EM_SPARCV9, "sparc"},
+            {ELFCLASS64, ELFDATA2LSB, EM_NONE, NULL},
+            {ELFCLASS64, ELFDATA2LSB, EM_IA_64, NULL},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(k); i++) {
+        const oci_elf_arch *a = oci_elf_arch_find(k[i].elf_class, k[i].elf_data, k[i].machine);
+        unsigned char h[20];
+        header(h, k[i].elf_class, k[i].elf_data, k[i].machine);
+        oci_elf_info e;
+        oci_elf_parse(h, sizeof(h), &e);
+        if (k[i].arch) {
+            assert_non_null(a);
+            assert_string_equal(a->arch, k[i].arch);
+            assert_string_equal(e.arch, k[i].arch);
+        } else {
+            assert_null(a);
+            assert_string_equal(e.arch, "");
+        }
     }
 }
 
@@ -204,9 +277,8 @@ static void test_hostile(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_probe_images),
-            cmocka_unit_test(test_loader_and_isa),
-            cmocka_unit_test(test_arm_float_abi),
+            cmocka_unit_test(test_probe_images),   cmocka_unit_test(test_arch_table),
+            cmocka_unit_test(test_loader_and_isa), cmocka_unit_test(test_arm_float_abi),
             cmocka_unit_test(test_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -294,18 +294,53 @@ static void test_no_elf_and_every_arch(void **state)
     oci_scan_layer_free(l);
     for (size_t i = 0; i < BINFMT_ARCH_COUNT; i++) {
         const binfmt_arch *a = binfmt_arch_get((binfmt_arch_id)i);
-        mar_buf e = elf_of(a->oci_arch);
+        mar_buf e = elf_of(a->elf->arch);
         file(&b, "bin/x", &e);
         l = scan(&b);
         ls[0] = l;
-        summarize(ls, 1, NULL, a->oci_arch, &s);
+        summarize(ls, 1, NULL, a->elf->arch, &s);
         assert_string_equal(s.verdict, "consistent");
-        assert_string_equal(s.majority_arch, a->oci_arch);
-        summarize(ls, 1, NULL, strcmp(a->oci_arch, "amd64") ? "amd64" : "arm64", &s);
+        assert_string_equal(s.majority_arch, a->elf->arch);
+        summarize(ls, 1, NULL, strcmp(a->elf->arch, "amd64") ? "amd64" : "arm64", &s);
         assert_string_equal(s.verdict, "mislabeled");
         oci_scan_layer_free(l);
         mar_buf_release(&e);
     }
+}
+
+/* The image's own symlinks are followed at most MAR_SYMLINK_HOPS times, as the kernel would in
+ * the container; ".." and absolute targets stay inside the image. */
+static void test_symlink_hops(void **state)
+{
+    (void)state;
+    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    text(&b, "d/f", "x");
+    /* l0 -> d, l1 -> ../top/l0, ...: reaching d from l<i> follows i + 1 links. */
+    link_(&b, "top/l0", '2', "/../d");
+    for (int i = 1; i <= MAR_SYMLINK_HOPS; i++) {
+        char name[32], target[32];
+        snprintf(name, sizeof(name), "top/l%d", i);
+        snprintf(target, sizeof(target), i % 2 ? "../top/l%d" : "l%d", i - 1);
+        link_(&b, name, '2', target);
+    }
+    oci_scan_layer *l = scan(&b);
+    oci_scan_layer *ls[] = {l};
+    oci_scan_view v;
+    oci_scan_view_build(ls, 1, &v);
+    char path[64], resolved[OCI_PATH_MAX + 2];
+    snprintf(path, sizeof(path), "/top/l%d/f", MAR_SYMLINK_HOPS - 1);
+    const oci_scan_node *n = oci_scan_resolve(&v, path, resolved, sizeof(resolved));
+    assert_non_null(n);
+    assert_string_equal(resolved, "/d/f");
+    snprintf(path, sizeof(path), "/top/l%d/f", MAR_SYMLINK_HOPS);
+    assert_null(oci_scan_resolve(&v, path, resolved, sizeof(resolved)));
+    /* The path is cleaned before any link is followed: "l<n>/.." never follows l<n>. */
+    snprintf(path, sizeof(path), "/top/./l%d/../l0//f", MAR_SYMLINK_HOPS);
+    n = oci_scan_resolve(&v, path, resolved, sizeof(resolved));
+    assert_non_null(n);
+    assert_string_equal(resolved, "/d/f");
+    oci_scan_view_release(&v);
+    oci_scan_layer_free(l);
 }
 
 int main(void)
@@ -315,6 +350,7 @@ int main(void)
             cmocka_unit_test(test_entrypoint_resolution),
             cmocka_unit_test(test_loaders_and_isa),
             cmocka_unit_test(test_no_elf_and_every_arch),
+            cmocka_unit_test(test_symlink_hops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -373,6 +373,64 @@ static void test_link_to_nothing(void **state)
     rmdir(T);
 }
 
+/* The merged view follows at most MAR_SYMLINK_HOPS links, wherever in the layers each one lies;
+ * one more is a loop. */
+static void test_lview_symlink_hops(void **state)
+{
+    (void)state;
+    char T[] = "/tmp/mar-settle-XXXXXX";
+    assert_non_null(mkdtemp(T));
+    int fds[2];
+    for (int k = 0; k < 2; k++) {
+        _cleanup_free_ char *ld = mar_xasprintf("%s/l%d", T, k);
+        assert_int_equal(mkdir(ld, 0755), 0);
+        fds[k] = open(ld, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fds[k] >= 0);
+    }
+    /* Lower (fds[1]): d/f and the even links; upper (fds[0]): the odd ones. l<i> reaches d
+     * after i + 1 links. */
+    assert_int_equal(mkdirat(fds[1], "d", 0755), 0);
+    int f = openat(fds[1], "d/f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(f >= 0);
+    assert_int_equal(write(f, "x", 1), 1);
+    close(f);
+    for (int i = 0; i <= MAR_SYMLINK_HOPS; i++) {
+        char name[32], target[32];
+        snprintf(name, sizeof(name), "l%d", i);
+        snprintf(target, sizeof(target), i ? "./l%d" : "/../d", i - 1);
+        assert_int_equal(symlinkat(target, fds[i % 2 ? 0 : 1], name), 0);
+    }
+    oci_lview v = {.fds = fds, .n = 2};
+    mar_err *err = NULL;
+    char path[32];
+    snprintf(path, sizeof(path), "l%d/f", MAR_SYMLINK_HOPS - 1);
+    char *resolved = NULL;
+    bool exists = false;
+    assert_int_equal(oci_lview_resolve(&v, path, true, &resolved, &exists, &err), 0);
+    assert_string_equal(resolved, "d/f");
+    assert_true(exists);
+    free(resolved);
+    snprintf(path, sizeof(path), "l%d", MAR_SYMLINK_HOPS - 1);
+    assert_int_equal(oci_lview_resolve(&v, path, true, &resolved, &exists, &err), 0);
+    assert_string_equal(resolved, "d");
+    free(resolved);
+    snprintf(path, sizeof(path), "/l%d/f", MAR_SYMLINK_HOPS);
+    assert_int_equal(oci_lview_resolve(&v, path, true, &resolved, &exists, &err), -MAR_EINTEGRITY);
+    assert_int_equal(err->sys_errno, ELOOP);
+    err = mar_err_free(err);
+    /* Not following the last component, the longer chain is only a name. */
+    snprintf(path, sizeof(path), "l%d", MAR_SYMLINK_HOPS);
+    assert_int_equal(oci_lview_resolve(&v, path, false, &resolved, &exists, &err), 0);
+    assert_string_equal(resolved, path);
+    free(resolved);
+    close(fds[0]);
+    close(fds[1]);
+    char *argv[] = {"rm", "-rf", T, NULL};
+    mar_proc_result pr;
+    mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &pr, NULL);
+    mar_proc_result_release(&pr);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -389,6 +447,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_cases),
             cmocka_unit_test(test_link_to_nothing),
+            cmocka_unit_test(test_lview_symlink_hops),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -876,11 +877,59 @@ static void test_passwd_reads(void **state)
     remove_tree(&c);
 }
 
+/* The symlink limit: a chain of MAR_SYMLINK_HOPS links resolves, one link more is a loop, as the
+ * last component and in the middle of a path, through openat2 and through the walk alike. */
+static void test_symlink_hops(void **state)
+{
+    (void)state;
+    ctx c;
+    setup_tree(&c);
+    _cleanup_free_ char *d = mar_xasprintf("%s/d", c.root);
+    assert_int_equal(mkdir(d, 0755), 0);
+    _cleanup_free_ char *f = mar_xasprintf("%s/d/f", c.root);
+    int wfd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(wfd >= 0);
+    close(wfd);
+    /* l0 -> d, l1 -> l0, ...: reaching d from l<i> follows i + 1 links. */
+    for (int i = 0; i <= MAR_SYMLINK_HOPS; i++) {
+        _cleanup_free_ char *l = mar_xasprintf("%s/l%d", c.root, i);
+        _cleanup_free_ char *t = i ? mar_xasprintf("l%d", i - 1) : mar_xstrdup("/d");
+        assert_int_equal(symlink(t, l), 0);
+    }
+    mar_err *e = NULL;
+    int rootfd = mar_root_open(c.root, &e);
+    assert_true(rootfd >= 0);
+    /* The flags mar's callers use when following the last component. */
+    static const int flags[] = {O_RDONLY, O_PATH, O_PATH | O_DIRECTORY};
+    for (size_t k = 0; k < MAR_ARRAY_SIZE(flags); k++) {
+        char ok[32], over[32];
+        snprintf(ok, sizeof(ok), "l%d", MAR_SYMLINK_HOPS - 1);
+        snprintf(over, sizeof(over), "l%d", MAR_SYMLINK_HOPS);
+        int fd = mar_in_root_open(rootfd, ok, flags[k], 0);
+        assert_true(fd >= 0);
+        close(fd);
+        errno = 0;
+        assert_int_equal(mar_in_root_open(rootfd, over, flags[k], 0), -1);
+        assert_int_equal(errno, ELOOP);
+        snprintf(ok, sizeof(ok), "l%d/f", MAR_SYMLINK_HOPS - 1);
+        snprintf(over, sizeof(over), "/l%d/f", MAR_SYMLINK_HOPS);
+        fd = mar_in_root_open(rootfd, ok, flags[k] & ~O_DIRECTORY, 0);
+        assert_true(fd >= 0);
+        close(fd);
+        errno = 0;
+        assert_int_equal(mar_in_root_open(rootfd, over, flags[k] & ~O_DIRECTORY, 0), -1);
+        assert_int_equal(errno, ELOOP);
+    }
+    close(rootfd);
+    remove_tree(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_corpus),
             cmocka_unit_test(test_passwd_reads),
+            cmocka_unit_test(test_symlink_hops),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* The same corpus through the user-space walk that replaces openat2 on old kernels. Under

@@ -7,7 +7,10 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "util/util.h"
 
@@ -202,6 +205,271 @@ static void test_json(void **state)
     json_decref(j);
 }
 
+/* Runs argv through mar_spawn with stdout (and stderr) on a pipe; returns the exit status and
+ * what it wrote. */
+static int spawn_out(char *const argv[], mar_spawn_opts *o, char *out, size_t n)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    if (o->stdout_fd < 0) {
+        o->stdout_fd = p[1];
+    }
+    if (o->stderr_fd < 0) {
+        o->stderr_fd = p[1];
+    }
+    pid_t pid = 0;
+    mar_err *e = NULL;
+    if (mar_spawn(argv, o, &pid, NULL, &e) < 0) {
+        fail_msg("spawn '%s': %s", argv[0], e->msg);
+    }
+    close(p[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < n && (r = read(p[0], out + got, n - 1 - got)) > 0) {
+        got += (size_t)r;
+    }
+    out[got] = '\0';
+    close(p[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+/* Only 0, 1 and 2 reach the child, even when the parent holds fds without O_CLOEXEC (low, so
+ * that a leak would shift what the child opens, and high); with close_range and with the
+ * /proc/self/fd walk that replaces it before Linux 5.11. */
+static void test_spawn_fds(void **state)
+{
+    (void)state;
+    int leak_low = open("/dev/null", O_RDONLY);
+    assert_true(leak_low >= 3);
+    int leak_high = fcntl(leak_low, F_DUPFD, 200);
+    assert_true(leak_high >= 200);
+    assert_int_equal(fcntl(leak_high, F_GETFD) & FD_CLOEXEC, 0);
+    /* ls names the fds it has while listing: 0, 1, 2 and its own directory fd, the lowest free. */
+    char *ls[] = {"ls", "-1", "/proc/self/fd", NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) {
+            setenv("MAR_NO_CLOSE_RANGE", "1", 1);
+        }
+        mar_spawn_opts o = MAR_SPAWN_OPTS_INIT;
+        char out[256];
+        assert_int_equal(spawn_out(ls, &o, out, sizeof(out)), 0);
+        assert_string_equal(out, "0\n1\n2\n3\n");
+        /* The parent's fds are untouched: still open and still inheritable. */
+        assert_int_equal(fcntl(leak_low, F_GETFD), 0);
+        assert_int_equal(fcntl(leak_high, F_GETFD), 0);
+    }
+    unsetenv("MAR_NO_CLOSE_RANGE");
+    close(leak_low);
+    close(leak_high);
+}
+
+static void test_spawn_exec_errors(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mar-spawn-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    pid_t pid = 0;
+    int xe = 0;
+    mar_err *e = NULL;
+
+    char *missing[] = {"mar-no-such-program-xyz", NULL};
+    assert_int_equal(mar_spawn(missing, NULL, &pid, NULL, &e), -MAR_EFAIL);
+    assert_int_equal(e->sys_errno, ENOENT);
+    assert_non_null(strstr(e->msg, "cannot run 'mar-no-such-program-xyz'"));
+    e = mar_err_free(e);
+    /* As a result rather than an error. */
+    assert_int_equal(mar_spawn(missing, NULL, &pid, &xe, &e), 0);
+    assert_int_equal(pid, -1);
+    assert_int_equal(xe, ENOENT);
+    _cleanup_free_ char *abs = mar_xasprintf("%s/nothing", dir);
+    char *missing_abs[] = {abs, NULL};
+    assert_int_equal(mar_spawn(missing_abs, NULL, &pid, &xe, &e), 0);
+    assert_int_equal(xe, ENOENT);
+    char *empty[] = {"", NULL};
+    assert_int_equal(mar_spawn(empty, NULL, &pid, &xe, &e), 0);
+    assert_int_equal(xe, ENOENT);
+
+    /* Found but not executable: EACCES, as execvp says. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(dfd, "noexec", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_int_equal(write(fd, "#!/bin/sh\n", 10), 10);
+    close(fd);
+    _cleanup_free_ char *noexec = mar_xasprintf("%s/noexec", dir);
+    char *na[] = {noexec, NULL};
+    assert_int_equal(mar_spawn(na, NULL, &pid, &xe, &e), 0);
+    assert_int_equal(xe, EACCES);
+
+    /* A script without "#!" runs through /bin/sh, as execvp runs it; found through PATH. */
+    fd = openat(dfd, "plain", O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    const char script[] = "echo plain \"$1\"\n";
+    assert_int_equal(write(fd, script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
+    close(fd);
+    const char *old_path = getenv("PATH");
+    _cleanup_free_ char *saved = old_path ? mar_xstrdup(old_path) : NULL;
+    _cleanup_free_ char *path = mar_xasprintf("/nonexistent:%s:%s", noexec, dir);
+    setenv("PATH", path, 1);
+    char *plain[] = {"plain", "x y", NULL};
+    mar_spawn_opts o = MAR_SPAWN_OPTS_INIT;
+    char out[256];
+    int st = spawn_out(plain, &o, out, sizeof(out));
+    if (saved) {
+        setenv("PATH", saved, 1);
+    } else {
+        unsetenv("PATH");
+    }
+    assert_int_equal(st, 0);
+    assert_string_equal(out, "plain x y\n");
+
+    /* A working directory that does not exist. */
+    char *t[] = {"true", NULL};
+    o.cwd = abs;
+    assert_int_equal(mar_spawn(t, &o, &pid, &xe, &e), -MAR_EFAIL);
+    assert_int_equal(e->sys_errno, ENOENT);
+    e = mar_err_free(e);
+
+    unlinkat(dfd, "noexec", 0);
+    unlinkat(dfd, "plain", 0);
+    close(dfd);
+    rmdir(dir);
+}
+
+/* /proc/self/stat of cat itself: "pid (comm) state ppid pgrp session ...". */
+static void stat_ids(const char *stat, long *pid, long *pgrp, long *sid)
+{
+    const char *rp = strrchr(stat, ')');
+    assert_non_null(rp);
+    *pid = strtol(stat, NULL, 10);
+    char state;
+    long ppid;
+    assert_int_equal(sscanf(rp + 1, " %c %ld %ld %ld", &state, &ppid, pgrp, sid), 4);
+}
+
+static void test_spawn_options(void **state)
+{
+    (void)state;
+    char out[1024];
+    long pid, pgrp, sid;
+
+    /* The environment replaced; PATH is still searched with the parent's. */
+    char *env[] = {"MAR_SPAWN_A=1", NULL};
+    char *sh[] = {"sh", "-c", "echo \"$MAR_SPAWN_A:${HOME-unset}\"; echo err >&2", NULL};
+    mar_spawn_opts o = MAR_SPAWN_OPTS_INIT;
+    o.envp = env;
+    assert_int_equal(spawn_out(sh, &o, out, sizeof(out)), 0);
+    assert_string_equal(out, "1:unset\nerr\n");
+
+    /* The working directory. */
+    char *pwd[] = {"sh", "-c", "pwd -P", NULL};
+    o = (mar_spawn_opts)MAR_SPAWN_OPTS_INIT;
+    char dir[] = "/tmp/mar-spawn-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    _cleanup_free_ char *real = realpath(dir, NULL);
+    _cleanup_free_ char *want = mar_xasprintf("%s\n", real);
+    o.cwd = dir;
+    assert_int_equal(spawn_out(pwd, &o, out, sizeof(out)), 0);
+    assert_string_equal(out, want);
+    rmdir(dir);
+    o.cwd = "/";
+    assert_int_equal(spawn_out(pwd, &o, out, sizeof(out)), 0);
+    assert_string_equal(out, "/\n");
+
+    /* A process group, and a session, of its own. */
+    char *cat[] = {"cat", "/proc/self/stat", NULL};
+    o = (mar_spawn_opts)MAR_SPAWN_OPTS_INIT;
+    assert_int_equal(spawn_out(cat, &o, out, sizeof(out)), 0);
+    stat_ids(out, &pid, &pgrp, &sid);
+    assert_int_equal(pgrp, getpgrp());
+    assert_int_equal(sid, getsid(0));
+    o.flags = MAR_SPAWN_NEW_PGRP;
+    assert_int_equal(spawn_out(cat, &o, out, sizeof(out)), 0);
+    stat_ids(out, &pid, &pgrp, &sid);
+    assert_int_equal(pgrp, pid);
+    assert_int_equal(sid, getsid(0));
+    o.flags = MAR_SPAWN_NEW_SESSION;
+    assert_int_equal(spawn_out(cat, &o, out, sizeof(out)), 0);
+    stat_ids(out, &pid, &pgrp, &sid);
+    assert_int_equal(pgrp, pid);
+    assert_int_equal(sid, pid);
+
+    /* Standard streams taken from fds 0..2 of the parent: here the parent's fd 0 is the pipe the
+     * child's stdout and stderr must reach. */
+    int saved0 = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(dup2(p[1], 0), 0);
+    close(p[1]);
+    char *both[] = {"sh", "-c", "echo out; echo err >&2", NULL};
+    o = (mar_spawn_opts)MAR_SPAWN_OPTS_INIT;
+    o.stdin_fd = saved0;
+    o.stdout_fd = 0;
+    o.stderr_fd = 0;
+    pid_t cp;
+    mar_err *e = NULL;
+    assert_int_equal(mar_spawn(both, &o, &cp, NULL, &e), 0);
+    assert_int_equal(dup2(saved0, 0), 0);
+    close(saved0);
+    int st;
+    assert_int_equal(waitpid(cp, &st, 0), cp);
+    ssize_t n = read(p[0], out, sizeof(out) - 1);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_string_equal(out, "out\nerr\n");
+    close(p[0]);
+
+    /* A program run from an fd, as the binfmt probe runs: a script in a close-on-exec memfd runs,
+     * so /bin/sh could open it as /dev/fd/N in the child. */
+    int mfd = memfd_create("mar-spawn-test", MFD_CLOEXEC);
+    const char script[] = "#!/bin/sh\necho from-fd \"$0\" \"$1\"\n";
+    assert_int_equal(write(mfd, script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
+    char *run[] = {"name", "arg", NULL};
+    o = (mar_spawn_opts)MAR_SPAWN_OPTS_INIT;
+    o.exec_fd = mfd;
+    assert_int_equal(spawn_out(run, &o, out, sizeof(out)), 0);
+    assert_true(mar_str_startswith(out, "from-fd /dev/fd/"));
+    assert_non_null(strstr(out, " arg\n"));
+    assert_int_equal(fcntl(mfd, F_GETFD), FD_CLOEXEC);
+    close(mfd);
+}
+
+typedef struct spawner {
+    pthread_t th;
+    int failures;
+} spawner;
+
+static void *spawn_many(void *arg)
+{
+    spawner *s = arg;
+    for (int i = 0; i < 25; i++) {
+        /* Allocation on every thread while others fork. */
+        free(mar_xasprintf("%d", i));
+        char *t[] = {"true", NULL};
+        pid_t pid;
+        int st = -1;
+        if (mar_spawn(t, NULL, &pid, NULL, NULL) < 0 || waitpid(pid, &st, 0) != pid ||
+            !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            s->failures++;
+        }
+    }
+    return NULL;
+}
+
+/* Threads spawning at once, each child starting and exiting cleanly. */
+static void test_spawn_threads(void **state)
+{
+    (void)state;
+    spawner s[4] = {{.failures = 0}};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(s); i++) {
+        assert_int_equal(pthread_create(&s[i].th, NULL, spawn_many, &s[i]), 0);
+    }
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(s); i++) {
+        pthread_join(s[i].th, NULL);
+        assert_int_equal(s[i].failures, 0);
+    }
+}
+
 static void test_proc(void **state)
 {
     (void)state;
@@ -247,6 +515,118 @@ static void test_proc(void **state)
     assert_string_equal(r.out.data, "4\n");
     mar_proc_result_release(&r);
     close(fd);
+}
+
+/* Splits path with mar_path_next into "name|..|name" form, checking the cursor contract on the
+ * way: it only moves forward, and it is at the end exactly after the last written component. */
+static void split_path(const char *path, char *out, size_t n, size_t *ret_count)
+{
+    const char *p = path, *comp;
+    size_t len, count = 0;
+    mar_path_comp kind;
+    out[0] = '\0';
+    while ((kind = mar_path_next(&p, &comp, &len)) != MAR_PATH_END) {
+        assert_true(comp >= path && comp + len <= path + strlen(path));
+        assert_true(p >= comp + len);
+        assert_true(len > 0);
+        assert_null(memchr(comp, '/', len));
+        assert_false(len == 1 && comp[0] == '.');
+        assert_int_equal(kind == MAR_PATH_DOTDOT, len == 2 && comp[0] == '.' && comp[1] == '.');
+        size_t ol = strlen(out);
+        assert_true(ol + len + 2 < n);
+        snprintf(out + ol, n - ol, "%s%.*s", count ? "|" : "", (int)len, comp);
+        count++;
+    }
+    assert_int_equal(*p, '\0');
+    assert_int_equal(len, 0);
+    /* At the end it stays at the end. */
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    *ret_count = count;
+}
+
+static void test_path_next(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+        size_t n;
+    } cases[] = {
+            {"", "", 0},
+            {"/", "", 0},
+            {"///", "", 0},
+            {".", "", 0},
+            {"./", "", 0},
+            {"/././/.", "", 0},
+            {"a", "a", 1},
+            {"/a", "a", 1},
+            {"//a//b/", "a|b", 2},
+            {"./a/./b", "a|b", 2},
+            {"../..", "..|..", 2},
+            {"a/../../b", "a|..|..|b", 4},
+            {"/..", "..", 1},
+            {"...", "...", 1},
+            {".a/..b/a.", ".a|..b|a.", 3},
+            {".../.../", "...|...", 2},
+            /* Bytes that are not UTF-8 are names like any other. */
+            {"\xff\xfe/\x80/\xc3(", "\xff\xfe|\x80|\xc3(", 3},
+            {"a\\b/c d\t", "a\\b|c d\t", 2},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
+        char out[256];
+        size_t n;
+        split_path(cases[i].in, out, sizeof(out), &n);
+        if (strcmp(out, cases[i].want) != 0 || n != cases[i].n) {
+            print_error("'%s': got '%s' (%zu), want '%s' (%zu)\n", cases[i].in, out, n,
+                        cases[i].want, cases[i].n);
+            fail();
+        }
+    }
+
+    /* The rest after a component: empty only after the last one written ("a" in "a/." is not). */
+    const char *p = "a//b/", *comp;
+    size_t len;
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, "b/");
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, "");
+    p = "a/.";
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_string_equal(p, ".");
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    p = "../x";
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_DOTDOT);
+    assert_int_equal(len, 2);
+    assert_string_equal(p, "x");
+
+    /* Very long names come out whole; length limits are the callers'. */
+    size_t big = 70000;
+    char *lp = mar_xmalloc(2 * big + 4);
+    lp[0] = '/';
+    memset(lp + 1, 'x', big);
+    lp[1 + big] = '/';
+    memset(lp + 2 + big, 'y', big);
+    lp[2 + 2 * big] = '\0';
+    p = lp;
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_ptr_equal(comp, lp + 1);
+    assert_int_equal(len, big);
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_NAME);
+    assert_ptr_equal(comp, lp + 2 + big);
+    assert_int_equal(len, big);
+    assert_int_equal(mar_path_next(&p, &comp, &len), MAR_PATH_END);
+    free(lp);
+}
+
+static void test_path_dirlen(void **state)
+{
+    (void)state;
+    assert_int_equal(mar_path_dirlen("", 0), 0);
+    assert_int_equal(mar_path_dirlen("a", 1), 0);
+    assert_int_equal(mar_path_dirlen("a/b", 3), 1);
+    assert_int_equal(mar_path_dirlen("ab/cd/ef", 8), 5);
+    /* Only the first len bytes count. */
+    assert_int_equal(mar_path_dirlen("ab/cd/ef", 5), 2);
+    assert_int_equal(mar_path_dirlen("\xff/\xfe", 3), 1);
 }
 
 static void test_read_file(void **state)
@@ -321,7 +701,13 @@ int main(void)
             cmocka_unit_test(test_strv_and_strings),
             cmocka_unit_test(test_digest),
             cmocka_unit_test(test_json),
+            cmocka_unit_test(test_spawn_fds),
+            cmocka_unit_test(test_spawn_exec_errors),
+            cmocka_unit_test(test_spawn_options),
+            cmocka_unit_test(test_spawn_threads),
             cmocka_unit_test(test_proc),
+            cmocka_unit_test(test_path_next),
+            cmocka_unit_test(test_path_dirlen),
             cmocka_unit_test(test_read_file),
             cmocka_unit_test(test_diag),
             cmocka_unit_test(test_random),

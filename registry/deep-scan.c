@@ -1,10 +1,10 @@
-/* inspect --deep: the binaries of each platform against its label. A layer the store holds
- * (verified when it was committed) is scanned from there; every other layer streams straight
- * from the registry (nothing is stored) through a pipe into a scanner thread, so decompression
- * runs in parallel with the downloads and on several cores, and a streamed layer's facts count
- * only if its bytes verified against the descriptor digest. The layers of one platform are then
- * merged with whiteouts into its final filesystem and summarized. */
-#include "cli-internal.h"
+/* The binaries of image entries against their labels (mar inspect/check/audit --deep). A layer the
+ * store holds (verified when it was committed) is scanned from there; every other layer streams
+ * straight from the registry (nothing is stored) through a pipe into a scanner thread, so
+ * decompression runs in parallel with the downloads and on several cores, and a streamed layer's
+ * facts count only if its bytes verified against the descriptor digest. The layers of one platform
+ * are then merged with whiteouts into its final filesystem and summarized. */
+#include "registry-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 
 typedef struct deep_layer {
-    size_t row;
+    size_t owner; /* index into the caller's reg_deep_entry array */
     const oci_descriptor *desc;
     int pfd[2];
     pthread_t thread;
@@ -123,8 +123,8 @@ static bool is_tar_layer(const char *mt)
     return oci_layer_media_codec(mt) >= 0;
 }
 
-static oci_elf_summary *summarize(const cmd_row *row, const reg_image_entry *e, deep_layer *ls,
-                                  size_t n, mar_err **err)
+static oci_elf_summary *summarize(const reg_deep_entry *de, const reg_image_entry *e,
+                                  deep_layer *ls, size_t n, mar_err **err)
 {
     oci_scan_layer **layers = mar_xcalloc(n ? n : 1, sizeof(*layers));
     size_t k = 0;
@@ -141,7 +141,7 @@ static oci_elf_summary *summarize(const cmd_row *row, const reg_image_entry *e, 
     oci_scan_view view;
     oci_scan_view_build(layers, k, &view);
     oci_platform label;
-    oci_platform_normalize(row->has_platform ? &row->platform : &row->config, &label);
+    oci_platform_normalize(&de->label, &label);
     oci_elf_summary *s = mar_xcalloc(1, sizeof(*s));
     oci_elf_summarize(&view, e->config, label.arch, s);
     oci_scan_view_release(&view);
@@ -187,15 +187,16 @@ static void scan_local(deep_run *run, reg_store *s)
               reg_store_path(s));
 }
 
-int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
-                  mar_err **err)
+int reg_deep_scan(reg_client *c, reg_store *s, const reg_image *img, reg_deep_entry *v, size_t n,
+                  int jobs, mar_err **err)
 {
     deep_run run = {.c = c, .img = img, .max_active = jobs > 0 ? (size_t)jobs : 8};
     size_t alloc = 0;
-    for (size_t ri = 0; ri < r->n_rows; ri++) {
-        cmd_row *row = &r->rows[ri];
-        const reg_image_entry *e = &img->entries[row->entry];
-        if (!row->deep || !e->manifest || !e->config) {
+    for (size_t di = 0; di < n; di++) {
+        const reg_image_entry *e = &img->entries[v[di].entry];
+        v[di].elf = NULL;
+        v[di].err = NULL;
+        if (!e->manifest || !e->config) {
             continue;
         }
         for (size_t li = 0; li < e->manifest->n_layers; li++) {
@@ -207,7 +208,7 @@ int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report 
                 alloc = alloc ? alloc * 2 : 16;
                 run.v = mar_xrealloc(run.v, alloc * sizeof(*run.v));
             }
-            run.v[run.n++] = (deep_layer){.row = ri, .desc = d, .pfd = {-1, -1}};
+            run.v[run.n++] = (deep_layer){.owner = di, .desc = d, .pfd = {-1, -1}};
         }
     }
     if (s) {
@@ -216,26 +217,22 @@ int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report 
     start_next(&run);
     int rc = reg_client_run(c, err);
     if (rc == 0) {
-        for (size_t ri = 0; ri < r->n_rows; ri++) {
-            cmd_row *row = &r->rows[ri];
-            if (!row->deep) {
-                continue;
-            }
+        for (size_t di = 0; di < n; di++) {
             size_t first = SIZE_MAX, count = 0;
             for (size_t i = 0; i < run.n; i++) {
-                if (run.v[i].row == ri) {
+                if (run.v[i].owner == di) {
                     first = first == SIZE_MAX ? i : first;
                     count++;
                 }
             }
-            const reg_image_entry *e = &img->entries[row->entry];
+            const reg_image_entry *e = &img->entries[v[di].entry];
             if (!e->manifest || !e->config) {
                 continue;
             }
             mar_err *se = NULL;
-            row->elf = summarize(row, e, first == SIZE_MAX ? NULL : &run.v[first], count, &se);
-            if (!row->elf) {
-                row->elf_err = se;
+            v[di].elf = summarize(&v[di], e, first == SIZE_MAX ? NULL : &run.v[first], count, &se);
+            if (!v[di].elf) {
+                v[di].err = se;
             }
         }
     }

@@ -1,10 +1,10 @@
-/* The I/O of `mar run` while the task lives: the container's stdout and stderr arrive on FIFOs
- * the shim writes (containerd's cio) and go to mar's stdout and stderr, kept apart; mar's stdin
- * goes to the stdin FIFO with -i (then CloseIO at its end); with -t a pseudo-terminal carries
- * both directions and follows the window size. SIGINT, SIGTERM and SIGHUP are forwarded to the
- * task. Wait runs on a thread of its own (it blocks for the container's life) and signals the
- * loop through an eventfd. */
-#include "cli-internal.h"
+/* A task's I/O while it lives: the container's stdout and stderr arrive on FIFOs the shim writes
+ * (containerd's cio) and go to the caller's output and error descriptors, kept apart; the
+ * caller's input goes to the stdin FIFO when stdin is open (then CloseIO at its end); with a
+ * terminal a pseudo-terminal carries both directions and follows the window size. Signals read
+ * from the caller's signalfd are forwarded to the task. Wait runs on a thread of its own (it
+ * blocks for the container's life) and signals the loop through an eventfd. */
+#include "vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <unistd.h>
 
 typedef struct waiter {
     vm_ctd *c;
@@ -36,7 +37,7 @@ static void *wait_thread(void *arg)
     return NULL;
 }
 
-int cmd_run_fifos(const char *dir, bool in, bool terminal, cmd_run_io *ret, mar_err **err)
+int vm_io_fifos(const char *dir, bool in, bool terminal, vm_io *ret, mar_err **err)
 {
     memset(ret, 0, sizeof(*ret));
     ret->in_fd = ret->out_fd = ret->err_fd = -1;
@@ -69,7 +70,7 @@ int cmd_run_fifos(const char *dir, bool in, bool terminal, cmd_run_io *ret, mar_
     return 0;
 }
 
-void cmd_run_io_release(cmd_run_io *io)
+void vm_io_release(vm_io *io)
 {
     int fds[] = {io->in_fd, io->out_fd, io->err_fd};
     for (size_t i = 0; i < 3; i++) {
@@ -107,7 +108,7 @@ static bool pump(int fd, int out, bool *out_ok)
                     poll(&p, 1, 1000);
                     continue;
                 }
-                *out_ok = false; /* mar's own stdout went away (EPIPE): keep draining */
+                *out_ok = false; /* the caller's output went away (EPIPE): keep draining */
                 break;
             }
             off += w;
@@ -115,19 +116,20 @@ static bool pump(int fd, int out, bool *out_ok)
     }
 }
 
-static void resize(vm_ctd *c, const char *id)
+static void resize(vm_ctd *c, const char *id, int tty)
 {
     struct winsize ws;
-    if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col) {
+    if (ioctl(tty, TIOCGWINSZ, &ws) == 0 && ws.ws_col) {
         mar_err *e = NULL;
         vm_ctd_task_resize(c, id, ws.ws_col, ws.ws_row, &e);
         mar_err_free(e);
     }
 }
 
-int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool stdin_open,
-                   uint32_t *ret_status, mar_err **err)
+int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint32_t *ret_status,
+                  mar_err **err)
 {
+    int sigfd = a->sigfd;
     waiter w = {.c = c, .id = id, .efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
     if (w.efd < 0) {
         return mar_err_set(err, MAR_EFAIL, errno, "cannot create an eventfd");
@@ -139,14 +141,14 @@ int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool st
     }
     struct termios saved;
     bool raw = false;
-    if (io->terminal && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0) {
+    if (io->terminal && isatty(a->in) && tcgetattr(a->in, &saved) == 0) {
         struct termios t = saved;
         cfmakeraw(&t);
-        raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
-        resize(c, id);
+        raw = tcsetattr(a->in, TCSANOW, &t) == 0;
+        resize(c, id, a->in);
     }
     bool out_open = io->out_fd >= 0, err_open = io->err_fd >= 0;
-    bool in_open = stdin_open && io->in_fd >= 0;
+    bool in_open = a->stdin_open && io->in_fd >= 0;
     bool out_ok = true, err_ok = true, exited = false;
     int interrupts = 0;
     uint64_t drain_deadline = 0;
@@ -163,7 +165,7 @@ int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool st
         }
         if (in_open) {
             i_in = np;
-            p[np++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+            p[np++] = (struct pollfd){.fd = a->in, .events = POLLIN};
         }
         i_sig = np;
         p[np++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
@@ -177,14 +179,14 @@ int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool st
             break;
         }
         if (i_out >= 0 && p[i_out].revents) {
-            out_open = pump(io->out_fd, STDOUT_FILENO, &out_ok);
+            out_open = pump(io->out_fd, a->out, &out_ok);
         }
         if (i_err >= 0 && p[i_err].revents) {
-            err_open = pump(io->err_fd, STDERR_FILENO, &err_ok);
+            err_open = pump(io->err_fd, a->err, &err_ok);
         }
         if (i_in >= 0 && p[i_in].revents) {
             char buf[65536];
-            ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+            ssize_t n = read(a->in, buf, sizeof(buf));
             if (n > 0) {
                 for (ssize_t off = 0; off < n;) {
                     ssize_t wr = write(io->in_fd, buf + off, (size_t)(n - off));
@@ -213,14 +215,14 @@ int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool st
             struct signalfd_siginfo si;
             while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 if (si.ssi_signo == SIGWINCH) {
-                    resize(c, id);
+                    resize(c, id, a->in);
                     continue;
                 }
                 /* A container's PID 1 ignores signals it has no handler for: the third
                  * interrupt (Ctrl-C pressed again and again) kills it. */
                 int sig = (int)si.ssi_signo;
                 if (sig == SIGINT && ++interrupts >= 3) {
-                    fprintf(stderr, "mar: killing container '%s'\n", id);
+                    mar_diag_notice("killing container '%s'", id);
                     sig = SIGKILL;
                 }
                 mar_err *e = NULL;
@@ -249,7 +251,7 @@ int cmd_run_attach(vm_ctd *c, const char *id, cmd_run_io *io, int sigfd, bool st
     pthread_join(th, NULL);
     close(w.efd);
     if (raw) {
-        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+        tcsetattr(a->in, TCSANOW, &saved);
     }
     if (w.err) {
         *err = w.err;

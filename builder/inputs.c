@@ -12,20 +12,19 @@
  *   list         anything else: one reference per line, # comments.
  *
  * YAML goes through libyaml's document loader, whose node marks give the lines. */
-#include "cli-internal.h"
+#include "builder.h"
 
 #include <ctype.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
-#define INPUT_CAP (16u << 20)
-
-static void add_use(cmd_audit_inputs *in, const char *image, const char *file, size_t line,
-                    const char *context, const char *pin, cmd_audit_kind kind)
+static void add_use(bld_inputs *in, const char *image, const char *file, size_t line,
+                    const char *context, const char *pin, bld_input_kind kind)
 {
     in->v = mar_xrealloc(in->v, (in->n + 1) * sizeof(*in->v));
-    in->v[in->n++] = (cmd_audit_use){
+    in->v[in->n++] = (bld_input_use){
             .image = mar_xstrdup(image),
             .file = mar_xstrdup(file),
             .line = line,
@@ -36,7 +35,7 @@ static void add_use(cmd_audit_inputs *in, const char *image, const char *file, s
     };
 }
 
-void cmd_audit_inputs_release(cmd_audit_inputs *in)
+void bld_inputs_release(bld_inputs *in)
 {
     for (size_t i = 0; i < in->n; i++) {
         free(in->v[i].image);
@@ -72,7 +71,7 @@ static const char *scalar(yaml_node_t *n)
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-static void compose(yaml_document_t *d, yaml_node_t *root, const char *file, cmd_audit_inputs *in)
+static void compose(yaml_document_t *d, yaml_node_t *root, const char *file, bld_inputs *in)
 {
     yaml_node_t *services = map_get(d, root, "services");
     if (!services || services->type != YAML_MAPPING_NODE) {
@@ -89,7 +88,7 @@ static void compose(yaml_document_t *d, yaml_node_t *root, const char *file, cmd
         _cleanup_free_ char *ctx = mar_xasprintf("service %s", name);
         yaml_node_t *platform = map_get(d, svc, "platform");
         add_use(in, scalar(image), file, image->start_mark.line + 1, ctx, scalar(platform),
-                AUDIT_COMPOSE);
+                BLD_INPUT_COMPOSE);
         in->v[in->n - 1].service = mar_xstrdup(name);
         in->v[in->n - 1].pin_line = platform ? platform->start_mark.line + 1 : 0;
         yaml_node_t *plats = map_get(d, map_get(d, svc, "build"), "platforms");
@@ -101,7 +100,7 @@ static void compose(yaml_document_t *d, yaml_node_t *root, const char *file, cmd
 }
 
 static void containers(yaml_document_t *d, yaml_node_t *spec, const char *file, const char *owner,
-                       cmd_audit_inputs *in)
+                       bld_inputs *in)
 {
     static const char *const lists[] = {"containers", "initContainers", "ephemeralContainers"};
     for (size_t l = 0; l < MAR_ARRAY_SIZE(lists); l++) {
@@ -122,12 +121,12 @@ static void containers(yaml_document_t *d, yaml_node_t *spec, const char *file, 
                                                      : l == 1 ? "init container"
                                                               : "ephemeral container",
                                                      cname ? cname : "?");
-            add_use(in, scalar(image), file, image->start_mark.line + 1, ctx, NULL, AUDIT_K8S);
+            add_use(in, scalar(image), file, image->start_mark.line + 1, ctx, NULL, BLD_INPUT_K8S);
         }
     }
 }
 
-static void k8s_object(yaml_document_t *d, yaml_node_t *o, const char *file, cmd_audit_inputs *in,
+static void k8s_object(yaml_document_t *d, yaml_node_t *o, const char *file, bld_inputs *in,
                        int depth)
 {
     const char *kind = scalar(map_get(d, o, "kind"));
@@ -164,8 +163,8 @@ static void k8s_object(yaml_document_t *d, yaml_node_t *o, const char *file, cmd
 typedef enum { Y_NONE, Y_COMPOSE, Y_K8S } yaml_kind;
 
 /* Parses every document; returns what kind of file it was (Y_NONE: not YAML we know). */
-static yaml_kind yaml_input(const mar_buf *b, const char *file, bool yaml_name,
-                            cmd_audit_inputs *in, mar_err **err)
+static yaml_kind yaml_input(const mar_buf *b, const char *file, bool yaml_name, bld_inputs *in,
+                            mar_err **err)
 {
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
@@ -252,7 +251,7 @@ static char *substitute(const char *s, const mar_strv *args)
     return mar_buf_detach(&b, NULL);
 }
 
-static void dockerfile(const mar_buf *b, const char *file, cmd_audit_inputs *in)
+static void dockerfile(const mar_buf *b, const char *file, bld_inputs *in)
 {
     mar_strv args = MAR_STRV_INIT, stages = MAR_STRV_INIT;
     bool seen_from = false;
@@ -331,7 +330,7 @@ static void dockerfile(const mar_buf *b, const char *file, cmd_audit_inputs *in)
                             stage ? mar_xasprintf("FROM (stage %s)", stage) : mar_xstrdup("FROM");
                     /* $BUILDPLATFORM and friends are not a pin of the final image. */
                     add_use(in, img, file, start_line, ctx, pn && !strchr(pn, '$') ? pn : NULL,
-                            AUDIT_DOCKERFILE);
+                            BLD_INPUT_DOCKERFILE);
                 }
             }
             if (stage) {
@@ -374,7 +373,7 @@ static bool starts_like_dockerfile(const char *s)
     return false;
 }
 
-static void plain_list(const mar_buf *b, const char *file, cmd_audit_inputs *in)
+static void plain_list(const mar_buf *b, const char *file, bld_inputs *in)
 {
     size_t lineno = 0;
     _cleanup_free_ char *copy = mar_xstrdup(b->data);
@@ -396,36 +395,67 @@ static void plain_list(const mar_buf *b, const char *file, cmd_audit_inputs *in)
             l[--n] = '\0';
         }
         if (*l) {
-            add_use(in, l, file, lineno, "list", NULL, AUDIT_LIST);
+            add_use(in, l, file, lineno, "list", NULL, BLD_INPUT_LIST);
         }
     }
 }
 
-int cmd_audit_read_input(const char *path, cmd_audit_inputs *in, mar_err **err)
+/* ---- detection ------------------------------------------------------------------------------- */
+
+static int yaml_or_list(const mar_buf *b, const char *name, bld_inputs *in, mar_err **err)
 {
-    mar_buf b = MAR_BUF_INIT(INPUT_CAP);
+    size_t before = in->n;
+    mar_err *ye = NULL;
+    bool yaml_name = mar_str_endswith(name, ".yaml") || mar_str_endswith(name, ".yml");
+    yaml_kind k = yaml_input(b, name, yaml_name, in, &ye);
+    if (ye) {
+        *err = ye;
+        return -mar_err_code(ye);
+    }
+    if (k == Y_NONE && in->n == before) {
+        plain_list(b, name, in);
+    }
+    return 0;
+}
+
+static int parse(const mar_buf *b, const char *name, bld_inputs *in, mar_err **err)
+{
+    if (dockerfile_name(name) || starts_like_dockerfile(b->data)) {
+        dockerfile(b, name, in);
+        return 0;
+    }
+    return yaml_or_list(b, name, in, err);
+}
+
+int bld_inputs_parse_yaml_or_list(const char *name, const char *data, size_t len, bld_inputs *in,
+                                  mar_err **err)
+{
+    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_append(&b, data, len);
+    int rc = yaml_or_list(&b, name, in, err);
+    mar_buf_release(&b);
+    return rc;
+}
+
+int bld_inputs_parse(const char *name, const char *data, size_t len, bld_inputs *in, mar_err **err)
+{
+    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_append(&b, data, len);
+    int rc = parse(&b, name, in, err);
+    mar_buf_release(&b);
+    return rc;
+}
+
+int bld_inputs_read(const char *path, bld_inputs *in, mar_err **err)
+{
+    mar_buf b = MAR_BUF_INIT(BLD_INPUT_CAP);
     const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
-    int rc = strcmp(path, "-") == 0 ? mar_read_stream(STDIN_FILENO, name, INPUT_CAP, &b, err)
-                                    : mar_read_file_at(AT_FDCWD, path, INPUT_CAP, &b, err);
+    int rc = strcmp(path, "-") == 0 ? mar_read_stream(STDIN_FILENO, name, BLD_INPUT_CAP, &b, err)
+                                    : mar_read_file_at(AT_FDCWD, path, BLD_INPUT_CAP, &b, err);
     if (rc < 0) {
         return mar_err_wrap(err, "audit input");
     }
-    if (dockerfile_name(name) || starts_like_dockerfile(b.data)) {
-        dockerfile(&b, name, in);
-    } else {
-        size_t before = in->n;
-        mar_err *ye = NULL;
-        bool yaml_name = mar_str_endswith(name, ".yaml") || mar_str_endswith(name, ".yml");
-        yaml_kind k = yaml_input(&b, name, yaml_name, in, &ye);
-        if (ye) {
-            mar_buf_release(&b);
-            *err = ye;
-            return -mar_err_code(ye);
-        }
-        if (k == Y_NONE && in->n == before) {
-            plain_list(&b, name, in);
-        }
-    }
+    rc = parse(&b, name, in, err);
     mar_buf_release(&b);
-    return 0;
+    return rc;
 }
