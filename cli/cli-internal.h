@@ -179,6 +179,8 @@ int cmd_binfmt_status(const cmd_def *def, cmd_args *args);
 int cmd_binfmt_install(const cmd_def *def, cmd_args *args);
 int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args);
 int cmd_pull(const cmd_def *def, cmd_args *args);
+int cmd_push(const cmd_def *def, cmd_args *args);
+int cmd_tag(const cmd_def *def, cmd_args *args);
 int cmd_unpack(const cmd_def *def, cmd_args *args);
 int cmd_images(const cmd_def *def, cmd_args *args);
 int cmd_rmi(const cmd_def *def, cmd_args *args);
@@ -277,5 +279,17 @@ cmd_progress *cmd_progress_new(bool quiet);
 cmd_progress *cmd_progress_free(cmd_progress *pr);
 /* A reg_pull_progress_fn drawing on stderr. */
 void cmd_progress_pull(reg_pull *p, const reg_pull_layer *row, void *ud);
+
+/* Push progress on stderr (push-progress.c), drawn from the engine's callback, which holds no
+ * lock. */
+typedef struct cmd_push_progress cmd_push_progress;
+cmd_push_progress *cmd_push_progress_new(bool quiet);
+cmd_push_progress *cmd_push_progress_free(cmd_push_progress *pr);
+void cmd_progress_push(reg_push *p, const reg_push_item *item, void *ud);
+/* The word for an item's final state: "pushed", "mounted", "present". */
+const char *cmd_push_state_word(reg_push_state st);
+/* The items of a push as a JSON array (blobs or documents). Returns: new reference. */
+json_t *cmd_push_items_json(const reg_push *p, bool documents);
+json_t *cmd_push_stats_json(const reg_push_stats *st);
 
 #endif

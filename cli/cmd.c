@@ -63,6 +63,21 @@ static const cmd_opt pull_opts[] = {
         {"json", 0, CMD_OPT_FLAG, NULL, "print what was pulled as JSON (docs/mar-pull.1.md)"},
 };
 
+static const cmd_opt push_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "push only these entries of an index, as a new index (repeatable)"},
+        {"all-platforms", 'a', CMD_OPT_FLAG, NULL, "push the whole index as stored (the default)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel uploads (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print what was pushed as JSON (docs/mar-push.1.md)"},
+};
+
+static const cmd_opt tag_opts[] = {
+        {"local", 0, CMD_OPT_FLAG, NULL, "name the image in the store only"},
+        {"remote", 0, CMD_OPT_FLAG, NULL, "name the image in its registry only"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob mounts across repositories (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the result as JSON (docs/mar-tag.1.md)"},
+};
+
 static const cmd_opt unpack_opts[] = {
         {"platform", 'p', CMD_OPT_LIST, "PLATFORM",
          "the platform to unpack (default: this host's)"},
@@ -197,6 +212,21 @@ static const cmd_def commands[] = {
          "gets a name in the store before its size and digest were checked. Several mar\n"
          "processes can pull into one store at once.",
          pull_opts, MAR_ARRAY_SIZE(pull_opts), false},
+        {"push", cmd_push, 1, 2, "[OPTIONS] IMAGE [DEST]",
+         "upload an image of the store to its registry, or to DEST",
+         "Sends only the blobs the registry lacks (in parallel, resuming broken uploads), then\n"
+         "the manifests, then the index, so the tag never names an incomplete image. Documents go\n"
+         "byte for byte, and every digest the registry reports is checked. An index whose entries\n"
+         "are not all stored is refused unless --platform picks stored ones: those are pushed as\n"
+         "a new index, with a digest of its own.",
+         push_opts, MAR_ARRAY_SIZE(push_opts), false},
+        {"tag", cmd_tag, 2, 2, "[--local|--remote] SRC DST",
+         "give an image another name, in the store or in its registry",
+         "In the store when it holds SRC (both names then point at the same documents), otherwise\n"
+         "in SRC's registry: in the same repository the manifest is put again under the new tag,\n"
+         "in another repository of that registry its blobs are mounted first (streamed through\n"
+         "this machine only where the registry refuses to mount).",
+         tag_opts, MAR_ARRAY_SIZE(tag_opts), false},
         {"unpack", cmd_unpack, 2, 2, "[--platform P] IMAGE DIR",
          "flatten an image into a directory (pulling it first if needed)",
          "Applies the layers in order into DIR, which must not exist or be empty. Works without\n"

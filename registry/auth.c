@@ -201,10 +201,19 @@ static char *url_escape(const char *s)
     return mar_buf_detach(&b, NULL);
 }
 
+/* The scopes an op needs (distribution token.md "Requesting a Token"), space-separated: pull by
+ * default; pushes ask for pull,push on their repository, plus pull on a mount's source. */
+static char *op_scope(const reg_op *op)
+{
+    return op->scope ? mar_xstrdup(op->scope)
+                     : mar_xasprintf("repository:%s:pull", op->repo ? op->repo : "");
+}
+
 static char *token_key(const reg_op *op)
 {
-    return mar_xasprintf("%s\n%s\n%s\nrepository:%s:pull", op->host->host, op->host->realm,
-                         op->host->service ? op->host->service : "", op->repo ? op->repo : "");
+    _cleanup_free_ char *scope = op_scope(op);
+    return mar_xasprintf("%s\n%s\n%s\n%s", op->host->host, op->host->realm,
+                         op->host->service ? op->host->service : "", scope);
 }
 
 static reg_token *token_lookup(reg_client *c, const char *key)
@@ -298,8 +307,20 @@ static void token_wait(reg_op *waiter, const char *key)
     c->fetches = f;
 
     reg__creds_load(c, h);
-    _cleanup_free_ char *scope = mar_xasprintf("repository:%s:pull", waiter->repo);
+    _cleanup_free_ char *scope = op_scope(waiter);
+    /* OAuth2 takes the scopes space-delimited in one field (distribution oauth.md); the GET repeats
+     * `scope`. */
     _cleanup_free_ char *esc_scope = url_escape(scope);
+    mar_buf query_scopes = MAR_BUF_INIT(SIZE_MAX / 2);
+    for (const char *p = scope; *p;) {
+        size_t l = strcspn(p, " ");
+        _cleanup_free_ char *one = mar_xstrndup(p, l);
+        _cleanup_free_ char *esc = url_escape(one);
+        mar_buf_printf(&query_scopes, "%sscope=%s", query_scopes.len ? "&" : "", esc);
+        p += l;
+        p += *p == ' ';
+    }
+    _cleanup_free_ char *scopes_q = mar_buf_detach(&query_scopes, NULL);
     _cleanup_free_ char *esc_service = url_escape(h->service ? h->service : "");
     reg_op *top;
     if (h->creds.identity_token) {
@@ -312,8 +333,8 @@ static void token_wait(reg_op *waiter, const char *key)
         mar_memzero(esc_tok, strlen(esc_tok));
     } else {
         _cleanup_free_ char *url =
-                mar_xasprintf("%s%sservice=%s&scope=%s", h->realm,
-                              strchr(h->realm, '?') ? "&" : "?", esc_service, esc_scope);
+                mar_xasprintf("%s%sservice=%s&%s", h->realm, strchr(h->realm, '?') ? "&" : "?",
+                              esc_service, scopes_q);
         top = reg__op_new(c, NULL, NULL, "GET", url, token_fetch_done, NULL);
     }
     top->is_token = true;
@@ -446,6 +467,15 @@ bool reg__auth_handle_401(reg_op *op)
     if (!h) {
         return reg__op_fail(op, MAR_EAUTH, "unexpected authentication challenge");
     }
+    if (!origin_matches(op)) {
+        /* A redirect target or an upload Location on another host: the registry's credentials
+         * are not for it (docs/internals/registry-protocol.md §7), and its challenge must not
+         * change how mar authenticates to the registry. */
+        _cleanup_free_ char *hp = reg__url_hostport(op->url);
+        return reg__op_fail(op, MAR_EAUTH,
+                            "'%s' asked for credentials, refusing (those of '%s' go nowhere else)",
+                            hp ? hp : "?", h->host);
+    }
     reg_challenge ch[4];
     int n = reg__challenge_parse(reg_http_header(&op->req, "www-authenticate"), ch, 4);
     if (n < 0) {
@@ -461,7 +491,16 @@ bool reg__auth_handle_401(reg_op *op)
     }
     bool ok = false;
     if (bearer) {
-        if (bearer->error && strcmp(bearer->error, "insufficient_scope") == 0) {
+        if (bearer->error && strcmp(bearer->error, "insufficient_scope") == 0 && op->scope &&
+            strstr(op->scope, ",push")) {
+            /* The challenge names the scope the registry wanted, which says which action (push
+             * here, or pull on a mount's source) was not granted. */
+            ok = reg__op_fail(op, MAR_EAUTH,
+                              "%s '%s' on '%s' denied (insufficient_scope%s%.200s%s)",
+                              strcmp(op->method, "HEAD") == 0 ? "access to" : "push to", op->repo,
+                              h->host, bearer->scope ? ": needs '" : "",
+                              bearer->scope ? bearer->scope : "", bearer->scope ? "'" : "");
+        } else if (bearer->error && strcmp(bearer->error, "insufficient_scope") == 0) {
             ok = reg__op_fail(op, MAR_EAUTH,
                               "access to '%s' on '%s' denied (insufficient_scope): not found, or "
                               "private",

@@ -168,6 +168,15 @@ reg_op *reg__op_new(reg_client *c, reg_host *host, const char *repo, const char 
     return op;
 }
 
+reg_op *reg__op_new_url(reg_client *c, reg_host *host, const char *repo, const char *method,
+                        const char *url, reg_op_done_fn done, void *userdata)
+{
+    reg_op *op = reg__op_new(c, host, repo, method, "", done, userdata);
+    free(op->url);
+    op->url = mar_xstrdup(url);
+    return op;
+}
+
 reg_op *reg__op_free(reg_op *op)
 {
     if (!op) {
@@ -179,6 +188,7 @@ reg_op *reg__op_free(reg_op *op)
     free(op->origin);
     free(op->accept);
     free(op->token_key);
+    free(op->scope);
     mar_secret_free(op->post_body);
     mar_err_free(op->err);
     free(op);
@@ -206,7 +216,7 @@ void reg__op_start(reg_op *op)
     if (op->host && op->redirects == 0) {
         _cleanup_free_ char *origin =
                 mar_xasprintf("%s://%s", op->host->plain_http ? "http" : "https", op->host->host);
-        if (strcmp(origin, op->origin) != 0) {
+        if (strcmp(origin, op->origin) != 0 && mar_str_startswith(op->url, op->origin)) {
             const char *path = op->url + strlen(op->origin);
             char *url = mar_xasprintf("%s%s", origin, path);
             free(op->url);
@@ -226,8 +236,13 @@ void reg__op_start(reg_op *op)
     if (op->accept) {
         mar_strv_push_take(&req->headers, mar_xasprintf("Accept: %s", op->accept));
     }
+    req->body_kind = REG_BODY_NONE;
+    req->body = NULL;
+    req->body_len = 0;
+    req->body_read = NULL;
     if (op->post_body) {
         mar_strv_push(&req->headers, "Content-Type: application/x-www-form-urlencoded");
+        req->body_kind = REG_BODY_MEMORY;
         req->body = op->post_body;
         req->body_len = strlen(op->post_body);
     }
@@ -411,13 +426,13 @@ static void op_http_done(reg_http_req *req)
             return;
         case REG_HTTP_EABORT:
             if (!op->err) {
-                op->rc = mar_err_set(&op->err, MAR_EIO, 0, "%s '%s': transfer aborted", op->method,
-                                     u);
+                op->rc = mar_err_set(&op->err, MAR_EIO, 0, "%s '%s': %s", op->method, u,
+                                     req->errmsg[0] ? req->errmsg : "transfer aborted");
             }
             op->done(op);
             return;
         default:
-            if (retry(op, backoff_ms(c, op->attempts))) {
+            if (!op->own_retries && retry(op, backoff_ms(c, op->attempts))) {
                 return;
             }
             reg__op_fail(op, MAR_ENET, "%s '%s': %s", op->method, u, req->errmsg);
@@ -461,7 +476,7 @@ static void op_http_done(reg_http_req *req)
         op->done(op);
         return;
     }
-    if (st == 408 || st == 500 || st == 502 || st == 503 || st == 504) {
+    if ((st == 408 || st == 500 || st == 502 || st == 503 || st == 504) && !op->own_retries) {
         if (retry(op, backoff_ms(c, op->attempts))) {
             return;
         }

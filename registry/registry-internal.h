@@ -83,6 +83,9 @@ struct reg_op {
     bool auth_retried;
     bool sent_basic;
     bool manifest_head; /* a manifest HEAD (405 falls back to GET) */
+    char *scope;        /* token scopes, space-separated; NULL: repository:<repo>:pull */
+    bool own_retries;   /* upload requests: the caller retries transport failures and 5xx
+                           itself (it must learn what the registry kept first) */
     size_t body_cap;
     reg_http_data_fn on_data;
     reg_http_req req;
@@ -96,6 +99,10 @@ struct reg_op {
 /* Creates an op for `path` ("/v2/...") on host. */
 reg_op *reg__op_new(reg_client *c, reg_host *host, const char *repo, const char *method,
                     const char *path, reg_op_done_fn done, void *userdata);
+/* Creates an op for an absolute URL a registry handed out (an upload Location): credentials
+ * still belong to host's origin and go only there. */
+reg_op *reg__op_new_url(reg_client *c, reg_host *host, const char *repo, const char *method,
+                        const char *url, reg_op_done_fn done, void *userdata);
 /* Starts (or restarts after a redirect or a retry) the op. */
 void reg__op_start(reg_op *op);
 reg_op *reg__op_free(reg_op *op);
@@ -160,6 +167,14 @@ bool reg__creds_config_auths(json_t *cfg, const char *host, reg_creds *ret);
  * credentials in ret, 0 when the helper has none, -1 when its answer is unusable (warned; its
  * stdout is never echoed). */
 int reg__creds_helper_result(const char *helper, const mar_proc_result *r, reg_creds *ret);
+
+/* stream.c: reg_blob_stream with a handle, valid until its callback has run (NULL when it ran
+ * already), through which a sink that paused the transfer (REG_HTTP_PAUSE) resumes it. */
+typedef struct reg_stream reg_stream;
+reg_stream *reg__blob_stream_start(reg_client *c, const oci_ref *ref, const oci_descriptor *d,
+                                   uint64_t from, mar_hasher *resume_hash, const reg_sink *sink,
+                                   reg_blob_cb cb, void *userdata);
+void reg__blob_stream_unpause(reg_stream *s);
 
 /* shared.c: digest-addressed fetches shared within a client. reg__shared_join returns true when
  * the request was answered (from memory) or joined one in flight; false when the caller is to

@@ -28,20 +28,45 @@ enum {
 };
 
 typedef struct reg_http_req reg_http_req;
-/* Streaming body sink. Returns 0, or negative to abort the transfer (result REG_HTTP_EABORT). */
+/* Streaming body sink. Returns 0, REG_HTTP_PAUSE to leave the bytes untaken and hold the transfer
+ * until reg_http_ops.unpause (they are offered again then), or negative to abort the transfer
+ * (result REG_HTTP_EABORT). */
 typedef int (*reg_http_data_fn)(reg_http_req *req, const void *p, size_t n);
 typedef void (*reg_http_done_fn)(reg_http_req *req);
+#define REG_HTTP_PAUSE 1
+
+/* Where a request body comes from (PUT, PATCH, POST). The transport reads it in order, once per
+ * submission, through reg_http_body_next(); resubmitting a request starts the body over. */
+typedef enum {
+    REG_BODY_NONE = 0, /* no body: POST, PUT and PATCH send Content-Length: 0 */
+    REG_BODY_MEMORY,   /* body, body_len */
+    REG_BODY_FD,       /* body_len bytes of body_fd from body_off (pread: the fd offset stays) */
+    REG_BODY_READER,   /* body_read produces body_len bytes */
+} reg_body_kind;
+
+/* A producer body: fills at most n bytes of buf and returns how many, REG_BODY_PAUSE when none
+ * are ready yet (the transport holds the request until reg_http_ops.unpause), or REG_BODY_ABORT
+ * (result REG_HTTP_EABORT). It must produce exactly body_len bytes. */
+typedef ssize_t (*reg_http_read_fn)(reg_http_req *req, void *buf, size_t n);
+#define REG_BODY_ABORT ((ssize_t)-1)
+#define REG_BODY_PAUSE ((ssize_t)-2)
 
 struct reg_http_req {
     /* Request, owned by the submitter. */
-    const char *method; /* "GET", "HEAD", "POST" */
+    const char *method; /* "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" */
     char *url;
-    mar_strv headers; /* "Name: value" lines */
-    const char *body; /* POST body */
-    size_t body_len;
-    bool verify_tls;   /* false only for registries the user named insecure */
-    char *ca_blob;     /* PEM bundle to verify with instead of the default, or NULL */
-    char *client_cert; /* PEM client certificate file, or NULL */
+    mar_strv headers; /* "Name: value" lines; Content-Length, Content-Type, Content-Range of a
+                         body are the submitter's to set */
+    reg_body_kind body_kind;
+    const char *body; /* REG_BODY_MEMORY */
+    size_t body_len;  /* bytes of any body kind */
+    int body_fd;      /* REG_BODY_FD */
+    uint64_t body_off;
+    reg_http_read_fn body_read; /* REG_BODY_READER */
+    uint64_t body_pos;          /* bytes of the body handed to the transport so far */
+    bool verify_tls;            /* false only for registries the user named insecure */
+    char *ca_blob;              /* PEM bundle to verify with instead of the default, or NULL */
+    char *client_cert;          /* PEM client certificate file, or NULL */
     char *client_key;
     size_t body_cap;          /* cap on a buffered body */
     reg_http_data_fn on_data; /* when set, the body streams here instead of `body` below */
@@ -62,6 +87,9 @@ struct reg_http_req {
 
 /* First value of a response header (name lower-case), or NULL. Borrowed. */
 const char *reg_http_header(const reg_http_req *req, const char *name);
+/* For transports: the next bytes of the request body (any kind), as reg_http_read_fn returns
+ * them; 0 at its end. An fd that ends early is REG_BODY_ABORT with errmsg set. */
+ssize_t reg_http_body_next(reg_http_req *req, void *buf, size_t n);
 /* Releases the response part so the request can be submitted again. */
 void reg_http_req_reset_response(reg_http_req *req);
 void reg_http_req_release(reg_http_req *req);
@@ -72,6 +100,9 @@ typedef struct reg_http_ops {
     /* Drives every queued request (and those submitted from callbacks) to completion. */
     int (*run)(void *ctx, mar_err **err);
     void (*destroy)(void *ctx);
+    /* Resumes a request whose body reader or data sink paused it; may be called from any
+     * callback of run(). */
+    void (*unpause)(void *ctx, reg_http_req *req);
 } reg_http_ops;
 
 typedef struct reg_curl_options {
@@ -155,8 +186,10 @@ void reg_blob_fetch(reg_client *c, const oci_ref *ref, const oci_descriptor *d, 
                     reg_blob_cb cb, void *userdata);
 
 /* A streaming destination for blob bytes. write gets them in order (before verification: the
- * caller must not trust them until the completion says so); reset, when set, lets a download
- * start over from byte 0 (a registry that answered a resumed request with the wrong range). */
+ * caller must not trust them until the completion says so) and returns 0, REG_HTTP_PAUSE to
+ * hold the transfer (the same bytes come again once it resumes; registry/ uses this
+ * internally), or negative with *err set; reset, when set, lets a download start over from byte
+ * 0 (a registry that answered a resumed request with the wrong range). */
 typedef struct reg_sink {
     int (*write)(void *ud, const void *p, size_t n, mar_err **err);
     int (*reset)(void *ud, mar_err **err);
@@ -435,6 +468,178 @@ typedef struct reg_deep_entry {
  * its err. */
 int reg_deep_scan(reg_client *c, reg_store *s, const reg_image *img, reg_deep_entry *v, size_t n,
                   int jobs, mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pushing (upload.c, upload-source.c, push.c, push-store.c, retag.c;
+ * docs/internals/registry-protocol.md §14).
+ *
+ * A push is a set of blobs and documents for one destination repository, sent children before
+ * parents: every blob (HEAD first, skipping what the registry has; a cross-repository mount when
+ * a source repository is named; otherwise a monolithic PUT, or chunked PATCHes that resume from
+ * the range the registry reports after a dropped connection), then every manifest by digest,
+ * then every index by digest, and last the top document under the tag. A failure stops the push
+ * before the next stage, so a tag never names something the registry does not hold entirely.
+ * Everything runs on the client's event loop, on the calling thread; callbacks are called
+ * without any lock held.
+ *
+ * The users and how they feed it:
+ *   - mar push: reg_push_add_stored() adds a stored image (blobs read from the store's files);
+ *   - mar build --push: the built layers and config are committed to the store first, then
+ *     added as REG_SRC_STORE (or REG_SRC_MEMORY for a config still in memory); its manifest or
+ *     index with reg_push_add_manifest()/reg_push_set_top();
+ *   - mar copy: every blob as REG_SRC_REGISTRY (streamed from the source registry's GET through a
+ *     bounded window, never whole in memory) or, within one registry, mounted with
+ *     reg_push_opts.mount_from; the documents as fetched, byte for byte;
+ *   - mar index create: the children are already in the repository: reg_push_expect_manifest()
+ *     checks each exists, and the new index is the top. */
+
+/* Where a blob's bytes come from. */
+typedef enum {
+    REG_SRC_MEMORY = 1, /* mem: borrowed until the push ends */
+    REG_SRC_STORE,      /* store: its blob of the descriptor's digest, opened when needed */
+    REG_SRC_FD,         /* fd: borrowed, bytes 0..size of it */
+    REG_SRC_REGISTRY,   /* from: the blob is streamed from that repository (a GET per attempt) */
+    REG_SRC_PRODUCER,   /* produce: the caller hands bytes over as they come (reg_producer_write) */
+} reg_src_kind;
+
+typedef struct reg_producer reg_producer;
+
+typedef struct reg_blob_src {
+    reg_src_kind kind;
+    const void *mem;
+    reg_store *store;
+    int fd;
+    const oci_ref *from; /* copied */
+    /* REG_SRC_PRODUCER: called when the upload wants bytes from `offset` on (0 first; again only
+     * when a failure lost bytes the upload no longer holds), after any earlier production was
+     * abandoned. The producer answers with reg_producer_write() calls as bytes come, and one
+     * reg_producer_end(). `room` says it may write again after a write returned 0. The upload
+     * hashes what it sends, so a producer's bytes are verified like any others. */
+    void (*produce)(void *ud, reg_producer *pr, uint64_t offset);
+    void (*room)(void *ud, reg_producer *pr);
+    void *ud;
+} reg_blob_src;
+
+/* Hands over the next bytes, in order, all or nothing. Returns 1 when taken, 0 when the upload's
+ * window has no room for them (offer them again after `room`), -1 when the upload no longer
+ * wants this production (stop, and end it). */
+int reg_producer_write(reg_producer *pr, const void *p, size_t n);
+/* The producer is done: rc 0 when every byte was written, or a failure (err is taken). */
+void reg_producer_end(reg_producer *pr, int rc, mar_err *err);
+
+typedef enum {
+    REG_PUSH_WAITING = 0,
+    REG_PUSH_CHECKING,  /* asking whether the registry has it */
+    REG_PUSH_MOUNTING,  /* a cross-repository mount */
+    REG_PUSH_UPLOADING, /* bytes on their way (sent counts them) */
+    REG_PUSH_PRESENT,   /* the registry had it: nothing sent */
+    REG_PUSH_MOUNTED,   /* mounted from another repository: nothing sent */
+    REG_PUSH_PUSHED,    /* uploaded, and the registry's digest matched */
+    REG_PUSH_FAILED,
+} reg_push_state;
+
+typedef struct reg_push reg_push;
+
+/* One blob or document of a push, as a progress display or a report shows it. */
+typedef struct reg_push_item {
+    reg_push *push;
+    bool document;       /* a manifest or index (pushed after every blob) */
+    bool top;            /* the document put under the tag */
+    bool expect_only;    /* reg_push_expect_manifest: checked, never sent */
+    oci_descriptor desc; /* media type, digest, size; platform for an index entry */
+    reg_push_state state;
+    uint64_t sent;         /* bytes of this blob the registry acknowledged or has in flight */
+    uint64_t resumed_from; /* where the last resume started, 0 for none */
+    unsigned resumes;      /* continued after a failure from the range the registry reported */
+    unsigned restarts;     /* started over in a new upload session */
+} reg_push_item;
+
+/* Called on every state change and as bytes go out, on the event loop, without locks. */
+typedef void (*reg_push_progress_fn)(reg_push *p, const reg_push_item *item, void *ud);
+
+typedef struct reg_push_opts {
+    const oci_ref *dst;     /* repository, and the tag for the top document (NULL tag: by
+                               digest only); copied */
+    const char *mount_from; /* a repository path of the same registry to mount blobs from */
+    int jobs;               /* blobs in flight at once; 0 = 4 */
+    /* Blobs up to monolithic_max bytes go in one PUT, larger ones in PATCHes of chunk_size
+     * (raised to the registry's OCI-Chunk-Min-Length). 0 = 32 MiB each, or
+     * $MAR_PUSH_CHUNK_SIZE (bytes), for tests. */
+    uint64_t chunk_size;
+    uint64_t monolithic_max;
+    reg_push_progress_fn progress;
+    void *progress_ud;
+} reg_push_opts;
+
+typedef struct reg_push_stats {
+    size_t blobs_pushed, blobs_mounted, blobs_present;
+    size_t documents_pushed, documents_present;
+    uint64_t bytes_sent; /* request body bytes, resent ones included */
+    size_t resumes, restarts;
+    uint64_t retries; /* of single requests, as reg_stats counts them */
+} reg_push_stats;
+
+typedef struct reg_push_result {
+    mar_digest digest; /* the top document, as pushed and confirmed */
+    char *media_type;
+    int64_t size;
+    reg_push_stats stats;
+} reg_push_result;
+void reg_push_result_release(reg_push_result *r);
+
+/* Returns: new push (nothing starts before reg_push_run). */
+reg_push *reg_push_new(reg_client *c, const reg_push_opts *o);
+reg_push *reg_push_free(reg_push *p);
+MAR_DEFINE_CLEANUP(reg_push, reg_push_free)
+#define _cleanup_push_ _cleanup_(reg_push_freep)
+/* Adds a blob (config or layer). A digest added twice is pushed once. */
+void reg_push_add_blob(reg_push *p, const oci_descriptor *d, const reg_blob_src *src);
+/* Adds a manifest or index sent by digest before the top: its exact bytes (copied), as
+ * Content-Type its media type. platform (may be NULL) is for display. Errors: MAR_EUNSUPPORTED
+ * (not a manifest media type), MAR_EINTEGRITY (over the manifest cap). */
+int reg_push_add_manifest(reg_push *p, const char *media_type, const void *bytes, size_t n,
+                          const oci_platform *platform, mar_err **err);
+/* Adds a document the repository must already have (checked with HEAD, never sent): the
+ * children of an index made from what a registry holds. */
+void reg_push_expect_manifest(reg_push *p, const oci_descriptor *d);
+/* Sets the top document, put last, under opts.dst's tag (or by digest). Errors: as
+ * reg_push_add_manifest. */
+int reg_push_set_top(reg_push *p, const char *media_type, const void *bytes, size_t n,
+                     mar_err **err);
+/* Runs the push to its end. Errors: the first failure (MAR_EAUTH naming the repository and the
+ * action, MAR_ENET, MAR_ERATELIMIT, MAR_EINTEGRITY for a digest the registry disagrees on or a
+ * source that does not match its descriptor, MAR_ENOTFOUND for an expected document the
+ * repository lacks, MAR_EIO). */
+int reg_push_run(reg_push *p, reg_push_result *ret, mar_err **err);
+/* Every item, in the order added. Borrowed, valid until reg_push_free. */
+size_t reg_push_items(const reg_push *p, const reg_push_item **ret);
+
+/* What reg_push_add_stored did with an image of the store. */
+typedef struct reg_push_plan {
+    char *name;                  /* the stored reference */
+    mar_digest source;           /* what the name points at */
+    bool new_index;              /* --platform kept part of an index: a new index is pushed */
+    size_t kept, entries;        /* index entries pushed, of how many */
+    size_t dropped_attestations; /* of the kept platforms, not in the store */
+} reg_push_plan;
+void reg_push_plan_release(reg_push_plan *pl);
+
+/* Adds a stored image to a push: its index (or manifest), child manifests, configs and layers,
+ * read from the store and re-verified. With platforms, an index keeps only the entries those
+ * select (and the attestations that refer to them, when stored) and a new index is made; without
+ * them every child must be stored. Errors: MAR_ENOTFOUND (the name is not stored; a child is
+ * missing: the message lists them; no entry for a platform), MAR_EINTEGRITY (a stored blob does
+ * not match its descriptor), MAR_EIO. */
+int reg_push_add_stored(reg_push *p, reg_store *s, const char *name, const oci_platform *platforms,
+                        size_t n_platforms, reg_push_plan *ret, mar_err **err);
+
+/* Gives the image src names in a registry the name o->dst of the same registry: in the same
+ * repository the document is put again under the new tag (no blob moves); in another repository
+ * its blobs are mounted from src (streamed from it when the registry does not mount) and its
+ * child manifests put by digest first. o->mount_from is ignored. Errors: MAR_EUSAGE (another
+ * registry), those of reg_manifest_fetch and reg_push_run. */
+int reg_retag(reg_client *c, const oci_ref *src, const reg_push_opts *o, reg_push_result *ret,
+              mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Hosts. */

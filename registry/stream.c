@@ -7,8 +7,9 @@
 
 #include <string.h>
 
-typedef struct stream {
+struct reg_stream {
     reg_client *c;
+    reg_op *op; /* in flight */
     oci_ref ref;
     mar_digest digest;
     uint64_t size;
@@ -21,7 +22,8 @@ typedef struct stream {
     void *userdata;
     mar_err *err; /* why the transfer was aborted from the data callback */
     int restarts;
-} stream;
+};
+typedef struct reg_stream stream;
 
 static void stream_free(stream *s)
 {
@@ -100,28 +102,32 @@ static int on_data(reg_http_req *req, const void *p, size_t n)
             }
         }
     }
+    /* A sink that pauses gets the same bytes again later: nothing changes before it took them. */
     const char *c = p;
-    if (s->skip) {
-        size_t k = n < s->skip ? n : (size_t)s->skip;
+    size_t k = n < s->skip ? n : (size_t)s->skip;
+    if (k == n) {
         s->skip -= k;
-        c += k;
-        n -= k;
-        if (!n) {
-            return 0;
-        }
+        return 0;
     }
+    c += k;
+    n -= k;
     if (n > s->size - s->delivered) {
         mar_err_set(&s->err, MAR_EINTEGRITY, 0,
                     "blob %s is longer than its descriptor size %llu, refusing", s->digest.str,
                     (unsigned long long)s->size);
         return -1;
     }
-    mar_hasher_update(s->h, c, n);
     mar_err *e = NULL;
-    if (s->sink.write(s->sink.ud, c, n, &e) < 0) {
+    int rc = s->sink.write(s->sink.ud, c, n, &e);
+    if (rc == REG_HTTP_PAUSE) {
+        return REG_HTTP_PAUSE;
+    }
+    if (rc < 0) {
         s->err = e;
         return -1;
     }
+    s->skip -= k;
+    mar_hasher_update(s->h, c, n);
     s->delivered += n;
     return 0;
 }
@@ -144,6 +150,7 @@ static void on_done(reg_op *op)
     stream *s = op->userdata;
     mar_err *err = NULL;
     int rc;
+    s->op = NULL;
     if (s->err) {
         err = TAKE_PTR(s->err);
         rc = -mar_err_code(err);
@@ -192,11 +199,26 @@ static void start(stream *s)
     reg_op *op = reg__op_new(s->c, host, s->ref.path, "GET", path, on_done, s);
     op->on_data = on_data;
     op->prepare = prepare;
+    s->op = op;
     reg__op_start(op);
+}
+
+void reg__blob_stream_unpause(reg_stream *s)
+{
+    if (s->op) {
+        s->c->ops->unpause(s->c->tctx, &s->op->req);
+    }
 }
 
 void reg_blob_stream(reg_client *c, const oci_ref *ref, const oci_descriptor *d, uint64_t from,
                      mar_hasher *resume_hash, const reg_sink *sink, reg_blob_cb cb, void *userdata)
+{
+    reg__blob_stream_start(c, ref, d, from, resume_hash, sink, cb, userdata);
+}
+
+reg_stream *reg__blob_stream_start(reg_client *c, const oci_ref *ref, const oci_descriptor *d,
+                                   uint64_t from, mar_hasher *resume_hash, const reg_sink *sink,
+                                   reg_blob_cb cb, void *userdata)
 {
     stream *s = mar_xcalloc(1, sizeof(*s));
     s->c = c;
@@ -217,7 +239,8 @@ void reg_blob_stream(reg_client *c, const oci_ref *ref, const oci_descriptor *d,
                              "the blob, refusing",
                              d->digest.str);
         finish(s, rc, err);
-        return;
+        return NULL;
     }
     start(s);
+    return s;
 }

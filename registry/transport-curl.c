@@ -28,6 +28,7 @@ typedef struct xfer {
     size_t header_bytes;
     bool streaming; /* the final status is 2xx and the body goes to on_data */
     bool status_seen;
+    bool unpause; /* asked to resume: done between two curl_multi_perform calls */
     struct xfer *next;
 } xfer;
 
@@ -37,6 +38,7 @@ typedef struct curl_ctx {
     xfer *active;
     xfer *delayed; /* not_before in the future */
     size_t n_active;
+    bool unpause_pending;
 } curl_ctx;
 
 static bool global_done;
@@ -126,14 +128,20 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ud)
         req->status = status;
         x->streaming = req->on_data && status >= 200 && status < 300;
     }
-    req->resp_bytes += n;
     if (x->streaming) {
-        if (req->on_data(req, buf, n) < 0) {
+        int rc = req->on_data(req, buf, n);
+        if (rc == REG_HTTP_PAUSE) {
+            /* libcurl keeps these bytes and offers them again after the unpause. */
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (rc < 0) {
             req->result = REG_HTTP_EABORT;
             return 0;
         }
+        req->resp_bytes += n;
         return n;
     }
+    req->resp_bytes += n;
     size_t cap = req->on_data ? MAR_CAP_ERROR_BODY : req->body_cap;
     if (req->resp_body.cap != cap) {
         req->resp_body.cap = cap;
@@ -144,6 +152,22 @@ static size_t on_body(char *buf, size_t size, size_t nitems, void *ud)
         return 0;
     }
     return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    xfer *x = ud;
+    ssize_t n = reg_http_body_next(x->req, buf, size * nitems);
+    if (n == REG_BODY_PAUSE) {
+        return CURL_READFUNC_PAUSE;
+    }
+    if (n < 0) {
+        if (x->req->result == REG_HTTP_OK) {
+            x->req->result = REG_HTTP_EABORT;
+        }
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)n;
 }
 
 /* Adds the registry's extra CA certificates (certs.d) to the default trust store, so both the
@@ -209,12 +233,27 @@ static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
         curl_easy_setopt(h, CURLOPT_SSLCERT, req->client_cert);
         curl_easy_setopt(h, CURLOPT_SSLKEY, req->client_key);
     }
+    req->body_pos = 0;
     if (strcmp(req->method, "HEAD") == 0) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(req->method, "POST") == 0) {
+    } else if (strcmp(req->method, "POST") == 0 && req->body_kind == REG_BODY_MEMORY) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
+               strcmp(req->method, "PATCH") == 0) {
+        /* Every body, empty ones included, streams through on_read, so the bytes come from
+         * memory, an fd range or a producer alike, with an exact Content-Length. */
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, x);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+                         (curl_off_t)(req->body_kind == REG_BODY_NONE ? 0 : req->body_len));
+        if (strcmp(req->method, "PUT") != 0) {
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+        }
+    } else if (strcmp(req->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     }
     for (size_t i = 0; i < req->headers.n; i++) {
         struct curl_slist *l = curl_slist_append(x->headers, req->headers.v[i]);
@@ -223,7 +262,8 @@ static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
         }
         x->headers = l;
     }
-    /* No "Expect: 100-continue" on token POSTs. */
+    /* No "Expect: 100-continue": token POSTs are small, and uploads carry a token already (the
+     * bodiless POST that opens an upload collects the challenge). */
     x->headers = curl_slist_append(x->headers, "Expect:");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
@@ -337,6 +377,17 @@ static int ctx_run(void *vctx, mar_err **err)
         if (ctx->n_active == 0 && !ctx->delayed) {
             return 0;
         }
+        if (ctx->unpause_pending) {
+            /* Outside every callback: libcurl does not want a transfer unpaused from inside
+             * another transfer's callback. */
+            ctx->unpause_pending = false;
+            for (xfer *x = ctx->active; x; x = x->next) {
+                if (x->unpause) {
+                    x->unpause = false;
+                    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+                }
+            }
+        }
         int running = 0;
         CURLMcode mc = curl_multi_perform(ctx->multi, &running);
         if (mc != CURLM_OK) {
@@ -375,6 +426,17 @@ static int ctx_run(void *vctx, mar_err **err)
     }
 }
 
+static void ctx_unpause(void *vctx, reg_http_req *req)
+{
+    curl_ctx *ctx = vctx;
+    for (xfer *x = ctx->active; x; x = x->next) {
+        if (x->req == req) {
+            x->unpause = true;
+            ctx->unpause_pending = true;
+        }
+    }
+}
+
 static void ctx_destroy(void *vctx)
 {
     curl_ctx *ctx = vctx;
@@ -400,6 +462,7 @@ static const reg_http_ops curl_ops = {
         .submit = ctx_submit,
         .run = ctx_run,
         .destroy = ctx_destroy,
+        .unpause = ctx_unpause,
 };
 
 int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops, void **ret_ctx,
@@ -436,6 +499,56 @@ const char *reg_http_header(const reg_http_req *req, const char *name)
         }
     }
     return NULL;
+}
+
+ssize_t reg_http_body_next(reg_http_req *req, void *buf, size_t n)
+{
+    uint64_t left = req->body_len > req->body_pos ? req->body_len - req->body_pos : 0;
+    if (n > left) {
+        n = (size_t)left;
+    }
+    switch (req->body_kind) {
+    case REG_BODY_NONE:
+        return 0;
+    case REG_BODY_MEMORY:
+        memcpy(buf, req->body + req->body_pos, n);
+        req->body_pos += n;
+        return (ssize_t)n;
+    case REG_BODY_FD: {
+        if (n == 0) {
+            return 0;
+        }
+        ssize_t r;
+        do {
+            r = pread(req->body_fd, buf, n, (off_t)(req->body_off + req->body_pos));
+        } while (r < 0 && errno == EINTR);
+        if (r <= 0) {
+            snprintf(req->errmsg, sizeof(req->errmsg), "cannot read the request body: %s",
+                     r < 0 ? strerror(errno) : "the file ends early");
+            req->result = REG_HTTP_EABORT;
+            return REG_BODY_ABORT;
+        }
+        req->body_pos += (uint64_t)r;
+        return r;
+    }
+    case REG_BODY_READER: {
+        if (n == 0) {
+            return 0;
+        }
+        ssize_t r = req->body_read(req, buf, n);
+        if (r > 0) {
+            req->body_pos += (uint64_t)r;
+        } else if (r == 0) {
+            snprintf(req->errmsg, sizeof(req->errmsg), "the request body ended early");
+            req->result = REG_HTTP_EABORT;
+            return REG_BODY_ABORT;
+        } else if (r == REG_BODY_ABORT && req->result == REG_HTTP_OK) {
+            req->result = REG_HTTP_EABORT;
+        }
+        return r;
+    }
+    }
+    return REG_BODY_ABORT;
 }
 
 void reg_http_req_reset_response(reg_http_req *req)

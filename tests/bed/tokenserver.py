@@ -2,10 +2,14 @@
 """Token server for the test bed: the distribution registry's `token` auth (distribution
 docs/content/spec/auth/token.md) with RS256 JWTs carrying an x5c chain, signed by the openssl CLI.
 
-Grants pull on every repository to the configured user (HTTP Basic on the token request) and to
-callers of an identity token (OAuth2 refresh-token POST); anonymous callers get no access. Every
-request is appended to a log (method, path, whether Authorization was present, the scope) so tests
-can count token fetches; secrets are never logged.
+Grants the configured user (HTTP Basic on the token request) and callers of an identity token
+(OAuth2 refresh-token POST) what a real token server's access list would: of the actions each
+scope asks for, pull and push on every repository, except pull alone under `readonly/` (so a push
+there is denied with insufficient_scope); anonymous callers get no access. A scope without the
+action asked for is still answered with a token, as docker_auth and Docker Hub do: the registry
+refuses the request. Every request is appended to a log (method, path, whether Authorization was
+present, the scopes) so tests can count token fetches and check the scopes; secrets are never
+logged.
 
 usage: tokenserver.py PORT KEY.pem CERT.pem USER PASSWORD REFRESH_TOKEN LOG [EXPIRES_IN]
 """
@@ -44,14 +48,19 @@ def sign(claims):
     return signing_input.decode() + "." + b64url(sig)
 
 
+def allowed(name):
+    return ("pull",) if name.startswith("readonly/") else ("pull", "push")
+
+
 def token_for(service, scopes, granted):
     access = []
     if granted:
         for s in scopes:
             parts = s.split(":")
             if len(parts) >= 3 and parts[0] == "repository":
-                access.append({"type": "repository", "name": ":".join(parts[1:-1]),
-                               "actions": [a for a in parts[-1].split(",") if a == "pull"]})
+                name = ":".join(parts[1:-1])
+                access.append({"type": "repository", "name": name,
+                               "actions": [a for a in parts[-1].split(",") if a in allowed(name)]})
     now = int(time.time())
     claims = {"iss": ISSUER, "sub": USER if granted else "", "aud": service, "exp": now + EXPIRES,
               "nbf": now - 10, "iat": now, "jti": b64url(str(time.time_ns()).encode()),

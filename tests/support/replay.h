@@ -5,7 +5,11 @@
  *   > GET https://registry.example/v2/x/manifests/latest    request line; '*' at the end = prefix
  *   > has: Authorization: Bearer tok                          a request header line must contain
  *   > lacks: Authorization                                    no request header may start with
- *   > body-has: grant_type=refresh_token                      the POST body must contain
+ *   > body-has: grant_type=refresh_token                      the request body must contain
+ *   > body-is: layer.bin 0-99                                 the body is exactly those bytes
+ *                                                             of a file (inclusive; whole file
+ *                                                             without a range)
+ *   > body-len: 0                                             the body has that many bytes
  *   < 200                                                     status, or "< !connect" / "< !recv"
  *   < Content-Type: application/json                          response header
  *   < @body index.json                                        body from a file of the case
@@ -13,7 +17,10 @@
  *   < !recv-after 100                                          send 100 body bytes, then reset
  * In every line, {{digest:FILE}} and {{size:FILE}} expand to the sha256 digest and byte size of a
  * file of the case. A request matches the first unused block with its method and URL, so
- * concurrent requests may arrive in any order. */
+ * concurrent requests may arrive in any order. Request bodies are read through
+ * reg_http_body_next() before the request is matched, as a transport sends them; "< !recv" after
+ * a body is a connection dropped once the body was sent. Streamed answers reach the sink in
+ * pieces of 16 KiB; a producer or sink that pauses is resumed by reg_http_ops.unpause. */
 #ifndef MAR_TEST_REPLAY_H
 #define MAR_TEST_REPLAY_H
 

@@ -1,0 +1,69 @@
+/* Shared between upload.c, upload-source.c, push.c, push-store.c and retag.c only. */
+#ifndef MAR_PUSH_INTERNAL_H
+#define MAR_PUSH_INTERNAL_H
+
+#include "registry-internal.h"
+
+/* The bytes of one blob as an upload reads them (upload-source.c): at any offset from a file or
+ * memory; from a producer through a window that keeps the bytes the registry has not yet
+ * acknowledged, so a resume inside the window needs no new production. */
+typedef struct reg_source reg_source;
+
+/* The largest chunk of an upload from a producer. Its window holds one chunk plus the pieces a
+ * transfer hands over at once (a producer writes all of a piece or nothing), so a chunk can
+ * always be sent again from memory and a piece always fits once the chunk is acknowledged. */
+#define REG__SOURCE_WINDOW (8u << 20)
+#define REG__SOURCE_SLACK  (64u << 10)
+
+/* Opens the source of a blob; a producer's window is `chunk` + REG__SOURCE_SLACK bytes (at most
+ * the blob). Errors: MAR_ENOTFOUND (a store blob missing), MAR_EINTEGRITY (a file whose size is
+ * not the descriptor's), MAR_EIO, MAR_EFAIL (a producer without its callbacks). */
+int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
+                     uint64_t chunk, reg_source **ret, mar_err **err);
+reg_source *reg__source_free(reg_source *s);
+/* Copies up to n bytes at off. Returns the count, REG_BODY_PAUSE when a producer has not
+ * delivered them yet (wake is called once they are), or REG_BODY_ABORT with *err set (the
+ * producer failed, or lost bytes it cannot produce again). */
+ssize_t reg__source_read(reg_source *s, uint64_t off, void *buf, size_t n, mar_err **err);
+/* Makes a producer's window hold chunk + REG__SOURCE_SLACK bytes (at most the blob): for a
+ * registry whose OCI-Chunk-Min-Length is larger than the chunks mar chose. */
+void reg__source_fit_chunk(reg_source *s, uint64_t chunk);
+/* The registry acknowledged everything before off: a producer's window may drop it. */
+void reg__source_ack(reg_source *s, uint64_t off);
+/* Whether reads may start again at off (after a resume or a restart), asking the producer to
+ * produce again from there when the window no longer holds it. */
+bool reg__source_rewind(reg_source *s, uint64_t off);
+/* Who to call when paused bytes arrive: fn(ud), once per pause. */
+void reg__source_on_wake(reg_source *s, void (*fn)(void *ud), void *ud);
+
+/* One blob to one repository (upload.c). */
+typedef struct reg_upload_params {
+    reg_client *c;
+    reg_host *host;
+    const char *repo;       /* destination repository path */
+    const char *mount_from; /* a repository to mount from, or NULL */
+    const char *scope;      /* token scopes for every request (reg__push_scope) */
+    const oci_descriptor *desc;
+    reg_source *src;         /* borrowed; opened by the caller */
+    uint64_t chunk_size;     /* PATCH size */
+    uint64_t monolithic_max; /* at most this many bytes go in one PUT */
+    /* Progress (state, bytes acknowledged or in flight, the offset of the last resume) and the
+     * end: rc 0 with the final state (PRESENT, MOUNTED, PUSHED), or a failure (err taken). */
+    void (*progress)(void *ud, reg_push_state st, uint64_t sent, uint64_t resumed_from,
+                     bool resumed, bool restarted);
+    void (*done)(void *ud, int rc, reg_push_state final, uint64_t body_bytes, mar_err *err);
+    void *ud;
+} reg_upload_params;
+
+void reg__upload_start(const reg_upload_params *prm);
+
+/* The scope a push needs: repository:REPO:pull,push, and repository:FROM:pull to mount.
+ * Returns: new string. */
+char *reg__push_scope(const char *repo, const char *from);
+
+/* A Location header resolved against the URL it came with, with the redirect rules of
+ * docs/internals/registry-protocol.md §7 for the scheme. Returns: new URL, or NULL with *err set
+ * (MAR_ENET). */
+char *reg__resolve_location(reg_client *c, const char *base, const char *location, mar_err **err);
+
+#endif
