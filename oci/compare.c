@@ -155,6 +155,19 @@ static size_t n_features(const oci_platform *p)
     return n;
 }
 
+/* Both match the same request: more OS features first (containerd compare.go), then for Windows
+ * the higher os.version (containerd's Windows default comparer, docs/internals/platforms.md §4). */
+static bool both_match_less(const oci_platform *want, const oci_platform *p1,
+                            const oci_platform *p2)
+{
+    size_t f1 = n_features(p1), f2 = n_features(p2);
+    if (f1 != f2) {
+        return f1 > f2;
+    }
+    return strcmp(want->os, "windows") == 0 &&
+           oci_windows_version_cmp(p1->os_version, p2->os_version) > 0;
+}
+
 static bool less_ordered(const oci_matcher *m, const oci_platform *p1, const oci_platform *p2)
 {
     for (size_t i = 0; i < m->n; i++) {
@@ -164,8 +177,7 @@ static bool less_ordered(const oci_matcher *m, const oci_platform *p1, const oci
             return true;
         }
         if (a || b) {
-            /* Both match: prefer the one with more OS features. */
-            return a && b && n_features(p1) > n_features(p2);
+            return a && b && both_match_less(&m->v[i], p1, p2);
         }
     }
     if (p1->features[0] || p2->features[0]) {

@@ -61,6 +61,7 @@ bool oci_descriptor_is_attestation(const oci_descriptor *d)
 void oci_descriptor_release(oci_descriptor *d)
 {
     free(d->media_type);
+    free(d->platform_err);
     free(d->artifact_type);
     json_decref(d->annotations);
     mar_strv_release(&d->urls);
@@ -148,8 +149,20 @@ static int parse_descriptor(json_t *obj, const char *what, oci_descriptor *ret, 
         rc = mar_json_dispatch(r.platform, platform_fields, MAR_ARRAY_SIZE(platform_fields), &p,
                                "platform", err);
         if (rc == 0) {
+            mar_err *pe = NULL;
             rc = oci_platform_from_fields(p.os, p.arch, p.variant, p.os_version, p.features,
-                                          &d.platform, err);
+                                          &d.platform, &pe);
+            if (rc == -MAR_EUNSUPPORTED) {
+                /* Valid but beyond mar's limits: this entry is reported, the others still count
+                 * (docs/internals/platforms.md §1). */
+                d.platform_err = mar_xstrdup(pe->msg);
+                mar_err_free(pe);
+                rc = 0;
+            } else if (rc < 0 && err) {
+                *err = pe;
+            } else {
+                mar_err_free(pe);
+            }
         }
         raw_platform_release(&p);
         if (rc < 0) {

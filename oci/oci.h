@@ -10,16 +10,17 @@
 #include <sys/stat.h>
 
 /* ---------------------------------------------------------------------------------------------
- * Platforms. Fixed-size fields: values come from the network and are validated against the
- * specifier grammar (docs/internals/platforms.md §3), so an overlong value is an error, not a
- * truncation. */
+ * Platforms. Fixed-size fields: values come from the network, so an overlong value is an error,
+ * not a truncation (docs/internals/platforms.md §1). */
 
 typedef struct oci_platform {
     char os[32];
     char arch[32];
     char variant[32];
-    char os_version[64];
-    char features[256]; /* sorted, de-duplicated, '+'-joined */
+    char os_version[64]; /* as written */
+    /* '+'-joined, each feature with every byte outside `[A-Za-z0-9_.-]` written as %XX (the
+     * specifier form, docs/internals/platforms.md §3); sorted by normalization only */
+    char features[256];
 } oci_platform;
 
 /* Parses a specifier `<os>|<arch>|<os>/<arch>[/<variant>]` with containerd's quirks
@@ -28,8 +29,11 @@ typedef struct oci_platform {
 int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
                        mar_err **err);
 
-/* Builds a platform from the fields of a descriptor or config; values are lower-cased, validated
- * (`[A-Za-z0-9_.-]+`, field length) but not normalized. Errors: MAR_EINTEGRITY. */
+/* Builds a platform from the fields of a descriptor or config; os, architecture and variant are
+ * lower-cased and validated (`[A-Za-z0-9_.-]+`, length), os.features may be any strings; nothing
+ * is normalized. Errors: MAR_EINTEGRITY (a malformed or invalid field: the document is wrong),
+ * MAR_EUNSUPPORTED (an os.version or os.features longer than mar keeps: *ret then holds the
+ * OS, architecture and variant, and the entry can be reported but not matched). */
 int oci_platform_from_fields(const char *os, const char *arch, const char *variant,
                              const char *os_version, json_t *features, oci_platform *ret,
                              mar_err **err);
@@ -37,16 +41,27 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
 /* containerd Normalize (docs/internals/platforms.md §2). `in` and `out` may alias. */
 void oci_platform_normalize(const oci_platform *in, oci_platform *out);
 
-/* "os/arch[/variant]"; empty OS formats as "unknown". */
+/* "os/arch[/variant]"; an empty OS formats as "unknown" alone (containerd Format). */
 void oci_platform_format(const oci_platform *p, char *buf, size_t n);
-/* As oci_platform_format, plus "(os.version+feature+...)" after the OS when present. */
+/* As oci_platform_format, plus "(os.version+feature+...)" after the OS when present, escaped so
+ * that oci_platform_parse reads the same platform back (docs/internals/platforms.md §3). */
 void oci_platform_format_all(const oci_platform *p, char *buf, size_t n);
 
+/* Holds every platform oci_platform_format writes. */
 #define OCI_PLATFORM_STR_MAX 256
+/* Holds every platform oci_platform_format_all writes (escaped os.version and features). */
+#define OCI_PLATFORM_ALL_STR_MAX 576
 
-/* containerd NewMatcher(want).Match(have): equal after normalizing both sides, and have's OS
- * features a subset of want's. */
+/* containerd NewMatcher(want).Match(have): equal after normalizing both sides, Windows versions
+ * compatible, and have's OS features a subset of want's. */
 bool oci_platform_matches(const oci_platform *want, const oci_platform *have);
+/* containerd's Windows os.version rule (docs/internals/platforms.md §4): true when either side
+ * is empty or unreadable on the want side, else when a host of version `want` runs a container of
+ * version `have` (major, minor and build; the revision is ignored). */
+bool oci_windows_version_matches(const char *want, const char *have);
+/* Compares two Windows versions by major, minor, build and revision (missing or unreadable parts
+ * are 0): <0, 0, >0. */
+int oci_windows_version_cmp(const char *a, const char *b);
 
 /* Exact field equality after normalizing both (used for "config agrees with the index"). */
 bool oci_platform_same(const oci_platform *a, const oci_platform *b);
@@ -162,6 +177,9 @@ typedef struct oci_descriptor {
     int64_t size;
     bool has_platform;
     oci_platform platform;
+    /* Why the platform is only partly read (an os.version or os.features list longer than mar
+     * keeps), or NULL. Such an entry is listed, never chosen. */
+    char *platform_err;
     char *artifact_type;
     json_t *annotations; /* owned reference or NULL */
     mar_strv urls;

@@ -22,6 +22,9 @@ void oci_index_select(const oci_manifest *idx, const oci_matcher *m, oci_selecti
             ret->n_attestations++;
             continue;
         }
+        if (d->platform_err) {
+            continue;
+        }
         if (!d->has_platform || oci_matcher_match(m, &d->platform)) {
             ret->order[ret->n++] = i;
         }
