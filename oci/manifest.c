@@ -49,13 +49,45 @@ const char *oci_descriptor_annotation(const oci_descriptor *d, const char *key)
     return json_string_value(json_object_get(d->annotations, key));
 }
 
-bool oci_descriptor_is_attestation(const oci_descriptor *d)
+/* BuildKit's attestation-storage.md: an entry whose vnd.docker.reference.type is
+ * attestation-manifest is an attestation of the manifest its vnd.docker.reference.digest names;
+ * "if any other value is specified, the entire manifest should be ignored". Without the
+ * annotation, an unknown/unknown platform marks an attestation too (containerd's Platforms skips
+ * it the same way). */
+oci_entry_role oci_descriptor_role(const oci_descriptor *d)
 {
     const char *t = oci_descriptor_annotation(d, "vnd.docker.reference.type");
-    if (t && strcmp(t, "attestation-manifest") == 0) {
-        return true;
+    if (t) {
+        return strcmp(t, "attestation-manifest") == 0 ? OCI_ENTRY_ATTESTATION : OCI_ENTRY_IGNORED;
     }
-    return d->has_platform && oci_platform_is_unknown(&d->platform);
+    if (d->has_platform && oci_platform_is_unknown(&d->platform)) {
+        return OCI_ENTRY_ATTESTATION;
+    }
+    switch (oci_media_kind(d->media_type)) {
+    case OCI_KIND_MANIFEST:
+        return OCI_ENTRY_MANIFEST;
+    case OCI_KIND_INDEX:
+        return OCI_ENTRY_INDEX;
+    default:
+        return OCI_ENTRY_UNKNOWN;
+    }
+}
+
+bool oci_descriptor_is_attestation(const oci_descriptor *d)
+{
+    return oci_descriptor_role(d) == OCI_ENTRY_ATTESTATION;
+}
+
+bool oci_descriptor_attests(const oci_descriptor *d, mar_digest *ret)
+{
+    const char *ref = oci_descriptor_annotation(d, "vnd.docker.reference.digest");
+    mar_digest dg;
+    if (oci_descriptor_role(d) != OCI_ENTRY_ATTESTATION || !ref || !mar_digest_valid(ref) ||
+        mar_digest_parse(ref, &dg, NULL) < 0) {
+        return false;
+    }
+    *ret = dg;
+    return true;
 }
 
 void oci_descriptor_release(oci_descriptor *d)

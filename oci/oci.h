@@ -191,6 +191,20 @@ const char *oci_descriptor_annotation(const oci_descriptor *d, const char *key);
 bool oci_descriptor_is_attestation(const oci_descriptor *d);
 void oci_descriptor_release(oci_descriptor *d);
 
+/* What an index entry is to platform selection (docs/internals/platforms.md §7, §9). */
+typedef enum oci_entry_role {
+    OCI_ENTRY_MANIFEST,    /* an image manifest: a candidate */
+    OCI_ENTRY_INDEX,       /* a nested index: a candidate, descended */
+    OCI_ENTRY_ATTESTATION, /* a BuildKit attestation manifest: counted, never chosen */
+    OCI_ENTRY_IGNORED,     /* another vnd.docker.reference.type: BuildKit says to ignore it */
+    OCI_ENTRY_UNKNOWN,     /* a media type mar does not read: listed, never chosen */
+} oci_entry_role;
+
+oci_entry_role oci_descriptor_role(const oci_descriptor *d);
+/* The manifest an attestation entry describes (its vnd.docker.reference.digest annotation), or
+ * false. */
+bool oci_descriptor_attests(const oci_descriptor *d, mar_digest *ret);
+
 typedef struct oci_manifest {
     oci_kind kind;
     char *media_type; /* effective type: the body's, else the Content-Type */
@@ -684,16 +698,54 @@ void oci_elf_summarize(const oci_scan_view *v, const oci_config *cfg, const char
  * Choosing an index entry (docs/internals/platforms.md §7, containerd images.Manifest). */
 
 typedef struct oci_selection {
-    /* Indexes into idx->manifests of runnable entries accepted by the matcher, best first.
-     * Attestations are never candidates. */
+    /* Indexes into idx->manifests of the candidates (manifests and nested indexes the matcher
+     * accepts or that carry no platform), best first. */
     size_t *order;
     size_t n;
     size_t n_attestations;
 } oci_selection;
 
 /* Filters and stable-sorts the entries of an index with the matcher; entries without a platform
- * sort last. n == 0 means no match. */
+ * sort last. Attestations, ignored and unknown entries and entries whose platform could not be
+ * read are never candidates. n == 0 means no match. */
 void oci_index_select(const oci_manifest *idx, const oci_matcher *m, oci_selection *ret);
 void oci_selection_release(oci_selection *s);
+
+/* Nested indexes (docs/internals/platforms.md §7): how many levels below the top-level index mar
+ * descends. An index entry deeper than this is listed, never read. */
+#define OCI_INDEX_DEPTH_MAX 4
+
+/* Whether the nested index d, listed by the index at the end of `path` (the digests from the
+ * top-level document down, n_path of them), may be read: 0, or -MAR_EUNSUPPORTED when it would be
+ * deeper than OCI_INDEX_DEPTH_MAX, -MAR_EINTEGRITY when its digest is already on the path (a
+ * loop), with err naming the entry. */
+int oci_index_nest_check(const oci_descriptor *d, const mar_digest *path, size_t n_path,
+                         mar_err **err);
+
+/* Supplies the nested index an entry points to: 0 and *ret (borrowed, alive while the pick is
+ * used), or a negative MAR_E* code with err. */
+typedef int (*oci_index_lookup_fn)(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                   mar_err **err);
+/* May the manifest entry d be taken? Returning false passes over it. */
+typedef bool (*oci_index_accept_fn)(const oci_descriptor *d, void *ud);
+
+typedef struct oci_pick {
+    const oci_descriptor *desc; /* the chosen manifest entry, borrowed from the index listing it */
+    size_t depth;               /* nested indexes descended to reach it */
+    mar_digest via[OCI_INDEX_DEPTH_MAX]; /* their digests, outermost first */
+} oci_pick;
+
+/* Chooses a manifest through an index and its nested indexes as containerd's images.Manifest
+ * does (docs/internals/platforms.md §7): at every index the first candidate of oci_index_select;
+ * a nested index is read with lookup and chosen from in turn. With accept NULL only the first
+ * candidate of each index counts, as in containerd: when it leads nowhere there is no match.
+ * With accept, a refused manifest or a nested index that yields nothing passes to the next
+ * candidate (the store's "best entry it holds"). A chosen entry without a platform is returned
+ * as it is: the caller reads its config and, without accept, treats a mismatch as no match.
+ * top_digest is the top-level document's digest (loop detection). Returns 0 and *ret, 1 when
+ * nothing matches, or a negative code from lookup with err. */
+int oci_index_pick(const oci_manifest *top, const mar_digest *top_digest, const oci_matcher *m,
+                   oci_index_lookup_fn lookup, oci_index_accept_fn accept, void *ud, oci_pick *ret,
+                   mar_err **err);
 
 #endif
