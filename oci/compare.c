@@ -155,17 +155,19 @@ static size_t n_features(const oci_platform *p)
     return n;
 }
 
-/* Both match the same request: more OS features first (containerd compare.go), then for Windows
- * the higher os.version (containerd's Windows default comparer, docs/internals/platforms.md §4). */
+/* Both match the same request: for Windows the higher os.version first (containerd's Windows
+ * default comparer, docs/internals/platforms.md §4), then more OS features first (containerd
+ * compare.go). */
 static bool both_match_less(const oci_platform *want, const oci_platform *p1,
                             const oci_platform *p2)
 {
-    size_t f1 = n_features(p1), f2 = n_features(p2);
-    if (f1 != f2) {
-        return f1 > f2;
+    if (strcmp(want->os, "windows") == 0) {
+        int c = oci_windows_version_cmp(p1->os_version, p2->os_version);
+        if (c != 0) {
+            return c > 0;
+        }
     }
-    return strcmp(want->os, "windows") == 0 &&
-           oci_windows_version_cmp(p1->os_version, p2->os_version) > 0;
+    return n_features(p1) > n_features(p2);
 }
 
 static bool less_ordered(const oci_matcher *m, const oci_platform *p1, const oci_platform *p2)

@@ -473,6 +473,26 @@ void oci_platform_format_all(const oci_platform *p, char *buf, size_t n)
     mar_buf_release(&b);
 }
 
+/* Removes one token from a '+'-joined feature list. */
+static void strip_feature(char *features, const char *name)
+{
+    size_t nl = strlen(name);
+    char *s = features;
+    while (*s) {
+        char *e = strchr(s, '+');
+        size_t l = e ? (size_t)(e - s) : strlen(s);
+        if (l == nl && memcmp(s, name, l) == 0) {
+            if (e) {
+                memmove(s, e + 1, strlen(e + 1) + 1);
+                continue;
+            }
+            *(s > features ? s - 1 : s) = '\0';
+            return;
+        }
+        s = e ? e + 1 : s + l;
+    }
+}
+
 /* Every '+'-separated token of `sub` appears in `super`. */
 static bool features_subset(const char *sub, const char *super)
 {
@@ -505,8 +525,12 @@ bool oci_platform_matches(const oci_platform *want, const oci_platform *have)
         strcmp(w.variant, h.variant) != 0) {
         return false;
     }
-    if (strcmp(w.os, "windows") == 0 && !oci_windows_version_matches(w.os_version, h.os_version)) {
-        return false;
+    if (strcmp(w.os, "windows") == 0) {
+        if (!oci_windows_version_matches(w.os_version, h.os_version)) {
+            return false;
+        }
+        /* containerd windowsStripFeaturesMatcher: win32k is not compared. */
+        strip_feature(h.features, "win32k");
     }
     return features_subset(h.features, w.features);
 }

@@ -172,6 +172,11 @@ static const struct {
         {"windows(+a+b)/amd64", "windows(+a)/amd64", true},
         {"windows(+a)/amd64", "windows(+c)/amd64", false},
         {"windows(10.0.1)/amd64", "windows(10.0.2)/amd64", false},
+        /* containerd strips win32k from a Windows candidate (windowsStripFeaturesMatcher). */
+        {"windows(10.0.17763)/amd64", "windows(10.0.17763.1+win32k)/amd64", true},
+        {"windows/amd64", "windows(+a+win32k)/amd64", false},
+        {"windows(+a)/amd64", "windows(+win32k+a)/amd64", true},
+        {"linux/amd64", "linux(+win32k)/amd64", false},
 };
 
 static void test_match(void **state)
@@ -270,6 +275,14 @@ static oci_manifest *index_of(const char *const *entries)
             if (p.os_version[0]) {
                 mar_buf_printf(&b, ",\"os.version\":\"%s\"", p.os_version);
             }
+            if (p.features[0]) {
+                /* Plain names only in these cases: no escapes to undo. */
+                mar_buf_puts(&b, ",\"os.features\":[\"");
+                for (const char *f = p.features; *f; f++) {
+                    mar_buf_puts(&b, *f == '+' ? "\",\"" : (char[]){*f, '\0'});
+                }
+                mar_buf_puts(&b, "\"]");
+            }
             mar_buf_puts(&b, "}");
         }
         mar_buf_puts(&b, "}");
@@ -310,6 +323,10 @@ static const struct {
         {"windows(10.0.17763)/amd64",
          {"windows(10.0.17763.1)/amd64", "windows(10.0.17763.2)/amd64",
           "windows(10.0.20348.1)/amd64", "linux/amd64"},
+         "10",
+         0},
+        {"windows/amd64",
+         {"windows(10.0.17763.2+win32k)/amd64", "windows(10.0.20348.1)/amd64"},
          "10",
          0},
         {"windows(10.0.26100)/amd64",
