@@ -103,9 +103,24 @@ int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_e
 
 /* The platform report: one struct feeds the table and the JSON (docs/internals/style.md §7 "one
  * data path"). */
+
+/* What a row is (docs/mar-inspect.1.md, JSON "status"). Only ok rows are platforms an image
+ * offers; the others are listed so that nothing in the index goes unmentioned. */
+typedef enum {
+    CMD_ROW_OK,         /* a manifest mar read */
+    CMD_ROW_UNKNOWN,    /* an entry of a media type mar does not read */
+    CMD_ROW_NOT_READ,   /* not read by rule (a platform beyond mar's limits): err says why */
+    CMD_ROW_UNREADABLE, /* reading it failed: err says why, and the report fails with it */
+} cmd_row_status;
+
 typedef struct cmd_row {
-    size_t entry;                         /* index into img->entries */
-    char published[OCI_PLATFORM_STR_MAX]; /* as published (index) or the config's (manifest) */
+    size_t entry;               /* index into img->entries */
+    size_t seq;                 /* position in the listing (with index rows) */
+    size_t depth;               /* nested indexes above it */
+    const mar_digest *in_index; /* the index listing it; NULL for a manifest */
+    const char *media_type;     /* borrowed */
+    cmd_row_status status;
+    char published[OCI_PLATFORM_ALL_STR_MAX]; /* as published (index) or the config's */
     char normalized[OCI_PLATFORM_STR_MAX];
     bool has_platform;
     oci_platform platform;
@@ -121,6 +136,27 @@ typedef struct cmd_row {
     oci_elf_summary *elf;
     mar_err *elf_err;
 } cmd_row;
+
+/* A nested index in the listing (docs/internals/platforms.md §7). */
+typedef struct cmd_index_row {
+    size_t entry; /* index into img->entries */
+    size_t seq;
+    size_t depth;
+    const mar_digest *digest;
+    const mar_digest *in_index;
+    const char *media_type;
+    char published[OCI_PLATFORM_ALL_STR_MAX]; /* its label, or empty */
+    int64_t size;
+    size_t n_entries;   /* 0 when not read */
+    const mar_err *err; /* why it was not read (borrowed), or NULL */
+    bool not_read;      /* err is a rule (too deep, a loop), not a failure */
+} cmd_index_row;
+
+/* A row that is a platform the image offers and mar read. */
+static inline bool cmd_row_ok(const cmd_row *row)
+{
+    return row->status == CMD_ROW_OK && !row->err;
+}
 
 typedef struct cmd_problem {
     char *kind; /* "config-mismatch", "no-native", "amd64-only", "unreadable", ... */
@@ -140,13 +176,16 @@ typedef struct cmd_report {
     bool has_selected;
     mar_digest selected;
     size_t attestations;
+    size_t ignored; /* entries BuildKit says to ignore (docs/internals/platforms.md §9) */
     cmd_row *rows;
     size_t n_rows;
+    cmd_index_row *indexes;
+    size_t n_indexes;
     cmd_problem *problems;
     size_t n_problems;
     int status; /* 0, or the exit status the report implies */
     bool explicit_platform;
-    char requested[OCI_PLATFORM_STR_MAX];
+    char requested[OCI_PLATFORM_ALL_STR_MAX];
 } cmd_report;
 
 /* Builds the report of an image for a target; `requested` (may be NULL) is an explicit

@@ -169,7 +169,7 @@ static void judge(cmd_audit_run *a, cmd_audit_image *im)
     for (int pass = 0; !chosen && pass < 3; pass++) {
         for (size_t i = 0; i < r->n_rows && !chosen; i++) {
             const vm_verdict *v = &r->rows[i].verdict;
-            if (r->rows[i].err) {
+            if (!cmd_row_ok(&r->rows[i])) {
                 continue;
             }
             if ((pass == 0 && v->mode == VM_RUN_EMULATED && v->emu == VM_EMU_ROSETTA) ||
@@ -206,7 +206,7 @@ static void judge(cmd_audit_run *a, cmd_audit_image *im)
     }
     /* Is there a native entry the pin passes over? */
     for (size_t i = 0; i < r->n_rows; i++) {
-        if (r->rows[i].verdict.mode == VM_RUN_NATIVE && !r->rows[i].err) {
+        if (r->rows[i].verdict.mode == VM_RUN_NATIVE && cmd_row_ok(&r->rows[i])) {
             im->has_native = true;
             mar_strlcpy(im->native_platform, r->rows[i].published, sizeof(im->native_platform));
         }
@@ -252,7 +252,7 @@ static void recommend(cmd_audit_run *a, cmd_audit_image *im)
             const oci_descriptor *d = &alt->root->manifests[i];
             oci_matcher m;
             vm_target_matcher(&a->target, &m);
-            native = d->has_platform && !oci_descriptor_is_attestation(d) &&
+            native = d->has_platform && oci_descriptor_role(d) == OCI_ENTRY_MANIFEST &&
                      oci_matcher_match(&m, &d->platform);
         }
         if (native) {

@@ -18,10 +18,11 @@ static const char *const ck_names[] = {"ok", "missing", "mislabeled", "error"};
 
 typedef struct ck_result {
     size_t image;
-    char platform[OCI_PLATFORM_STR_MAX]; /* required */
-    char entry[OCI_PLATFORM_STR_MAX];    /* the published entry that satisfied it */
+    char platform[OCI_PLATFORM_ALL_STR_MAX]; /* required */
+    char entry[OCI_PLATFORM_ALL_STR_MAX];    /* the published entry that satisfied it */
     mar_digest digest;
     bool has_digest;
+    const mar_digest *nested; /* the nested index listing that entry, or NULL */
     ck_status status;
     char reason[1024];
 } ck_result;
@@ -83,17 +84,25 @@ static int read_list(const char *path, mar_strv *out, mar_err **err)
     return 0;
 }
 
+/* An entry that can satisfy a requirement: an image manifest, at any nesting depth
+ * (docs/internals/platforms.md §7); attestations, ignored and unknown entries and nested indexes
+ * themselves never do. */
+static bool candidate(const reg_image_entry *e)
+{
+    return e->role == OCI_ENTRY_MANIFEST && !e->not_read;
+}
+
 static void list_entries(const reg_image *img, char *buf, size_t n)
 {
     buf[0] = '\0';
     size_t used = 0;
     for (size_t i = 0; i < img->n_entries; i++) {
         const reg_image_entry *e = &img->entries[i];
-        if (e->attestation || !e->desc || !e->desc->has_platform) {
+        if (!candidate(e) || !e->desc || !e->desc->has_platform) {
             continue;
         }
-        char ps[OCI_PLATFORM_STR_MAX];
-        oci_platform_format(&e->desc->platform, ps, sizeof(ps));
+        char ps[OCI_PLATFORM_ALL_STR_MAX];
+        oci_platform_format_all(&e->desc->platform, ps, sizeof(ps));
         int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", ps);
         if (w < 0 || (size_t)w >= n - used) {
             break;
@@ -120,7 +129,7 @@ static void check_one(const ck_run *run, size_t ii, const oci_platform *want, bo
     const reg_image *img = ci->img;
     memset(r, 0, sizeof(*r));
     r->image = ii;
-    oci_platform_format(want, r->platform, sizeof(r->platform));
+    oci_platform_format_all(want, r->platform, sizeof(r->platform));
     if (ci->error_code) {
         r->status = CK_ERROR;
         snprintf(r->reason, sizeof(r->reason), "%s", ci->error);
@@ -129,7 +138,7 @@ static void check_one(const ck_run *run, size_t ii, const oci_platform *want, bo
     const reg_image_entry *hit = NULL;
     for (size_t i = 0; i < img->n_entries && !hit; i++) {
         const reg_image_entry *e = &img->entries[i];
-        if (e->attestation) {
+        if (!candidate(e)) {
             continue;
         }
         /* A single manifest is what its config says; an index entry what it publishes. */
@@ -157,9 +166,12 @@ static void check_one(const ck_run *run, size_t ii, const oci_platform *want, bo
     }
     size_t idx = (size_t)(hit - img->entries);
     if (hit->desc && hit->desc->has_platform) {
-        oci_platform_format(&hit->desc->platform, r->entry, sizeof(r->entry));
+        oci_platform_format_all(&hit->desc->platform, r->entry, sizeof(r->entry));
         r->digest = hit->desc->digest;
         r->has_digest = true;
+        if (hit->parent != SIZE_MAX) {
+            r->nested = &img->entries[hit->parent].desc->digest;
+        }
     } else {
         mar_strlcpy(r->entry, r->platform, sizeof(r->entry));
         r->digest = img->raw.digest;
@@ -312,6 +324,9 @@ static json_t *results_json(const ck_run *run)
             if (r->has_digest) {
                 json_object_set_new(o, "digest", json_string(r->digest.str));
             }
+            if (r->nested) {
+                json_object_set_new(o, "index", json_string(r->nested->str));
+            }
             if (r->reason[0]) {
                 json_object_set_new(o, "reason", json_string(r->reason));
             }
@@ -330,8 +345,8 @@ static json_t *results_json(const ck_run *run)
     }
     json_t *plats = json_array();
     for (size_t i = 0; i < run->n_required; i++) {
-        char ps[OCI_PLATFORM_STR_MAX];
-        oci_platform_format(&run->required[i], ps, sizeof(ps));
+        char ps[OCI_PLATFORM_ALL_STR_MAX];
+        oci_platform_format_all(&run->required[i], ps, sizeof(ps));
         json_array_append_new(plats, json_string(ps));
     }
     return json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "platforms", plats, "images", imgs,
@@ -457,7 +472,7 @@ static int check_fetch(const cmd_args *args, const ck_opts *o, reg_client *c, ck
             const oci_platform *have = e->desc && e->desc->has_platform ? &e->desc->platform
                                        : e->config                      ? &e->config->platform
                                                                         : NULL;
-            for (size_t p = 0; have && !row->err && p < run->n_required; p++) {
+            for (size_t p = 0; have && cmd_row_ok(row) && p < run->n_required; p++) {
                 row->deep = row->deep || oci_platform_same(have, &run->required[p]);
             }
         }
@@ -512,7 +527,7 @@ static void print_annotations(const ck_run *run)
         if (r->status == CK_OK) {
             continue;
         }
-        char msg[1600], esc[4820];
+        char msg[2400], esc[7220];
         snprintf(msg, sizeof(msg), "%s %s: %s", run->images[r->image].name, r->platform, r->reason);
         gh_escape(msg, esc, sizeof(esc));
         printf("::error title=mar check::%s\n", esc);
@@ -525,7 +540,12 @@ static void print_lines(const ck_run *run, bool quiet)
         const ck_result *r = &run->results[i];
         const char *name = run->images[r->image].name;
         if (r->status == CK_OK) {
-            if (!quiet) {
+            if (!quiet && r->nested) {
+                char nd[32];
+                mar_digest_short(r->nested, nd, sizeof(nd));
+                printf("ok          %s  %s  (%s in nested index %s)\n", name, r->platform, r->entry,
+                       nd);
+            } else if (!quiet) {
                 printf("ok          %s  %s  (%s)\n", name, r->platform, r->entry);
             }
         } else {

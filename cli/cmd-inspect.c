@@ -106,7 +106,7 @@ int cmd_inspect(const cmd_def *def, cmd_args *args)
         }
         /* With --platform only the chosen entry is read; otherwise every platform. */
         for (size_t i = 0; i < r.n_rows; i++) {
-            r.rows[i].deep = !r.rows[i].err && (!pspec || r.rows[i].selected);
+            r.rows[i].deep = cmd_row_ok(&r.rows[i]) && (!pspec || r.rows[i].selected);
         }
         _cleanup_store_ reg_store *store = cmd_existing_store(args);
         rc = cmd_deep_scan(c, store, img, &r, (int)jobs, &err);

@@ -155,6 +155,21 @@ static size_t n_features(const oci_platform *p)
     return n;
 }
 
+/* Both match the same request: for Windows the higher os.version first (containerd's Windows
+ * default comparer, docs/internals/platforms.md §4), then more OS features first (containerd
+ * compare.go). */
+static bool both_match_less(const oci_platform *want, const oci_platform *p1,
+                            const oci_platform *p2)
+{
+    if (strcmp(want->os, "windows") == 0) {
+        int c = oci_windows_version_cmp(p1->os_version, p2->os_version);
+        if (c != 0) {
+            return c > 0;
+        }
+    }
+    return n_features(p1) > n_features(p2);
+}
+
 static bool less_ordered(const oci_matcher *m, const oci_platform *p1, const oci_platform *p2)
 {
     for (size_t i = 0; i < m->n; i++) {
@@ -164,8 +179,7 @@ static bool less_ordered(const oci_matcher *m, const oci_platform *p1, const oci
             return true;
         }
         if (a || b) {
-            /* Both match: prefer the one with more OS features. */
-            return a && b && n_features(p1) > n_features(p2);
+            return a && b && both_match_less(&m->v[i], p1, p2);
         }
     }
     if (p1->features[0] || p2->features[0]) {

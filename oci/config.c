@@ -95,9 +95,22 @@ int oci_config_parse(const void *buf, size_t len, oci_config **ret, mar_err **er
         goto out;
     }
     if (r.arch || r.os) {
+        mar_err *pe = NULL;
         rc = oci_platform_from_fields(r.os, r.arch, r.variant, r.os_version, r.features,
-                                      &c->platform, err);
-        if (rc < 0) {
+                                      &c->platform, &pe);
+        if (rc == -MAR_EUNSUPPORTED) {
+            /* Only the OS, architecture and variant of a config are compared
+             * (docs/internals/platforms.md §7): an os.version or os.features list longer than mar
+             * keeps is left out. */
+            mar_debug("image config: %s, ignoring", pe->msg);
+            mar_err_free(pe);
+            rc = 0;
+        } else if (rc < 0) {
+            if (err) {
+                *err = pe;
+            } else {
+                mar_err_free(pe);
+            }
             mar_err_wrap(err, "image config");
             goto out;
         }

@@ -49,18 +49,51 @@ const char *oci_descriptor_annotation(const oci_descriptor *d, const char *key)
     return json_string_value(json_object_get(d->annotations, key));
 }
 
-bool oci_descriptor_is_attestation(const oci_descriptor *d)
+/* BuildKit's attestation-storage.md: an entry whose vnd.docker.reference.type is
+ * attestation-manifest is an attestation of the manifest its vnd.docker.reference.digest names;
+ * "if any other value is specified, the entire manifest should be ignored". Without the
+ * annotation, an unknown/unknown platform marks an attestation too (containerd's Platforms skips
+ * it the same way). */
+oci_entry_role oci_descriptor_role(const oci_descriptor *d)
 {
     const char *t = oci_descriptor_annotation(d, "vnd.docker.reference.type");
-    if (t && strcmp(t, "attestation-manifest") == 0) {
-        return true;
+    if (t) {
+        return strcmp(t, "attestation-manifest") == 0 ? OCI_ENTRY_ATTESTATION : OCI_ENTRY_IGNORED;
     }
-    return d->has_platform && oci_platform_is_unknown(&d->platform);
+    if (d->has_platform && oci_platform_is_unknown(&d->platform)) {
+        return OCI_ENTRY_ATTESTATION;
+    }
+    switch (oci_media_kind(d->media_type)) {
+    case OCI_KIND_MANIFEST:
+        return OCI_ENTRY_MANIFEST;
+    case OCI_KIND_INDEX:
+        return OCI_ENTRY_INDEX;
+    default:
+        return OCI_ENTRY_UNKNOWN;
+    }
+}
+
+bool oci_descriptor_is_attestation(const oci_descriptor *d)
+{
+    return oci_descriptor_role(d) == OCI_ENTRY_ATTESTATION;
+}
+
+bool oci_descriptor_attests(const oci_descriptor *d, mar_digest *ret)
+{
+    const char *ref = oci_descriptor_annotation(d, "vnd.docker.reference.digest");
+    mar_digest dg;
+    if (oci_descriptor_role(d) != OCI_ENTRY_ATTESTATION || !ref || !mar_digest_valid(ref) ||
+        mar_digest_parse(ref, &dg, NULL) < 0) {
+        return false;
+    }
+    *ret = dg;
+    return true;
 }
 
 void oci_descriptor_release(oci_descriptor *d)
 {
     free(d->media_type);
+    free(d->platform_err);
     free(d->artifact_type);
     json_decref(d->annotations);
     mar_strv_release(&d->urls);
@@ -148,8 +181,20 @@ static int parse_descriptor(json_t *obj, const char *what, oci_descriptor *ret, 
         rc = mar_json_dispatch(r.platform, platform_fields, MAR_ARRAY_SIZE(platform_fields), &p,
                                "platform", err);
         if (rc == 0) {
+            mar_err *pe = NULL;
             rc = oci_platform_from_fields(p.os, p.arch, p.variant, p.os_version, p.features,
-                                          &d.platform, err);
+                                          &d.platform, &pe);
+            if (rc == -MAR_EUNSUPPORTED) {
+                /* Valid but beyond mar's limits: this entry is reported, the others still count
+                 * (docs/internals/platforms.md §1). */
+                d.platform_err = mar_xstrdup(pe->msg);
+                mar_err_free(pe);
+                rc = 0;
+            } else if (rc < 0 && err) {
+                *err = pe;
+            } else {
+                mar_err_free(pe);
+            }
         }
         raw_platform_release(&p);
         if (rc < 0) {

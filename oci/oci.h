@@ -10,16 +10,17 @@
 #include <sys/stat.h>
 
 /* ---------------------------------------------------------------------------------------------
- * Platforms. Fixed-size fields: values come from the network and are validated against the
- * specifier grammar (docs/internals/platforms.md §3), so an overlong value is an error, not a
- * truncation. */
+ * Platforms. Fixed-size fields: values come from the network, so an overlong value is an error,
+ * not a truncation (docs/internals/platforms.md §1). */
 
 typedef struct oci_platform {
     char os[32];
     char arch[32];
     char variant[32];
-    char os_version[64];
-    char features[256]; /* sorted, de-duplicated, '+'-joined */
+    char os_version[64]; /* as written */
+    /* '+'-joined, each feature with every byte outside `[A-Za-z0-9_.-]` written as %XX (the
+     * specifier form, docs/internals/platforms.md §3); sorted by normalization only */
+    char features[256];
 } oci_platform;
 
 /* Parses a specifier `<os>|<arch>|<os>/<arch>[/<variant>]` with containerd's quirks
@@ -28,8 +29,11 @@ typedef struct oci_platform {
 int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
                        mar_err **err);
 
-/* Builds a platform from the fields of a descriptor or config; values are lower-cased, validated
- * (`[A-Za-z0-9_.-]+`, field length) but not normalized. Errors: MAR_EINTEGRITY. */
+/* Builds a platform from the fields of a descriptor or config; os, architecture and variant are
+ * lower-cased and validated (`[A-Za-z0-9_.-]+`, length), os.features may be any strings; nothing
+ * is normalized. Errors: MAR_EINTEGRITY (a malformed or invalid field: the document is wrong),
+ * MAR_EUNSUPPORTED (an os.version or os.features longer than mar keeps: *ret then holds the
+ * OS, architecture and variant, and the entry can be reported but not matched). */
 int oci_platform_from_fields(const char *os, const char *arch, const char *variant,
                              const char *os_version, json_t *features, oci_platform *ret,
                              mar_err **err);
@@ -37,16 +41,27 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
 /* containerd Normalize (docs/internals/platforms.md §2). `in` and `out` may alias. */
 void oci_platform_normalize(const oci_platform *in, oci_platform *out);
 
-/* "os/arch[/variant]"; empty OS formats as "unknown". */
+/* "os/arch[/variant]"; an empty OS formats as "unknown" alone (containerd Format). */
 void oci_platform_format(const oci_platform *p, char *buf, size_t n);
-/* As oci_platform_format, plus "(os.version+feature+...)" after the OS when present. */
+/* As oci_platform_format, plus "(os.version+feature+...)" after the OS when present, escaped so
+ * that oci_platform_parse reads the same platform back (docs/internals/platforms.md §3). */
 void oci_platform_format_all(const oci_platform *p, char *buf, size_t n);
 
+/* Holds every platform oci_platform_format writes. */
 #define OCI_PLATFORM_STR_MAX 256
+/* Holds every platform oci_platform_format_all writes (escaped os.version and features). */
+#define OCI_PLATFORM_ALL_STR_MAX 576
 
-/* containerd NewMatcher(want).Match(have): equal after normalizing both sides, and have's OS
- * features a subset of want's. */
+/* containerd NewMatcher(want).Match(have): equal after normalizing both sides, Windows versions
+ * compatible, and have's OS features a subset of want's. */
 bool oci_platform_matches(const oci_platform *want, const oci_platform *have);
+/* containerd's Windows os.version rule (docs/internals/platforms.md §4): true when either side
+ * is empty or unreadable on the want side, else when a host of version `want` runs a container of
+ * version `have` (major, minor and build; the revision is ignored). */
+bool oci_windows_version_matches(const char *want, const char *have);
+/* Compares two Windows versions by major, minor, build and revision (missing or unreadable parts
+ * are 0): <0, 0, >0. */
+int oci_windows_version_cmp(const char *a, const char *b);
 
 /* Exact field equality after normalizing both (used for "config agrees with the index"). */
 bool oci_platform_same(const oci_platform *a, const oci_platform *b);
@@ -162,6 +177,9 @@ typedef struct oci_descriptor {
     int64_t size;
     bool has_platform;
     oci_platform platform;
+    /* Why the platform is only partly read (an os.version or os.features list longer than mar
+     * keeps), or NULL. Such an entry is listed, never chosen. */
+    char *platform_err;
     char *artifact_type;
     json_t *annotations; /* owned reference or NULL */
     mar_strv urls;
@@ -172,6 +190,20 @@ const char *oci_descriptor_annotation(const oci_descriptor *d, const char *key);
 /* A buildx attestation manifest (docs/internals/platforms.md §9). */
 bool oci_descriptor_is_attestation(const oci_descriptor *d);
 void oci_descriptor_release(oci_descriptor *d);
+
+/* What an index entry is to platform selection (docs/internals/platforms.md §7, §9). */
+typedef enum oci_entry_role {
+    OCI_ENTRY_MANIFEST,    /* an image manifest: a candidate */
+    OCI_ENTRY_INDEX,       /* a nested index: a candidate, descended */
+    OCI_ENTRY_ATTESTATION, /* a BuildKit attestation manifest: counted, never chosen */
+    OCI_ENTRY_IGNORED,     /* another vnd.docker.reference.type: BuildKit says to ignore it */
+    OCI_ENTRY_UNKNOWN,     /* a media type mar does not read: listed, never chosen */
+} oci_entry_role;
+
+oci_entry_role oci_descriptor_role(const oci_descriptor *d);
+/* The manifest an attestation entry describes (its vnd.docker.reference.digest annotation), or
+ * false. */
+bool oci_descriptor_attests(const oci_descriptor *d, mar_digest *ret);
 
 typedef struct oci_manifest {
     oci_kind kind;
@@ -666,16 +698,54 @@ void oci_elf_summarize(const oci_scan_view *v, const oci_config *cfg, const char
  * Choosing an index entry (docs/internals/platforms.md §7, containerd images.Manifest). */
 
 typedef struct oci_selection {
-    /* Indexes into idx->manifests of runnable entries accepted by the matcher, best first.
-     * Attestations are never candidates. */
+    /* Indexes into idx->manifests of the candidates (manifests and nested indexes the matcher
+     * accepts or that carry no platform), best first. */
     size_t *order;
     size_t n;
     size_t n_attestations;
 } oci_selection;
 
 /* Filters and stable-sorts the entries of an index with the matcher; entries without a platform
- * sort last. n == 0 means no match. */
+ * sort last. Attestations, ignored and unknown entries and entries whose platform could not be
+ * read are never candidates. n == 0 means no match. */
 void oci_index_select(const oci_manifest *idx, const oci_matcher *m, oci_selection *ret);
 void oci_selection_release(oci_selection *s);
+
+/* Nested indexes (docs/internals/platforms.md §7): how many levels below the top-level index mar
+ * descends. An index entry deeper than this is listed, never read. */
+#define OCI_INDEX_DEPTH_MAX 4
+
+/* Whether the nested index d, listed by the index at the end of `path` (the digests from the
+ * top-level document down, n_path of them), may be read: 0, or -MAR_EUNSUPPORTED when it would be
+ * deeper than OCI_INDEX_DEPTH_MAX, -MAR_EINTEGRITY when its digest is already on the path (a
+ * loop), with err naming the entry. */
+int oci_index_nest_check(const oci_descriptor *d, const mar_digest *path, size_t n_path,
+                         mar_err **err);
+
+/* Supplies the nested index an entry points to: 0 and *ret (borrowed, alive while the pick is
+ * used), or a negative MAR_E* code with err. */
+typedef int (*oci_index_lookup_fn)(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                   mar_err **err);
+/* May the manifest entry d be taken? Returning false passes over it. */
+typedef bool (*oci_index_accept_fn)(const oci_descriptor *d, void *ud);
+
+typedef struct oci_pick {
+    const oci_descriptor *desc; /* the chosen manifest entry, borrowed from the index listing it */
+    size_t depth;               /* nested indexes descended to reach it */
+    mar_digest via[OCI_INDEX_DEPTH_MAX]; /* their digests, outermost first */
+} oci_pick;
+
+/* Chooses a manifest through an index and its nested indexes as containerd's images.Manifest
+ * does (docs/internals/platforms.md §7): at every index the first candidate of oci_index_select;
+ * a nested index is read with lookup and chosen from in turn. With accept NULL only the first
+ * candidate of each index counts, as in containerd: when it leads nowhere there is no match.
+ * With accept, a refused manifest or a nested index that yields nothing passes to the next
+ * candidate (the store's "best entry it holds"). A chosen entry without a platform is returned
+ * as it is: the caller reads its config and, without accept, treats a mismatch as no match.
+ * top_digest is the top-level document's digest (loop detection). Returns 0 and *ret, 1 when
+ * nothing matches, or a negative code from lookup with err. */
+int oci_index_pick(const oci_manifest *top, const mar_digest *top_digest, const oci_matcher *m,
+                   oci_index_lookup_fn lookup, oci_index_accept_fn accept, void *ud, oci_pick *ret,
+                   mar_err **err);
 
 #endif

@@ -2,6 +2,8 @@
  * (docs/internals/platforms.md §2-§4; containerd/platforms database.go, platforms.go). */
 #include "oci.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 /* Known values for one-word specifiers (docs/internals/platforms.md §2; containerd database.go). */
@@ -35,6 +37,13 @@ static void lower(char *s)
     }
 }
 
+/* One byte of the specifier component grammar `[A-Za-z0-9_.-]` (containerd specifierRe). */
+static bool component_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
 /* `^[A-Za-z0-9_.-]+$` (containerd specifierRe). */
 static bool component_ok(const char *s)
 {
@@ -42,13 +51,68 @@ static bool component_ok(const char *s)
         return false;
     }
     for (; *s; s++) {
-        char c = *s;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-')) {
+        if (!component_char(*s)) {
             return false;
         }
     }
     return true;
+}
+
+/* Appends s with every byte outside the component grammar written as %XX (upper-case hex), the
+ * canonical form of an os.version or OS feature inside a specifier
+ * (docs/internals/platforms.md §1, §3). */
+static int append_escaped(mar_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        int rc = component_char(*s) ? mar_buf_append(b, s, 1)
+                                    : mar_buf_printf(b, "%%%02X", (unsigned char)*s);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int hex_digit(char h)
+{
+    if (h >= '0' && h <= '9') {
+        return h - '0';
+    }
+    if (h >= 'a' && h <= 'f') {
+        return h - 'a' + 10;
+    }
+    if (h >= 'A' && h <= 'F') {
+        return h - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Decodes the %XX escapes of s[0..len) into out (NUL-terminated). Returns the decoded length, -1
+ * for a malformed escape or an escaped NUL, -2 when out is too small. */
+static ssize_t unescape(const char *s, size_t len, char *out, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= len) {
+                return -1;
+            }
+            int hi = hex_digit(s[i + 1]);
+            int lo = hex_digit(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return -1;
+            }
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (o + 1 >= n) {
+            return -2;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return (ssize_t)o;
 }
 
 static const char *host_os(void)
@@ -110,9 +174,16 @@ static void normalize_arch(char *arch, size_t an, char *variant, size_t vn)
     }
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Features are kept in their canonical escaped form; they sort by their decoded bytes, as
+ * containerd sorts OSFeatures (platforms.go Normalize). */
+static int cmp_feature(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    char dx[sizeof(((oci_platform *)0)->features)], dy[sizeof(dx)];
+    if (unescape(x, strlen(x), dx, sizeof(dx)) < 0 || unescape(y, strlen(y), dy, sizeof(dy)) < 0) {
+        return strcmp(x, y);
+    }
+    return strcmp(dx, dy);
 }
 
 /* Sorts and de-duplicates a '+'-joined feature list in place. */
@@ -123,7 +194,7 @@ static void normalize_features(char *features, size_t n)
     }
     char tmp[sizeof(((oci_platform *)0)->features)];
     mar_strlcpy(tmp, features, sizeof(tmp));
-    char *parts[64];
+    char *parts[128];
     size_t np = 0;
     char *save = tmp;
     for (char *p = tmp; np < MAR_ARRAY_SIZE(parts); p++) {
@@ -140,7 +211,7 @@ static void normalize_features(char *features, size_t n)
         }
     }
     if (np > 1) {
-        qsort(parts, np, sizeof(parts[0]), cmp_str);
+        qsort(parts, np, sizeof(parts[0]), cmp_feature);
     }
     mar_buf b = MAR_BUF_INIT(n - 1);
     for (size_t i = 0; i < np; i++) {
@@ -188,88 +259,78 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
         set_field(p.variant, sizeof(p.variant), variant, "variant", err) < 0) {
         return -MAR_EINTEGRITY;
     }
-    if (os_version && !mar_strlcpy(p.os_version, os_version, sizeof(p.os_version))) {
-        return mar_err_set(err, MAR_EINTEGRITY, 0, "platform os.version is too long");
+    if (features && !json_is_array(features)) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0, "platform os.features is not an array");
     }
-    if (features) {
-        if (!json_is_array(features)) {
-            return mar_err_set(err, MAR_EINTEGRITY, 0, "platform os.features is not an array");
+    size_t i;
+    json_t *f;
+    json_array_foreach(features, i, f)
+    {
+        if (!json_is_string(f)) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0, "platform os.features[%zu] is not a string",
+                               i);
         }
-        mar_buf b = MAR_BUF_INIT(sizeof(p.features) - 1);
-        size_t i;
-        json_t *f;
-        json_array_foreach(features, i, f)
-        {
-            const char *s = json_string_value(f);
-            if (!s || !component_ok(s)) {
-                mar_buf_release(&b);
-                return mar_err_set(err, MAR_EINTEGRITY, 0, "invalid platform os.features entry");
-            }
-            if ((b.len && mar_buf_puts(&b, "+") < 0) || mar_buf_puts(&b, s) < 0) {
-                return mar_err_set(err, MAR_EINTEGRITY, 0, "platform os.features is too long");
-            }
-        }
-        mar_strlcpy(p.features, b.data, sizeof(p.features));
-        mar_buf_release(&b);
     }
+    /* What is left is valid but may not fit: the caller still has the OS and architecture. */
     *ret = p;
+    if (os_version && !mar_strlcpy(ret->os_version, os_version, sizeof(ret->os_version))) {
+        ret->os_version[0] = '\0';
+        return mar_err_set(err, MAR_EUNSUPPORTED, 0,
+                           "platform os.version of %zu bytes is longer than mar keeps (%zu)",
+                           strlen(os_version), sizeof(ret->os_version) - 1);
+    }
+    /* The image-spec sets no grammar for a feature (config.md os.features): any string is kept,
+     * escaped like a specifier's (docs/internals/platforms.md §1). */
+    mar_buf b = MAR_BUF_INIT(sizeof(p.features) - 1);
+    json_array_foreach(features, i, f)
+    {
+        const char *s = json_string_value(f);
+        if (!*s) {
+            continue;
+        }
+        if ((b.len && mar_buf_puts(&b, "+") < 0) || append_escaped(&b, s) < 0) {
+            return mar_err_set(err, MAR_EUNSUPPORTED, 0,
+                               "platform os.features are longer than mar keeps (%zu bytes "
+                               "escaped)",
+                               sizeof(ret->features) - 1);
+        }
+    }
+    mar_strlcpy(ret->features, b.data, sizeof(ret->features));
+    mar_buf_release(&b);
     return 0;
 }
 
-/* Decodes the `(<os.version>+<feature>+...)` suffix with %-escapes of `%+()/`. */
+/* Decodes the `(<os.version>+<feature>+...)` suffix. `%XX` stands for any byte (containerd
+ * decodeOSOption, url.PathUnescape); a decoded feature is stored in the canonical escaped form, so
+ * that it compares equal to the same feature read from a descriptor. */
 static int parse_os_options(const char *opts, size_t len, oci_platform *p, mar_err **err)
 {
-    char field[256];
-    size_t fl = 0;
+    mar_buf feats = MAR_BUF_INIT(sizeof(p->features) - 1);
+    size_t start = 0;
     int idx = 0;
     for (size_t i = 0; i <= len; i++) {
-        char c = i < len ? opts[i] : '+';
-        if (c == '%' && i + 2 < len) {
-            unsigned v = 0;
-            for (int k = 1; k <= 2; k++) {
-                char h = opts[i + (size_t)k];
-                v <<= 4;
-                if (h >= '0' && h <= '9') {
-                    v |= (unsigned)(h - '0');
-                } else if (h >= 'a' && h <= 'f') {
-                    v |= (unsigned)(h - 'a' + 10);
-                } else if (h >= 'A' && h <= 'F') {
-                    v |= (unsigned)(h - 'A' + 10);
-                } else {
-                    return mar_err_set(err, MAR_EUSAGE, 0, "invalid escape in platform options");
-                }
-            }
-            c = (char)v;
-            i += 2;
-            if (fl + 1 >= sizeof(field)) {
-                return mar_err_set(err, MAR_EUSAGE, 0, "platform options are too long");
-            }
-            field[fl++] = c;
+        if (i < len && opts[i] != '+') {
             continue;
         }
-        if (c == '+') {
-            field[fl] = '\0';
-            if (idx == 0) {
-                mar_strlcpy(p->os_version, field, sizeof(p->os_version));
-            } else if (fl) {
-                size_t cur = strlen(p->features);
-                if (cur + fl + 2 > sizeof(p->features)) {
-                    return mar_err_set(err, MAR_EUSAGE, 0, "platform features are too long");
-                }
-                if (cur) {
-                    p->features[cur++] = '+';
-                }
-                memcpy(p->features + cur, field, fl + 1);
-            }
-            idx++;
-            fl = 0;
-            continue;
+        char raw[256];
+        ssize_t n = unescape(opts + start, i - start, raw, sizeof(raw));
+        if (n == -1) {
+            mar_buf_release(&feats);
+            return mar_err_set(err, MAR_EUSAGE, 0, "invalid escape in platform options");
         }
-        if (fl + 1 >= sizeof(field)) {
+        if (n == -2 || (idx == 0 && !mar_strlcpy(p->os_version, raw, sizeof(p->os_version)))) {
+            mar_buf_release(&feats);
             return mar_err_set(err, MAR_EUSAGE, 0, "platform options are too long");
         }
-        field[fl++] = c;
+        if (idx > 0 && n > 0 &&
+            ((feats.len && mar_buf_puts(&feats, "+") < 0) || append_escaped(&feats, raw) < 0)) {
+            return mar_err_set(err, MAR_EUSAGE, 0, "platform features are too long");
+        }
+        idx++;
+        start = i + 1;
     }
+    mar_strlcpy(p->features, feats.data, sizeof(p->features));
+    mar_buf_release(&feats);
     return 0;
 }
 
@@ -374,43 +435,32 @@ int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform 
     return 0;
 }
 
+/* containerd Format and FormatAll (platforms.go): an empty OS is "unknown" alone. */
 void oci_platform_format(const oci_platform *p, char *buf, size_t n)
 {
-    const char *os = p->os[0] ? p->os : "unknown";
-    if (p->variant[0]) {
-        snprintf(buf, n, "%s/%s/%s", os, p->arch, p->variant);
+    if (!p->os[0]) {
+        snprintf(buf, n, "unknown");
+    } else if (p->variant[0]) {
+        snprintf(buf, n, "%s/%s/%s", p->os, p->arch, p->variant);
     } else if (p->arch[0]) {
-        snprintf(buf, n, "%s/%s", os, p->arch);
+        snprintf(buf, n, "%s/%s", p->os, p->arch);
     } else {
-        snprintf(buf, n, "%s", os);
-    }
-}
-
-static void append_escaped(mar_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        if (strchr("%+()/", *s)) {
-            mar_buf_printf(b, "%%%02X", (unsigned char)*s);
-        } else {
-            mar_buf_append(b, s, 1);
-        }
+        snprintf(buf, n, "%s", p->os);
     }
 }
 
 void oci_platform_format_all(const oci_platform *p, char *buf, size_t n)
 {
-    if (!p->os_version[0] && !p->features[0]) {
+    if (!p->os[0] || (!p->os_version[0] && !p->features[0])) {
         oci_platform_format(p, buf, n);
         return;
     }
-    mar_buf b = MAR_BUF_INIT(4096);
-    mar_buf_puts(&b, p->os[0] ? p->os : "unknown");
-    mar_buf_puts(&b, "(");
+    mar_buf b = MAR_BUF_INIT(OCI_PLATFORM_ALL_STR_MAX - 1);
+    mar_buf_printf(&b, "%s(", p->os);
     append_escaped(&b, p->os_version);
     if (p->features[0]) {
-        /* Features are validated component strings: no escaping needed beyond '+'. */
-        mar_buf_puts(&b, "+");
-        mar_buf_puts(&b, p->features);
+        /* Already escaped (oci_platform_from_fields, parse_os_options). */
+        mar_buf_printf(&b, "+%s", p->features);
     }
     mar_buf_puts(&b, ")");
     if (p->arch[0]) {
@@ -421,6 +471,26 @@ void oci_platform_format_all(const oci_platform *p, char *buf, size_t n)
     }
     mar_strlcpy(buf, b.data, n);
     mar_buf_release(&b);
+}
+
+/* Removes one token from a '+'-joined feature list. */
+static void strip_feature(char *features, const char *name)
+{
+    size_t nl = strlen(name);
+    char *s = features;
+    while (*s) {
+        char *e = strchr(s, '+');
+        size_t l = e ? (size_t)(e - s) : strlen(s);
+        if (l == nl && memcmp(s, name, l) == 0) {
+            if (e) {
+                memmove(s, e + 1, strlen(e + 1) + 1);
+                continue;
+            }
+            *(s > features ? s - 1 : s) = '\0';
+            return;
+        }
+        s = e ? e + 1 : s + l;
+    }
 }
 
 /* Every '+'-separated token of `sub` appears in `super`. */
@@ -455,12 +525,88 @@ bool oci_platform_matches(const oci_platform *want, const oci_platform *have)
         strcmp(w.variant, h.variant) != 0) {
         return false;
     }
-    /* Windows images also pin the OS build (containerd matcher for windows). */
-    if (strcmp(w.os, "windows") == 0 && w.os_version[0] && h.os_version[0] &&
-        strcmp(w.os_version, h.os_version) != 0) {
-        return false;
+    if (strcmp(w.os, "windows") == 0) {
+        if (!oci_windows_version_matches(w.os_version, h.os_version)) {
+            return false;
+        }
+        /* containerd windowsStripFeaturesMatcher: win32k is not compared. */
+        strip_feature(h.features, "win32k");
     }
     return features_subset(h.features, w.features);
+}
+
+/* containerd getWindowsOSVersion (platform_windows_compat.go): "major.minor.build[.revision]"
+ * with 8-, 8- and 16-bit numbers; anything else reads as 0.0.0. */
+static void windows_version(const char *s, unsigned v[4])
+{
+    static const unsigned long max[4] = {255, 255, 65535, UINT_MAX};
+    unsigned got[4] = {0};
+    size_t k = 0;
+    for (const char *p = s; k < 4; k++) {
+        char *end;
+        errno = 0;
+        unsigned long n = *p >= '0' && *p <= '9' ? strtoul(p, &end, 10) : ULONG_MAX;
+        if (n == ULONG_MAX || errno || n > max[k] || (*end != '.' && *end != '\0')) {
+            break;
+        }
+        got[k] = (unsigned)n;
+        if (*end == '\0') {
+            k++;
+            break;
+        }
+        p = end + 1;
+    }
+    memset(v, 0, 4 * sizeof(*v));
+    if (k >= 3) {
+        memcpy(v, got, sizeof(got));
+    }
+}
+
+/* containerd checkWindowsHostAndContainerCompat (platforms v1.0.0-rc.2, as in containerd 2.2):
+ * the same major and minor; a host before Windows Server 2022 (build 20348) runs only its own
+ * build; a newer host runs every build from the last LTSC release before it (20348 or 26100) up
+ * to its own. */
+static bool windows_compat(const unsigned host[4], const unsigned ctr[4])
+{
+    static const unsigned ltsc[] = {20348, 26100};
+    if (host[0] != ctr[0] || host[1] != ctr[1]) {
+        return false;
+    }
+    if (host[2] < ltsc[0]) {
+        return host[2] == ctr[2];
+    }
+    unsigned oldest = ltsc[0];
+    for (size_t i = MAR_ARRAY_SIZE(ltsc); i-- > 0;) {
+        if (host[2] > ltsc[i]) {
+            oldest = ltsc[i];
+            break;
+        }
+    }
+    return oldest <= ctr[2] && ctr[2] <= host[2];
+}
+
+bool oci_windows_version_matches(const char *want, const char *have)
+{
+    unsigned w[4], h[4];
+    windows_version(want, w);
+    if ((w[0] == 0 && w[1] == 0 && w[2] == 0) || !have[0]) {
+        return true;
+    }
+    windows_version(have, h);
+    return windows_compat(w, h);
+}
+
+int oci_windows_version_cmp(const char *a, const char *b)
+{
+    unsigned x[4], y[4];
+    windows_version(a, x);
+    windows_version(b, y);
+    for (size_t i = 0; i < 4; i++) {
+        if (x[i] != y[i]) {
+            return x[i] < y[i] ? -1 : 1;
+        }
+    }
+    return 0;
 }
 
 bool oci_platform_same(const oci_platform *a, const oci_platform *b)

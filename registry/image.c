@@ -1,5 +1,6 @@
 /* Image resolution: a reference to its top-level document, then every runnable child manifest and
- * its config, all fetched concurrently on the client's loop. */
+ * its config, and the entries of nested indexes to OCI_INDEX_DEPTH_MAX levels
+ * (docs/internals/platforms.md §7), all fetched concurrently on the client's loop. */
 #include "registry-internal.h"
 
 #include <string.h>
@@ -76,35 +77,106 @@ static void fetch_config(image_job *job, size_t idx)
     reg_blob_fetch(job->c, &job->img->ref, &e->manifest->config, MAR_CAP_CONFIG, on_config, ej);
 }
 
+static void add_entries(image_job *job, const oci_manifest *idx, size_t parent, size_t depth);
+
 static void on_child(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud)
 {
     entry_job *ej = ud;
     image_job *job = ej->job;
-    reg_image_entry *e = &job->img->entries[ej->idx];
+    size_t idx = ej->idx;
+    reg_image_entry *e = &job->img->entries[idx];
     (void)c;
+    free(ej);
     if (rc < 0) {
         e->err = err;
-    } else {
-        e->manifest_raw = *blob;
-        blob->data = (mar_buf)MAR_BUF_INIT(0);
-        blob->content_type = NULL;
-        /* The index entry's mediaType stands in for a missing Content-Type. */
-        const char *ct =
-                e->manifest_raw.content_type ? e->manifest_raw.content_type : e->desc->media_type;
-        if (oci_manifest_parse(e->manifest_raw.data.data, e->manifest_raw.data.len, ct,
-                               &e->manifest, &e->err) < 0) {
-            mar_err_wrap(&e->err, "manifest %s", e->desc->digest.str);
-        } else if (e->manifest->kind != OCI_KIND_MANIFEST) {
-            mar_err_set(&e->err, MAR_EUNSUPPORTED, 0,
-                        "manifest %s is a nested index, which mar does not descend into",
-                        e->desc->digest.str);
-            e->manifest = oci_manifest_free(e->manifest);
-        } else {
-            fetch_config(job, ej->idx);
-        }
+        job_release_one(job);
+        return;
     }
-    free(ej);
+    e->manifest_raw = *blob;
+    blob->data = (mar_buf)MAR_BUF_INIT(0);
+    blob->content_type = NULL;
+    /* The index entry's mediaType stands in for a missing Content-Type. */
+    const char *ct =
+            e->manifest_raw.content_type ? e->manifest_raw.content_type : e->desc->media_type;
+    oci_kind want = e->role == OCI_ENTRY_INDEX ? OCI_KIND_INDEX : OCI_KIND_MANIFEST;
+    if (oci_manifest_parse(e->manifest_raw.data.data, e->manifest_raw.data.len, ct, &e->manifest,
+                           &e->err) < 0) {
+        mar_err_wrap(&e->err, "manifest %s", e->desc->digest.str);
+    } else if (e->manifest->kind != want) {
+        /* The descriptor says what the entry is (containerd validateMediaType). */
+        mar_err_set(&e->err, MAR_EINTEGRITY, 0, "%s is listed as %s but is %s, refusing",
+                    e->desc->digest.str, want == OCI_KIND_INDEX ? "an index" : "a manifest",
+                    want == OCI_KIND_INDEX ? "a manifest" : "an index");
+        e->manifest = oci_manifest_free(e->manifest);
+    } else if (want == OCI_KIND_INDEX) {
+        add_entries(job, e->manifest, idx, e->depth + 1);
+    } else {
+        fetch_config(job, idx);
+    }
     job_release_one(job);
+}
+
+/* The digests from the top-level document down to the index listing the entries of `parent`. */
+static size_t index_path(const reg_image *img, size_t parent, mar_digest *path)
+{
+    size_t n = 0;
+    mar_digest rev[OCI_INDEX_DEPTH_MAX + 1];
+    for (size_t p = parent; p != SIZE_MAX && n < OCI_INDEX_DEPTH_MAX; p = img->entries[p].parent) {
+        rev[n++] = img->entries[p].desc->digest;
+    }
+    path[0] = img->raw.digest;
+    for (size_t i = 0; i < n; i++) {
+        path[i + 1] = rev[n - 1 - i];
+    }
+    return n + 1;
+}
+
+/* Appends the entries of an index (the top-level one, or a nested one read for entry `parent`)
+ * and starts fetching those mar reads. May move img->entries. */
+static void add_entries(image_job *job, const oci_manifest *idx, size_t parent, size_t depth)
+{
+    reg_image *img = job->img;
+    size_t base = img->n_entries;
+    img->entries =
+            mar_xrealloc(img->entries, (base + idx->n_manifests + 1) * sizeof(*img->entries));
+    memset(img->entries + base, 0, (idx->n_manifests + 1) * sizeof(*img->entries));
+    img->n_entries += idx->n_manifests;
+    mar_digest path[OCI_INDEX_DEPTH_MAX + 1];
+    size_t n_path = index_path(img, parent, path);
+    for (size_t i = 0; i < idx->n_manifests; i++) {
+        size_t at = base + i;
+        reg_image_entry *e = &img->entries[at];
+        e->index = i;
+        e->desc = &idx->manifests[i];
+        e->parent = parent;
+        e->depth = depth;
+        e->role = oci_descriptor_role(e->desc);
+        e->attestation = e->role == OCI_ENTRY_ATTESTATION;
+        if (e->role != OCI_ENTRY_MANIFEST && e->role != OCI_ENTRY_INDEX) {
+            continue;
+        }
+        if (e->desc->platform_err) {
+            char ps[OCI_PLATFORM_STR_MAX];
+            oci_platform_format(&e->desc->platform, ps, sizeof(ps));
+            mar_err_set(&e->err, MAR_EUNSUPPORTED, 0, "the %s entry %s: %s, not read", ps,
+                        e->desc->digest.str, e->desc->platform_err);
+            e->not_read = true;
+            continue;
+        }
+        if (e->role == OCI_ENTRY_INDEX &&
+            oci_index_nest_check(e->desc, path, n_path, &e->err) < 0) {
+            e->not_read = true;
+            continue;
+        }
+        if (!(job->flags & REG_IMAGE_CHILDREN)) {
+            continue;
+        }
+        entry_job *ej = mar_xcalloc(1, sizeof(*ej));
+        ej->job = job;
+        ej->idx = at;
+        job->pending++;
+        reg_manifest_fetch_desc(job->c, &img->ref, e->desc, on_child, ej);
+    }
 }
 
 static void on_root(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud)
@@ -128,27 +200,14 @@ static void on_root(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *u
         return;
     }
     if (img->root->kind == OCI_KIND_INDEX) {
-        img->n_entries = img->root->n_manifests;
-        img->entries = mar_xcalloc(img->n_entries ? img->n_entries : 1, sizeof(*img->entries));
-        for (size_t i = 0; i < img->n_entries; i++) {
-            reg_image_entry *e = &img->entries[i];
-            e->index = i;
-            e->desc = &img->root->manifests[i];
-            e->attestation = oci_descriptor_is_attestation(e->desc);
-            if (e->attestation || !(job->flags & REG_IMAGE_CHILDREN)) {
-                continue;
-            }
-            entry_job *ej = mar_xcalloc(1, sizeof(*ej));
-            ej->job = job;
-            ej->idx = i;
-            job->pending++;
-            reg_manifest_fetch_desc(job->c, &img->ref, e->desc, on_child, ej);
-        }
+        add_entries(job, img->root, SIZE_MAX, 0);
     } else {
         img->n_entries = 1;
         img->entries = mar_xcalloc(1, sizeof(*img->entries));
         /* A single manifest is its own only entry; parse it again so the entry owns a copy. */
         reg_image_entry *e = &img->entries[0];
+        e->parent = SIZE_MAX;
+        e->role = OCI_ENTRY_MANIFEST;
         if (oci_manifest_parse(img->raw.data.data, img->raw.data.len, img->raw.content_type,
                                &e->manifest, &e->err) == 0) {
             fetch_config(job, 0);

@@ -45,8 +45,10 @@ static void doc_loaded(reg_pull *p, size_t i, int kind, reg_blob *b)
         return;
     }
     if (im->m->kind != OCI_KIND_MANIFEST) {
-        mar_err_set(&e, MAR_EUNSUPPORTED, 0, "'%s' nests an index in an index, refusing",
-                    p->o->name);
+        mar_err_set(&e, MAR_EINTEGRITY, 0,
+                    "%s in '%s' is listed as a manifest but is an index, "
+                    "refusing",
+                    im->desc.digest.str, p->o->name);
         reg__pull_fail(p, e);
         return;
     }
@@ -152,23 +154,27 @@ static void store_top(reg_pull *p)
     }
 }
 
-static void list_platforms(const oci_manifest *idx, char *buf, size_t n)
+/* The platforms an image offers, from the top-level index and the nested indexes read so far. */
+static void list_platforms(const reg_pull *p, char *buf, size_t n)
 {
     buf[0] = '\0';
     size_t used = 0;
-    for (size_t i = 0; i < idx->n_manifests; i++) {
-        const oci_descriptor *d = &idx->manifests[i];
-        if (!d->has_platform || oci_descriptor_is_attestation(d) ||
-            oci_platform_is_unknown(&d->platform)) {
-            continue;
+    for (size_t k = 0; k <= p->n_nested; k++) {
+        const oci_manifest *idx = k == 0 ? p->topm : p->nested[k - 1];
+        for (size_t i = 0; i < idx->n_manifests; i++) {
+            const oci_descriptor *d = &idx->manifests[i];
+            if (!d->has_platform || oci_descriptor_role(d) != OCI_ENTRY_MANIFEST ||
+                oci_platform_is_unknown(&d->platform)) {
+                continue;
+            }
+            char ps[OCI_PLATFORM_ALL_STR_MAX];
+            oci_platform_format_all(&d->platform, ps, sizeof(ps));
+            int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", ps);
+            if (w < 0 || (size_t)w >= n - used) {
+                return;
+            }
+            used += (size_t)w;
         }
-        char ps[OCI_PLATFORM_STR_MAX];
-        oci_platform_format(&d->platform, ps, sizeof(ps));
-        int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", ps);
-        if (w < 0 || (size_t)w >= n - used) {
-            break;
-        }
-        used += (size_t)w;
     }
 }
 
@@ -189,44 +195,236 @@ static void add_image(reg_pull *p, const oci_descriptor *d)
     im->raw_config.data = (mar_buf)MAR_BUF_INIT(0);
 }
 
+/* oci_index_pick's view of the nested indexes read so far; a missing one is noted in
+ * p->want_nested and fetched before choosing again. */
+static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+{
+    reg_pull *p = ud;
+    for (size_t i = 0; i < p->n_nested; i++) {
+        if (mar_digest_eq(&p->nested_raw[i].digest, &d->digest)) {
+            *ret = p->nested[i];
+            return 0;
+        }
+    }
+    if (!p->want_nested) {
+        p->want_nested = d;
+    }
+    return mar_err_set(err, MAR_ENOTFOUND, 0, "index %s is not read yet", d->digest.str);
+}
+
+/* --all-platforms: every manifest entry at any depth, attestations and unknown platforms aside.
+ * Returns 0, or 1 when a nested index has to be read first. */
+static int collect_all(reg_pull *p, const oci_manifest *idx, mar_digest *path, size_t n_path,
+                       mar_strv *skipped)
+{
+    for (size_t i = 0; i < idx->n_manifests; i++) {
+        const oci_descriptor *d = &idx->manifests[i];
+        oci_entry_role role = oci_descriptor_role(d);
+        if (role == OCI_ENTRY_MANIFEST) {
+            if (!d->platform_err && !(d->has_platform && oci_platform_is_unknown(&d->platform))) {
+                p->picked = mar_xrealloc(p->picked, (p->n_picked + 1) * sizeof(*p->picked));
+                p->picked[p->n_picked++] = d;
+            }
+            continue;
+        }
+        if (role != OCI_ENTRY_INDEX) {
+            continue;
+        }
+        mar_err *e = NULL;
+        const oci_manifest *nested = NULL;
+        if (oci_index_nest_check(d, path, n_path, &e) < 0) {
+            mar_strv_push_take(skipped, mar_xstrdup(e->msg));
+            mar_err_free(e);
+            continue;
+        }
+        if (lookup_nested(d, p, &nested, &e) < 0) {
+            mar_err_free(e);
+            return 1;
+        }
+        path[n_path] = d->digest;
+        int rc = collect_all(p, nested, path, n_path + 1, skipped);
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* Chooses the index entries to pull (docs/internals/platforms.md §7): each requested platform's
- * best match, every runnable entry for --all-platforms, the host's best match by default. */
+ * choice as containerd makes it, every manifest entry for --all-platforms, the host's choice by
+ * default. Returns 0, 1 when a nested index has to be read first (p->want_nested), or -1. */
 static int choose(reg_pull *p, mar_err **err)
 {
     const oci_manifest *idx = p->topm;
+    p->want_nested = NULL;
+    free(p->picked);
+    p->picked = NULL;
+    p->n_picked = 0;
     if (p->o->all_platforms) {
-        for (size_t i = 0; i < idx->n_manifests; i++) {
-            const oci_descriptor *d = &idx->manifests[i];
-            if (oci_descriptor_is_attestation(d) ||
-                (d->has_platform && oci_platform_is_unknown(&d->platform))) {
-                continue;
+        mar_digest path[OCI_INDEX_DEPTH_MAX + 1] = {p->top.digest};
+        mar_strv skipped = MAR_STRV_INIT;
+        int rc = collect_all(p, idx, path, 1, &skipped);
+        if (rc == 0) {
+            for (size_t i = 0; i < skipped.n; i++) {
+                mar_diag_warn("'%s': %s", p->o->name, skipped.v[i]);
             }
-            add_image(p, d);
         }
-        if (!p->n_images) {
+        mar_strv_release(&skipped);
+        if (rc) {
+            return rc;
+        }
+        if (!p->n_picked) {
             return mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no runnable entry", p->o->name);
         }
-        return 0;
-    }
-    size_t n = p->o->n_platforms ? p->o->n_platforms : 1;
-    for (size_t k = 0; k < n; k++) {
-        const oci_platform *want = p->o->n_platforms ? &p->o->platforms[k] : p->o->host;
-        oci_matcher m;
-        oci_matcher_only(&m, want);
-        oci_selection sel;
-        oci_index_select(idx, &m, &sel);
-        if (sel.n == 0) {
-            oci_selection_release(&sel);
-            char ws[OCI_PLATFORM_STR_MAX], have[1024];
-            oci_platform_format(want, ws, sizeof(ws));
-            list_platforms(idx, have, sizeof(have));
-            return mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no %s image (it has: %s)",
-                               p->o->name, ws, *have ? have : "nothing runnable");
+    } else {
+        size_t n = p->o->n_platforms ? p->o->n_platforms : 1;
+        p->picked = mar_xcalloc(n, sizeof(*p->picked));
+        for (size_t k = 0; k < n; k++) {
+            const oci_platform *want = p->o->n_platforms ? &p->o->platforms[k] : p->o->host;
+            oci_matcher m;
+            oci_matcher_only(&m, want);
+            oci_pick pick;
+            mar_err *e = NULL;
+            int rc = oci_index_pick(idx, &p->top.digest, &m, lookup_nested, NULL, p, &pick, &e);
+            if (rc < 0 && p->want_nested) {
+                mar_err_free(e);
+                return 1;
+            }
+            if (rc < 0) {
+                if (err) {
+                    *err = e;
+                } else {
+                    mar_err_free(e);
+                }
+                return mar_err_wrap(err, "'%s'", p->o->name);
+            }
+            if (rc == 1) {
+                char ws[OCI_PLATFORM_ALL_STR_MAX], have[1024];
+                oci_platform_format_all(want, ws, sizeof(ws));
+                list_platforms(p, have, sizeof(have));
+                return mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no %s image (it has: %s)",
+                                   p->o->name, ws, *have ? have : "nothing runnable");
+            }
+            p->picked[p->n_picked++] = pick.desc;
         }
-        add_image(p, &idx->manifests[sel.order[0]]);
-        oci_selection_release(&sel);
+    }
+    for (size_t i = 0; i < p->n_picked; i++) {
+        add_image(p, p->picked[i]);
     }
     return 0;
+}
+
+static void choose_and_start(reg_pull *p);
+
+typedef struct nestctx {
+    reg_pull *p;
+    char *media_type;
+} nestctx;
+
+/* A nested index is in: keep it (stored unless another process is storing it right now, in
+ * which case that waits until nothing else runs) and choose again. Takes b's contents. */
+static void nested_loaded(reg_pull *p, reg_blob *b, const char *media_type, bool store)
+{
+    mar_err *e = NULL;
+    oci_manifest *m = NULL;
+    const char *ct = b->content_type ? b->content_type : media_type;
+    if (oci_manifest_parse(b->data.data, b->data.len, ct, &m, &e) < 0) {
+        reg__pull_fail(p, e);
+        return;
+    }
+    if (m->kind != OCI_KIND_INDEX) {
+        mar_err_set(&e, MAR_EINTEGRITY, 0,
+                    "%s in '%s' is listed as an index but is a manifest, refusing", b->digest.str,
+                    p->o->name);
+        oci_manifest_free(m);
+        reg__pull_fail(p, e);
+        return;
+    }
+    bool pending = false;
+    if (store) {
+        reg_ingest *g = NULL;
+        int rc = reg_ingest_begin(p->s, &b->digest, (int64_t)b->data.len, false, &g, &e);
+        if (rc == 1) {
+            pending = true;
+        } else if (rc == 0 && g &&
+                   (reg_ingest_reset(g, &e) < 0 ||
+                    reg_ingest_write(g, b->data.data, b->data.len, &e) < 0 ||
+                    reg_ingest_commit(g, &b->digest, &e) < 0)) {
+            rc = -1;
+            reg_ingest_discard(TAKE_PTR(g));
+        }
+        reg_ingest_free(g);
+        if (rc < 0) {
+            oci_manifest_free(m);
+            reg__pull_fail(p, e);
+            return;
+        }
+    }
+    size_t n = p->n_nested + 1;
+    p->nested_raw = mar_xrealloc(p->nested_raw, n * sizeof(*p->nested_raw));
+    p->nested = mar_xrealloc(p->nested, n * sizeof(*p->nested));
+    p->nested_put_pending = mar_xrealloc(p->nested_put_pending, n * sizeof(*p->nested_put_pending));
+    p->nested_raw[p->n_nested] = *b;
+    *b = (reg_blob){.data = MAR_BUF_INIT(0)};
+    p->nested[p->n_nested] = m;
+    p->nested_put_pending[p->n_nested] = pending;
+    p->n_nested = n;
+    choose_and_start(p);
+}
+
+static void nested_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud)
+{
+    (void)c;
+    nestctx *x = ud;
+    reg_pull *p = x->p;
+    p->pending_docs--;
+    if (rc < 0) {
+        reg__pull_fail(p, err);
+    } else {
+        nested_loaded(p, blob, x->media_type, true);
+    }
+    free(x->media_type);
+    free(x);
+}
+
+/* Reads the nested index d from the store when it has it, else from the registry. */
+static void fetch_nested(reg_pull *p, const oci_descriptor *d)
+{
+    if (reg_store_has(p->s, &d->digest, d->size)) {
+        reg_blob b = {.digest = d->digest, .data = MAR_BUF_INIT(0)};
+        mar_err *e = NULL;
+        if (reg_store_read(p->s, &d->digest, MAR_CAP_MANIFEST, &b.data, &e) < 0) {
+            reg__pull_fail(p, e);
+            return;
+        }
+        nested_loaded(p, &b, d->media_type, false);
+        reg_blob_release(&b);
+        return;
+    }
+    nestctx *x = mar_xcalloc(1, sizeof(*x));
+    x->p = p;
+    x->media_type = mar_xstrdup(d->media_type);
+    p->pending_docs++;
+    reg_manifest_fetch_desc(p->c, p->ref, d, nested_done, x);
+}
+
+static void choose_and_start(reg_pull *p)
+{
+    mar_err *e = NULL;
+    int rc = choose(p, &e);
+    if (rc < 0) {
+        reg__pull_fail(p, e);
+        return;
+    }
+    if (rc == 1) {
+        fetch_nested(p, p->want_nested);
+        return;
+    }
+    p->dd_image = mar_xcalloc(2 * (p->n_images + 1), sizeof(*p->dd_image));
+    p->dd_kind = mar_xcalloc(2 * (p->n_images + 1), sizeof(*p->dd_kind));
+    for (size_t i = 0; i < p->n_images; i++) {
+        start_doc(p, i, DOC_MANIFEST, false);
+    }
 }
 
 static void top_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud)
@@ -247,19 +445,12 @@ static void top_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *
         return;
     }
     store_top(p);
-    size_t cap = 2 * (p->topm->n_manifests + 1);
-    p->dd_image = mar_xcalloc(cap, sizeof(*p->dd_image));
-    p->dd_kind = mar_xcalloc(cap, sizeof(*p->dd_kind));
     if (p->topm->kind == OCI_KIND_INDEX) {
-        if (choose(p, &e) < 0) {
-            reg__pull_fail(p, e);
-            return;
-        }
-        for (size_t i = 0; i < p->n_images; i++) {
-            start_doc(p, i, DOC_MANIFEST, false);
-        }
+        choose_and_start(p);
         return;
     }
+    p->dd_image = mar_xcalloc(2, sizeof(*p->dd_image));
+    p->dd_kind = mar_xcalloc(2, sizeof(*p->dd_kind));
     /* A single manifest: its config says what platform it is (checked after the fetch). */
     p->images = mar_xcalloc(1, sizeof(*p->images));
     p->n_images = 1;
@@ -294,6 +485,17 @@ int reg__pull_docs_finish(reg_pull *p, mar_err **err)
                 return 0;
             }
         }
+        for (size_t i = 0; i < p->n_nested; i++) {
+            const reg_blob *b = &p->nested_raw[i];
+            mar_err *e = NULL;
+            if (p->nested_put_pending[i]) {
+                p->nested_put_pending[i] = false;
+                if (reg_store_put(p->s, &b->digest, b->data.data, b->data.len, &e) < 0) {
+                    reg__pull_fail(p, e);
+                    return 0;
+                }
+            }
+        }
         if (!p->n_dd) {
             return 0;
         }
@@ -303,10 +505,48 @@ int reg__pull_docs_finish(reg_pull *p, mar_err **err)
 }
 
 /* A single-manifest image: its config says the platform. An explicit --platform must match;
- * by default a foreign image is pulled with a warning, as docker does. */
+ * by default a foreign image is pulled with a warning, as docker does. An index entry without a
+ * platform is what its config says, and must match the request that chose it: containerd reads
+ * that config and finds no match when it differs, without trying another entry
+ * (docs/internals/platforms.md §7). */
 int reg__pull_check_single(reg_pull *p, mar_err **err)
 {
-    if (p->topm || p->o->all_platforms || !p->images[0].cfg) {
+    if (p->topm) {
+        for (size_t k = 0; k < p->n_picked; k++) {
+            const oci_descriptor *d = p->picked[k];
+            if (d->has_platform) {
+                continue;
+            }
+            pimage *im = NULL;
+            for (size_t i = 0; i < p->n_images && !im; i++) {
+                im = mar_digest_eq(&p->images[i].desc.digest, &d->digest) ? &p->images[i] : NULL;
+            }
+            if (!im || !im->cfg) {
+                continue;
+            }
+            char have[OCI_PLATFORM_STR_MAX];
+            oci_platform_format(&im->cfg->platform, have, sizeof(have));
+            if (!p->o->all_platforms) {
+                const oci_platform *want = p->o->n_platforms ? &p->o->platforms[k] : p->o->host;
+                oci_matcher m;
+                oci_matcher_only(&m, want);
+                if (!im->cfg->has_platform || !oci_matcher_match(&m, &im->cfg->platform)) {
+                    char ws[OCI_PLATFORM_ALL_STR_MAX];
+                    oci_platform_format_all(want, ws, sizeof(ws));
+                    return mar_err_set(err, MAR_ENOTFOUND, 0,
+                                       "'%s' has no %s image: the entry chosen for it, %s, has "
+                                       "no platform and its config says %s",
+                                       p->o->name, ws, d->digest.str,
+                                       im->cfg->has_platform ? have : "nothing");
+                }
+            }
+            if (im->cfg->has_platform) {
+                im->platform = im->cfg->platform;
+            }
+        }
+        return 0;
+    }
+    if (p->o->all_platforms || !p->images[0].cfg) {
         return 0;
     }
     const oci_config *cfg = p->images[0].cfg;
@@ -325,11 +565,23 @@ int reg__pull_check_single(reg_pull *p, mar_err **err)
         oci_matcher m;
         oci_matcher_only(&m, &p->o->platforms[k]);
         if (!oci_matcher_match(&m, &cfg->platform)) {
-            char want[OCI_PLATFORM_STR_MAX];
-            oci_platform_format(&p->o->platforms[k], want, sizeof(want));
+            char want[OCI_PLATFORM_ALL_STR_MAX];
+            oci_platform_format_all(&p->o->platforms[k], want, sizeof(want));
             return mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' is a single %s image, not %s",
                                p->o->name, have, want);
         }
     }
     return 0;
+}
+
+void reg__pull_docs_release(reg_pull *p)
+{
+    for (size_t i = 0; i < p->n_nested; i++) {
+        reg_blob_release(&p->nested_raw[i]);
+        oci_manifest_free(p->nested[i]);
+    }
+    free(p->nested_raw);
+    free(p->nested);
+    free(p->nested_put_pending);
+    free(p->picked);
 }

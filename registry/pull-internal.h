@@ -94,6 +94,16 @@ struct reg_pull {
     /* mu while threads run; retries is written by the loop alone (without mu) and
      * layers_present by settling, after the joins. Read once every thread is joined. */
     reg_pull_stats stats;
+    /* Nested indexes read on the way to the chosen entries (docs/internals/platforms.md §7):
+     * choosing runs again each time one arrives. */
+    reg_blob *nested_raw;
+    oci_manifest **nested;
+    size_t n_nested;
+    const oci_descriptor *want_nested; /* the one the last choice is waiting for */
+    bool *nested_put_pending;          /* nested_raw[i] still to be stored */
+    /* Per requested platform (or the host): the entry chosen for it (borrowed). */
+    const oci_descriptor **picked;
+    size_t n_picked;
 };
 
 enum { DOC_MANIFEST, DOC_CONFIG };
@@ -112,8 +122,12 @@ void reg__pull_docs_start(reg_pull *p);
 /* Runs the client until every document is in (waiting, one at a time, for those another
  * process holds). Errors: transport failures; the rest lands in p->err. */
 int reg__pull_docs_finish(reg_pull *p, mar_err **err);
-/* For a single-manifest image, checks its config's platform against the request. */
+/* Checks a config's platform where the index did not say it: a single-manifest image against
+ * the request, and an index entry without a platform against the request that chose it (as
+ * containerd does, docs/internals/platforms.md §7). */
 int reg__pull_check_single(reg_pull *p, mar_err **err);
+/* Frees what pull-docs.c added to p. */
+void reg__pull_docs_release(reg_pull *p);
 
 /* pull-unpack.c */
 /* Hands the chains of a committed blob to the workers. */

@@ -501,6 +501,7 @@ static void pull_release(reg_pull *p)
     free(p->cq);
     free(p->dd_image);
     free(p->dd_kind);
+    reg__pull_docs_release(p);
     reg_blob_release(&p->top);
     oci_manifest_free(p->topm);
     mar_err_free(p->err);

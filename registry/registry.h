@@ -214,13 +214,21 @@ void reg_tags_list(reg_client *c, const oci_ref *ref, reg_tags_cb cb, void *user
  * Images: a reference resolved to its index (or manifest), every child manifest and config. */
 
 typedef struct reg_image_entry {
-    size_t index;               /* position in the index, 0 for a single manifest */
+    size_t index;               /* position in the index listing it, 0 for a single manifest */
     const oci_descriptor *desc; /* the index entry (borrowed), NULL for a single manifest */
+    oci_entry_role role;        /* of an index entry */
     bool attestation;
+    /* Nested indexes (docs/internals/platforms.md §7): the entry of the nested index listing this
+     * one, or SIZE_MAX for the top-level document's entries; and how many nested indexes are
+     * above it (0 for the top-level index's entries). */
+    size_t parent;
+    size_t depth;
     reg_blob manifest_raw;
-    oci_manifest *manifest; /* NULL when not fetched or failed */
+    oci_manifest *manifest; /* NULL when not fetched or failed; an index for a nested index */
     oci_config *config;
-    mar_err *err; /* why this entry could not be read */
+    mar_err *err;  /* why this entry could not be read */
+    bool not_read; /* err is a rule, not a failure: nested too deep, a loop, a platform beyond
+                      mar's limits */
 } reg_image_entry;
 
 typedef struct reg_image {
@@ -234,8 +242,10 @@ typedef struct reg_image {
 } reg_image;
 
 typedef enum {
-    REG_IMAGE_CHILDREN = 1 << 0, /* fetch every runnable child manifest */
-    REG_IMAGE_CONFIGS = 1 << 1,  /* and their configs */
+    /* fetch every runnable child manifest, descending into nested indexes (their entries are
+     * appended to entries) */
+    REG_IMAGE_CHILDREN = 1 << 0,
+    REG_IMAGE_CONFIGS = 1 << 1, /* and their configs */
 } reg_image_flags;
 
 typedef void (*reg_image_cb)(reg_client *c, reg_image *img, void *userdata);

@@ -37,7 +37,9 @@ static void mark_config(reg_store *s, reach *r, const oci_descriptor *cfg)
 
 static void mark(reg_store *s, reach *r, const mar_digest *d, const char *media_type, int depth)
 {
-    if (mar_map_get(&r->blobs, d->str) || depth > 4) {
+    /* A reference's document (0), the nested indexes mar reads (docs/internals/platforms.md §7)
+     * and the manifests they list. */
+    if (mar_map_get(&r->blobs, d->str) || depth > OCI_INDEX_DEPTH_MAX + 1) {
         return;
     }
     mar_map_set(&r->blobs, d->str, (void *)1);

@@ -26,6 +26,56 @@ static int read_doc(reg_store *s, const mar_digest *d, const char *media_type, o
     return rc;
 }
 
+/* What oci_index_pick needs from the store: nested indexes read from it, and whether it holds a
+ * candidate manifest (a pull of one platform stores only that platform's documents). */
+typedef struct store_pick {
+    reg_store *s;
+    const oci_matcher *m;
+    oci_manifest *nested[OCI_INDEX_DEPTH_MAX * 4];
+    size_t n_nested;
+} store_pick;
+
+static int lookup_stored(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+{
+    store_pick *x = ud;
+    if (x->n_nested == MAR_ARRAY_SIZE(x->nested) || !reg_store_has(x->s, &d->digest, d->size)) {
+        return mar_err_set(err, MAR_ENOTFOUND, 0, "the store has no index %s", d->digest.str);
+    }
+    oci_manifest *m = NULL;
+    if (read_doc(x->s, &d->digest, d->media_type, &m, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    x->nested[x->n_nested++] = m;
+    *ret = m;
+    return 0;
+}
+
+/* A manifest the store holds; without a platform, only when its stored config matches (containerd
+ * reads that config, docs/internals/platforms.md §7). */
+static bool held(const oci_descriptor *d, void *ud)
+{
+    store_pick *x = ud;
+    if (!reg_store_has(x->s, &d->digest, -1)) {
+        return false;
+    }
+    if (d->has_platform) {
+        return true;
+    }
+    _cleanup_manifest_ oci_manifest *m = NULL;
+    mar_buf cb = MAR_BUF_INIT(MAR_CAP_CONFIG);
+    oci_config *cfg = NULL;
+    mar_err *e = NULL;
+    bool ok = read_doc(x->s, &d->digest, d->media_type, &m, &e) == 0 &&
+              m->kind == OCI_KIND_MANIFEST &&
+              reg_store_read(x->s, &m->config.digest, MAR_CAP_CONFIG, &cb, &e) == 0 &&
+              oci_config_parse(cb.data, cb.len, &cfg, &e) == 0 && cfg->has_platform &&
+              oci_matcher_match(x->m, &cfg->platform);
+    mar_err_free(e);
+    oci_config_free(cfg);
+    mar_buf_release(&cb);
+    return ok;
+}
+
 int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, reg_store_image *ret,
                          mar_err **err)
 {
@@ -53,25 +103,25 @@ int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, r
     }
     reg_store_image im = {.name = mar_xstrdup(name), .top = top_digest};
     if (top->kind == OCI_KIND_INDEX) {
-        oci_selection sel;
-        oci_index_select(top, m, &sel);
-        /* The best match the store holds: a pull of one platform stores only its children. */
-        size_t pick = SIZE_MAX;
-        for (size_t k = 0; k < sel.n && pick == SIZE_MAX; k++) {
-            if (reg_store_has(s, &top->manifests[sel.order[k]].digest, -1)) {
-                pick = sel.order[k];
-            }
+        /* The best match the store holds, through nested indexes too. */
+        store_pick x = {.s = s, .m = m};
+        oci_pick pick;
+        rc = oci_index_pick(top, &top_digest, m, lookup_stored, held, &x, &pick, err);
+        if (rc == 0) {
+            const oci_descriptor *d = pick.desc;
+            im.digest = d->digest;
+            im.platform = d->platform;
+            rc = read_doc(s, &d->digest, d->media_type, &im.manifest, err);
         }
-        oci_selection_release(&sel);
-        if (pick == SIZE_MAX) {
+        for (size_t i = 0; i < x.n_nested; i++) {
+            oci_manifest_free(x.nested[i]);
+        }
+        if (rc == 1) {
             reg_store_image_release(&im);
             return mar_err_set(err, MAR_ENOTFOUND, 0,
                                "the store has no matching platform of '%s' (pull it first)", name);
         }
-        const oci_descriptor *d = &top->manifests[pick];
-        im.digest = d->digest;
-        im.platform = d->platform;
-        if (read_doc(s, &d->digest, d->media_type, &im.manifest, err) < 0) {
+        if (rc < 0) {
             reg_store_image_release(&im);
             return -mar_err_code(*err);
         }
@@ -81,7 +131,9 @@ int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, r
     }
     if (im.manifest->kind != OCI_KIND_MANIFEST) {
         reg_store_image_release(&im);
-        return mar_err_set(err, MAR_EUNSUPPORTED, 0, "'%s' nests an index in an index", name);
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "'%s': %s is listed as a manifest but is an index, refusing", name,
+                           im.digest.str);
     }
     mar_buf cb = MAR_BUF_INIT(MAR_CAP_CONFIG);
     rc = reg_store_read(s, &im.manifest->config.digest, MAR_CAP_CONFIG, &cb, err);
@@ -94,7 +146,7 @@ int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, r
         return rc;
     }
     if (!im.platform.os[0]) {
-        im.platform = im.config->platform; /* a single manifest: its config says */
+        im.platform = im.config->platform; /* a single manifest or no label: its config says */
     }
     if (im.config->n_diff_ids != im.manifest->n_layers) {
         reg_store_image_release(&im);

@@ -374,6 +374,31 @@ static void test_explain(void **state)
     itest_run_release(&r);
 }
 
+/* The choice through nested indexes and past entries mar does not read
+ * (docs/internals/platforms.md §7): run picks what inspect marks. */
+static void test_index_shapes(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *s390x[] = {"--platform", "linux/s390x", ref("nested"), "uname", "-m", NULL};
+    run(&r, 0, NULL, s390x);
+    assert_string_equal(r.out.data, "s390x\n");
+    itest_run_release(&r);
+    const char *dflt[] = {ref("nested"), "uname", "-m", NULL};
+    run(&r, 0, NULL, dflt);
+    assert_string_equal(r.out.data, "x86_64\n");
+    itest_run_release(&r);
+    const char *unknown[] = {ref("unknownmt"), "true", NULL};
+    run(&r, 0, NULL, unknown);
+    itest_run_release(&r);
+    /* containerd stops at the first platform-less entry when its config does not match. */
+    const char *pl[] = {"--platform", "linux/amd64", ref("platformless"), "true", NULL};
+    run(&r, MAR_ENOTFOUND, NULL, pl);
+    assert_contains(r.err.data, "has no platform and its config says linux/arm64/v8");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -396,6 +421,7 @@ int main(void)
             cmocka_unit_test(test_options),       cmocka_unit_test(test_stdin),
             cmocka_unit_test(test_signal),        cmocka_unit_test(test_refusals),
             cmocka_unit_test(test_keep),          cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_index_shapes),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -240,6 +240,32 @@ static void json_blob(json_t *doc, const char *mt, blob *ret)
     blob_set(ret, mt, &b);
 }
 
+/* Platform fields beyond architecture and variant, for the shapes fixtures. */
+typedef struct platform_extra {
+    const char *os; /* NULL: linux; "-": none */
+    const char *os_version;
+    const char *const *features; /* NULL-terminated */
+} platform_extra;
+
+static void set_extra(json_t *p, const platform_extra *x)
+{
+    if (!x || !x->os || strcmp(x->os, "-") != 0) {
+        json_object_set_new(p, "os", json_string(x && x->os ? x->os : "linux"));
+    }
+    if (x && x->os_version) {
+        json_object_set_new(p, "os.version", json_string(x->os_version));
+    }
+    if (x && x->features) {
+        json_t *f = json_array();
+        for (size_t i = 0; x->features[i]; i++) {
+            json_array_append_new(f, json_string(x->features[i]));
+        }
+        json_object_set_new(p, "os.features", f);
+    }
+}
+
+static const platform_extra *config_extra;
+
 static void make_config(const char *arch, const char *variant, const mar_digest *diff_ids, size_t n,
                         bool docker, const char *entrypoint, blob *ret)
 {
@@ -251,7 +277,7 @@ static void make_config(const char *arch, const char *variant, const mar_digest 
     if (variant) {
         json_object_set_new(cfg, "variant", json_string(variant));
     }
-    json_object_set_new(cfg, "os", json_string("linux"));
+    set_extra(cfg, config_extra);
     json_t *c = json_pack("{s:[s], s:[s], s:s}", "Env",
                           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                           "Cmd", "/bin/sh", "WorkingDir", "/");
@@ -291,6 +317,7 @@ typedef struct platform_spec {
     const char *arch;     /* label in config and index */
     const char *variant;  /* label variant or NULL */
     const char *cfg_arch; /* config architecture when it must differ from the label */
+    platform_extra extra; /* OS, os.version, os.features of config and label */
 } platform_spec;
 
 typedef struct built {
@@ -320,8 +347,10 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
     make_layer(&tar, c,
                docker ? MT_DOCKER_LAYER : (c == C_ZSTD ? MT_OCI_LAYER_ZSTD : MT_OCI_LAYER_GZ),
                &ret->layer, &ret->diff_id);
+    config_extra = &ps->extra;
     make_config(ps->cfg_arch ? ps->cfg_arch : ps->arch, ps->cfg_arch ? NULL : ps->variant,
                 &ret->diff_id, 1, docker, NULL, &ret->config);
+    config_extra = NULL;
     make_manifest(&ret->config, &ret->layer, 1, docker, &ret->manifest);
     push_blob(repo, &ret->layer);
     push_blob(repo, &ret->config);
@@ -363,7 +392,8 @@ static void build_attestation(const char *repo, const blob *subject, blob *ret)
 static json_t *index_entry(const built *b)
 {
     json_t *d = descriptor(&b->manifest);
-    json_t *p = json_pack("{s:s, s:s}", "architecture", b->spec.arch, "os", "linux");
+    json_t *p = json_pack("{s:s}", "architecture", b->spec.arch);
+    set_extra(p, &b->spec.extra);
     if (b->spec.variant) {
         json_object_set_new(p, "variant", json_string(b->spec.variant));
     }
@@ -377,16 +407,27 @@ static void record(const char *name, const char *repo, const char *tag, const bl
     json_t *plats = json_array();
     for (size_t i = 0; i < n; i++) {
         char plat[96];
-        snprintf(plat, sizeof(plat), "linux/%s%s%s", parts[i].spec.arch,
+        const platform_extra *x = &parts[i].spec.extra;
+        const char *os = !x->os ? "linux" : strcmp(x->os, "-") == 0 ? "unknown" : x->os;
+        snprintf(plat, sizeof(plat), "%s/%s%s%s", os, parts[i].spec.arch,
                  parts[i].spec.variant ? "/" : "",
                  parts[i].spec.variant ? parts[i].spec.variant : "");
-        json_array_append_new(
-                plats,
-                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "platform", plat, "digest",
-                          parts[i].manifest.digest.str, "config", parts[i].config.digest.str,
-                          "diffId", parts[i].diff_id.str, "debarch", parts[i].spec.debarch,
-                          "configArch",
-                          parts[i].spec.cfg_arch ? parts[i].spec.cfg_arch : parts[i].spec.arch));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "platform", plat, "digest",
+                              parts[i].manifest.digest.str, "config", parts[i].config.digest.str,
+                              "diffId", parts[i].diff_id.str, "debarch", parts[i].spec.debarch,
+                              "configArch",
+                              parts[i].spec.cfg_arch ? parts[i].spec.cfg_arch : parts[i].spec.arch);
+        if (x->os_version) {
+            json_object_set_new(o, "osVersion", json_string(x->os_version));
+        }
+        if (x->features) {
+            json_t *f = json_array();
+            for (size_t k = 0; x->features[k]; k++) {
+                json_array_append_new(f, json_string(x->features[k]));
+            }
+            json_object_set_new(o, "features", f);
+        }
+        json_array_append_new(plats, o);
     }
     _cleanup_free_ char *ref = mar_xasprintf("%s/%s:%s", registry, repo, tag);
     json_object_set_new(summary, name,
@@ -692,6 +733,214 @@ static void fixture_app(void)
     built_release(&v7);
 }
 
+/* ---- index shapes (docs/internals/platforms.md §1, §4, §7, §9) ------------------------------ */
+
+/* Pushes an index of the given entries under ref (a tag, or its digest when NULL). Takes ms. */
+static void push_index_doc(const char *repo, const char *ref, json_t *ms, blob *ret)
+{
+    json_t *idx = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX,
+                            "manifests", ms);
+    json_blob(idx, MT_OCI_INDEX, ret);
+    json_decref(idx);
+    push_manifest(repo, ref ? ref : ret->digest.str, ret);
+}
+
+static json_t *nested_entry(const blob *b)
+{
+    return descriptor(b);
+}
+
+/* The image-spec's own shape (image-layout.md): a nested index without a platform beside a
+ * labelled manifest; inside it, another nested index. */
+static void fixture_nested(void)
+{
+    const char *repo = "mar/nested";
+    built b[5];
+    const platform_spec specs[5] = {all8[0], all8[1], all8[2], all8[6], all8[5]};
+    for (size_t i = 0; i < 5; i++) {
+        build_platform(repo, &specs[i], C_GZIP, false, &b[i]);
+    }
+    blob n2, n1, top;
+    push_index_doc(repo, NULL, json_pack("[o]", index_entry(&b[3])), &n2);
+    push_index_doc(repo, NULL,
+                   json_pack("[o, o, o, o]", index_entry(&b[0]), index_entry(&b[1]),
+                             index_entry(&b[2]), nested_entry(&n2)),
+                   &n1);
+    json_t *n1d = nested_entry(&n1);
+    json_object_set_new(n1d, "annotations",
+                        json_pack("{s:s}", "org.opencontainers.image.ref.name", "stable-release"));
+    push_index_doc(repo, "latest", json_pack("[o, o]", n1d, index_entry(&b[4])), &top);
+    record("nested", repo, "latest", &top, b, 5);
+    json_object_set_new(json_object_get(summary, "nested"), "nested",
+                        json_pack("[s, s]", n1.digest.str, n2.digest.str));
+    mar_buf_release(&top.data);
+    mar_buf_release(&n1.data);
+    mar_buf_release(&n2.data);
+    for (size_t i = 0; i < 5; i++) {
+        built_release(&b[i]);
+    }
+}
+
+/* Nested five levels deep: the fifth is more than mar reads. The fourth level's s390x entry is
+ * read; the amd64 one below the fifth is not. */
+static void fixture_deepnest(void)
+{
+    const char *repo = "mar/deepnest";
+    built b[3];
+    const platform_spec specs[3] = {all8[0], all8[1], all8[6]};
+    for (size_t i = 0; i < 3; i++) {
+        build_platform(repo, &specs[i], C_GZIP, false, &b[i]);
+    }
+    blob lvl[5];
+    json_t *digests = json_array();
+    push_index_doc(repo, NULL, json_pack("[o]", index_entry(&b[0])), &lvl[4]);
+    push_index_doc(repo, NULL, json_pack("[o, o]", nested_entry(&lvl[4]), index_entry(&b[2])),
+                   &lvl[3]);
+    for (int k = 2; k >= 0; k--) {
+        push_index_doc(repo, NULL, json_pack("[o]", nested_entry(&lvl[k + 1])), &lvl[k]);
+    }
+    for (size_t k = 0; k < 5; k++) {
+        json_array_append_new(digests, json_string(lvl[k].digest.str));
+    }
+    blob top;
+    push_index_doc(repo, "latest", json_pack("[o, o]", nested_entry(&lvl[0]), index_entry(&b[1])),
+                   &top);
+    record("deepnest", repo, "latest", &top, b, 3);
+    json_object_set_new(json_object_get(summary, "deepnest"), "nested", digests);
+    for (size_t k = 0; k < 5; k++) {
+        mar_buf_release(&lvl[k].data);
+    }
+    mar_buf_release(&top.data);
+    for (size_t i = 0; i < 3; i++) {
+        built_release(&b[i]);
+    }
+}
+
+/* Two entries without a platform: arm64 first, amd64 second. containerd takes the first and
+ * stops when its config does not match. */
+static void fixture_platformless(void)
+{
+    const char *repo = "mar/platformless";
+    built b[2];
+    build_platform(repo, &all8[1], C_GZIP, false, &b[0]);
+    build_platform(repo, &all8[0], C_GZIP, false, &b[1]);
+    blob top;
+    push_index_doc(repo, "latest",
+                   json_pack("[o, o]", descriptor(&b[0].manifest), descriptor(&b[1].manifest)),
+                   &top);
+    record("platformless", repo, "latest", &top, b, 2);
+    mar_buf_release(&top.data);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+/* Windows builds with revisions, and a linux entry. The layers are busybox: never run. */
+static void fixture_windows(void)
+{
+    const char *repo = "mar/windows";
+    static const char *const w32k[] = {"win32k", NULL};
+    const platform_spec specs[4] = {
+            {"amd64", "amd64", NULL, NULL, {"windows", "10.0.17763.1", w32k}},
+            {"amd64", "amd64", NULL, NULL, {"windows", "10.0.17763.2", w32k}},
+            {"amd64", "amd64", NULL, NULL, {"windows", "10.0.20348.1", NULL}},
+            all8[0],
+    };
+    built b[4];
+    for (size_t i = 0; i < 4; i++) {
+        build_platform(repo, &specs[i], C_GZIP, false, &b[i]);
+    }
+    push_index("windows", repo, "latest", b, 4, 0, false);
+    for (size_t i = 0; i < 4; i++) {
+        built_release(&b[i]);
+    }
+}
+
+/* os.features the specifier grammar does not allow, and a list longer than mar keeps. */
+static void fixture_features(void)
+{
+    const char *repo = "mar/features";
+    static const char *const odd[] = {"has space", "a/b+c(d)%", NULL};
+    static const char *const many[] = {"feature with a long name 01", "feature with a long name 02",
+                                       "feature with a long name 03", "feature with a long name 04",
+                                       "feature with a long name 05", "feature with a long name 06",
+                                       "feature with a long name 07", "feature with a long name 08",
+                                       "feature with a long name 09", NULL};
+    const platform_spec specs[3] = {
+            all8[0],
+            {"arm64", "arm64", "v8", NULL, {NULL, NULL, odd}},
+            {"s390x", "s390x", NULL, NULL, {NULL, NULL, many}},
+    };
+    built b[3];
+    for (size_t i = 0; i < 3; i++) {
+        build_platform(repo, &specs[i], C_GZIP, false, &b[i]);
+    }
+    push_index("features", repo, "latest", b, 3, 0, false);
+    for (size_t i = 0; i < 3; i++) {
+        built_release(&b[i]);
+    }
+}
+
+/* A linux/amd64 image and an entry of a media type mar does not read (the OCI 1.1 release
+ * candidates' artifact manifest), labelled linux/arm64. */
+static void fixture_unknownmt(void)
+{
+    const char *repo = "mar/unknownmt";
+    built b[2];
+    build_platform(repo, &all8[0], C_GZIP, false, &b[0]);
+    build_platform(repo, &all8[1], C_GZIP, false, &b[1]);
+    json_t *u = index_entry(&b[1]);
+    json_object_set_new(u, "mediaType",
+                        json_string("application/vnd.oci.artifact.manifest.v1+json"));
+    blob top;
+    push_index_doc(repo, "latest", json_pack("[o, o]", index_entry(&b[0]), u), &top);
+    record("unknownmt", repo, "latest", &top, b, 1);
+    mar_buf_release(&top.data);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+/* BuildKit references: an attestation naming the amd64 entry, and an s390x entry whose
+ * vnd.docker.reference.type is another value (to be ignored, attestation-storage.md). */
+static void fixture_reftypes(void)
+{
+    const char *repo = "mar/reftypes";
+    built b[2];
+    build_platform(repo, &all8[0], C_GZIP, false, &b[0]);
+    build_platform(repo, &all8[6], C_GZIP, false, &b[1]);
+    blob att;
+    build_attestation(repo, &b[0].manifest, &att);
+    json_t *ad = descriptor(&att);
+    json_object_set_new(ad, "annotations",
+                        json_pack("{s:s, s:s}", "vnd.docker.reference.digest",
+                                  b[0].manifest.digest.str, "vnd.docker.reference.type",
+                                  "attestation-manifest"));
+    json_object_set_new(ad, "platform",
+                        json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
+    json_t *other = index_entry(&b[1]);
+    json_object_set_new(other, "annotations",
+                        json_pack("{s:s}", "vnd.docker.reference.type", "sbom-sidecar"));
+    blob top;
+    push_index_doc(repo, "latest", json_pack("[o, o, o]", index_entry(&b[0]), other, ad), &top);
+    record("reftypes", repo, "latest", &top, b, 1);
+    json_object_set_new(json_object_get(summary, "reftypes"), "attestation",
+                        json_string(att.digest.str));
+    mar_buf_release(&att.data);
+    mar_buf_release(&top.data);
+    built_release(&b[0]);
+    built_release(&b[1]);
+}
+
+/* A single manifest whose config has an architecture but no OS. */
+static void fixture_noos(void)
+{
+    const platform_spec ps = {"amd64", "amd64", NULL, NULL, {"-", NULL, NULL}};
+    built b;
+    build_platform("mar/noos", &ps, C_GZIP, false, &b);
+    push_manifest("mar/noos", "latest", &b.manifest);
+    record("noos", "mar/noos", "latest", &b.manifest, &b, 1);
+    built_release(&b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -716,6 +965,14 @@ int main(int argc, char **argv)
     fixture_shared();
     fixture_big();
     fixture_app();
+    fixture_nested();
+    fixture_deepnest();
+    fixture_platformless();
+    fixture_windows();
+    fixture_features();
+    fixture_unknownmt();
+    fixture_reftypes();
+    fixture_noos();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }

@@ -172,6 +172,11 @@ static const struct {
         {"windows(+a+b)/amd64", "windows(+a)/amd64", true},
         {"windows(+a)/amd64", "windows(+c)/amd64", false},
         {"windows(10.0.1)/amd64", "windows(10.0.2)/amd64", false},
+        /* containerd strips win32k from a Windows candidate (windowsStripFeaturesMatcher). */
+        {"windows(10.0.17763)/amd64", "windows(10.0.17763.1+win32k)/amd64", true},
+        {"windows/amd64", "windows(+a+win32k)/amd64", false},
+        {"windows(+a)/amd64", "windows(+win32k+a)/amd64", true},
+        {"linux/amd64", "linux(+win32k)/amd64", false},
 };
 
 static void test_match(void **state)
@@ -267,6 +272,17 @@ static oci_manifest *index_of(const char *const *entries)
             if (p.variant[0]) {
                 mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant);
             }
+            if (p.os_version[0]) {
+                mar_buf_printf(&b, ",\"os.version\":\"%s\"", p.os_version);
+            }
+            if (p.features[0]) {
+                /* Plain names only in these cases: no escapes to undo. */
+                mar_buf_puts(&b, ",\"os.features\":[\"");
+                for (const char *f = p.features; *f; f++) {
+                    mar_buf_puts(&b, *f == '+' ? "\",\"" : (char[]){*f, '\0'});
+                }
+                mar_buf_puts(&b, "\"]");
+            }
             mar_buf_puts(&b, "}");
         }
         mar_buf_puts(&b, "}");
@@ -303,6 +319,21 @@ static const struct {
         {"linux/arm/v6", {"linux/arm/v7", "linux/arm/v5", "linux/arm64"}, "1", 0},
         {"any:linux/amd64,linux/arm64", {"linux/s390x", "linux/arm64", "linux/amd64"}, "12", 0},
         {"linux/riscv64", {"att", "linux/riscv64", "att"}, "1", 2},
+        /* containerd matches Windows builds on major.minor.build; the higher revision first. */
+        {"windows(10.0.17763)/amd64",
+         {"windows(10.0.17763.1)/amd64", "windows(10.0.17763.2)/amd64",
+          "windows(10.0.20348.1)/amd64", "linux/amd64"},
+         "10",
+         0},
+        {"windows/amd64",
+         {"windows(10.0.17763.2+win32k)/amd64", "windows(10.0.20348.1)/amd64"},
+         "10",
+         0},
+        {"windows(10.0.26100)/amd64",
+         {"windows(10.0.20348.9)/amd64", "windows(10.0.26100.10)/amd64",
+          "windows(10.0.17763.1)/amd64", "windows(10.0.26100.9)/amd64"},
+         "130",
+         0},
 };
 
 static void test_order(void **state)
@@ -386,6 +417,136 @@ static void test_host_detect(void **state)
 #endif
 }
 
+/* containerd platforms v1.0.0-rc.2 windowsVersionMatcher: want is the host, have the image. */
+static const struct {
+    const char *want, *have;
+    bool match;
+} winver_cases[] = {
+        {"10.0.17763", "10.0.17763.1", true},
+        {"10.0.17763", "10.0.17763.2", true},
+        {"10.0.17763.5", "10.0.17763.2", true},
+        {"10.0.17763", "10.0.20348.1", false},
+        {"10.0.20348", "10.0.17763.1", false},
+        {"10.0.20348", "10.0.20348.2", true},
+        {"10.0.26100", "10.0.20348.1", true},
+        {"10.0.26100", "10.0.25398.1", true},
+        {"10.0.26100", "10.0.26200.1", false},
+        {"10.0.26200", "10.0.20348.1", false},
+        {"10.0.26200", "10.0.26100.3", true},
+        {"6.3.17763", "10.0.17763", false},
+        {"", "10.0.17763.1", true},
+        {"10.0.17763", "", true},
+        {"latest", "10.0.17763.1", true},
+        {"10.0", "10.0.17763.1", true},
+        {"10.0.17763", "10.0.17763x", false},
+        {"10.0.17763", "garbage", false},
+        {"10.0.99999", "10.0.17763.1", true}, /* a build beyond 16 bits reads as empty */
+};
+
+static void test_windows_version(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(winver_cases); i++) {
+        if (oci_windows_version_matches(winver_cases[i].want, winver_cases[i].have) !=
+            winver_cases[i].match) {
+            print_error("windows host %s running %s: want %d\n", winver_cases[i].want,
+                        winver_cases[i].have, winver_cases[i].match);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+    assert_true(oci_windows_version_cmp("10.0.17763.10", "10.0.17763.9") > 0);
+    assert_true(oci_windows_version_cmp("10.0.17763", "10.0.17763.0") == 0);
+    assert_true(oci_windows_version_cmp("10.0.20348.1", "10.0.17763.99") > 0);
+    /* Through the matcher, with the request's version kept in its output. */
+    oci_platform w = parse_or_die("windows(10.0.17763)/amd64");
+    oci_platform h = parse_or_die("windows(10.0.17763.2)/amd64");
+    assert_true(oci_platform_matches(&w, &h));
+    char buf[OCI_PLATFORM_ALL_STR_MAX];
+    oci_platform_format_all(&w, buf, sizeof(buf));
+    assert_string_equal(buf, "windows(10.0.17763)/amd64");
+}
+
+/* os.features may hold any string (image-spec config.md sets no grammar): escaped in platform
+ * strings, read back the same, one odd entry never failing the others. */
+static void test_odd_features(void **state)
+{
+    (void)state;
+    json_t *f = json_pack("[s, s, s, s]", "win32k", "has space", "a/b+c(d)%", "");
+    oci_platform p;
+    mar_err *e = NULL;
+    assert_int_equal(oci_platform_from_fields("linux", "amd64", NULL, "1.0 (beta)", f, &p, &e), 0);
+    json_decref(f);
+    assert_string_equal(p.features, "win32k+has%20space+a%2Fb%2Bc%28d%29%25");
+    char buf[OCI_PLATFORM_ALL_STR_MAX];
+    oci_platform_format_all(&p, buf, sizeof(buf));
+    assert_string_equal(buf,
+                        "linux(1.0%20%28beta%29+win32k+has%20space+a%2Fb%2Bc%28d%29%25)/amd64");
+    /* The string parses back to the same platform, and a hand-written spelling (lower-case
+     * escapes, a safe byte escaped) to the same canonical form. */
+    oci_platform q = parse_or_die(buf);
+    assert_string_equal(q.os_version, "1.0 (beta)");
+    oci_platform np;
+    oci_platform_normalize(&p, &np);
+    assert_string_equal(q.features, np.features);
+    assert_true(oci_platform_matches(&q, &p));
+    oci_platform r = parse_or_die("linux(+has%20space+a%2fb%2Bc%28d%29%25+%77in32k)/amd64");
+    assert_string_equal(r.features, np.features);
+    char again[OCI_PLATFORM_ALL_STR_MAX];
+    oci_platform_format_all(&q, again, sizeof(again));
+    oci_platform q2 = parse_or_die(again);
+    assert_int_equal(memcmp(&q, &q2, sizeof(q)), 0);
+    /* Sorted by the decoded bytes, as containerd sorts OSFeatures. */
+    assert_string_equal(np.features, "a%2Fb%2Bc%28d%29%25+has%20space+win32k");
+    /* A subset of the features matches; without them it does not. */
+    oci_platform want = parse_or_die("linux(+has%20space)/amd64");
+    oci_platform have = parse_or_die("linux(+has%20space)/amd64");
+    assert_true(oci_platform_matches(&want, &have));
+    assert_false(oci_platform_matches(&want, &p));
+    oci_platform plain = parse_or_die("linux/amd64");
+    assert_false(oci_platform_matches(&plain, &have));
+    /* Malformed escapes in a specifier are usage errors. */
+    oci_platform host = plat("linux", "amd64", "");
+    static const char *const bad[] = {"linux(+a%2)/amd64", "linux(+a%zz)/amd64",
+                                      "linux(+a%00)/amd64"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
+        e = NULL;
+        assert_int_equal(oci_platform_parse(bad[i], &host, &q, &e), -MAR_EUSAGE);
+        mar_err_free(e);
+    }
+    /* Non-strings are a malformed document; an overlong list is an entry mar cannot keep. */
+    f = json_pack("[s, i]", "a", 1);
+    e = NULL;
+    assert_int_equal(oci_platform_from_fields("linux", "amd64", NULL, NULL, f, &p, &e),
+                     -MAR_EINTEGRITY);
+    mar_err_free(e);
+    json_decref(f);
+    f = json_array();
+    for (int i = 0; i < 40; i++) {
+        json_array_append_new(f, json_string("feature/slash"));
+    }
+    e = NULL;
+    assert_int_equal(oci_platform_from_fields("linux", "amd64", NULL, NULL, f, &p, &e),
+                     -MAR_EUNSUPPORTED);
+    assert_string_equal(p.arch, "amd64");
+    mar_err_free(e);
+    json_decref(f);
+}
+
+/* containerd Format: an empty OS is "unknown" alone. */
+static void test_format_unknown(void **state)
+{
+    (void)state;
+    oci_platform p = plat("", "arm64", "v8");
+    char buf[OCI_PLATFORM_ALL_STR_MAX];
+    oci_platform_format(&p, buf, sizeof(buf));
+    assert_string_equal(buf, "unknown");
+    mar_strlcpy(p.os_version, "1", sizeof(p.os_version));
+    oci_platform_format_all(&p, buf, sizeof(buf));
+    assert_string_equal(buf, "unknown");
+}
+
 static void test_is_unknown(void **state)
 {
     (void)state;
@@ -398,15 +559,17 @@ static void test_is_unknown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_parse),       cmocka_unit_test(test_parse_os_options),
-            cmocka_unit_test(test_normalize),   cmocka_unit_test(test_match),
-            cmocka_unit_test(test_only),        cmocka_unit_test(test_order),
-            cmocka_unit_test(test_cpu_variant), cmocka_unit_test(test_host_detect),
-            cmocka_unit_test(test_is_unknown),
+            cmocka_unit_test(test_parse),        cmocka_unit_test(test_parse_os_options),
+            cmocka_unit_test(test_normalize),    cmocka_unit_test(test_match),
+            cmocka_unit_test(test_only),         cmocka_unit_test(test_order),
+            cmocka_unit_test(test_cpu_variant),  cmocka_unit_test(test_host_detect),
+            cmocka_unit_test(test_is_unknown),   cmocka_unit_test(test_windows_version),
+            cmocka_unit_test(test_odd_features), cmocka_unit_test(test_format_unknown),
     };
     size_t n = MAR_ARRAY_SIZE(parse_cases) + MAR_ARRAY_SIZE(normalize_cases) +
                MAR_ARRAY_SIZE(match_cases) + MAR_ARRAY_SIZE(only_cases) +
-               MAR_ARRAY_SIZE(order_cases) + MAR_ARRAY_SIZE(cpu_cases);
+               MAR_ARRAY_SIZE(order_cases) + MAR_ARRAY_SIZE(cpu_cases) +
+               MAR_ARRAY_SIZE(winver_cases);
     printf("platform-model %zu table cases\n", n);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
