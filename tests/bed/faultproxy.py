@@ -24,6 +24,7 @@ Faults:
   slow          sends the body at `rate` bytes per second
   ignore-range  answers a Range request with 200 and the whole body
   bad-range     answers a Range request with 206 and a Content-Range that starts elsewhere
+  bigheader     the answer with one extra header line of `size` bytes (default 1 MiB)
 
 usage: faultproxy.py PORT REDIRECT_PORT UPSTREAM_HOST:PORT
 Environment: FAULTPROXY_TARGET_AUTH, an Authorization value the redirect target uses upstream
@@ -157,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
             hdrs = [(k, v) for k, v in hdrs if k.lower() != "content-range"]
             hdrs.append(("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body))))
             body = body[start:]
+        if kind == "bigheader":
+            hdrs.append(("X-Big", "x" * int(f.get("size", 1 << 20))))
         if kind == "wrongbytes":
             body = bytes(b ^ 0xFF for b in body)
         if kind == "extra":
