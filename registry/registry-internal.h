@@ -190,6 +190,9 @@ struct reg_store {
     int store_lock;
 };
 int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err);
+/* openat below the store's directory fd, every component opened with O_NOFOLLOW (a symbolic
+ * link anywhere on the path fails with ELOOP or ENOTDIR). Returns the fd or -1 with errno. */
+int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode);
 int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err);
 char *reg__blob_name(const mar_digest *d);
 
