@@ -277,10 +277,12 @@ typedef struct mar_digest {
     char str[MAR_DIGEST_STR_MAX]; /* canonical "alg:hex" */
 } mar_digest;
 
-/* Validates and copies a digest string. Errors: MAR_EUNSUPPORTED for another algorithm or a
- * malformed value. */
+/* Validates and copies a digest string. Errors: MAR_EUNSUPPORTED for a well-formed digest of
+ * another algorithm, MAR_EINTEGRITY for a malformed value (wrong length or characters). */
 int mar_digest_parse(const char *s, mar_digest *ret, mar_err **err);
 bool mar_digest_valid(const char *s);
+/* True when s has the shape of image-spec's digest grammar, whatever the algorithm. */
+bool mar_digest_grammar_ok(const char *s);
 /* The hex part of a digest string (borrowed pointer into d->str). */
 const char *mar_digest_hex(const mar_digest *d);
 bool mar_digest_eq(const mar_digest *a, const mar_digest *b);

@@ -111,18 +111,32 @@ static void test_digest(void **state)
     mar_digest_of(MAR_DIGEST_SHA512, "abc", 3, &got);
     assert_true(mar_str_startswith(got.str, "sha512:ddaf35a193617aba"));
     assert_int_equal(strlen(mar_digest_hex(&got)), 128);
+    /* Malformed: an integrity failure of the document that carries it (6). */
     static const char *const bad[] = {
             "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
             "sha256:e3b0",
-            "md5:d41d8cd98f00b204e9800998ecf8427e",
             "sha256:../../../../etc/passwd",
             "sha256",
             "",
             "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"};
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550",
+            "sha512:abc",
+            "md5:",
+            ":abc",
+            "md5:d41d/8cd"};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
         assert_false(mar_digest_valid(bad[i]));
-        assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EUNSUPPORTED);
+        assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EINTEGRITY);
+        assert_true(mar_str_startswith(e->msg, "malformed digest"));
+        e = mar_err_free(e);
+    }
+    /* Well-formed, another algorithm: unsupported (7). */
+    static const char *const other[] = {"md5:d41d8cd98f00b204e9800998ecf8427e", "sha384:abc",
+                                        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(other); i++) {
+        assert_false(mar_digest_valid(other[i]));
+        assert_true(mar_digest_grammar_ok(other[i]));
+        assert_int_equal(mar_digest_parse(other[i], &d, &e), -MAR_EUNSUPPORTED);
         e = mar_err_free(e);
     }
     char s[40];
