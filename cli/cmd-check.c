@@ -514,7 +514,7 @@ static void print_annotations(const ck_run *run)
         }
         char msg[1600], esc[4820];
         snprintf(msg, sizeof(msg), "%s %s: %s", run->images[r->image].name, r->platform, r->reason);
-        gh_escape(msg, esc, sizeof(esc));
+        gh_escape(cmd_esc(msg), esc, sizeof(esc));
         printf("::error title=mar check::%s\n", esc);
     }
 }
@@ -526,14 +526,15 @@ static void print_lines(const ck_run *run, bool quiet)
         const char *name = run->images[r->image].name;
         if (r->status == CK_OK) {
             if (!quiet) {
-                printf("ok          %s  %s  (%s)\n", name, r->platform, r->entry);
+                printf("ok          %s  %s  (%s)\n", cmd_esc(name), cmd_esc(r->platform),
+                       cmd_esc(r->entry));
             }
         } else {
             printf("%-11s %s  %s: %s\n",
                    r->status == CK_MISSING      ? "MISSING"
                    : r->status == CK_MISLABELED ? "MISLABELED"
                                                 : "ERROR",
-                   name, r->platform, r->reason);
+                   cmd_esc(name), cmd_esc(r->platform), cmd_esc(r->reason));
         }
     }
 }

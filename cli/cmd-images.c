@@ -146,19 +146,19 @@ int cmd_images(const cmd_def *def, cmd_args *args)
             char dg[24];
             mar_digest_short(&rows[i].ref->digest, dg, sizeof(dg));
             if (cmd_flag(args, "quiet")) {
-                printf("%s\n", rows[i].ref->name);
+                printf("%s\n", cmd_esc(rows[i].ref->name));
                 continue;
             }
             if (rows[i].n == 0) {
-                printf("%-44s %-19s %-16s %9s  %s\n", rows[i].ref->name, dg, "-", "-",
+                printf("%-44s %-19s %-16s %9s  %s\n", cmd_esc(rows[i].ref->name), dg, "-", "-",
                        "incomplete");
             }
             for (size_t k = 0; k < rows[i].n; k++) {
                 const image_platform *p = &rows[i].p[k];
                 char sz[16];
                 mar_format_size(p->size, sz, sizeof(sz));
-                printf("%-44s %-19s %-16s %9s  %s\n", k ? "" : rows[i].ref->name, k ? "" : dg,
-                       p->platform, sz,
+                printf("%-44s %-19s %-16s %9s  %s\n", k ? "" : cmd_esc(rows[i].ref->name),
+                       k ? "" : dg, cmd_esc(p->platform), sz,
                        !p->complete  ? "incomplete"
                        : p->unpacked ? "unpacked"
                                      : "stored");

@@ -363,10 +363,10 @@ int cmd_usage_error(const cmd_def *def, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("mar: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    _cleanup_free_ char *msg = mar_xvasprintf(fmt, ap);
     va_end(ap);
+    _cleanup_free_ char *esc = mar_str_escape(msg);
+    fprintf(stderr, "mar: %s\n", esc);
     cmd_print_usage(def, stderr);
     return MAR_EUSAGE;
 }
@@ -714,6 +714,7 @@ int cmd_main(int argc, char **argv)
     }
     cmd_diag_init(cmd_flag(&args, "debug"), cmd_flag(&args, "quiet"));
     rc = def->fn(def, &args);
+    cmd_esc_release();
     cmd_args_release(&args);
     mar_strv_release(&av);
     return rc;

@@ -298,9 +298,9 @@ json_t *cmd_report_json(const cmd_report *r)
 
 void cmd_report_print(const cmd_report *r, FILE *out)
 {
-    fprintf(out, "Reference:   %s\n", r->reference);
+    fprintf(out, "Reference:   %s\n", cmd_esc(r->reference));
     fprintf(out, "Digest:      %s\n", r->digest.str);
-    fprintf(out, "Media type:  %s\n", r->media_type);
+    fprintf(out, "Media type:  %s\n", cmd_esc(r->media_type));
     if (r->host_detail[0]) {
         fprintf(out, "Evaluated:   %s (%s)\n\n", r->host, r->host_detail);
     } else {
@@ -356,7 +356,7 @@ void cmd_report_print(const cmd_report *r, FILE *out)
             vm_verdict_label(&row->verdict, run, sizeof(run));
         }
         fprintf(out, "%c %-*s  %-19s  %9s  %-*s  ", row->selected ? '*' : ' ', (int)wp,
-                row->published, dig, size, (int)wc, cp);
+                cmd_esc(row->published), dig, size, (int)wc, cp);
         if (deep) {
             cmd_elf_column(row, ec, sizeof(ec));
             fprintf(out, "%-*s  ", (int)we, ec);

@@ -219,6 +219,12 @@ bool mar_str_endswith(const char *s, const char *suffix);
 bool mar_str_caseeq(const char *a, const char *b);
 /* Copies at most n-1 bytes and NUL-terminates; returns false when truncated. */
 bool mar_strlcpy(char *dst, const char *src, size_t n);
+/* Text for a terminal (util/escape.c): control characters (C0, DEL, C1) and bytes that are not
+ * UTF-8 written as visible escapes ("\x1b", "\n", "\u009b"); everything else as it is. Every
+ * string from a registry, a store file or an image goes through this before it is printed.
+ * Returns: new string. */
+char *mar_str_escape(const char *s);
+bool mar_str_needs_escape(const char *s);
 /* Strict decimal parse of the whole string into [min, max]; returns false on any junk. */
 bool mar_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret);
 /* Human size: "1.2 MB" (decimal units, like docker). */

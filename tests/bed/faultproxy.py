@@ -15,7 +15,8 @@ Faults:
   reset         the same, then a TCP RST (SO_LINGER 0)
   wrongbytes    the body with every byte flipped (same length)
   extra         the body plus `extra` bytes, Content-Length counting them
-  status        answers `status` (500, 502, 503, 504, 401, ...) with an empty error body
+  status        answers `status` (500, 502, 503, 504, 401, ...) with an empty error body; a 401
+                carries `www_authenticate` (default a Basic challenge)
   ratelimit     429 with Retry-After: `retry_after` and ratelimit-* headers
   stall         sends `fraction` of the body, then nothing for `seconds`, then closes
   redirect      307 to the same path on the redirect target (another host name for loopback);
@@ -131,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
             note(self.path, f["status"], 0, rng)
             hdrs = [("Content-Type", "application/json")]
             if f["status"] == 401:
-                hdrs.append(("WWW-Authenticate", 'Basic realm="fault"'))
+                hdrs.append(("WWW-Authenticate", f.get("www_authenticate", 'Basic realm="fault"')))
             return self.send_all(f["status"], hdrs, b'{"errors":[]}')
         if kind == "ratelimit":
             note(self.path, 429, 0, rng)
