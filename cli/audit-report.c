@@ -108,10 +108,10 @@ static void print_table(const cmd_audit_run *a, json_t *doc)
         char w[2048];
         where(a, im, w, sizeof(w));
         _cleanup_free_ char *label = table_label(im);
-        printf("%-*s  %-14s  %-16s  %s\n", iw, label, im->verdict,
-               im->platform[0] ? im->platform : "-", w);
+        printf("%-*s  %-14s  %-16s  %s\n", iw, cmd_esc(label), im->verdict,
+               im->platform[0] ? cmd_esc(im->platform) : "-", cmd_esc(w));
         if (im->reason[0]) {
-            printf("%-*s  %s\n", iw, "", im->reason);
+            printf("%-*s  %s\n", iw, "", cmd_esc(im->reason));
         }
     }
     bool any = false;
@@ -121,7 +121,7 @@ static void print_table(const cmd_audit_run *a, json_t *doc)
                 printf("\nRecommendations:\n");
                 any = true;
             }
-            printf("  - %s\n", a->images[i].recs.v[r]);
+            printf("  - %s\n", cmd_esc(a->images[i].recs.v[r]));
         }
     }
     char sum[512];
@@ -130,10 +130,11 @@ static void print_table(const cmd_audit_run *a, json_t *doc)
            (unsigned long long)a->requests);
 }
 
-/* Markdown table cells: pipes and newlines would break the row. */
-static void md_cell(const char *s)
+/* Markdown table cells: pipes and newlines would break the row; control characters are
+ * escaped for the terminal first. */
+static void md_cell(const char *text)
 {
-    for (; *s; s++) {
+    for (const char *s = cmd_esc(text); *s; s++) {
         if (*s == '|') {
             fputs("\\|", stdout);
         } else if (*s == '\n') {
@@ -155,12 +156,13 @@ static void print_markdown(const cmd_audit_run *a, json_t *doc)
         where(a, im, w, sizeof(w));
         printf("| `");
         md_cell(im->name);
-        printf("`%s%s | **%s**", im->pin ? " pinned " : "", im->pin ? im->pin : "", im->verdict);
+        printf("`%s%s | **%s**", im->pin ? " pinned " : "", im->pin ? cmd_esc(im->pin) : "",
+               im->verdict);
         if (im->reason[0]) {
             printf(": ");
             md_cell(im->reason);
         }
-        printf(" | %s | ", im->platform[0] ? im->platform : "-");
+        printf(" | %s | ", im->platform[0] ? cmd_esc(im->platform) : "-");
         md_cell(w);
         printf(" |\n");
     }
@@ -171,7 +173,7 @@ static void print_markdown(const cmd_audit_run *a, json_t *doc)
                 printf("\n### Recommendations\n\n");
                 any = true;
             }
-            printf("- %s\n", a->images[i].recs.v[r]);
+            printf("- %s\n", cmd_esc(a->images[i].recs.v[r]));
         }
     }
     char sum[512];

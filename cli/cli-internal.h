@@ -76,9 +76,16 @@ int cmd_completion(int argc, char **argv);
 /* ---------------------------------------------------------------------------------------------
  * Output. */
 
-/* Installs the stderr diagnostics sink. */
+/* s escaped for the terminal (mar_str_escape): s itself when it needs nothing, else a copy that
+ * stays valid for the next 15 calls in this thread. For every string from a registry, a store
+ * file or an image in printf arguments; may be NULL. Errors and warnings are escaped by
+ * cmd_fail and the diagnostics sink. */
+const char *cmd_esc(const char *s);
+/* Frees the copies cmd_esc handed out in this thread. */
+void cmd_esc_release(void);
+/* Installs the stderr diagnostics sink; warnings, notices and debug lines are escaped. */
 void cmd_diag_init(bool debug, bool quiet);
-/* Prints "mar: <msg>" for an error and returns its exit status. */
+/* Prints "mar: <msg>" for an error, escaped, and returns its exit status. */
 int cmd_fail(mar_err *err);
 /* Writes a JSON document to stdout: indented on a terminal, compact otherwise. */
 int cmd_json_print(json_t *doc, bool pretty);

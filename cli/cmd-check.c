@@ -529,7 +529,7 @@ static void print_annotations(const ck_run *run)
         }
         char msg[2400], esc[7220];
         snprintf(msg, sizeof(msg), "%s %s: %s", run->images[r->image].name, r->platform, r->reason);
-        gh_escape(msg, esc, sizeof(esc));
+        gh_escape(cmd_esc(msg), esc, sizeof(esc));
         printf("::error title=mar check::%s\n", esc);
     }
 }
@@ -543,17 +543,18 @@ static void print_lines(const ck_run *run, bool quiet)
             if (!quiet && r->nested) {
                 char nd[32];
                 mar_digest_short(r->nested, nd, sizeof(nd));
-                printf("ok          %s  %s  (%s in nested index %s)\n", name, r->platform, r->entry,
-                       nd);
+                printf("ok          %s  %s  (%s in nested index %s)\n", cmd_esc(name),
+                       cmd_esc(r->platform), cmd_esc(r->entry), nd);
             } else if (!quiet) {
-                printf("ok          %s  %s  (%s)\n", name, r->platform, r->entry);
+                printf("ok          %s  %s  (%s)\n", cmd_esc(name), cmd_esc(r->platform),
+                       cmd_esc(r->entry));
             }
         } else {
             printf("%-11s %s  %s: %s\n",
                    r->status == CK_MISSING      ? "MISSING"
                    : r->status == CK_MISLABELED ? "MISLABELED"
                                                 : "ERROR",
-                   name, r->platform, r->reason);
+                   cmd_esc(name), cmd_esc(r->platform), cmd_esc(r->reason));
         }
     }
 }

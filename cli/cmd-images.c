@@ -16,6 +16,7 @@ typedef struct image_row {
     const reg_store_ref *ref;
     image_platform *p;
     size_t n;
+    struct image_row *same_name; /* the next row of the same name (a hand-edited index.json) */
 } image_row;
 
 /* One platform of a pulled image, read back from the store. */
@@ -24,7 +25,7 @@ static bool describe(reg_store *s, const reg_store_ref *top, const oci_matcher *
 {
     reg_store_image im;
     mar_err *e = NULL;
-    if (reg_store_image_find(s, top->name, m, &im, &e) < 0) {
+    if (reg_store_image_of(s, top, m, &im, &e) < 0) {
         mar_err_free(e);
         return false;
     }
@@ -38,41 +39,67 @@ static bool describe(reg_store *s, const reg_store_ref *top, const oci_matcher *
     return true;
 }
 
+static void add_platform(reg_store *s, image_row *r, const oci_matcher *m)
+{
+    image_platform ip = {0};
+    if (describe(s, r->ref, m, &ip)) {
+        r->p = mar_xrealloc(r->p, (r->n + 1) * sizeof(*r->p));
+        r->p[r->n++] = ip;
+    }
+}
+
+static bool is_platform_entry(const reg_store_ref *r)
+{
+    return r->has_platform && strchr(r->name, '@');
+}
+
+/* A row per image, with its per-platform entries ("<name>@<os>/<arch>") in index order. Linear
+ * in the entries of index.json: the rows are found by name in a hash map, and each image is read
+ * from the listing already made. */
 static void collect(reg_store *s, const reg_store_refs *refs, image_row **ret, size_t *ret_n)
 {
     image_row *rows = mar_xcalloc(refs->n + 1, sizeof(*rows));
     size_t n = 0;
+    mar_map by_name = MAR_MAP_INIT;
     for (size_t i = 0; i < refs->n; i++) {
-        if (refs->v[i].has_platform && strchr(refs->v[i].name, '@')) {
-            continue; /* a per-platform entry: shown under its image */
+        if (is_platform_entry(&refs->v[i])) {
+            continue; /* shown under its image */
         }
         image_row *r = &rows[n++];
         r->ref = &refs->v[i];
-        size_t nl = strlen(r->ref->name);
-        for (size_t k = 0; k < refs->n; k++) {
-            const reg_store_ref *pe = &refs->v[k];
-            if (!pe->has_platform || strncmp(pe->name, r->ref->name, nl) != 0 ||
-                pe->name[nl] != '@') {
-                continue;
+        image_row *first = mar_map_get(&by_name, r->ref->name);
+        if (!first) {
+            mar_map_set(&by_name, r->ref->name, r);
+        } else {
+            while (first->same_name) {
+                first = first->same_name;
             }
-            oci_matcher m;
-            oci_matcher_only_strict(&m, &pe->platform);
-            image_platform ip = {0};
-            if (describe(s, r->ref, &m, &ip)) {
-                r->p = mar_xrealloc(r->p, (r->n + 1) * sizeof(*r->p));
-                r->p[r->n++] = ip;
-            }
+            first->same_name = r;
         }
-        if (r->n == 0) {
-            oci_matcher m;
-            oci_matcher_all(&m);
-            image_platform ip = {0};
-            if (describe(s, r->ref, &m, &ip)) {
-                r->p = mar_xcalloc(1, sizeof(*r->p));
-                r->p[r->n++] = ip;
+    }
+    for (size_t k = 0; k < refs->n; k++) {
+        const reg_store_ref *pe = &refs->v[k];
+        if (!is_platform_entry(pe)) {
+            continue;
+        }
+        oci_matcher m;
+        oci_matcher_only_strict(&m, &pe->platform);
+        /* The image is the name before one of its '@'s (a digest reference has two). */
+        for (const char *at = strchr(pe->name, '@'); at; at = strchr(at + 1, '@')) {
+            _cleanup_free_ char *base = mar_xstrndup(pe->name, (size_t)(at - pe->name));
+            for (image_row *r = mar_map_get(&by_name, base); r; r = r->same_name) {
+                add_platform(s, r, &m);
             }
         }
     }
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].n == 0) {
+            oci_matcher m;
+            oci_matcher_all(&m);
+            add_platform(s, &rows[i], &m);
+        }
+    }
+    mar_map_release(&by_name);
     *ret = rows;
     *ret_n = n;
 }
@@ -119,19 +146,19 @@ int cmd_images(const cmd_def *def, cmd_args *args)
             char dg[24];
             mar_digest_short(&rows[i].ref->digest, dg, sizeof(dg));
             if (cmd_flag(args, "quiet")) {
-                printf("%s\n", rows[i].ref->name);
+                printf("%s\n", cmd_esc(rows[i].ref->name));
                 continue;
             }
             if (rows[i].n == 0) {
-                printf("%-44s %-19s %-16s %9s  %s\n", rows[i].ref->name, dg, "-", "-",
+                printf("%-44s %-19s %-16s %9s  %s\n", cmd_esc(rows[i].ref->name), dg, "-", "-",
                        "incomplete");
             }
             for (size_t k = 0; k < rows[i].n; k++) {
                 const image_platform *p = &rows[i].p[k];
                 char sz[16];
                 mar_format_size(p->size, sz, sizeof(sz));
-                printf("%-44s %-19s %-16s %9s  %s\n", k ? "" : rows[i].ref->name, k ? "" : dg,
-                       p->platform, sz,
+                printf("%-44s %-19s %-16s %9s  %s\n", k ? "" : cmd_esc(rows[i].ref->name),
+                       k ? "" : dg, cmd_esc(p->platform), sz,
                        !p->complete  ? "incomplete"
                        : p->unpacked ? "unpacked"
                                      : "stored");

@@ -179,7 +179,7 @@ int cmd_run_explain(const cmd_args *args)
         cmd_json_print(doc, cmd_stdout_is_tty());
         json_decref(doc);
     } else {
-        printf("image:     %s\n", r.reference);
+        printf("image:     %s\n", cmd_esc(r.reference));
         if (r.host_detail[0]) {
             printf("target:    %s (%s)\n", r.host, r.host_detail);
         } else {
@@ -188,7 +188,7 @@ int cmd_run_explain(const cmd_args *args)
         if (!row) {
             printf("plan:      impossible: no entry for %s\n", want);
         } else {
-            printf("manifest:  %s %s\n", row->published, row->digest.str);
+            printf("manifest:  %s %s\n", cmd_esc(row->published), row->digest.str);
             printf("plan:      %s\n", mode);
             if (h) {
                 printf("emulator:  %s (%s%s%s)\n", h->entry, h->interpreter,
@@ -196,14 +196,14 @@ int cmd_run_explain(const cmd_args *args)
             }
             printf("security:  %s\n", security);
             if (row->verdict.reason[0]) {
-                printf("why:       %s\n", row->verdict.reason);
+                printf("why:       %s\n", cmd_esc(row->verdict.reason));
             }
             if (row->verdict.fix[0]) {
                 printf("fix:       %s\n", row->verdict.fix);
             }
         }
         for (size_t i = 0; i < r.n_problems; i++) {
-            printf("warning:   %s\n", r.problems[i].message);
+            printf("warning:   %s\n", cmd_esc(r.problems[i].message));
         }
     }
     cmd_report_release(&r);

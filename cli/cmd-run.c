@@ -123,6 +123,19 @@ static bool has_env(const mar_strv *env, const char *key)
     return false;
 }
 
+/* An --env-file names a file on this machine: one that is missing, a directory or a FIFO is a
+ * bad command line (2), not a store or registry failure. */
+static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
+{
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, path, 1 << 20, ret, &e) < 0) {
+        int rc = mar_err_set(err, MAR_EUSAGE, 0, "--env-file: %s", e->msg);
+        mar_err_free(e);
+        return rc;
+    }
+    return 0;
+}
+
 /* -e K=V sets, -e K copies mar's own value (as docker does); --env-file lines likewise, with
  * comments and blank lines skipped. */
 static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user *u, mar_strv *ret,
@@ -138,9 +151,9 @@ static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user 
     mar_strv from = MAR_STRV_INIT;
     for (size_t f = 0; files && f < files->n; f++) {
         mar_buf b = MAR_BUF_INIT(1 << 20);
-        if (mar_read_file_at(AT_FDCWD, files->v[f], 1 << 20, &b, err) < 0) {
+        if (read_env_file(files->v[f], &b, err) < 0) {
             mar_strv_release(&from);
-            return mar_err_wrap(err, "--env-file");
+            return -MAR_EUSAGE;
         }
         for (char *l = b.data, *next; l && *l; l = next) {
             next = strchr(l, '\n');
@@ -512,6 +525,15 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     _cleanup_(vm_security_release) vm_security sec;
     if (cmd_run_security(args, &sec, &err) < 0) {
         return cmd_fail(err);
+    }
+    const mar_strv *env_files = cmd_list(args, "env-file");
+    for (size_t i = 0; env_files && i < env_files->n; i++) {
+        _cleanup_buf_ mar_buf b = MAR_BUF_INIT(1 << 20);
+        if (read_env_file(env_files->v[i], &b, &err) < 0) {
+            int rc = cmd_usage_error(def, "%s", err->msg);
+            mar_err_free(err);
+            return rc;
+        }
     }
     oci_host host;
     oci_host_detect(&host);

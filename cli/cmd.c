@@ -393,10 +393,10 @@ int cmd_usage_error(const cmd_def *def, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("mar: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    _cleanup_free_ char *msg = mar_xvasprintf(fmt, ap);
     va_end(ap);
+    _cleanup_free_ char *esc = mar_str_escape(msg);
+    fprintf(stderr, "mar: %s\n", esc);
     cmd_print_usage(def, stderr);
     return MAR_EUSAGE;
 }
@@ -581,49 +581,110 @@ int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err 
     return 0;
 }
 
+static const cmd_opt *global_by_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(global_opts); i++) {
+        if (strlen(global_opts[i].name) == len && strncmp(global_opts[i].name, name, len) == 0) {
+            return &global_opts[i];
+        }
+    }
+    return NULL;
+}
+
+static const cmd_opt *global_by_short(char c)
+{
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(global_opts); i++) {
+        if (c && global_opts[i].short_name == c) {
+            return &global_opts[i];
+        }
+    }
+    return NULL;
+}
+
+/* One global option given before the verb, from the global option table: "--name",
+ * "--name=VALUE", "--name VALUE", "-c", "-cVALUE", "-c VALUE" or a cluster of short flags. It is
+ * pushed to `pre` as "--name" [VALUE] for the verb's own parser, so an option has the same effect
+ * on either side of the verb. Returns the index of the last argument used, or -1 on a usage
+ * error (printed). */
+static int take_global(int argc, char **argv, int i, mar_strv *pre)
+{
+    const char *a = argv[i];
+    if (a[1] == '-') {
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        const cmd_opt *o = global_by_long(name, eq ? (size_t)(eq - name) : strlen(name));
+        if (!o || (eq && o->kind == CMD_OPT_FLAG)) {
+            fprintf(stderr, "mar: unknown global option '%s'\n", a);
+            return -1;
+        }
+        mar_strv_push_take(pre, mar_xasprintf("--%s", o->name));
+        if (o->kind == CMD_OPT_FLAG) {
+            return i;
+        }
+        if (eq) {
+            mar_strv_push(pre, eq + 1);
+            return i;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "mar: global option '%s' needs a value\n", a);
+            return -1;
+        }
+        mar_strv_push(pre, argv[i + 1]);
+        return i + 1;
+    }
+    for (const char *p = a + 1; *p; p++) {
+        const cmd_opt *o = global_by_short(*p);
+        if (!o) {
+            fprintf(stderr, "mar: unknown global option '-%c'\n", *p);
+            return -1;
+        }
+        mar_strv_push_take(pre, mar_xasprintf("--%s", o->name));
+        if (o->kind == CMD_OPT_FLAG) {
+            continue;
+        }
+        if (p[1]) {
+            mar_strv_push(pre, p + 1);
+            return i;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "mar: global option '-%c' needs a value\n", *p);
+            return -1;
+        }
+        mar_strv_push(pre, argv[i + 1]);
+        return i + 1;
+    }
+    return i;
+}
+
 int cmd_main(int argc, char **argv)
 {
-    /* Global options may come before the verb. */
+    /* Global options may come before the verb: each is handed to the verb's parser, which knows
+     * every global option too (docs/mar.1.md GLOBAL OPTIONS). */
     int i = 1;
-    bool debug = false, quiet = false;
     mar_strv pre = MAR_STRV_INIT;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            print_main_help(stdout);
-            mar_strv_release(&pre);
-            return 0;
-        }
-        if (strcmp(a, "--version") == 0) {
+    for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
             printf("mar %s\n", MAR_VERSION);
             mar_strv_release(&pre);
             return 0;
         }
-        if (strcmp(a, "--debug") == 0) {
-            debug = true;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
-            quiet = true;
-        } else if ((strcmp(a, "--insecure-registry") == 0 || strcmp(a, "--binfmt-root") == 0 ||
-                    strcmp(a, "--tls-registry") == 0) &&
-                   i + 1 < argc) {
-            mar_strv_push(&pre, a);
-            mar_strv_push(&pre, argv[++i]);
-        } else if (mar_str_startswith(a, "--insecure-registry=") ||
-                   mar_str_startswith(a, "--binfmt-root=") ||
-                   mar_str_startswith(a, "--tls-registry=")) {
-            mar_strv_push(&pre, a);
-        } else {
-            fprintf(stderr, "mar: unknown global option '%s'\n", a);
+        int last = strcmp(argv[i], "--") == 0 ? -1 : take_global(argc, argv, i, &pre);
+        if (last < 0) {
+            if (strcmp(argv[i], "--") == 0) {
+                fprintf(stderr, "mar: unknown global option '--'\n");
+            }
             fprintf(stderr,
                     "usage: mar [GLOBAL OPTIONS] VERB [OPTIONS] [ARGS]; see 'mar --help'\n");
             mar_strv_release(&pre);
             return MAR_EUSAGE;
         }
+        i = last;
     }
     if (i >= argc) {
-        print_main_help(stderr);
+        bool help = mar_strv_contains(&pre, "--help");
+        print_main_help(help ? stdout : stderr);
         mar_strv_release(&pre);
-        return MAR_EUSAGE;
+        return help ? 0 : MAR_EUSAGE;
     }
     if (strcmp(argv[i], "completion") == 0) {
         mar_strv_release(&pre);
@@ -632,7 +693,7 @@ int cmd_main(int argc, char **argv)
     const cmd_def *def = find_command(argv[i]);
     if (!def && is_noun(argv[i])) {
         if (i + 1 >= argc || strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0) {
-            bool help = i + 1 < argc;
+            bool help = i + 1 < argc || mar_strv_contains(&pre, "--help");
             print_noun_help(argv[i], help ? stdout : stderr);
             mar_strv_release(&pre);
             return help ? 0 : MAR_EUSAGE;
@@ -681,8 +742,9 @@ int cmd_main(int argc, char **argv)
         mar_strv_release(&av);
         return 0;
     }
-    cmd_diag_init(debug || cmd_flag(&args, "debug"), quiet || cmd_flag(&args, "quiet"));
+    cmd_diag_init(cmd_flag(&args, "debug"), cmd_flag(&args, "quiet"));
     rc = def->fn(def, &args);
+    cmd_esc_release();
     cmd_args_release(&args);
     mar_strv_release(&av);
     return rc;

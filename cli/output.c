@@ -10,9 +10,35 @@
 
 static bool quiet_mode;
 
-static void diag_sink(mar_diag_level level, const char *msg, void *ud)
+/* Escaped copies handed out by cmd_esc: each stays valid for the next ESC_RING - 1 calls in the
+ * same thread, enough for the arguments of one printf. */
+#define ESC_RING 16
+static _Thread_local char *esc_ring[ESC_RING];
+static _Thread_local unsigned esc_next;
+
+const char *cmd_esc(const char *s)
+{
+    if (!s || !mar_str_needs_escape(s)) {
+        return s;
+    }
+    unsigned i = esc_next++ % ESC_RING;
+    free(esc_ring[i]);
+    esc_ring[i] = mar_str_escape(s);
+    return esc_ring[i];
+}
+
+void cmd_esc_release(void)
+{
+    for (size_t i = 0; i < ESC_RING; i++) {
+        free(esc_ring[i]);
+        esc_ring[i] = NULL;
+    }
+}
+
+static void diag_sink(mar_diag_level level, const char *m, void *ud)
 {
     (void)ud;
+    _cleanup_free_ char *msg = mar_str_escape(m);
     switch (level) {
     case MAR_DIAG_DEBUG:
         fprintf(stderr, "mar: debug: %s\n", msg);
@@ -38,7 +64,8 @@ void cmd_diag_init(bool debug, bool quiet)
 int cmd_fail(mar_err *err)
 {
     int code = mar_err_code(err);
-    fprintf(stderr, "mar: %s\n", err->msg);
+    _cleanup_free_ char *msg = mar_str_escape(err->msg);
+    fprintf(stderr, "mar: %s\n", msg);
     mar_err_free(err);
     return code;
 }

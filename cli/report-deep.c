@@ -255,18 +255,18 @@ void cmd_elf_evidence(const cmd_report *r, FILE *out)
         fprintf(out, "%s", s->n_counts ? ")" : "");
         if (s->has_entrypoint) {
             if (s->ep_found) {
-                fprintf(out, "; entrypoint %s%s%s%s is %s", s->ep_path,
+                fprintf(out, "; entrypoint %s%s%s%s is %s", cmd_esc(s->ep_path),
                         strcmp(s->ep_path, s->ep_resolved) ? " -> " : "",
-                        strcmp(s->ep_path, s->ep_resolved) ? s->ep_resolved : "",
+                        strcmp(s->ep_path, s->ep_resolved) ? cmd_esc(s->ep_resolved) : "",
                         s->ep_script[0] ? " (script interpreter)" : "",
                         s->ep_arch[0] ? s->ep_arch : "not ELF");
             } else {
-                fprintf(out, "; entrypoint %s not found", s->ep_path);
+                fprintf(out, "; entrypoint %s not found", cmd_esc(s->ep_path));
             }
         }
         fputc('\n', out);
         for (size_t k = 0; k < s->n_examples && strcmp(s->verdict, "consistent"); k++) {
-            fprintf(out, "      %s: %s\n", s->examples[k].path, s->examples[k].arch);
+            fprintf(out, "      %s: %s\n", cmd_esc(s->examples[k].path), s->examples[k].arch);
         }
     }
 }

@@ -520,9 +520,9 @@ static void attested(const cmd_report *r, char *buf, size_t n)
 
 void cmd_report_print(const cmd_report *r, FILE *out)
 {
-    fprintf(out, "Reference:   %s\n", r->reference);
+    fprintf(out, "Reference:   %s\n", cmd_esc(r->reference));
     fprintf(out, "Digest:      %s\n", r->digest.str);
-    fprintf(out, "Media type:  %s\n", r->media_type);
+    fprintf(out, "Media type:  %s\n", cmd_esc(r->media_type));
     if (r->host_detail[0]) {
         fprintf(out, "Evaluated:   %s (%s)\n\n", r->host, r->host_detail);
     } else {
@@ -607,8 +607,8 @@ void cmd_report_print(const cmd_report *r, FILE *out)
         } else {
             vm_verdict_label(&row->verdict, run, sizeof(run));
         }
-        fprintf(out, "%c %-*s  %-19s  %9s  %-*s  ", row && row->selected ? '*' : ' ', (int)wp, pl,
-                dig, size, (int)wc, cp);
+        fprintf(out, "%c %-*s  %-19s  %9s  %-*s  ", row && row->selected ? '*' : ' ', (int)wp,
+                cmd_esc(pl), dig, size, (int)wc, cp);
         if (deep) {
             if (row) {
                 cmd_elf_column(row, ec, sizeof(ec));

@@ -44,10 +44,11 @@ static bool component_char(char c)
            c == '.' || c == '-';
 }
 
-/* `^[A-Za-z0-9_.-]+$` (containerd specifierRe). */
+/* `^[A-Za-z0-9_.-]+$` (containerd specifierRe), and not dots alone: "." and ".." name no
+ * operating system, architecture or variant ("../../etc" is a path, not a platform). */
 static bool component_ok(const char *s)
 {
-    if (!*s) {
+    if (!*s || strspn(s, ".") == strlen(s)) {
         return false;
     }
     for (; *s; s++) {

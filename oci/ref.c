@@ -109,14 +109,19 @@ static bool domain_ok(const char *s, size_t n)
         }
     }
     if (host_end < n) {
-        /* ":" port, digits only */
-        if (host_end + 1 == n) {
+        /* ":" port, digits only, 1-65535 (a TCP port; 0 and 99999 are typing errors) */
+        if (host_end + 1 == n || n - host_end - 1 > 5) {
             return false;
         }
+        unsigned port = 0;
         for (size_t k = host_end + 1; k < n; k++) {
             if (s[k] < '0' || s[k] > '9') {
                 return false;
             }
+            port = port * 10 + (unsigned)(s[k] - '0');
+        }
+        if (port == 0 || port > 65535) {
+            return false;
         }
     }
     return true;
@@ -183,8 +188,24 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
     if (at) {
         *at = '\0';
         const char *d = at + 1;
+        if (strchr(d, '/')) {
+            /* "user:password@host/repo": a digest never has a '/'. The reference is not echoed,
+             * it holds a password. */
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: credentials never go in a reference "
+                               "(USER[:PASSWORD]@ before the registry host); log in instead "
+                               "(docker login, or config.json)");
+        }
+        if (!*d) {
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: no digest after '@' in '%.100s'", s);
+        }
+        if (strchr(d, '@')) {
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "invalid reference format: more than one '@' in '%.100s'", s);
+        }
         bool known_alg = mar_str_startswith(d, "sha256:") || mar_str_startswith(d, "sha512:");
-        if (known_alg && !mar_digest_valid(d)) {
+        if ((known_alg && !mar_digest_valid(d)) || !mar_digest_grammar_ok(d)) {
             /* A typing error, not an unsupported algorithm. */
             return mar_err_set(err, MAR_EUSAGE, 0,
                                "invalid reference format: bad digest in "
@@ -231,6 +252,19 @@ int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err)
         if (is_host) {
             if (!domain_ok(name, fl)) {
                 free(r.tag);
+                const char *pc = memrchr(name, ':', fl);
+                size_t pl = pc ? fl - (size_t)(pc + 1 - name) : 0;
+                unsigned long port = 0;
+                for (size_t k = 0; k < pl && port <= 65535 && pc[1 + k] >= '0' && pc[1 + k] <= '9';
+                     k++) {
+                    port = port * 10 + (unsigned long)(pc[1 + k] - '0');
+                }
+                if (pl && strspn(pc + 1, "0123456789") >= pl && (port == 0 || port > 65535)) {
+                    return mar_err_set(err, MAR_EUSAGE, 0,
+                                       "invalid reference format: port '%.*s' in '%s' is not "
+                                       "1-65535",
+                                       (int)pl, pc + 1, s);
+                }
                 return mar_err_set(err, MAR_EUSAGE, 0,
                                    "invalid reference format: bad registry "
                                    "host in '%s'",

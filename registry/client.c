@@ -100,6 +100,7 @@ reg_client *reg_client_free(reg_client *c)
         free(h->ca_pem);
         free(h->client_cert);
         free(h->client_key);
+        free(h->parked);
         free(h->realm);
         free(h->service);
         reg__creds_release(&h->creds);
@@ -226,6 +227,10 @@ void reg__op_start(reg_op *op)
         }
     }
 
+    if (reg__host_scheme_park(op)) {
+        return;
+    }
+
     free(req->url);
     req->url = mar_xstrdup(op->url);
     for (size_t i = 0; i < req->headers.n; i++) {
@@ -280,6 +285,7 @@ void reg__op_start(reg_op *op)
     }
     mar_err *e = NULL;
     if (c->ops->submit(c->tctx, req, &e) < 0) {
+        reg__host_scheme_probed(op, REG_HTTP_EOTHER);
         op->rc = -mar_err_code(e);
         op->err = e;
         op->done(op);
@@ -405,15 +411,15 @@ static void op_http_done(reg_http_req *req)
     reg_op *op = req->userdata;
     reg_client *c = op->c;
     c->stats.bytes += req->resp_bytes;
+    reg__host_scheme_probed(op, req->result);
 
     if (req->result != REG_HTTP_OK) {
         _cleanup_free_ char *u = reg__url_for_log(op->url);
         switch (req->result) {
         case REG_HTTP_ETLS:
-            if (op->host && op->host->insecure && !op->host->plain_http && op->redirects == 0) {
-                /* Docker's behaviour for registries named insecure: HTTPS without
-                 * verification first, then plain HTTP. */
-                op->host->plain_http = true;
+            if (op->host && op->host->plain_http && op->host->insecure && op->redirects == 0 &&
+                mar_str_startswith(op->url, "https://")) {
+                /* The scheme probe found no TLS (reg__host_scheme_probed): again over HTTP. */
                 reg__op_start(op);
                 return;
             }

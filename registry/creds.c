@@ -158,14 +158,14 @@ int reg__creds_helper_result(const char *helper, const mar_proc_result *r, reg_c
         mar_diag_warn("credential helper '%s' wrote more than %u bytes, ignoring", prog,
                       MAR_CAP_HELPER_OUT);
     } else if (r->status != 0) {
-        /* The protocol puts the failure text on stdout, and it may hold the secret: only the
-         * not-found sentinel is recognised, nothing is echoed. */
+        /* The protocol puts the failure text on stdout and helpers print what they like on
+         * stderr; either may hold the secret. Only the not-found sentinel is recognised, and
+         * nothing the helper wrote is echoed (docs/mar.1.md REGISTRIES). */
         if (strstr(r->out.data, "credentials not found")) {
             rc = 0;
         } else {
-            mar_diag_warn("credential helper '%s' failed with status %d%s%.*s, ignoring", prog,
-                          r->status, r->errout.len ? ": " : "", (int)strcspn(r->errout.data, "\n"),
-                          r->errout.data);
+            mar_diag_warn("credential helper '%s' failed with status %d, ignoring", prog,
+                          r->status);
         }
     } else {
         json_t *j = json_loadb(r->out.data, r->out.len, 0, NULL);

@@ -92,6 +92,45 @@ reg_host *reg__host_get(reg_client *c, const char *hostport)
     return h;
 }
 
+bool reg__host_scheme_park(reg_op *op)
+{
+    reg_host *h = op->host;
+    if (!h || !h->insecure || h->plain_http || h->scheme_known || op->redirects > 0) {
+        return false;
+    }
+    if (!h->probe || h->probe == op) {
+        h->probe = op;
+        return false;
+    }
+    h->parked = mar_xrealloc(h->parked, (h->n_parked + 1) * sizeof(*h->parked));
+    h->parked[h->n_parked++] = op;
+    return true;
+}
+
+void reg__host_scheme_probed(reg_op *op, int result)
+{
+    reg_host *h = op->host;
+    if (!h || h->probe != op) {
+        return;
+    }
+    h->probe = NULL;
+    if (result == REG_HTTP_ETLS) {
+        /* Docker's behaviour for registries named insecure: HTTPS without verification first,
+         * then plain HTTP. */
+        h->plain_http = true;
+        mar_debug("'%s' does not speak TLS: plain HTTP for every request", h->host);
+    } else if (result == REG_HTTP_OK) {
+        h->scheme_known = true;
+    }
+    reg_op **parked = TAKE_PTR(h->parked);
+    size_t n = h->n_parked;
+    h->n_parked = 0;
+    for (size_t i = 0; i < n; i++) {
+        reg__op_start(parked[i]);
+    }
+    free(parked);
+}
+
 static void read_pem_dir(const char *dir, mar_buf *ca, char **cert, char **key)
 {
     DIR *d = opendir(dir);

@@ -18,10 +18,18 @@ bool reg__creds_any(const reg_creds *cr);
 
 enum { REG_AUTH_NONE = 0, REG_AUTH_BASIC, REG_AUTH_BEARER };
 
+typedef struct reg_op reg_op;
+
 typedef struct reg_host {
     char *host; /* host[:port] the API lives at */
     bool plain_http;
     bool insecure; /* user-named: no TLS verification, plain HTTP fallback */
+    /* Insecure hosts: the first request tries HTTPS (the probe); the others are parked until
+     * its answer decides the scheme for all of them (hosts.c). */
+    bool scheme_known;
+    reg_op *probe;
+    reg_op **parked;
+    size_t n_parked;
     bool notice_done;
     bool certs_loaded;
     char *ca_pem; /* extra CA certificates (certs.d), or NULL */
@@ -42,7 +50,6 @@ typedef struct reg_token {
     struct reg_token *next;
 } reg_token;
 
-typedef struct reg_op reg_op;
 typedef void (*reg_op_done_fn)(reg_op *op);
 
 typedef struct reg_token_fetch {
@@ -118,6 +125,13 @@ char *reg__url_for_log(const char *url);
 /* Hosts. */
 reg_host *reg__host_get(reg_client *c, const char *hostport);
 bool reg__host_insecure_listed(const reg_client *c, const char *hostport);
+/* An op about to start on an insecure host whose scheme is not decided yet: the first becomes
+ * the probe, the others are parked (true) and restarted once the probe's answer came. */
+bool reg__host_scheme_park(reg_op *op);
+/* The probe's transfer ended with `result` (a reg_http_result): a TLS failure means plain HTTP,
+ * an answer means HTTPS; anything else leaves the question to the next op. Restarts the parked
+ * ops. */
+void reg__host_scheme_probed(reg_op *op, int result);
 void reg__host_load_certs(reg_client *c, reg_host *h);
 /* Origin "scheme://host[:port]" of a URL, lower-case. Returns: new string or NULL. */
 char *reg__url_origin(const char *url);
@@ -191,6 +205,9 @@ struct reg_store {
     int store_lock;
 };
 int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err);
+/* openat below the store's directory fd, every component opened with O_NOFOLLOW (a symbolic
+ * link anywhere on the path fails with ELOOP or ENOTDIR). Returns the fd or -1 with errno. */
+int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode);
 int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err);
 char *reg__blob_name(const mar_digest *d);
 

@@ -367,6 +367,10 @@ typedef struct reg_store_image {
  * among those the store holds. Errors: MAR_ENOTFOUND, MAR_EINTEGRITY, MAR_EIO. */
 int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, reg_store_image *ret,
                          mar_err **err);
+/* The same for a reference already listed (reg_store_list), without reading index.json again:
+ * for callers that walk every reference. Errors: as reg_store_image_find. */
+int reg_store_image_of(reg_store *s, const reg_store_ref *ref, const oci_matcher *m,
+                       reg_store_image *ret, mar_err **err);
 void reg_store_image_release(reg_store_image *im);
 
 typedef struct reg_gc_stats {

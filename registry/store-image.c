@@ -90,14 +90,21 @@ int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, r
             hit = &refs.v[i];
         }
     }
-    if (!hit) {
-        reg_store_refs_release(&refs);
-        return mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' is not in the store '%s'", name, s->path);
-    }
-    _cleanup_manifest_ oci_manifest *top = NULL;
-    int rc = read_doc(s, &hit->digest, hit->media_type, &top, err);
-    mar_digest top_digest = hit->digest;
+    int rc = hit ? reg_store_image_of(s, hit, m, ret, err)
+                 : mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' is not in the store '%s'", name,
+                               s->path);
     reg_store_refs_release(&refs);
+    return rc;
+}
+
+int reg_store_image_of(reg_store *s, const reg_store_ref *ref, const oci_matcher *m,
+                       reg_store_image *ret, mar_err **err)
+{
+    memset(ret, 0, sizeof(*ret));
+    const char *name = ref->name;
+    _cleanup_manifest_ oci_manifest *top = NULL;
+    int rc = read_doc(s, &ref->digest, ref->media_type, &top, err);
+    mar_digest top_digest = ref->digest;
     if (rc < 0) {
         return rc;
     }

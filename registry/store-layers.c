@@ -28,7 +28,8 @@ bool reg_store_layer_complete(reg_store *s, const mar_digest *chain)
 
 static int remove_in_store(reg_store *s, const char *rel, mar_err **err)
 {
-    _cleanup_close_ int ufd = openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int ufd =
+            openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (ufd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot open '%s/unpack'", s->path);
     }
@@ -99,7 +100,8 @@ int reg_store_layer_commit(reg_store *s, const mar_digest *chain, const char *in
     if (renameat2(s->dfd, partp, s->dfd, final, RENAME_NOREPLACE) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot move '%s/%s' into place", s->path, partp);
     }
-    _cleanup_close_ int ufd = openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int ufd =
+            openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (ufd >= 0) {
         fsync(ufd);
     }

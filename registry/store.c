@@ -79,6 +79,50 @@ static int mkdir_at(int dfd, const char *name, const char *store, mar_err **err)
     return 0;
 }
 
+/* One of the store's own directories: created when missing, and refused unless it is a real
+ * directory. A symbolic link in its place would send lock files, downloads and blobs outside the
+ * store; parents are checked before their children are created through them. */
+static int own_dir(int dfd, const char *name, const char *store, mar_err **err)
+{
+    if (mkdir_at(dfd, name, store, err) < 0) {
+        return -MAR_EIO;
+    }
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s/%s'", store, name);
+    }
+    if (S_ISLNK(st.st_mode)) {
+        return mar_err_set(err, MAR_EIO, 0,
+                           "'%s/%s' is a symbolic link, not the store's own directory, refusing",
+                           store, name);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return mar_err_set(err, MAR_EIO, 0, "'%s/%s' is not a directory, refusing", store, name);
+    }
+    return 0;
+}
+
+int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode)
+{
+    _cleanup_close_ int dir = -1;
+    int at = s->dfd;
+    const char *p = rel;
+    for (const char *slash; (slash = strchr(p, '/'));) {
+        _cleanup_free_ char *comp = mar_xstrndup(p, (size_t)(slash - p));
+        int fd = openat(at, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            return -1; /* errno: ELOOP or ENOTDIR for a symbolic link */
+        }
+        if (dir >= 0) {
+            close(dir);
+        }
+        dir = fd;
+        at = fd;
+        p = slash + 1;
+    }
+    return openat(at, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
 /* Writes a small file atomically: a temporary name, fsync, rename over the old one. */
 int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err)
 {
@@ -128,13 +172,18 @@ int reg_store_open(const char *path, reg_store **ret, mar_err **err)
     s->dfd = dfd;
     s->path = mar_xstrdup(path);
     s->store_lock = -1;
-    if (mkdir_at(dfd, "blobs", path, err) < 0 || mkdir_at(dfd, "blobs/sha256", path, err) < 0 ||
-        mkdir_at(dfd, "ingest", path, err) < 0 || mkdir_at(dfd, "locks", path, err) < 0 ||
-        mkdir_at(dfd, "unpack", path, err) < 0) {
+    if (own_dir(dfd, "blobs", path, err) < 0 || own_dir(dfd, "blobs/sha256", path, err) < 0 ||
+        own_dir(dfd, "ingest", path, err) < 0 || own_dir(dfd, "locks", path, err) < 0 ||
+        own_dir(dfd, "unpack", path, err) < 0) {
         reg_store_free(s);
         return -MAR_EIO;
     }
     struct stat st;
+    if (fstatat(dfd, "blobs/sha512", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        own_dir(dfd, "blobs/sha512", path, err) < 0) {
+        reg_store_free(s);
+        return -MAR_EIO;
+    }
     if (fstatat(dfd, "oci-layout", &st, AT_SYMLINK_NOFOLLOW) < 0) {
         static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
         if (reg__store_write_atomic(s, "oci-layout", layout, sizeof(layout) - 1, err) < 0) {
@@ -181,7 +230,7 @@ int reg_store_dirfd(const reg_store *s)
 int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err)
 {
     _cleanup_free_ char *p = mar_xasprintf("locks/%s.lock", name);
-    int fd = openat(s->dfd, p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = reg__store_openat(s, p, O_RDWR | O_CREAT, 0600);
     if (fd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot open the lock '%s/%s'", s->path, p);
     }
@@ -237,7 +286,7 @@ bool reg_store_has(reg_store *s, const mar_digest *d, int64_t size)
 int reg_store_blob_open(reg_store *s, const mar_digest *d, int *ret_fd, mar_err **err)
 {
     _cleanup_free_ char *name = reg__blob_name(d);
-    int fd = openat(s->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = reg__store_openat(s, name, O_RDONLY, 0);
     if (fd < 0) {
         int e = errno;
         return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EIO, e,
@@ -367,7 +416,7 @@ int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait,
         return mar_err_set(err, MAR_EIO, e, "cannot create '%s/ingest/%s'", s->path, ln);
     }
     _cleanup_free_ char *dp = mar_xasprintf("%s/data", g->dir);
-    g->data = openat(s->dfd, dp, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    g->data = reg__store_openat(s, dp, O_RDWR | O_CREAT, 0600);
     if (g->data < 0) {
         int e = errno;
         reg_ingest_free(g);
@@ -489,8 +538,8 @@ int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err)
     if (fchmod(g->data, 0444) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot chmod the ingest of %s", g->digest.str);
     }
-    if (g->digest.alg == MAR_DIGEST_SHA512) {
-        mkdir_at(s->dfd, "blobs/sha512", s->path, NULL);
+    if (g->digest.alg == MAR_DIGEST_SHA512 && own_dir(s->dfd, "blobs/sha512", s->path, err) < 0) {
+        return -MAR_EIO;
     }
     _cleanup_free_ char *dp = mar_xasprintf("%s/data", g->dir);
     _cleanup_free_ char *name = reg__blob_name(&g->digest);

@@ -323,6 +323,16 @@ static int map_result(CURLcode rc)
     }
 }
 
+static bool header_overflow(const xfer *x, CURLcode rc)
+{
+#if LIBCURL_VERSION_NUM >= 0x080600
+    if (rc == CURLE_TOO_LARGE) {
+        return true;
+    }
+#endif
+    return rc == CURLE_OUT_OF_MEMORY && !x->streaming && x->req->resp_bytes == 0;
+}
+
 static void finish(curl_ctx *ctx, CURL *easy, CURLcode rc)
 {
     xfer *x = NULL;
@@ -340,7 +350,13 @@ static void finish(curl_ctx *ctx, CURL *easy, CURLcode rc)
     long ver = 0;
     curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &ver);
     req->http_version = ver == CURL_HTTP_VERSION_2_0 ? 2 : ver == CURL_HTTP_VERSION_3 ? 3 : 1;
-    if (req->result == REG_HTTP_OK) {
+    if (req->result == REG_HTTP_OK && header_overflow(x, rc)) {
+        /* curl refuses a header line longer than its own limit (100 KiB) before on_header sees
+         * it, and says "out of memory": such a line is over MAR_CAP_HEADERS too. */
+        req->result = REG_HTTP_ETOOBIG;
+        snprintf(req->errmsg, sizeof(req->errmsg), "response headers exceed %u bytes",
+                 MAR_CAP_HEADERS);
+    } else if (req->result == REG_HTTP_OK) {
         req->result = map_result(rc);
         if (req->result != REG_HTTP_OK) {
             snprintf(req->errmsg, sizeof(req->errmsg), "%s",

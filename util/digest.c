@@ -53,13 +53,58 @@ bool mar_digest_valid(const char *s)
     return s && classify(s, &a) == 0;
 }
 
+static bool alg_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool mar_digest_grammar_ok(const char *s)
+{
+    /* image-spec descriptor.md "Digests": algorithm ":" encoded, with
+     * algorithm = [a-z0-9]+ ([+._-] [a-z0-9]+)* and encoded = [a-zA-Z0-9=_-]+ */
+    const char *p = s;
+    for (;;) {
+        if (!alg_char(*p)) {
+            return false;
+        }
+        while (alg_char(*p)) {
+            p++;
+        }
+        if (*p == ':') {
+            break;
+        }
+        if (*p != '+' && *p != '.' && *p != '_' && *p != '-') {
+            return false;
+        }
+        p++;
+    }
+    p++;
+    if (!*p) {
+        return false;
+    }
+    for (; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '=' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int mar_digest_parse(const char *s, mar_digest *ret, mar_err **err)
 {
     mar_digest_alg a;
     if (!s || classify(s, &a) < 0) {
-        /* Never echo an arbitrary-length value into a message. */
-        return mar_err_set(err, MAR_EUNSUPPORTED, 0,
-                           "unsupported digest algorithm or malformed digest in '%.80s', refusing",
+        /* Never echo an arbitrary-length value into a message. A digest of the right shape
+         * naming another algorithm is unsupported; anything else, including a sha256 digest
+         * of the wrong length, is a malformed document. */
+        bool known = s && (mar_str_startswith(s, "sha256:") || mar_str_startswith(s, "sha512:"));
+        if (s && !known && mar_digest_grammar_ok(s)) {
+            return mar_err_set(err, MAR_EUNSUPPORTED, 0,
+                               "unsupported digest algorithm in '%.80s', refusing", s);
+        }
+        return mar_err_set(err, MAR_EINTEGRITY, 0, "malformed digest '%.80s', refusing",
                            s ? s : "");
     }
     ret->alg = a;

@@ -219,6 +219,12 @@ bool mar_str_endswith(const char *s, const char *suffix);
 bool mar_str_caseeq(const char *a, const char *b);
 /* Copies at most n-1 bytes and NUL-terminates; returns false when truncated. */
 bool mar_strlcpy(char *dst, const char *src, size_t n);
+/* Text for a terminal (util/escape.c): control characters (C0, DEL, C1) and bytes that are not
+ * UTF-8 written as visible escapes ("\x1b", "\n", "\u009b"); everything else as it is. Every
+ * string from a registry, a store file or an image goes through this before it is printed.
+ * Returns: new string. */
+char *mar_str_escape(const char *s);
+bool mar_str_needs_escape(const char *s);
 /* Strict decimal parse of the whole string into [min, max]; returns false on any junk. */
 bool mar_parse_i64(const char *s, int64_t min, int64_t max, int64_t *ret);
 /* Human size: "1.2 MB" (decimal units, like docker). */
@@ -277,10 +283,12 @@ typedef struct mar_digest {
     char str[MAR_DIGEST_STR_MAX]; /* canonical "alg:hex" */
 } mar_digest;
 
-/* Validates and copies a digest string. Errors: MAR_EUNSUPPORTED for another algorithm or a
- * malformed value. */
+/* Validates and copies a digest string. Errors: MAR_EUNSUPPORTED for a well-formed digest of
+ * another algorithm, MAR_EINTEGRITY for a malformed value (wrong length or characters). */
 int mar_digest_parse(const char *s, mar_digest *ret, mar_err **err);
 bool mar_digest_valid(const char *s);
+/* True when s has the shape of image-spec's digest grammar, whatever the algorithm. */
+bool mar_digest_grammar_ok(const char *s);
 /* The hex part of a digest string (borrowed pointer into d->str). */
 const char *mar_digest_hex(const mar_digest *d);
 bool mar_digest_eq(const mar_digest *a, const mar_digest *b);

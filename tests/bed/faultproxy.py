@@ -25,7 +25,8 @@ Faults:
   reset         the same, then a TCP RST (SO_LINGER 0)
   wrongbytes    the body with every byte flipped (same length)
   extra         the body plus `extra` bytes, Content-Length counting them
-  status        answers `status` (500, 502, 503, 504, 401, ...) with an empty error body
+  status        answers `status` (500, 502, 503, 504, 401, ...) with an empty error body; a 401
+                carries `www_authenticate` (default a Basic challenge)
   ratelimit     429 with Retry-After: `retry_after` and ratelimit-* headers
   stall         sends `fraction` of the body, then nothing for `seconds`, then closes
   redirect      307 to the same path on the redirect target (another host name for loopback);
@@ -38,6 +39,7 @@ Faults:
                 Content-Range cut to match), then resets the connection without an answer
   wrongdigest   forwards, then answers with another Docker-Content-Digest
   denied        403 with a DENIED error body
+  bigheader     the answer with one extra header line of `size` bytes (default 1 MiB)
 
 usage: faultproxy.py PORT REDIRECT_PORT UPSTREAM_HOST:PORT
 Environment: FAULTPROXY_TARGET_AUTH, an Authorization value the redirect target uses upstream
@@ -188,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
             note(self.path, f["status"], 0, rng, self.command, sent)
             hdrs = [("Content-Type", "application/json")]
             if f["status"] == 401:
-                hdrs.append(("WWW-Authenticate", 'Basic realm="fault"'))
+                hdrs.append(("WWW-Authenticate", f.get("www_authenticate", 'Basic realm="fault"')))
             return self.send_all(f["status"], hdrs, b'{"errors":[]}')
         if kind == "denied":
             note(self.path, 403, 0, rng, self.command, sent)
@@ -238,6 +240,8 @@ class Handler(BaseHTTPRequestHandler):
             hdrs = [(k, v) for k, v in hdrs if k.lower() != "content-range"]
             hdrs.append(("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body))))
             body = body[start:]
+        if kind == "bigheader":
+            hdrs.append(("X-Big", "x" * int(f.get("size", 1 << 20))))
         if kind == "wrongbytes":
             body = bytes(b ^ 0xFF for b in body)
         if kind == "extra":

@@ -296,6 +296,35 @@ static int setup(void **state)
     return 0;
 }
 
+/* Every image of one plain-HTTP registry named --insecure-registry, audited at once: no row is
+ * an error, and no request met a TLS failure. */
+static void test_insecure_registry(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *host = mar_xstrndup(R, strcspn(R, "/"));
+    _cleanup_free_ char *l = mar_xasprintf("%s/mar/multi:latest\n%s/mar/single:latest\n"
+                                           "%s/mar/zstd:latest\n%s/mar/confmismatch:latest\n",
+                                           R, R, R, R);
+    char *in = itest_write("insecure-images.txt", l, 0644);
+    const char *argv[] = {
+            getenv("MAR_BIN"), "audit", "--insecure-registry", host, "--format", "json", in, NULL};
+    itest_run r;
+    itest_runv(&r, NULL, argv);
+    assert_int_equal(r.status, 0);
+    assert_not_contains(r.err.data, "TLS failure");
+    json_t *doc = itest_json(r.out.data);
+    assert_int_equal(json_array_size(json_object_get(doc, "images")), 4);
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(doc, "images"), i, e)
+    {
+        assert_string_not_equal(S(e, "verdict"), "error");
+    }
+    json_decref(doc);
+    itest_run_release(&r);
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +332,7 @@ int main(void)
             cmocka_unit_test(test_deep_and_target),
             cmocka_unit_test(test_formats),
             cmocka_unit_test(test_stdin),
+            cmocka_unit_test(test_insecure_registry),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -161,6 +161,25 @@ static void test_outputs(void **state)
     free(lf);
 }
 
+/* Several images of one plain-HTTP registry named --insecure-registry, resolved at once: the
+ * HTTPS attempt is made once and every request in flight waits for its answer, then uses plain
+ * HTTP. */
+static void test_insecure_registry_many_images(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *host = mar_xstrndup(ref("multi"), strcspn(ref("multi"), "/"));
+    itest_run r;
+    const char *a[] = {"--insecure-registry", host,          "--platforms",  "linux/amd64",
+                       ref("multi"),          ref("single"), ref("shared1"), ref("shared2"),
+                       ref("zstd"),           NULL};
+    for (int i = 0; i < 3; i++) {
+        check(&r, 0, NULL, a);
+        assert_not_contains(r.err.data, "TLS failure");
+        assert_contains(r.err.data, "5 checks: 5 ok, 0 failed, 0 could not be checked");
+        itest_run_release(&r);
+    }
+}
+
 int main(void)
 {
     const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", NULL};
@@ -169,6 +188,7 @@ int main(void)
             cmocka_unit_test(test_spellings),
             cmocka_unit_test(test_failures),
             cmocka_unit_test(test_outputs),
+            cmocka_unit_test(test_insecure_registry_many_images),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,12 +186,43 @@ static void test_identity_token(void **state)
     itest_run_release(&r);
 }
 
+/* A failing helper: mar says that it failed and its exit status, and repeats nothing it wrote
+ * (docs/mar.1.md REGISTRIES: helper output is never echoed). */
+static void test_failing_helper_not_echoed(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *script = mar_xasprintf("#!/bin/sh\nread server\n"
+                                                "echo 'stderr says %s' >&2\n"
+                                                "echo 'stdout says %s'\nexit 3\n",
+                                                pass, pass);
+    free(itest_write("bin5/docker-credential-marfail", script, 0755));
+    _cleanup_free_ char *cfg = mar_xasprintf("{\"credHelpers\":{\"%s\":\"marfail\"}}",
+                                             itest_bed("MAR_TEST_TOKEN_REGISTRY"));
+    free(itest_write("cfg5/config.json", cfg, 0600));
+    _cleanup_free_ char *env0 = mar_xasprintf("DOCKER_CONFIG=%s/cfg5", itest_tmpdir());
+    _cleanup_free_ char *env1 = mar_xasprintf("PATH=%s/bin5:%s", itest_tmpdir(), getenv("PATH"));
+    const char *env[] = {env0, env1, NULL};
+    itest_run r;
+    _cleanup_free_ char *tref = ref_on("MAR_TEST_TOKEN_REGISTRY");
+    itest_mar(&r, env, "--debug", "inspect", tref, NULL);
+    /* Without credentials the token registry refuses: authentication (4). */
+    assert_int_equal(r.status, 4);
+    assert_contains(r.err.data,
+                    "credential helper 'docker-credential-marfail' failed with status 3, ignoring");
+    assert_not_contains(r.err.data, "says");
+    check_no_canary(&r);
+    itest_run_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_anonymous_is_refused), cmocka_unit_test(test_config_json),
-            cmocka_unit_test(test_wrong_password),       cmocka_unit_test(test_credential_helper),
+            cmocka_unit_test(test_anonymous_is_refused),
+            cmocka_unit_test(test_config_json),
+            cmocka_unit_test(test_wrong_password),
+            cmocka_unit_test(test_credential_helper),
             cmocka_unit_test(test_identity_token),
+            cmocka_unit_test(test_failing_helper_not_echoed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

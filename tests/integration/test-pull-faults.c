@@ -308,6 +308,29 @@ static void test_server_errors(void **state)
     json_decref(st);
 }
 
+/* A 1 MiB response header: said as such, with the cap, an integrity failure (6) without retries
+ * (docs/internals/registry-protocol.md §9), not "out of memory". */
+static void test_big_header(void **state)
+{
+    (void)state;
+    faults(port, "[{\"match\":\"/manifests/\",\"fault\":\"bigheader\",\"count\":9}]");
+    outcome o;
+    pull(port, "single", NULL, &o);
+    assert_int_equal(o.status, MAR_EINTEGRITY);
+    assert_contains(o.err, "response headers exceed 65536 bytes");
+    assert_not_contains(o.err, "memory");
+    json_t *st = proxy_stats(port);
+    assert_int_equal(json_integer_value(json_object_get(path_stats(st, "/manifests/"), "requests")),
+                     1);
+    json_decref(st);
+    /* Just over the cap, below curl's own line limit: the same. */
+    faults(port,
+           "[{\"match\":\"/manifests/\",\"fault\":\"bigheader\",\"size\":70000,\"count\":9}]");
+    pull(port, "single", NULL, &o);
+    assert_int_equal(o.status, MAR_EINTEGRITY);
+    assert_contains(o.err, "response headers exceed 65536 bytes");
+}
+
 /* A blob redirected to another host: followed, without the registry's Authorization. */
 static void test_redirect(void **state)
 {
@@ -474,10 +497,11 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_resume),        cmocka_unit_test(test_stall),
-            cmocka_unit_test(test_bad_ranges),    cmocka_unit_test(test_wrong_bytes),
-            cmocka_unit_test(test_server_errors), cmocka_unit_test(test_redirect),
-            cmocka_unit_test(test_disk_full),     cmocka_unit_test(test_disk_full_unpack),
+            cmocka_unit_test(test_resume),           cmocka_unit_test(test_stall),
+            cmocka_unit_test(test_bad_ranges),       cmocka_unit_test(test_wrong_bytes),
+            cmocka_unit_test(test_server_errors),    cmocka_unit_test(test_big_header),
+            cmocka_unit_test(test_redirect),         cmocka_unit_test(test_disk_full),
+            cmocka_unit_test(test_disk_full_unpack),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

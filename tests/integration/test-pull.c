@@ -3,6 +3,7 @@
 #include "itest.h"
 #include "treecmp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
@@ -356,6 +357,52 @@ static int setup(void **state)
     return 0;
 }
 
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A store directory of mar's own (locks/, ingest/, unpack/, blobs/sha256) replaced by a symbolic
+ * link is refused with a clear error (9), and nothing is created where it points. */
+static void test_store_dir_symlinks(void **state)
+{
+    (void)state;
+    static const char *const dirs[] = {"locks", "ingest", "unpack", "blobs/sha256", "blobs"};
+    const char *ref = itest_fixture_ref("single");
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(dirs); i++) {
+        _cleanup_free_ char *store = new_dir("linkstore");
+        _cleanup_free_ char *outside = new_dir("outside");
+        assert_int_equal(mkdir(outside, 0700), 0);
+        itest_run r;
+        itest_mar(&r, NULL, "images", "--store", store, NULL);
+        assert_int_equal(r.status, 0);
+        itest_run_release(&r);
+        _cleanup_free_ char *p = mar_xasprintf("%s/%s", store, dirs[i]);
+        _cleanup_free_ char *aside = mar_xasprintf("%s.aside", p);
+        assert_int_equal(rename(p, aside), 0);
+        assert_int_equal(symlink(outside, p), 0);
+
+        itest_mar(&r, NULL, "pull", "--store", store, ref, NULL);
+        assert_int_equal(r.status, 9);
+        _cleanup_free_ char *msg = mar_xasprintf(
+                "'%s' is a symbolic link, not the store's own directory, refusing", p);
+        assert_contains(r.err.data, msg);
+        itest_run_release(&r);
+        itest_mar(&r, NULL, "images", "--store", store, NULL);
+        assert_int_equal(r.status, 9);
+        itest_run_release(&r);
+        assert_int_equal(count_entries(outside), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +413,7 @@ int main(void)
             cmocka_unit_test(test_zstd),
             cmocka_unit_test(test_unpack_errors),
             cmocka_unit_test(test_rmi_gc),
+            cmocka_unit_test(test_store_dir_symlinks),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -70,6 +70,9 @@ static const struct {
         {"linux//arm64", NULL, NULL},
         {"linux/arm 64", NULL, NULL},
         {"linux/arm64/", NULL, NULL},
+        {"../../etc", NULL, NULL},
+        {"linux/../amd64", NULL, NULL},
+        {"./.", NULL, NULL},
 };
 
 static void test_parse(void **state)

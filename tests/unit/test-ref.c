@@ -47,6 +47,16 @@ static const struct {
         {"-host.com/app", NULL, NULL, MAR_EUSAGE},
         {"alpine@sha256:abc", NULL, NULL, MAR_EUSAGE},
         {"alpine@md5:" HEX64, NULL, NULL, MAR_EUNSUPPORTED},
+        {"x@", NULL, NULL, MAR_EUSAGE},
+        {"x@@sha256:" HEX64, NULL, NULL, MAR_EUSAGE},
+        {"x@sha256:" HEX64 "@sha256:" HEX64, NULL, NULL, MAR_EUSAGE},
+        {"user:pw@example.com/x", NULL, NULL, MAR_EUSAGE},
+        {"user@example.com/x:1", NULL, NULL, MAR_EUSAGE},
+        {"x@not a digest", NULL, NULL, MAR_EUSAGE},
+        {"example.com:99999/x", NULL, NULL, MAR_EUSAGE},
+        {"example.com:0/x", NULL, NULL, MAR_EUSAGE},
+        {"example.com:65536/x", NULL, NULL, MAR_EUSAGE},
+        {"[::1]:0/x", NULL, NULL, MAR_EUSAGE},
         {"example.com/", NULL, NULL, MAR_EUSAGE},
 };
 
@@ -116,7 +126,23 @@ static void test_error_message(void **state)
     e = NULL;
     assert_int_equal(oci_ref_parse(HEX64, &r, &e), -MAR_EUSAGE);
     assert_non_null(strstr(e->msg, "64-byte hexadecimal"));
-    mar_err_free(e);
+    e = mar_err_free(e);
+    /* Each names the actual problem; credentials are not echoed. */
+    static const struct {
+        const char *ref, *msg;
+    } msgs[] = {
+            {"x@", "no digest after '@'"},
+            {"x@@sha256:" HEX64, "more than one '@'"},
+            {"user:s3cret@example.com/x", "credentials never go in a reference"},
+            {"example.com:99999/x", "port '99999' in 'example.com:99999/x' is not 1-65535"},
+            {"example.com:0/x", "port '0'"},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(msgs); i++) {
+        assert_int_equal(oci_ref_parse(msgs[i].ref, &r, &e), -MAR_EUSAGE);
+        assert_non_null(strstr(e->msg, msgs[i].msg));
+        assert_null(strstr(e->msg, "s3cret"));
+        e = mar_err_free(e);
+    }
 }
 
 int main(void)

@@ -111,18 +111,32 @@ static void test_digest(void **state)
     mar_digest_of(MAR_DIGEST_SHA512, "abc", 3, &got);
     assert_true(mar_str_startswith(got.str, "sha512:ddaf35a193617aba"));
     assert_int_equal(strlen(mar_digest_hex(&got)), 128);
+    /* Malformed: an integrity failure of the document that carries it (6). */
     static const char *const bad[] = {
             "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
             "sha256:e3b0",
-            "md5:d41d8cd98f00b204e9800998ecf8427e",
             "sha256:../../../../etc/passwd",
             "sha256",
             "",
             "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550"};
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8550",
+            "sha512:abc",
+            "md5:",
+            ":abc",
+            "md5:d41d/8cd"};
     for (size_t i = 0; i < MAR_ARRAY_SIZE(bad); i++) {
         assert_false(mar_digest_valid(bad[i]));
-        assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EUNSUPPORTED);
+        assert_int_equal(mar_digest_parse(bad[i], &d, &e), -MAR_EINTEGRITY);
+        assert_true(mar_str_startswith(e->msg, "malformed digest"));
+        e = mar_err_free(e);
+    }
+    /* Well-formed, another algorithm: unsupported (7). */
+    static const char *const other[] = {"md5:d41d8cd98f00b204e9800998ecf8427e", "sha384:abc",
+                                        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(other); i++) {
+        assert_false(mar_digest_valid(other[i]));
+        assert_true(mar_digest_grammar_ok(other[i]));
+        assert_int_equal(mar_digest_parse(other[i], &d, &e), -MAR_EUNSUPPORTED);
         e = mar_err_free(e);
     }
     char s[40];
@@ -693,24 +707,53 @@ static void test_random(void **state)
     assert_int_equal(mar_random_below(1), 0);
 }
 
+/* Control characters from the network are printed as visible escapes; text, including
+ * non-ASCII UTF-8, is printed as it is. */
+static void test_escape(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+            {"linux/amd64", "linux/amd64"},
+            {"", ""},
+            {"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\xb3",
+             "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\xb3"},
+            {"a\x1b[31mred\x07", "a\\x1b[31mred\\x07"},
+            {"line\nforged\r\tx", "line\\nforged\\r\\tx"},
+            {"del\x7f", "del\\x7f"},
+            {"csi\xc2\x9b"
+             "2J",
+             "csi\\u009b2J"},
+            {"bare\x9b", "bare\\x9b"},
+            {"overlong\xc0\xaf", "overlong\\xc0\\xaf"},
+            {"surrogate\xed\xa0\x80", "surrogate\\xed\\xa0\\x80"},
+            {"cut\xe2\x9c", "cut\\xe2\\x9c"},
+            {"nbsp\xc2\xa0", "nbsp\xc2\xa0"},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
+        char *got = mar_str_escape(cases[i].in);
+        assert_string_equal(got, cases[i].out);
+        assert_int_equal(mar_str_needs_escape(cases[i].in), strcmp(cases[i].in, cases[i].out) != 0);
+        /* Nothing below 0x20 survives. */
+        for (const char *p = got; *p; p++) {
+            assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+        }
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_err),
-            cmocka_unit_test(test_buf),
-            cmocka_unit_test(test_strv_and_strings),
-            cmocka_unit_test(test_digest),
-            cmocka_unit_test(test_json),
-            cmocka_unit_test(test_spawn_fds),
-            cmocka_unit_test(test_spawn_exec_errors),
-            cmocka_unit_test(test_spawn_options),
-            cmocka_unit_test(test_spawn_threads),
-            cmocka_unit_test(test_proc),
-            cmocka_unit_test(test_path_next),
-            cmocka_unit_test(test_path_dirlen),
-            cmocka_unit_test(test_read_file),
-            cmocka_unit_test(test_diag),
-            cmocka_unit_test(test_random),
+            cmocka_unit_test(test_err),           cmocka_unit_test(test_escape),
+            cmocka_unit_test(test_buf),           cmocka_unit_test(test_strv_and_strings),
+            cmocka_unit_test(test_digest),        cmocka_unit_test(test_json),
+            cmocka_unit_test(test_spawn_fds),     cmocka_unit_test(test_spawn_exec_errors),
+            cmocka_unit_test(test_spawn_options), cmocka_unit_test(test_spawn_threads),
+            cmocka_unit_test(test_proc),          cmocka_unit_test(test_path_next),
+            cmocka_unit_test(test_path_dirlen),   cmocka_unit_test(test_read_file),
+            cmocka_unit_test(test_diag),          cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
