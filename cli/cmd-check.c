@@ -150,7 +150,9 @@ static void check_one(const ck_run *run, size_t ii, const oci_platform *want, bo
         }
     }
     if (!hit) {
-        char has[512];
+        /* Sized so that the reason below always fits its 1024 bytes (a platform string is at
+         * most OCI_PLATFORM_ALL_STR_MAX); list_entries stops at the last whole entry. */
+        char has[1024 - OCI_PLATFORM_ALL_STR_MAX - 32];
         list_entries(img, has, sizeof(has));
         r->status = CK_MISSING;
         snprintf(r->reason, sizeof(r->reason), "no %s entry (it has: %s)", r->platform,
