@@ -145,8 +145,9 @@ int oci_remove_at(int dirfd, const char *name, mar_err **err)
         close(dfd);
         return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", name);
     }
-    /* A directory made read-only by a layer must stay removable. */
-    fchmod(dfd, 0700);
+    /* A directory made read-only by a layer must stay removable. Ignoring a failure is safe: the
+     * removals below then fail with EACCES and report it. */
+    (void)fchmod(dfd, 0700);
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) && rc == 0) {
@@ -276,7 +277,9 @@ static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e
         return -1;
     }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
-    futimens(fd, ts);
+    if (futimens(fd, ts) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot set the times of '%s'", e->path);
+    }
     u->res->files++;
     return 0;
 }
@@ -540,26 +543,49 @@ static int cmp_fix(const void *a, const void *b)
 }
 
 /* Directory modes and times, deepest first, each re-opened in-root and checked to still be a
- * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class). */
-static void apply_fixups(unpacker *u)
+ * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class) or removed
+ * it, and then there is nothing to fix: ENOENT, ENOTDIR and ELOOP skip the entry. Any other
+ * failure leaves a directory with the wrong mode (a 0700 one where the image says 0755, or the
+ * reverse) and fails the layer (fault sites "unpack-fixup-chmod", "unpack-fixup-times"). */
+static int apply_fixups(unpacker *u, mar_err **err)
 {
     if (u->n_fix > 1) { /* qsort on a NULL array is undefined even for 0 elements */
         qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);
     }
     for (size_t i = 0; i < u->n_fix; i++) {
         const fixup *f = &u->fix[i];
-        int fd = mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+        _cleanup_close_ int fd =
+                mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (fd < 0) {
-            continue;
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
+                continue;
+            }
+            return mar_err_set(err, MAR_EIO, errno, "cannot open directory '%s'", f->path);
         }
         struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-            fchmod(fd, f->mode);
-            struct timespec ts[2] = {f->mtime, f->mtime};
-            futimens(fd, ts);
+        if (fstat(fd, &st) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot stat directory '%s'", f->path);
         }
-        close(fd);
+        if (!S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        int e = mar_fault("unpack-fixup-chmod");
+        if (e == 0 && fchmod(fd, f->mode) < 0) {
+            e = errno;
+        }
+        if (e != 0) {
+            return mar_err_set(err, MAR_EIO, e, "cannot set the mode of directory '%s'", f->path);
+        }
+        struct timespec ts[2] = {f->mtime, f->mtime};
+        e = mar_fault("unpack-fixup-times");
+        if (e == 0 && futimens(fd, ts) < 0) {
+            e = errno;
+        }
+        if (e != 0) {
+            return mar_err_set(err, MAR_EIO, e, "cannot set the times of directory '%s'", f->path);
+        }
     }
+    return 0;
 }
 
 void oci_unpack_result_release(oci_unpack_result *r)
@@ -636,7 +662,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     }
     cache_drop(&u);
     if (rc == 0) {
-        apply_fixups(&u);
+        rc = apply_fixups(&u, err);
     }
     for (size_t i = 0; i < u.n_fix; i++) {
         free(u.fix[i].path);

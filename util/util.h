@@ -412,6 +412,17 @@ int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **er
 /* Any readable fd to its end (a pipe, stdin), at most cap bytes. */
 int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 
+/* Fault injection for unit tests: when set, mar_fault(site) calls it just before a system call
+ * whose failure cannot be provoked from outside (a directory fsync, a chmod on one's own
+ * directory); a non-zero return is the errno that call then fails with, without being made. It is
+ * NULL in mar: only tests/unit sets it, so release behaviour does not depend on it. Sites are
+ * named where mar_fault is called. */
+extern int (*mar_test_fault)(const char *site);
+static inline int mar_fault(const char *site)
+{
+    return mar_test_fault ? mar_test_fault(site) : 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Path components (docs/internals/unpack-security.md §2): one way to split a path and one limit on
  * symlinks, for every walk over paths inside an image root. */
