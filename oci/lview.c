@@ -118,12 +118,12 @@ static void split(const char *path, mar_strv *out)
 
 static char *join(const mar_strv *c, size_t n)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < n; i++) {
         if (i) {
-            mar_buf_puts(&b, "/");
+            mar_buf_xputs(&b, "/");
         }
-        mar_buf_puts(&b, c->v[i]);
+        mar_buf_xputs(&b, c->v[i]);
     }
     return mar_buf_detach(&b, NULL);
 }
