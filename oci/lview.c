@@ -48,7 +48,7 @@ static bool is_opaque(int dirfd)
     return n == 1 && v[0] == 'y';
 }
 
-static int level_root(const oci_lview *v, level *ret, mar_err **err)
+MAR_MUST_USE static int level_root(const oci_lview *v, level *ret, mar_err **err)
 {
     ret->n = 0;
     for (size_t i = 0; i < v->n; i++) {
@@ -129,7 +129,7 @@ static char *join(const mar_strv *c, size_t n)
 }
 
 /* Walks from the root down the resolved components `cur`, which are all directories. */
-static int level_at(const oci_lview *v, const mar_strv *cur, level *ret, mar_err **err)
+MAR_MUST_USE static int level_at(const oci_lview *v, const mar_strv *cur, level *ret, mar_err **err)
 {
     if (level_root(v, ret, err) < 0) {
         return -1;

@@ -239,7 +239,8 @@ void oci_platform_normalize(const oci_platform *in, oci_platform *out)
     normalize_features(out->features, sizeof(out->features));
 }
 
-static int set_field(char *dst, size_t n, const char *v, const char *what, mar_err **err)
+MAR_MUST_USE static int set_field(char *dst, size_t n, const char *v, const char *what,
+                                  mar_err **err)
 {
     if (!mar_strlcpy(dst, v ? v : "", n)) {
         return mar_err_set(err, MAR_EINTEGRITY, 0, "platform %s '%.40s...' is too long", what, v);
@@ -305,7 +306,8 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
 /* Decodes the `(<os.version>+<feature>+...)` suffix. `%XX` stands for any byte (containerd
  * decodeOSOption, url.PathUnescape); a decoded feature is stored in the canonical escaped form, so
  * that it compares equal to the same feature read from a descriptor. */
-static int parse_os_options(const char *opts, size_t len, oci_platform *p, mar_err **err)
+MAR_MUST_USE static int parse_os_options(const char *opts, size_t len, oci_platform *p,
+                                         mar_err **err)
 {
     mar_buf feats = MAR_BUF_INIT(sizeof(p->features) - 1);
     size_t start = 0;

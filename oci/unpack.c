@@ -95,7 +95,8 @@ static void note_created(unpacker *u, const char *path)
 
 /* The parent directory of path, created when missing (implicit directories are reported in
  * LAYER mode). Returns an fd owned by the cache (do not close) and the last component. */
-static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_err **err)
+MAR_MUST_USE static int parent_of(unpacker *u, const char *path, const char **ret_name,
+                                  mar_err **err)
 {
     const char *slash = strrchr(path, '/');
     size_t pl = slash ? (size_t)(slash - path) : 0;
@@ -164,7 +165,7 @@ int oci_remove_at(int dirfd, const char *name, mar_err **err)
 }
 
 /* Clears the way for a non-directory entry at name (the last entry wins). */
-static int make_room(int pfd, const char *name, mar_err **err)
+MAR_MUST_USE static int make_room(int pfd, const char *name, mar_err **err)
 {
     return oci_remove_at(pfd, name, err);
 }
@@ -172,8 +173,8 @@ static int make_room(int pfd, const char *name, mar_err **err)
 /* Owner and mode, each changed only when it differs from what the file got at creation: every
  * chown or chmod is an inode update and a journal handle, and on a busy ext4 they, more than the
  * data, bound how fast a layer unpacks. */
-static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e, bool set_mode,
-                               mar_err **err)
+MAR_MUST_USE static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e,
+                                            bool set_mode, mar_err **err)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -205,7 +206,7 @@ static bool xattr_allowed(const char *name)
     return mar_str_startswith(name, "user.") || strcmp(name, "security.capability") == 0;
 }
 
-static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err **err)
 {
     for (size_t i = 0; i < e->n_xattrs; i++) {
         const oci_xattr *x = &e->xattrs[i];
@@ -225,7 +226,8 @@ static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err *
     return 0;
 }
 
-static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e,
+                                   mar_err **err)
 {
     const char *name;
     int pfd = parent_of(u, e->path, &name, err);
@@ -299,7 +301,7 @@ static int add_fixup(unpacker *u, const oci_layer_entry *e)
     return 0;
 }
 
-static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     const char *name;
     cache_invalidate(u, e->path);
@@ -338,7 +340,7 @@ static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return add_fixup(u, e);
 }
 
-static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     const char *name;
     cache_invalidate(u, e->path);
@@ -365,7 +367,7 @@ static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     /* The source's parent resolves in-root; its last component is never followed, so a link to
      * a symlink links the symlink itself (CVE-2021-23177 class). */
@@ -412,7 +414,7 @@ static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 
 /* Linux keeps device numbers in 12 bits of major and 20 of minor: anything larger would be
  * silently truncated, so it is refused (containerd's Devmajor check). */
-static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     if (e->kind == OCI_ENTRY_SOCKET) {
         u->res->dropped++;
@@ -453,7 +455,7 @@ static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
     if (u->o->mode == OCI_UNPACK_APPLY) {
@@ -489,7 +491,7 @@ static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
     /* The directory itself: make sure it exists (created as a parent if it is not explicit). */
@@ -547,7 +549,7 @@ static int cmp_fix(const void *a, const void *b)
  * it, and then there is nothing to fix: ENOENT, ENOTDIR and ELOOP skip the entry. Any other
  * failure leaves a directory with the wrong mode (a 0700 one where the image says 0755, or the
  * reverse) and fails the layer (fault sites "unpack-fixup-chmod", "unpack-fixup-times"). */
-static int apply_fixups(unpacker *u, mar_err **err)
+MAR_MUST_USE static int apply_fixups(unpacker *u, mar_err **err)
 {
     if (u->n_fix > 1) { /* qsort on a NULL array is undefined even for 0 elements */
         qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);

@@ -684,8 +684,9 @@ static void remove_tree(ctx *c)
 {
     int fd = open("/tmp", O_RDONLY | O_DIRECTORY);
     mar_err *e = NULL;
-    oci_remove_at(fd, c->T + 5, &e);
-    mar_err_free(e);
+    if (oci_remove_at(fd, c->T + 5, &e) < 0) {
+        fail_msg("cannot remove '%s': %s", c->T, e->msg);
+    }
     close(fd);
 }
 
