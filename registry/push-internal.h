@@ -18,8 +18,8 @@ typedef struct reg_source reg_source;
 /* Opens the source of a blob; a producer's window is `chunk` + REG__SOURCE_SLACK bytes (at most
  * the blob). Errors: MAR_ENOTFOUND (a store blob missing), MAR_EINTEGRITY (a file whose size is
  * not the descriptor's), MAR_EIO, MAR_EFAIL (a producer without its callbacks). */
-int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
-                     uint64_t chunk, reg_source **ret, mar_err **err);
+MAR_MUST_USE int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
+                                  uint64_t chunk, reg_source **ret, mar_err **err);
 reg_source *reg__source_free(reg_source *s);
 /* Copies up to n bytes at off. Returns the count, REG_BODY_PAUSE when a producer has not
  * delivered them yet (wake is called once they are), or REG_BODY_ABORT with *err set (the

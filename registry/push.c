@@ -155,8 +155,9 @@ void reg_push_add_blob(reg_push *p, const oci_descriptor *d, const reg_blob_src 
     }
 }
 
-static int add_document(reg_push *p, const char *media_type, const void *bytes, size_t n,
-                        const oci_platform *platform, bool top, mar_err **err)
+MAR_MUST_USE static int add_document(reg_push *p, const char *media_type, const void *bytes,
+                                     size_t n, const oci_platform *platform, bool top,
+                                     mar_err **err)
 {
     oci_kind kind = oci_media_kind(media_type);
     if (kind != OCI_KIND_INDEX && kind != OCI_KIND_MANIFEST) {

@@ -39,8 +39,8 @@ static void fetched_release(fetched *f)
 
 /* Adds a fetched document's blobs (streamed from src when a mount fails) or queues its children
  * for the next round. */
-static int add_fetched(reg_push *p, const oci_ref *src, fetched *f, const char *media_type,
-                       oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int add_fetched(reg_push *p, const oci_ref *src, fetched *f,
+                                    const char *media_type, oci_manifest **ret, mar_err **err)
 {
     if (f->rc < 0) {
         *err = TAKE_PTR(f->err);
@@ -61,8 +61,8 @@ static int add_fetched(reg_push *p, const oci_ref *src, fetched *f, const char *
 }
 
 /* Fetches the children of the indexes in `level`, adds them, and repeats for nested ones. */
-static int add_children(reg_client *c, reg_push *p, const oci_ref *src, oci_manifest *idx,
-                        mar_err **err)
+MAR_MUST_USE static int add_children(reg_client *c, reg_push *p, const oci_ref *src,
+                                     oci_manifest *idx, mar_err **err)
 {
     oci_manifest **level = mar_xcalloc(1, sizeof(*level));
     level[0] = idx;

@@ -197,7 +197,7 @@ static CURLcode on_ssl_ctx(CURL *easy, void *sslctx, void *ud)
     return CURLE_OK;
 }
 
-static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
+MAR_MUST_USE static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
 {
     reg_http_req *req = x->req;
     _cleanup_curl_ CURL *h = curl_easy_init();
@@ -278,7 +278,7 @@ static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
     return 0;
 }
 
-static int ctx_submit(void *vctx, reg_http_req *req, mar_err **err)
+MAR_MUST_USE static int ctx_submit(void *vctx, reg_http_req *req, mar_err **err)
 {
     curl_ctx *ctx = vctx;
     (void)err;
@@ -367,7 +367,7 @@ static void finish(curl_ctx *ctx, CURL *easy, CURLcode rc)
     req->done(req);
 }
 
-static int ctx_run(void *vctx, mar_err **err)
+MAR_MUST_USE static int ctx_run(void *vctx, mar_err **err)
 {
     curl_ctx *ctx = vctx;
     for (;;) {
