@@ -94,7 +94,7 @@ static void teardown(run_state *st)
 }
 
 /* A signal that arrived during setup aborts it (the objects made so far are removed). */
-static int interrupted(int sigfd, mar_err **err)
+MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
 {
     struct signalfd_siginfo si;
     if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo != SIGWINCH) {
@@ -130,7 +130,7 @@ static bool has_env(const mar_strv *env, const char *key)
 
 /* An --env-file names a file on this machine: one that is missing, a directory or a FIFO is a
  * bad command line (2), not a store or registry failure. */
-static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
+MAR_MUST_USE static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
 {
     mar_err *e = NULL;
     if (mar_read_file_at(AT_FDCWD, path, 1 << 20, ret, &e) < 0) {
@@ -143,8 +143,8 @@ static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
 
 /* -e K=V sets, -e K copies mar's own value (as docker does); --env-file lines likewise, with
  * comments and blank lines skipped. */
-static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user *u, mar_strv *ret,
-                     mar_err **err)
+MAR_MUST_USE static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user *u,
+                                  mar_strv *ret, mar_err **err)
 {
     for (size_t i = 0; i < cfg->env.n; i++) {
         add_env(ret, cfg->env.v[i]);
@@ -193,7 +193,8 @@ static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user 
 }
 
 /* -v HOST:CTR[:ro]: the host path must exist (made absolute), the container path be absolute. */
-static int build_binds(const cmd_args *args, vm_bind **ret, size_t *ret_n, mar_err **err)
+MAR_MUST_USE static int build_binds(const cmd_args *args, vm_bind **ret, size_t *ret_n,
+                                    mar_err **err)
 {
     const mar_strv *v = cmd_list(args, "volume");
     size_t n = v ? v->n : 0;
@@ -288,8 +289,8 @@ static void build_args(const cmd_args *args, const oci_config *cfg, mar_strv *av
     }
 }
 
-static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_strv *paths,
-                       mar_err **err)
+MAR_MUST_USE static int open_layers(reg_store *s, const reg_store_image *im, int *fds,
+                                    mar_strv *paths, mar_err **err)
 {
     size_t n = im->manifest->n_layers;
     for (size_t i = 0; i < n; i++) {
@@ -310,7 +311,7 @@ static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_st
     return 0;
 }
 
-static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
+MAR_MUST_USE static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
 {
     int sfd = reg_store_dirfd(st->s);
     if (mkdirat(sfd, "containers", 0700) < 0 && errno != EEXIST) {
@@ -350,8 +351,9 @@ static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
     return 0;
 }
 
-static int run_container(const cmd_args *args, const reg_store_image *im, run_state *st, int sigfd,
-                         bool tty, bool interactive, bool host_net, mar_err **err)
+MAR_MUST_USE static int run_container(const cmd_args *args, const reg_store_image *im,
+                                      run_state *st, int sigfd, bool tty, bool interactive,
+                                      bool host_net, mar_err **err)
 {
     const oci_config *cfg = im->config;
     mar_strv av = MAR_STRV_INIT, env = MAR_STRV_INIT, layer_paths = MAR_STRV_INIT;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 /* DIR may not exist yet, or be an empty directory (rename(2) replaces an empty one). */
-static int check_dest(const char *dir, mar_err **err)
+MAR_MUST_USE static int check_dest(const char *dir, mar_err **err)
 {
     struct stat st;
     if (lstat(dir, &st) < 0) {
@@ -42,8 +42,9 @@ static int check_dest(const char *dir, mar_err **err)
     return 0;
 }
 
-static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd, bool quiet,
-                        uint64_t *ret_files, uint64_t *ret_bytes, mar_err **err)
+MAR_MUST_USE static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd,
+                                     bool quiet, uint64_t *ret_files, uint64_t *ret_bytes,
+                                     mar_err **err)
 {
     size_t n = im->manifest->n_layers;
     for (size_t i = 0; i < n; i++) {

@@ -75,8 +75,8 @@ static void host_facts(vm_host_facts *f)
 #endif
 }
 
-static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_spec *s,
-                          mar_err **err)
+MAR_MUST_USE static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_spec *s,
+                                       mar_err **err)
 {
     vm_lima_spec_init(s);
     if (!mar_strlcpy(s->name, instance, sizeof(s->name))) {

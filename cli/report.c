@@ -101,7 +101,8 @@ static void list_platforms(const cmd_report *r, char *buf, size_t n)
 }
 
 /* oci_index_pick's view of the nested indexes the image resolution read. */
-static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                      mar_err **err)
 {
     const reg_image *img = ud;
     const mar_err *why = NULL;
