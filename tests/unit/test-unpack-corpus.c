@@ -867,9 +867,9 @@ static void test_passwd_reads(void **state)
     mar_err *e = NULL;
     int rootfd = mar_root_open(c.root, &e);
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    uint64_t t0 = mar_now_ms();
+    /* Refused without opening it for reading: an open would block forever on the FIFO (and the
+     * test would end by CTest's timeout). */
     assert_true(mar_in_root_read(rootfd, "/etc/passwd", 1 << 20, &b, &e) < 0);
-    assert_true(mar_now_ms() - t0 < 2000); /* no hang on the FIFO */
     e = mar_err_free(e);
     assert_true(mar_in_root_read(rootfd, "etc/group", 1 << 20, &b, &e) < 0);
     e = mar_err_free(e);
