@@ -54,16 +54,16 @@ int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err)
  * the options that would give the same confinement. */
 static char *security_text(const vm_security *sec, const mar_strv *arches)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_printf(&b, "seccomp=%s", vm_security_seccomp_name(sec));
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xprintf(&b, "seccomp=%s", vm_security_seccomp_name(sec));
     if (sec->seccomp != VM_SECCOMP_UNCONFINED) {
-        mar_buf_puts(&b, " (");
+        mar_buf_xputs(&b, " (");
         for (size_t i = 0; i < arches->n; i++) {
-            mar_buf_printf(&b, "%s%s", i ? " " : "", arches->v[i]);
+            mar_buf_xprintf(&b, "%s%s", i ? " " : "", arches->v[i]);
         }
-        mar_buf_puts(&b, arches->n ? ")" : "native ABI only)");
+        mar_buf_xputs(&b, arches->n ? ")" : "native ABI only)");
     }
-    mar_buf_printf(&b, ", no-new-privileges=%s", sec->no_new_privileges ? "true" : "false");
+    mar_buf_xprintf(&b, ", no-new-privileges=%s", sec->no_new_privileges ? "true" : "false");
     return mar_buf_detach(&b, NULL);
 }
 

@@ -331,9 +331,9 @@ static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
         }
     }
     /* The layers the container uses, so that mar gc keeps them while it exists. */
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < im->manifest->n_layers; i++) {
-        mar_buf_printf(&b, "%s\n", mar_digest_hex(&im->chains[i]));
+        mar_buf_xprintf(&b, "%s\n", mar_digest_hex(&im->chains[i]));
     }
     _cleanup_free_ char *lp = mar_xasprintf("%s/layers", rel);
     _cleanup_close_ int fd = openat(sfd, lp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -449,10 +449,10 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     }
     st->container_created = true;
     /* overlayfs: lowerdir top first (filesystems/overlayfs.rst "Multiple lower layers"). */
-    mar_buf lower = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&lower, "lowerdir=");
+    mar_buf lower = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&lower, "lowerdir=");
     for (size_t i = 0; i < layer_paths.n; i++) {
-        mar_buf_printf(&lower, "%s%s", i ? ":" : "", layer_paths.v[i]);
+        mar_buf_xprintf(&lower, "%s%s", i ? ":" : "", layer_paths.v[i]);
     }
     mar_strv_push_take(&rootfs.options, mar_buf_detach(&lower, NULL));
     mar_strv_push_take(&rootfs.options, mar_xasprintf("upperdir=%s/upper", st->dir));

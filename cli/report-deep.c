@@ -98,9 +98,10 @@ void cmd_report_add_deep(cmd_report *r, const vm_target *t)
             mar_strlcpy(real.arch, eff, sizeof(real.arch));
             real.variant[0] = '\0';
             vm_plan_platform(t, &real, &row->verdict);
-            mar_buf why = MAR_BUF_INIT(sizeof(row->verdict.reason) * 2);
-            mar_buf_printf(&why, "its binaries are %s%s%s", eff, row->verdict.reason[0] ? "; " : "",
-                           row->verdict.reason);
+            /* Composed here; the copy below truncates it to the field. */
+            mar_buf why = MAR_BUF_INIT(MAR_BUF_NOCAP);
+            mar_buf_xprintf(&why, "its binaries are %s%s%s", eff,
+                            row->verdict.reason[0] ? "; " : "", row->verdict.reason);
             mar_strlcpy(row->verdict.reason, why.data, sizeof(row->verdict.reason));
             mar_buf_release(&why);
         } else if (strcmp(s->verdict, "mixed") == 0) {

@@ -448,7 +448,7 @@ static locale_t utf8_locale(void)
     return utf8_loc;
 }
 
-static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
+MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
 
 int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
@@ -464,7 +464,7 @@ int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **e
     return rc;
 }
 
-static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
+MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
     struct archive_entry *ae;
     for (;;) {

@@ -81,7 +81,8 @@ static void copy_dir_meta(settler *s, int fd, const char *path)
 
 /* The parent directory of path in the layer, creating missing directories with the lower
  * layers' metadata. Returns an fd the caller closes. */
-static int ensure_parent(settler *s, const char *path, const char **ret_name, mar_err **err)
+MAR_MUST_USE static int ensure_parent(settler *s, const char *path, const char **ret_name,
+                                      mar_err **err)
 {
     const char *slash = strrchr(path, '/');
     *ret_name = slash ? slash + 1 : path;
@@ -128,7 +129,7 @@ static int ensure_parent(settler *s, const char *path, const char **ret_name, ma
 
 /* Moves what the layer has at `from` to `to` (which the lower layers resolve `from` to). An
  * entry already at the destination was written by this layer itself and wins. */
-static int merge(settler *s, const char *from, const char *to, mar_err **err)
+MAR_MUST_USE static int merge(settler *s, const char *from, const char *to, mar_err **err)
 {
     int fpfd;
     const char *fname;
@@ -201,7 +202,7 @@ static int cmp_depth(const void *a, const void *b)
     return dx != dy ? dx - dy : strcmp(x, y);
 }
 
-static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
+MAR_MUST_USE static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
 {
     mar_strv sorted = MAR_STRV_INIT;
     for (size_t i = 0; i < implied->n; i++) {
@@ -268,8 +269,8 @@ static int copy_xattrs(int from, int to)
 
 /* Copies the lower layer's entry name (in the directory spfd) into the layer at dpfd/dname, as
  * overlayfs copy-up would. */
-static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, const char *dname,
-                   const char *path, mar_err **err)
+MAR_MUST_USE static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd,
+                                const char *dname, const char *path, mar_err **err)
 {
     if (S_ISLNK(st->st_mode)) {
         char target[4097];
@@ -324,7 +325,7 @@ static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, 
 
 /* A hard link whose target the layer does not have: resolve it in the merged view (this layer
  * over the lowers), copy it up when a lower layer has it, then link. */
-static int settle_link(settler *s, const char *path, const char *target, mar_err **err)
+MAR_MUST_USE static int settle_link(settler *s, const char *path, const char *target, mar_err **err)
 {
     _cleanup_free_ char *tpath = relocate(s, target);
     const char *tslash = strrchr(tpath, '/');

@@ -192,7 +192,8 @@ static int add_document(reg_push *p, const char *media_type, const void *bytes, 
         it->desc.has_platform = true;
         it->desc.platform = *platform;
     }
-    mar_buf_append(&j->bytes, bytes, n);
+    /* n is checked against the buffer's cap (MAR_CAP_MANIFEST) above: this cannot fail. */
+    mar_ignore(mar_buf_append(&j->bytes, bytes, n));
     j->stage = top ? STAGE_TOP : kind == OCI_KIND_INDEX ? STAGE_INDEXES : STAGE_MANIFESTS;
     if (top) {
         p->top = i;

@@ -1,5 +1,6 @@
 /* Integration-test helpers. */
 #include "itest.h"
+#include "tbuf.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -47,7 +48,7 @@ static void load_env(void)
                 if (*p == '\\' && p[1]) {
                     p++;
                 }
-                mar_buf_append(&v, p, 1);
+                T_BUF(mar_buf_append(&v, p, 1));
             }
             json_object_set_new(bed_env, line, json_string(v.data));
             mar_buf_release(&v);

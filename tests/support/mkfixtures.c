@@ -6,6 +6,7 @@
  * usage: mar-fixtures BUSYBOX_DIR HOST:PORT SUMMARY.json
  *   BUSYBOX_DIR/<debian-arch>/busybox for amd64 arm64 armhf armel i386 ppc64el s390x mips64el */
 #include "tarw.h"
+#include "tbuf.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static void blob_set(blob *b, const char *mt, mar_buf *data)
 {
     b->media_type = mt;
     b->data = *data;
-    *data = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    *data = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     mar_digest_of(MAR_DIGEST_SHA256, b->data.data, b->data.len, &b->digest);
 }
 
@@ -57,8 +58,8 @@ static void die(const char *fmt, ...)
 
 static size_t sink(char *p, size_t s, size_t n, void *ud)
 {
-    mar_buf_append(ud, p, s * n);
-    return s * n;
+    /* Less than was given fails the transfer (CURLE_WRITE_ERROR). */
+    return mar_buf_append(ud, p, s * n) < 0 ? 0 : s * n;
 }
 
 static size_t hsink(char *p, size_t s, size_t n, void *ud)
@@ -221,7 +222,7 @@ static void make_layer(mar_buf *tar, codec c, const char *mt, blob *ret, mar_dig
 {
     tarw_finish(tar);
     mar_digest_of(MAR_DIGEST_SHA256, tar->data, tar->len, diff_id);
-    mar_buf z = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf z = MAR_BUF_INIT(MAR_BUF_NOCAP);
     if (c == C_GZIP) {
         tarw_gzip(tar, &z);
     } else {
@@ -234,8 +235,8 @@ static void make_layer(mar_buf *tar, codec c, const char *mt, blob *ret, mar_dig
 static void json_blob(json_t *doc, const char *mt, blob *ret)
 {
     char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&b, s);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&b, s));
     free(s);
     blob_set(ret, mt, &b);
 }
@@ -341,7 +342,7 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
     memset(ret, 0, sizeof(*ret));
     ret->spec = *ps;
     mar_buf bb = read_busybox(ps->debarch);
-    mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &tar);
     mar_buf_release(&bb);
     make_layer(&tar, c,
@@ -366,12 +367,12 @@ static void build_attestation(const char *repo, const blob *subject, blob *ret)
              "\"https://slsa.dev/provenance/v0.2\",\"subject\":[{\"name\":\"mar-test\","
              "\"digest\":{\"sha256\":\"%s\"}}],\"predicate\":{}}",
              mar_digest_hex(&subject->digest));
-    mar_buf sb = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&sb, stmt);
+    mar_buf sb = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&sb, stmt));
     blob layer;
     blob_set(&layer, "application/vnd.in-toto+json", &sb);
-    mar_buf cb = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&cb, "{}");
+    mar_buf cb = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&cb, "{}"));
     blob config;
     blob_set(&config, "application/vnd.docker.attestation.config.v1+json", &cb);
     json_t *ld = descriptor(&layer);
@@ -551,7 +552,7 @@ static void fixture_whiteout(void)
     mar_buf bb = read_busybox("amd64");
     blob layers[3];
     mar_digest ids[3];
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &t);
     mar_buf_release(&bb);
     add_dir(&t, "data/", 0755);
@@ -567,7 +568,7 @@ static void fixture_whiteout(void)
     mar_buf_release(&foreign);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[0], &ids[0]);
 
-    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    t = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     add_dir(&t, "data/", 0755);
     add_file(&t, "data/.wh.gone", 0644, "", 0);
     add_dir(&t, "data/opaque/", 0755);
@@ -577,7 +578,7 @@ static void fixture_whiteout(void)
     add_file(&t, "usr/bin/.wh.foreign", 0644, "", 0);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[1], &ids[1]);
 
-    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    t = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     add_dir(&t, "data/", 0755);
     add_file(&t, "data/added", 0644, "added\n", 6);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[2], &ids[2]);
@@ -600,7 +601,7 @@ static void single_layer_image(const char *name, const char *repo, const char *e
                                const mar_buf *extra, const char *entrypoint, bool as_index)
 {
     mar_buf bb = read_busybox("amd64");
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &t);
     mar_buf_release(&bb);
     add_dir(&t, "usr/", 0755);
@@ -674,7 +675,7 @@ static void fixture_shared(void)
 {
     mar_buf bb = read_busybox("amd64");
     for (int i = 1; i <= 4; i++) {
-        mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+        mar_buf t[2] = {MAR_BUF_INIT(MAR_BUF_NOCAP), MAR_BUF_INIT(MAR_BUF_NOCAP)};
         rootfs_tar(&bb, &t[0]);
         char content[32];
         int cl = snprintf(content, sizeof(content), "shared image %d\n", i);
@@ -693,7 +694,7 @@ static void fixture_shared(void)
 static void fixture_big(void)
 {
     mar_buf bb = read_busybox("amd64");
-    mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+    mar_buf t[2] = {MAR_BUF_INIT(MAR_BUF_NOCAP), MAR_BUF_INIT(MAR_BUF_NOCAP)};
     rootfs_tar(&bb, &t[0]);
     mar_buf_release(&bb);
     size_t n = 64u << 20;

@@ -1,5 +1,6 @@
 /* Test tar writer (POSIX.1-2001 ustar + pax). */
 #include "tarw.h"
+#include "tbuf.h"
 
 #include <string.h>
 
@@ -60,7 +61,7 @@ static void header(mar_buf *out, const tarw_entry *e, const char *name, char typ
     }
     snprintf((char *)h + 148, 8, "%06o", sum);
     h[155] = ' ';
-    mar_buf_append(out, h, sizeof(h));
+    T_BUF(mar_buf_append(out, h, sizeof(h)));
 }
 
 static void pad(mar_buf *out, size_t n)
@@ -68,7 +69,7 @@ static void pad(mar_buf *out, size_t n)
     static const char zeros[512];
     size_t rem = n % 512;
     if (rem) {
-        mar_buf_append(out, zeros, 512 - rem);
+        T_BUF(mar_buf_append(out, zeros, 512 - rem));
     }
 }
 
@@ -85,7 +86,7 @@ static void pax_record(mar_buf *rec, const char *kv)
         }
         len = body + digits;
     }
-    mar_buf_printf(rec, "%zu %s\n", len, kv);
+    T_BUF(mar_buf_printf(rec, "%zu %s\n", len, kv));
 }
 
 void tarw_add_raw(mar_buf *out, const tarw_entry *e)
@@ -93,14 +94,14 @@ void tarw_add_raw(mar_buf *out, const tarw_entry *e)
     uint64_t size = e->header_size > 0 ? (uint64_t)e->header_size : e->size;
     header(out, e, e->name, e->type, e->type == '0' ? size : 0);
     if (e->type == '0' && e->size) {
-        mar_buf_append(out, e->data, e->size);
+        T_BUF(mar_buf_append(out, e->data, e->size));
         pad(out, e->size);
     }
 }
 
 void tarw_add(mar_buf *out, const tarw_entry *e)
 {
-    mar_buf rec = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf rec = MAR_BUF_INIT(MAR_BUF_NOCAP);
     if (strlen(e->name) > 100) {
         _cleanup_free_ char *kv = mar_xasprintf("path=%s", e->name);
         pax_record(&rec, kv);
@@ -116,7 +117,7 @@ void tarw_add(mar_buf *out, const tarw_entry *e)
         tarw_entry px = *e;
         px.mode = 0644;
         header(out, &px, "PaxHeader", 'x', rec.len);
-        mar_buf_append(out, rec.data, rec.len);
+        T_BUF(mar_buf_append(out, rec.data, rec.len));
         pad(out, rec.len);
     }
     mar_buf_release(&rec);
@@ -126,7 +127,7 @@ void tarw_add(mar_buf *out, const tarw_entry *e)
 void tarw_finish(mar_buf *out)
 {
     static const char zeros[1024];
-    mar_buf_append(out, zeros, sizeof(zeros));
+    T_BUF(mar_buf_append(out, zeros, sizeof(zeros)));
 }
 
 void tarw_gzip(const mar_buf *in, mar_buf *out)
@@ -142,7 +143,7 @@ void tarw_gzip(const mar_buf *in, mar_buf *out)
     z.next_out = buf;
     z.avail_out = (uInt)bound;
     deflate(&z, Z_FINISH);
-    mar_buf_append(out, buf, bound - z.avail_out);
+    T_BUF(mar_buf_append(out, buf, bound - z.avail_out));
     deflateEnd(&z);
     free(buf);
 }
@@ -153,7 +154,7 @@ void tarw_zstd(const mar_buf *in, mar_buf *out)
     void *buf = mar_xmalloc(bound);
     size_t n = ZSTD_compress(buf, bound, in->data, in->len, 3);
     if (!ZSTD_isError(n)) {
-        mar_buf_append(out, buf, n);
+        T_BUF(mar_buf_append(out, buf, n));
     }
     free(buf);
 }

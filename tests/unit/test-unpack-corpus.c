@@ -25,6 +25,7 @@
 #include <sys/xattr.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 #include "tarw.h"
 
 typedef enum { CONTAIN, REJECT, DROP } klass;
@@ -56,7 +57,7 @@ typedef struct kase {
 static mar_buf *L(ctx *c)
 {
     if (c->n == 0) {
-        mar_buf_init(&c->tar[c->n++], SIZE_MAX / 2);
+        mar_buf_init(&c->tar[c->n++], MAR_BUF_NOCAP);
     }
     return &c->tar[c->n - 1];
 }
@@ -64,7 +65,7 @@ static mar_buf *L(ctx *c)
 static mar_buf *next_layer(ctx *c)
 {
     assert_true(c->n < sizeof(c->tar) / sizeof(c->tar[0]));
-    mar_buf_init(&c->tar[c->n++], SIZE_MAX / 2);
+    mar_buf_init(&c->tar[c->n++], MAR_BUF_NOCAP);
     return &c->tar[c->n - 1];
 }
 
@@ -448,10 +449,10 @@ static void c25(ctx *c)
 }
 static void c26(ctx *c)
 {
-    mar_buf big = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&big, "SCHILY.xattr.user.big=");
+    mar_buf big = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&big, "SCHILY.xattr.user.big="));
     while (big.len < (2u << 20)) {
-        mar_buf_puts(&big, "0123456789abcdef");
+        T_BUF(mar_buf_puts(&big, "0123456789abcdef"));
     }
     const char *pax[] = {big.data, NULL};
     tarw_add(L(c), &(tarw_entry){.name = "f", .type = '0', .mode = 0644, .pax = pax});
@@ -466,11 +467,11 @@ static void c27a(ctx *c)
 }
 static void c27b(ctx *c)
 {
-    mar_buf p = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf p = MAR_BUF_INIT(MAR_BUF_NOCAP);
     while (p.len < 4200) {
-        mar_buf_puts(&p, "component/");
+        T_BUF(mar_buf_puts(&p, "component/"));
     }
-    mar_buf_puts(&p, "f");
+    T_BUF(mar_buf_puts(&p, "f"));
     F(L(c), p.data, "long path");
     mar_buf_release(&p);
 }
@@ -589,12 +590,13 @@ static void record(const char *path, const char *label, mar_buf *out)
 {
     struct stat st;
     if (lstat(path, &st) < 0) {
-        mar_buf_printf(out, "%s: missing\n", label);
+        T_BUF(mar_buf_printf(out, "%s: missing\n", label));
         return;
     }
-    mar_buf_printf(out, "%s: %o %u:%u %lld %lld.%09ld nlink %lu", label, st.st_mode,
-                   (unsigned)st.st_uid, (unsigned)st.st_gid, (long long)st.st_size,
-                   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (unsigned long)st.st_nlink);
+    T_BUF(mar_buf_printf(out, "%s: %o %u:%u %lld %lld.%09ld nlink %lu", label, st.st_mode,
+                         (unsigned)st.st_uid, (unsigned)st.st_gid, (long long)st.st_size,
+                         (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                         (unsigned long)st.st_nlink));
     if (S_ISREG(st.st_mode)) {
         mar_buf b = MAR_BUF_INIT(64u << 20);
         mar_err *e = NULL;
@@ -602,7 +604,7 @@ static void record(const char *path, const char *label, mar_buf *out)
         if (mar_read_file_at(AT_FDCWD, path, 64u << 20, &b, &e) == 0) {
             mar_digest d;
             mar_digest_of(MAR_DIGEST_SHA256, b.data, b.len, &d);
-            mar_buf_printf(out, " %s", d.str);
+            T_BUF(mar_buf_printf(out, " %s", d.str));
         }
         chmod(path, st.st_mode & 07777);
         mar_err_free(e);
@@ -611,14 +613,14 @@ static void record(const char *path, const char *label, mar_buf *out)
         char t[4096];
         ssize_t n = readlink(path, t, sizeof(t) - 1);
         t[n > 0 ? n : 0] = '\0';
-        mar_buf_printf(out, " -> %s", t);
+        T_BUF(mar_buf_printf(out, " -> %s", t));
     }
     char names[4096];
     ssize_t nl = llistxattr(path, names, sizeof(names));
     for (ssize_t i = 0; i < nl; i += (ssize_t)strlen(names + i) + 1) {
-        mar_buf_printf(out, " x:%s", names + i);
+        T_BUF(mar_buf_printf(out, " x:%s", names + i));
     }
-    mar_buf_puts(out, "\n");
+    T_BUF(mar_buf_puts(out, "\n"));
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
         mar_strv kids = MAR_STRV_INIT;
@@ -637,7 +639,7 @@ static void record(const char *path, const char *label, mar_buf *out)
             _cleanup_free_ char *l = mar_xasprintf("%s/%s", label, kids.v[i]);
             if (strcmp(label, "T") == 0) {
                 /* $T itself: its listing, not the contents of root/ */
-                mar_buf_printf(out, "T/%s\n", kids.v[i]);
+                T_BUF(mar_buf_printf(out, "T/%s\n", kids.v[i]));
                 if (strcmp(kids.v[i], "outside") == 0) {
                     record(p, l, out);
                 }
@@ -682,8 +684,9 @@ static void remove_tree(ctx *c)
 {
     int fd = open("/tmp", O_RDONLY | O_DIRECTORY);
     mar_err *e = NULL;
-    oci_remove_at(fd, c->T + 5, &e);
-    mar_err_free(e);
+    if (oci_remove_at(fd, c->T + 5, &e) < 0) {
+        fail_msg("cannot remove '%s': %s", c->T, e->msg);
+    }
     close(fd);
 }
 
@@ -692,16 +695,16 @@ static klass run_layers(ctx *c, const kase *k, int codec, mar_err **err)
 {
     size_t dropped = 0;
     for (size_t i = 0; i < c->n; i++) {
-        mar_buf blob = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_append(&tar, c->tar[i].data, c->tar[i].len);
+        mar_buf blob = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        T_BUF(mar_buf_append(&tar, c->tar[i].data, c->tar[i].len));
         tarw_finish(&tar);
         if (codec == 1) {
             tarw_gzip(&tar, &blob);
         } else if (codec == 2) {
             tarw_zstd(&tar, &blob);
         } else {
-            mar_buf_append(&blob, tar.data, tar.len);
+            T_BUF(mar_buf_append(&blob, tar.data, tar.len));
         }
         mar_buf_release(&tar);
         int fd = memfd_create("layer", MFD_CLOEXEC);
@@ -739,7 +742,7 @@ static void run_case(const kase *k, int codec, bool rootless, oci_unpack_mode mo
     ctx c = {.rootless = rootless, .mode = mode};
     setup_tree(&c);
     k->build(&c);
-    mar_buf before = MAR_BUF_INIT(SIZE_MAX / 2), after = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf before = MAR_BUF_INIT(MAR_BUF_NOCAP), after = MAR_BUF_INIT(MAR_BUF_NOCAP);
     record(c.T, "T", &before);
     klass got;
     char msg[512] = "";
