@@ -567,6 +567,7 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
                                "'%.200s' claims %lld bytes, more than a layer may hold, refusing",
                                e->path, (long long)e->size);
         }
+        e->sparse = archive_entry_sparse_count(ae) > 0;
         if ((uint64_t)archive_entry_sparse_count(ae) > r->lim.max_sparse) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "sparse file '%.200s' has %d regions, refusing", e->path,
@@ -618,6 +619,33 @@ ssize_t oci_layer_read(oci_layer_reader *r, void *buf, size_t n, mar_err **err)
         return fail_from_archive(r, err, "cannot read layer data");
     }
     return (ssize_t)got;
+}
+
+int oci_layer_read_block(oci_layer_reader *r, const void **ret_buf, size_t *ret_len,
+                         int64_t *ret_off, mar_err **err)
+{
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    int ar = archive_read_data_block(r->a, &buf, &len, &off);
+    if (ar == ARCHIVE_EOF) {
+        return 0;
+    }
+    if (ar != ARCHIVE_OK) {
+        return fail_from_archive(r, err, "cannot read layer data");
+    }
+    /* A sparse map is the layer's word: a block past the size it declared is refused rather
+     * than trusted to stay within the budget counted from that size. */
+    if (off < 0 || (uint64_t)off > (uint64_t)r->entry.size ||
+        len > (uint64_t)r->entry.size - (uint64_t)off) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "'%.200s' has data at offset %lld, past its size of %lld, refusing",
+                           r->entry.path, (long long)off, (long long)r->entry.size);
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    *ret_off = (int64_t)off;
+    return 1;
 }
 
 int oci_layer_skip(oci_layer_reader *r, mar_err **err)

@@ -535,6 +535,42 @@ static void c_outside_hardlink(ctx *c)
     H(L(c), "h", "../../etc/passwd");
 }
 
+/* Sparse entries (issue 13.1): apparent sizes count against the per-layer limit (the case's cap,
+ * 64 MiB) before anything is written, and holes stay holes. */
+static void c_sparse_budget(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", false);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", false);
+}
+static void c_sparse_budget_gnu(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", true);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", true);
+}
+static void c_sparse_holes(ctx *c)
+{
+    tarw_add_sparse(L(c), "pax", 256u << 20, 128u << 20, "data", false);
+    tarw_add_sparse(L(c), "gnu", 256u << 20, 128u << 20, "data", true);
+}
+static bool sparse_ok(ctx *c, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", c->root, rel);
+    struct stat st;
+    char head[4] = {1}, at[5] = {0};
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_size == (256 << 20) &&
+              (uint64_t)st.st_blocks * 512 <= (1u << 20) && pread(fd, head, 1, 0) == 1 &&
+              head[0] == 0 && pread(fd, at, 4, 128 << 20) == 4 && strcmp(at, "data") == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+static bool k_sparse_holes(ctx *c)
+{
+    return sparse_ok(c, "pax") && sparse_ok(c, "gnu");
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -581,6 +617,11 @@ static const kase cases[] = {
         {"usrmerge: bin -> usr/bin, then bin/x", ALL(CONTAIN), c_usrmerge, k_usrmerge, true, 0},
         {"./ prefixes and // in names", ALL(CONTAIN), c_dotslash, k_dotslash, false, 0},
         {"hard link climbing out", ALL(REJECT), c_outside_hardlink, NULL, false, 0},
+        {"sparse PAX 1.0 entries over the cap", ALL(REJECT), c_sparse_budget, NULL, false,
+         64u << 20},
+        {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
+         64u << 20},
+        {"sparse entries keep their holes", ALL(CONTAIN), c_sparse_holes, k_sparse_holes, false, 0},
 };
 
 /* ---- the oracle ----------------------------------------------------------------------------- */
