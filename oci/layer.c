@@ -561,6 +561,15 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
         e->mode = (unsigned)archive_entry_perm(ae) | (archive_entry_mode(ae) & 07000);
         e->uid = (int64_t)archive_entry_uid(ae);
         e->gid = (int64_t)archive_entry_gid(ae);
+        /* An id must fit uid_t/gid_t and not be -1, which chown reads as "unchanged": 2^32
+         * would wrap to root, 2^32-1 leave the file the unpacker's
+         * (docs/internals/unpack-security.md §3). */
+        if (e->uid < 0 || e->gid < 0 || (uint64_t)e->uid >= (uint64_t)(uid_t)-1 ||
+            (uint64_t)e->gid >= (uint64_t)(gid_t)-1) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "'%.200s' has owner %lld:%lld, which is no valid uid:gid, refusing",
+                               e->path, (long long)e->uid, (long long)e->gid);
+        }
         e->size = archive_entry_size_is_set(ae) ? (int64_t)archive_entry_size(ae) : 0;
         if (e->size < 0 || (uint64_t)e->size > r->lim.max_uncompressed) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,

@@ -108,6 +108,27 @@ static void test_sparse_holes(void **state)
     close(fd);
 }
 
+/* ---- 13.4: owner ids out of range ------------------------------------------------------------ */
+
+/* uid 2^32 (wraps to root) and 2^32-1 (chown's "unchanged") on a setuid file: exit 6, named. */
+static void test_uid_range(void **state)
+{
+    (void)state;
+    static const char *const recs[] = {"uid=4294967296", "uid=4294967295", "gid=4294967296"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(recs); i++) {
+        mar_buf l[1];
+        layers_init(l, 1);
+        const char *pax[] = {recs[i], NULL};
+        tarw_add(&l[0], &(tarw_entry){.name = "bin/su", .type = '0', .mode = 04755, .pax = pax});
+        char tag[8];
+        snprintf(tag, sizeof(tag), "%zu", i);
+        _cleanup_free_ char *ref = itest_push_image("mar/uid-range", tag, l, 1);
+        layers_release(l, 1);
+        _cleanup_free_ char *dir = unpack(ref, 6, "'bin/su' has owner");
+        _cleanup_free_ char *store = pull(ref, 6, "'bin/su' has owner");
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -126,6 +147,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sparse_bomb),
             cmocka_unit_test(test_sparse_holes),
+            cmocka_unit_test(test_uid_range),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

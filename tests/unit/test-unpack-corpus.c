@@ -571,6 +571,27 @@ static bool k_sparse_holes(ctx *c)
     return sparse_ok(c, "pax") && sparse_ok(c, "gnu");
 }
 
+/* Owner ids that do not fit uid_t/gid_t, or are -1 (issue 13.4): a setuid file must not end up
+ * root's (2^32 wraps to 0) or the unpacker's (-1 is "unchanged" to chown). */
+static void c_uid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 4294967295u});
+}
+static void c_gid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .gid = 4294967295u});
+}
+static void c_uid_wrap(ctx *c)
+{
+    const char *pax[] = {"uid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 1, .pax = pax});
+}
+static void c_gid_wrap(ctx *c)
+{
+    const char *pax[] = {"gid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .pax = pax});
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -621,6 +642,10 @@ static const kase cases[] = {
          64u << 20},
         {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
          64u << 20},
+        {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
+        {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
+        {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
+        {"PAX gid=2^32 on a setgid file", ALL(REJECT), c_gid_wrap, NULL, false, 0},
         {"sparse entries keep their holes", ALL(CONTAIN), c_sparse_holes, k_sparse_holes, false, 0},
 };
 
