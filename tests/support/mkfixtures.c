@@ -941,6 +941,35 @@ static void fixture_noos(void)
     built_release(&b);
 }
 
+/* mar run's choices (docs/mar-run.1.md): a single-platform arm64 image; one repository with an
+ * arm/v7-only index (tag v1) and the same plus arm64 (tag v2), so a test can move a tag from one
+ * to the other; an image whose /etc/passwd is over mar run's 1 MiB cap. */
+static void fixture_runpick(void)
+{
+    built b;
+    build_platform("mar/single-arm64", &all8[1], C_GZIP, false, &b);
+    push_manifest("mar/single-arm64", "latest", &b.manifest);
+    record("single-arm64", "mar/single-arm64", "latest", &b.manifest, &b, 1);
+    built_release(&b);
+
+    built s[2];
+    build_platform("mar/stale", &all8[2], C_GZIP, false, &s[0]);
+    build_platform("mar/stale", &all8[1], C_GZIP, false, &s[1]);
+    push_index("stale-v1", "mar/stale", "v1", s, 1, 0, false);
+    push_index("stale-v2", "mar/stale", "v2", s, 2, 0, false);
+    built_release(&s[0]);
+    built_release(&s[1]);
+
+    mar_buf pw = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&pw, "root:x:0:0:root:/root:/bin/sh\n");
+    while (pw.len <= (1u << 20)) {
+        mar_buf_puts(&pw, "# filler to take /etc/passwd over the cap of mar run\n");
+    }
+    mar_buf_puts(&pw, "last:x:4242:4242:last:/:/bin/sh\n");
+    single_layer_image("bigpasswd", "mar/bigpasswd", "etc/passwd", &pw, NULL, false);
+    mar_buf_release(&pw);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -973,6 +1002,7 @@ int main(int argc, char **argv)
     fixture_unknownmt();
     fixture_reftypes();
     fixture_noos();
+    fixture_runpick();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }
