@@ -27,6 +27,9 @@ typedef struct run_state {
     bool keep;
     const vm_security *sec;
     const oci_host *host;
+    const vm_target *target;
+    const cmd_run_choice *choice;
+    const char *refname;
 } run_state;
 
 /* containerd identifiers (identifiers/validate.go): [A-Za-z0-9] then [A-Za-z0-9_.-], at most
@@ -453,6 +456,61 @@ static int exec_failure(mar_err **err)
     return status;
 }
 
+/* The label says what the entry claims; the command's binary says what executes. When the two
+ * disagree the binary wins, with a warning: an arm64-labeled entry of amd64 binaries runs
+ * natively here, and the plan (and the notice) says so. Refused (7) before anything is created
+ * when neither can run. */
+static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
+                         const mar_strv *env, const char *cwd, mar_err **err)
+{
+    const cmd_run_choice *ch = st->choice;
+    vm_verdict v = ch->verdict;
+    oci_platform label, runs = ch->label;
+    oci_platform_normalize(&ch->label, &label);
+    const char *path = NULL;
+    for (size_t i = 0; i < env->n; i++) {
+        path = strncmp(env->v[i], "PATH=", 5) == 0 ? env->v[i] + 5 : path;
+    }
+    char file[1024];
+    oci_elf_info elf;
+    if (av->n && cmd_run_command_elf(lv, av->v[0], path, cwd, file, sizeof(file), &elf)) {
+        oci_platform bin = {0};
+        mar_strlcpy(bin.os, label.os, sizeof(bin.os));
+        mar_strlcpy(bin.arch, elf.arch, sizeof(bin.arch));
+        oci_platform_normalize(&bin, &bin);
+        if (strcmp(bin.arch, label.arch) != 0) {
+            runs = bin;
+            vm_plan_platform(st->target, &runs, &v);
+            if (v.mode == VM_RUN_EMULATED && strstr(v.reason, "lacks the F flag")) {
+                v.mode = VM_RUN_UNAVAILABLE;
+            }
+            char ls[OCI_PLATFORM_STR_MAX], rs[OCI_PLATFORM_STR_MAX], how[64];
+            oci_platform_format(&ch->label, ls, sizeof(ls));
+            oci_platform_format(&runs, rs, sizeof(rs));
+            if (v.mode == VM_RUN_NATIVE) {
+                snprintf(how, sizeof(how), "natively");
+            } else if (v.mode == VM_RUN_EMULATED) {
+                snprintf(how, sizeof(how), "under %s", vm_emulator_name(v.emu));
+            } else {
+                snprintf(how, sizeof(how), "not at all");
+            }
+            mar_diag_warn(
+                    "the %s entry of '%s' is labeled %s but its command %s is built for %s: it "
+                    "runs as %s, %s here",
+                    ls, st->refname, ls, file, bin.arch, rs, how);
+        }
+    }
+    if (v.mode == VM_RUN_UNAVAILABLE) {
+        return cmd_run_refuse(st->refname, &runs, &v, err);
+    }
+    if (v.mode == VM_RUN_EMULATED) {
+        char rs[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&runs, rs, sizeof(rs));
+        mar_diag_notice("running %s under %s", rs, vm_emulator_name(v.emu));
+    }
+    return 0;
+}
+
 static int run_container(const cmd_args *args, const reg_store_image *im, run_state *st, int sigfd,
                          bool tty, bool interactive, bool host_net, mar_err **err)
 {
@@ -502,6 +560,9 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     const char *cwd = cmd_value(args, "workdir");
     if (!cwd) {
         cwd = cfg->working_dir && *cfg->working_dir ? cfg->working_dir : "/";
+    }
+    if (what_executes(st, &lv, &av, &env, cwd, err) < 0) {
+        goto out;
     }
     char idbuf[32];
     const char *name = cmd_value(args, "name");
@@ -702,40 +763,24 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     if (cmd_open_store(args, &s, &err) < 0 || reg_store_hold(s, false, true, &err) < 0) {
         return cmd_fail(err);
     }
-    oci_matcher m;
-    if (n_platforms) {
-        oci_matcher_only(&m, &platforms[0]);
-    } else {
-        vm_target_matcher(&target, &m);
-    }
-    reg_store_image im;
-    const oci_platform *want = n_platforms ? platforms : &target.platform;
-    if (cmd_stored_or_pull(args, s, image, refname, &m, want, 1, true, &im, &err) < 0) {
+    /* The plan comes first: refused before any layer is pulled or anything created when this
+     * host cannot run it. */
+    cmd_run_choice ch;
+    if (cmd_run_choose(args, s, image, refname, &target, n_platforms ? platforms : NULL, &ch,
+                       &err) < 0) {
         return cmd_fail(err);
     }
 
-    /* The plan: refuse before creating anything when this host cannot run it. */
-    vm_verdict v;
-    vm_plan_platform(&target, &im.platform, &v);
-    char ps[OCI_PLATFORM_STR_MAX];
-    oci_platform_format(&im.platform, ps, sizeof(ps));
-    if (v.mode == VM_RUN_EMULATED && v.reason[0] && strstr(v.reason, "lacks the F flag")) {
-        v.mode = VM_RUN_UNAVAILABLE;
-    }
-    if (v.mode == VM_RUN_UNAVAILABLE) {
-        fprintf(stderr, "mar: cannot run %s %s here: %s%s%s%s\n", refname, ps, v.reason,
-                v.fix[0] ? " (fix: `" : "", v.fix, v.fix[0] ? "`)" : "");
-        reg_store_image_release(&im);
-        return MAR_EUNSUPPORTED;
-    }
-    if (v.mode == VM_RUN_EMULATED && !cmd_flag(args, "quiet")) {
-        mar_diag_notice("running %s under %s", ps, vm_emulator_name(v.emu));
-    }
-
-    run_state st = {.s = s, .keep = cmd_flag(args, "keep"), .sec = &sec, .host = &host};
-    int rc = run_container(args, &im, &st, sigfd, tty, interactive,
+    run_state st = {.s = s,
+                    .keep = cmd_flag(args, "keep"),
+                    .sec = &sec,
+                    .host = &host,
+                    .target = &target,
+                    .choice = &ch,
+                    .refname = refname};
+    int rc = run_container(args, &ch.im, &st, sigfd, tty, interactive,
                            network ? strcmp(network, "host") == 0 : true, &err);
-    reg_store_image_release(&im);
+    reg_store_image_release(&ch.im);
     if (rc < 0) {
         teardown(&st);
         vm_ctd_free(st.c);

@@ -42,7 +42,7 @@ static char *new_store(const char *name)
 }
 
 /* How many blobs a store holds (none when it has no blobs directory). */
-static size_t __attribute__((unused)) blobs_in(const char *store)
+static size_t blobs_in(const char *store)
 {
     _cleanup_free_ char *cmd = mar_xasprintf("find %s/blobs -type f 2>/dev/null | wc -l", store);
     const char *argv[] = {"sh", "-c", cmd, NULL};
@@ -133,6 +133,149 @@ static void test_passwd_over_cap(void **state)
     itest_run_release(&r);
 }
 
+/* mar itself, with the bed's registry: "tag --remote SRC DST" and "pull ...". */
+static void mar_ok(const char *const *args)
+{
+    const char *argv[24] = {getenv("MAR_BIN")};
+    size_t n = 1;
+    for (size_t i = 0; args[i] && n < 23; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    itest_run r;
+    itest_runv(&r, NULL, argv);
+    if (r.status != 0) {
+        fail_msg("mar %s %s: %d\n%s", args[0], args[1], r.status, r.err.data);
+    }
+    itest_run_release(&r);
+}
+
+/* After a pull of arm/v7 the tag gains arm64: --explain names arm64, and run runs it, not the
+ * stored arm/v7 entry further down containerd's ladder. --pull never keeps to the store. */
+static void test_moved_tag(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *s = new_store("moved");
+    _cleanup_free_ char *tag = mar_xasprintf("%s/mar/stale:moved", itest_bed("MAR_TEST_REGISTRY"));
+    const char *t1[] = {"tag", "--remote", ref("stale-v1"), tag, NULL};
+    mar_ok(t1);
+    const char *pull[] = {"pull", "-q", "--store", s, "--platform", "linux/arm/v7", tag, NULL};
+    mar_ok(pull);
+    const char *t2[] = {"tag", "--remote", ref("stale-v2"), tag, NULL};
+    mar_ok(t2);
+    itest_run r;
+    itest_mar(&r, NULL, "run", "--explain", "--platform", "linux/arm64", tag, NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out.data, "manifest:  linux/arm64/v8");
+    itest_run_release(&r);
+    const char *never[] = {"-q", "--pull", "never", "--platform", "linux/arm64",
+                           tag,  "uname",  "-m",    NULL};
+    run(&r, 0, s, never);
+    assert_string_equal(r.out.data, "armv7l\n");
+    itest_run_release(&r);
+    const char *dflt[] = {"-q", "--platform", "linux/arm64", tag, "uname", "-m", NULL};
+    run(&r, 0, s, dflt);
+    assert_string_equal(r.out.data, "aarch64\n");
+    itest_run_release(&r);
+    /* Now stored exactly: missing pulls nothing, always asks again and runs the same. */
+    const char *again[] = {"--platform", "linux/arm64", tag, "uname", "-m", NULL};
+    run(&r, 0, s, again);
+    assert_string_equal(r.out.data, "aarch64\n");
+    assert_not_contains(r.err.data, "downloading");
+    itest_run_release(&r);
+    const char *always[] = {"-q", "--pull", "always", "--platform", "linux/arm/v7",
+                            tag,  "uname",  "-m",     NULL};
+    run(&r, 0, s, always);
+    assert_string_equal(r.out.data, "armv7l\n");
+    itest_run_release(&r);
+    /* never with nothing stored; a bad policy. */
+    _cleanup_free_ char *empty = new_store("moved-empty");
+    const char *none[] = {"-q", "--pull", "never", ref("multi"), "true", NULL};
+    run(&r, MAR_ENOTFOUND, empty, none);
+    assert_contains(r.err.data, "--pull never");
+    itest_run_release(&r);
+    assert_int_equal(blobs_in(empty), 0);
+    const char *bad[] = {"-q", "--pull", "sometimes", ref("multi"), "true", NULL};
+    run(&r, MAR_EUSAGE, empty, bad);
+    assert_contains(r.err.data, "--pull is always, missing or never");
+    itest_run_release(&r);
+}
+
+/* A single-platform arm64 image, no --platform: run under QEMU with docker's warning, the same
+ * before and after it is stored; with no handler, 7 and the fix before any download. */
+static void test_single_foreign(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *s = new_store("single");
+    itest_run r;
+    for (int i = 0; i < 2; i++) {
+        const char *a[] = {ref("single-arm64"), "uname", "-m", NULL};
+        run(&r, 0, s, a);
+        assert_string_equal(r.out.data, "aarch64\n");
+        assert_contains(r.err.data, "the image's platform (linux/arm64/v8) does not match this "
+                                    "host (linux/amd64) and no platform was requested");
+        assert_contains(r.err.data, "running linux/arm64/v8 under qemu");
+        itest_run_release(&r);
+    }
+    _cleanup_free_ char *fake = mar_xasprintf("%s/empty-binfmt", itest_tmpdir());
+    mkdir(fake, 0700);
+    free(itest_write("empty-binfmt/status", "enabled\n", 0644));
+    _cleanup_free_ char *s2 = new_store("single-nohandler");
+    const char *no[] = {"-q", "--binfmt-root", fake, ref("single-arm64"), "true", NULL};
+    run(&r, MAR_EUNSUPPORTED, s2, no);
+    assert_contains(r.err.data, "no binfmt_misc handler for arm64");
+    assert_contains(r.err.data, "mar binfmt install arm64");
+    itest_run_release(&r);
+    assert_int_equal(blobs_in(s2), 0);
+    /* The same with --platform on an index: refused before the download. */
+    const char *idx[] = {"-q",          "--binfmt-root", fake,   "--platform",
+                         "linux/s390x", ref("multi"),    "true", NULL};
+    run(&r, MAR_EUNSUPPORTED, s2, idx);
+    assert_contains(r.err.data, "mar binfmt install s390x");
+    itest_run_release(&r);
+    assert_int_equal(blobs_in(s2), 0);
+    /* Asking for another platform than a single-platform image has is still refused. */
+    const char *other[] = {"-q", "--platform", "linux/s390x", ref("single-arm64"), "true", NULL};
+    run(&r, MAR_ENOTFOUND, s2, other);
+    assert_contains(r.err.data, "single-platform image for linux/arm64/v8");
+    itest_run_release(&r);
+}
+
+/* Warnings as inspect gives them, and what executes: the command's binary decides. */
+static void test_mislabeled(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *s = new_store("mislabeled");
+    itest_run r;
+    /* Label arm64, config and binaries amd64: native, no QEMU notice. */
+    const char *lab[] = {"--platform", "linux/arm64", ref("labelonly"), "uname", "-m", NULL};
+    run(&r, 0, s, lab);
+    assert_string_equal(r.out.data, "x86_64\n");
+    assert_contains(r.err.data, "is labeled linux/arm64/v8 but its config says linux/amd64");
+    assert_contains(r.err.data, "its command /bin/uname is built for amd64: it runs as "
+                                "linux/amd64, natively here");
+    assert_not_contains(r.err.data, "under qemu");
+    itest_run_release(&r);
+    /* Label and config arm64, binaries amd64: the same truth. */
+    const char *mis[] = {"--platform", "linux/arm64", ref("mislabeled"), "uname", "-m", NULL};
+    run(&r, 0, s, mis);
+    assert_string_equal(r.out.data, "x86_64\n");
+    assert_contains(r.err.data, "built for amd64");
+    assert_not_contains(r.err.data, "under qemu");
+    itest_run_release(&r);
+    /* Config amd64, binaries arm64 as labeled: warned, and QEMU really runs it. */
+    const char *cm[] = {"--platform", "linux/arm64", ref("confmismatch"), "uname", "-m", NULL};
+    run(&r, 0, s, cm);
+    assert_string_equal(r.out.data, "aarch64\n");
+    assert_contains(r.err.data, "but its config says linux/amd64: the image is mislabeled");
+    assert_contains(r.err.data, "running linux/arm64/v8 under qemu");
+    itest_run_release(&r);
+    /* Stored now: the warning comes from the store's copy too. */
+    run(&r, 0, s, cm);
+    assert_contains(r.err.data, "but its config says linux/amd64: the image is mislabeled");
+    itest_run_release(&r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -150,9 +293,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_hosts_and_hostname),
-            cmocka_unit_test(test_exec_status),
-            cmocka_unit_test(test_passwd_over_cap),
+            cmocka_unit_test(test_hosts_and_hostname), cmocka_unit_test(test_exec_status),
+            cmocka_unit_test(test_passwd_over_cap),    cmocka_unit_test(test_moved_tag),
+            cmocka_unit_test(test_single_foreign),     cmocka_unit_test(test_mislabeled),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -943,7 +943,8 @@ static void fixture_noos(void)
 
 /* mar run's choices (docs/mar-run.1.md): a single-platform arm64 image; one repository with an
  * arm/v7-only index (tag v1) and the same plus arm64 (tag v2), so a test can move a tag from one
- * to the other; an image whose /etc/passwd is over mar run's 1 MiB cap. */
+ * to the other; an arm64-labeled entry whose config and binaries are amd64; an image whose
+ * /etc/passwd is over mar run's 1 MiB cap. */
 static void fixture_runpick(void)
 {
     built b;
@@ -959,6 +960,13 @@ static void fixture_runpick(void)
     push_index("stale-v2", "mar/stale", "v2", s, 2, 0, false);
     built_release(&s[0]);
     built_release(&s[1]);
+
+    /* amd64 binaries, a config that says so, an index entry labeled arm64. */
+    built l;
+    platform_spec lab = {"amd64", "arm64", "v8", "amd64"};
+    build_platform("mar/labelonly", &lab, C_GZIP, false, &l);
+    push_index("labelonly", "mar/labelonly", "latest", &l, 1, 0, false);
+    built_release(&l);
 
     mar_buf pw = MAR_BUF_INIT(SIZE_MAX / 2);
     mar_buf_puts(&pw, "root:x:0:0:root:/root:/bin/sh\n");
