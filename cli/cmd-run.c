@@ -503,6 +503,11 @@ static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
     if (v.mode == VM_RUN_UNAVAILABLE) {
         return cmd_run_refuse(st->refname, &runs, &v, err);
     }
+    if (v.uncertain) {
+        char us[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&runs, us, sizeof(us));
+        mar_diag_warn("%s %s %s", st->refname, us, v.reason);
+    }
     if (v.mode == VM_RUN_EMULATED) {
         char rs[OCI_PLATFORM_STR_MAX];
         oci_platform_format(&runs, rs, sizeof(rs));

@@ -276,6 +276,69 @@ static void test_mislabeled(void **state)
     itest_run_release(&r);
 }
 
+/* The Rosetta model by macOS release (docs/internals/binfmt-and-rosetta.md §11): x86-64-v3 "may
+ * fail" on the current macOS and macOS 15, fails before macOS 15; v4 always fails. */
+static json_t *explain_json(int want, const char *target, const char *platform)
+{
+    itest_run r;
+    itest_mar(&r, NULL, "run", "--explain", "--json", "--target", target, "--platform", platform,
+              ref("amd64levels"), NULL);
+    if (r.status != want) {
+        fail_msg("explain %s %s: %d, want %d: %s", target, platform, r.status, want, r.err.data);
+    }
+    json_t *d = itest_json(r.out.data);
+    itest_run_release(&r);
+    return d;
+}
+
+static void test_rosetta_by_macos(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *target, *platform;
+        int status;
+        const char *mode, *why;
+        bool may_fail;
+    } cases[] = {
+            {"apple-silicon", "linux/amd64/v3", 0, "emulated (rosetta), may fail", "CPUID", true},
+            {"apple-silicon:macos15", "linux/amd64/v3", 0, "emulated (rosetta), may fail",
+             "glibc's x86-64-v3 check", true},
+            {"apple-silicon:macos14", "linux/amd64/v3", MAR_EUNSUPPORTED, "impossible",
+             "only from macOS 15 on (this Mac: macOS 14)", false},
+            {"apple-silicon:macos13", "linux/amd64/v3", MAR_EUNSUPPORTED, "impossible", "macOS 13",
+             false},
+            {"apple-silicon", "linux/amd64/v4", MAR_EUNSUPPORTED, "impossible", "AVX-512", false},
+            {"apple-silicon:macos15", "linux/amd64/v4", MAR_EUNSUPPORTED, "impossible", "AVX-512",
+             false},
+    };
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
+        json_t *d = explain_json(cases[i].status, cases[i].target, cases[i].platform);
+        assert_string_equal(json_string_value(json_object_get(d, "mode")), cases[i].mode);
+        assert_contains(json_string_value(json_object_get(d, "reason")), cases[i].why);
+        assert_int_equal(json_is_true(json_object_get(d, "mayFail")), cases[i].may_fail);
+        json_decref(d);
+    }
+    itest_run r;
+    itest_mar(&r, NULL, "run", "--explain", "--target", "apple-silicon:macos14", "--platform",
+              "linux/amd64/v3", ref("amd64levels"), NULL);
+    assert_int_equal(r.status, MAR_EUNSUPPORTED);
+    assert_contains(r.out.data, "fix:       update the Mac to macOS 15 or later");
+    itest_run_release(&r);
+    itest_mar(&r, NULL, "run", "--explain", "--target", "apple-silicon:macos12", ref("multi"),
+              NULL);
+    assert_int_equal(r.status, MAR_EUSAGE);
+    assert_contains(r.err.data, "macosN, N from 13");
+    itest_run_release(&r);
+    /* mar doctor for such a Mac says what its Rosetta translates. */
+    itest_mar(&r, NULL, "doctor", "--no-probe", "--target", "apple-silicon:macos14", NULL);
+    assert_contains(r.out.data, "macOS 14 (--target): Rosetta does not translate AVX or AVX2");
+    itest_run_release(&r);
+    itest_mar(&r, NULL, "doctor", "--no-probe", "--target", "apple-silicon", NULL);
+    assert_contains(r.out.data, "the current release");
+    assert_contains(r.out.data, "x86-64-v3 binaries may still fail when they check CPUID first");
+    itest_run_release(&r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -296,6 +359,7 @@ int main(void)
             cmocka_unit_test(test_hosts_and_hostname), cmocka_unit_test(test_exec_status),
             cmocka_unit_test(test_passwd_over_cap),    cmocka_unit_test(test_moved_tag),
             cmocka_unit_test(test_single_foreign),     cmocka_unit_test(test_mislabeled),
+            cmocka_unit_test(test_rosetta_by_macos),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

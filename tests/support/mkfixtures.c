@@ -943,8 +943,8 @@ static void fixture_noos(void)
 
 /* mar run's choices (docs/mar-run.1.md): a single-platform arm64 image; one repository with an
  * arm/v7-only index (tag v1) and the same plus arm64 (tag v2), so a test can move a tag from one
- * to the other; an arm64-labeled entry whose config and binaries are amd64; an image whose
- * /etc/passwd is over mar run's 1 MiB cap. */
+ * to the other; an arm64-labeled entry whose config and binaries are amd64; amd64/v3 and v4
+ * entries; an image whose /etc/passwd is over mar run's 1 MiB cap. */
 static void fixture_runpick(void)
 {
     built b;
@@ -967,6 +967,15 @@ static void fixture_runpick(void)
     build_platform("mar/labelonly", &lab, C_GZIP, false, &l);
     push_index("labelonly", "mar/labelonly", "latest", &l, 1, 0, false);
     built_release(&l);
+
+    /* Entries that ask for x86-64-v3 (AVX2) and v4 (AVX-512), for the Rosetta model. */
+    built lv[2];
+    platform_spec v3 = {"amd64", "amd64", "v3", NULL}, v4 = {"amd64", "amd64", "v4", NULL};
+    build_platform("mar/amd64levels", &v3, C_GZIP, false, &lv[0]);
+    build_platform("mar/amd64levels", &v4, C_GZIP, false, &lv[1]);
+    push_index("amd64levels", "mar/amd64levels", "latest", lv, 2, 0, false);
+    built_release(&lv[0]);
+    built_release(&lv[1]);
 
     mar_buf pw = MAR_BUF_INIT(SIZE_MAX / 2);
     mar_buf_puts(&pw, "root:x:0:0:root:/root:/bin/sh\n");
