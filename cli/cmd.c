@@ -122,6 +122,8 @@ static const cmd_opt run_opts[] = {
         {"namespace", 'n', CMD_OPT_VALUE, "NS",
          "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
         {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
+        {"pull", 0, CMD_OPT_VALUE, "always|missing|never",
+         "pull first: always, when the store lacks the platform asked for (default), or never"},
 };
 
 static const cmd_opt check_opts[] = {

@@ -942,6 +942,52 @@ static void fixture_noos(void)
     built_release(&b);
 }
 
+/* mar run's choices (docs/mar-run.1.md): a single-platform arm64 image; one repository with an
+ * arm/v7-only index (tag v1) and the same plus arm64 (tag v2), so a test can move a tag from one
+ * to the other; an arm64-labeled entry whose config and binaries are amd64; amd64/v3 and v4
+ * entries; an image whose /etc/passwd is over mar run's 1 MiB cap. */
+static void fixture_runpick(void)
+{
+    built b;
+    build_platform("mar/single-arm64", &all8[1], C_GZIP, false, &b);
+    push_manifest("mar/single-arm64", "latest", &b.manifest);
+    record("single-arm64", "mar/single-arm64", "latest", &b.manifest, &b, 1);
+    built_release(&b);
+
+    built s[2];
+    build_platform("mar/stale", &all8[2], C_GZIP, false, &s[0]);
+    build_platform("mar/stale", &all8[1], C_GZIP, false, &s[1]);
+    push_index("stale-v1", "mar/stale", "v1", s, 1, 0, false);
+    push_index("stale-v2", "mar/stale", "v2", s, 2, 0, false);
+    built_release(&s[0]);
+    built_release(&s[1]);
+
+    /* amd64 binaries, a config that says so, an index entry labeled arm64. */
+    built l;
+    platform_spec lab = {"amd64", "arm64", "v8", "amd64"};
+    build_platform("mar/labelonly", &lab, C_GZIP, false, &l);
+    push_index("labelonly", "mar/labelonly", "latest", &l, 1, 0, false);
+    built_release(&l);
+
+    /* Entries that ask for x86-64-v3 (AVX2) and v4 (AVX-512), for the Rosetta model. */
+    built lv[2];
+    platform_spec v3 = {"amd64", "amd64", "v3", NULL}, v4 = {"amd64", "amd64", "v4", NULL};
+    build_platform("mar/amd64levels", &v3, C_GZIP, false, &lv[0]);
+    build_platform("mar/amd64levels", &v4, C_GZIP, false, &lv[1]);
+    push_index("amd64levels", "mar/amd64levels", "latest", lv, 2, 0, false);
+    built_release(&lv[0]);
+    built_release(&lv[1]);
+
+    mar_buf pw = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&pw, "root:x:0:0:root:/root:/bin/sh\n");
+    while (pw.len <= (1u << 20)) {
+        mar_buf_puts(&pw, "# filler to take /etc/passwd over the cap of mar run\n");
+    }
+    mar_buf_puts(&pw, "last:x:4242:4242:last:/:/bin/sh\n");
+    single_layer_image("bigpasswd", "mar/bigpasswd", "etc/passwd", &pw, NULL, false);
+    mar_buf_release(&pw);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -974,6 +1020,7 @@ int main(int argc, char **argv)
     fixture_unknownmt();
     fixture_reftypes();
     fixture_noos();
+    fixture_runpick();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }
