@@ -210,7 +210,8 @@ static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char
         }
         struct stat st;
         mar_err *e = NULL;
-        if (oci_lview_stat(v, p, NULL, &st, NULL, &e) == 0 && S_ISDIR(st.st_mode)) {
+        size_t lay;
+        if (oci_lview_stat(v, p, &lay, &st, NULL, &e) == 0 && S_ISDIR(st.st_mode)) {
             struct timespec ts[2] = {st.st_mtim, st.st_mtim};
             if (fchownat(stagefd, p, st.st_uid, st.st_gid, 0) < 0 ||
                 fchmodat(stagefd, p, st.st_mode & 07777, 0) < 0 ||
@@ -324,7 +325,8 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
     }
     struct stat dst_st;
     mar_err *e = NULL;
-    if (exists && oci_lview_stat(v, resolved, NULL, &dst_st, NULL, &e) == 0 &&
+    size_t lay;
+    if (exists && oci_lview_stat(v, resolved, &lay, &dst_st, NULL, &e) == 0 &&
         S_ISDIR(dst_st.st_mode)) {
         dir_dest = true;
     }
