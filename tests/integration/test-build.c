@@ -25,8 +25,9 @@ static const char *corpus(const char *name)
     return b;
 }
 
-/* mar --store S ARGS... with the bed's containerd and registry; checks the status. */
-static void mar(itest_run *r, int want, const char *const *args)
+/* mar --store S ARGS... with the bed's containerd and registry (and extra, "K=V" or NULL, in
+ * the environment); checks the status. */
+static void mar_env(itest_run *r, int want, const char *extra, const char *const *args)
 {
     const char *argv[40] = {getenv("MAR_BIN"), "--store", store};
     size_t n = 3;
@@ -34,12 +35,17 @@ static void mar(itest_run *r, int want, const char *const *args)
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    const char *env[] = {ctd_env, insecure_env, NULL};
+    const char *env[] = {ctd_env, insecure_env, extra, NULL};
     itest_runv(r, env, argv);
     if (r->status != want) {
         fail_msg("mar %s: %d, want %d\nstdout: %s\nstderr: %s", args[0], r->status, want,
                  r->out.data, r->err.data);
     }
+}
+
+static void mar(itest_run *r, int want, const char *const *args)
+{
+    mar_env(r, want, NULL, args);
 }
 
 /* Nothing of mar's in containerd, no work directory in the store. */
@@ -211,6 +217,80 @@ static void test_multistage(void **state)
     check_nothing_left();
 }
 
+/* The index digest `mar build` prints: "NAME DIGEST". */
+static char *built_digest(const itest_run *r)
+{
+    const char *sp = strrchr(r->out.data, ' ');
+    assert_non_null(sp);
+    char *d = mar_xstrdup(sp + 1);
+    d[strcspn(d, "\n")] = '\0';
+    assert_true(mar_str_startswith(d, "sha256:"));
+    return d;
+}
+
+/* SOURCE_DATE_EPOCH (environment or option): two builds of the same inputs, same index. */
+static void test_reproducible(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *a[] = {
+            "build",         "-q",          "--platform", "linux/amd64,linux/arm64", "-t",
+            "built:repro-a", "--build-arg", base_arg,     corpus("multistage"),      NULL};
+    mar_env(&r, 0, "SOURCE_DATE_EPOCH=1700000000", a);
+    _cleanup_free_ char *da = built_digest(&r);
+    itest_run_release(&r);
+    const char *b[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "--source-date-epoch",
+                       "1700000000",
+                       "-t",
+                       "built:repro-b",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *db = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_equal(da, db);
+    /* Another instant is another image: the times are really in it. */
+    const char *c[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "--source-date-epoch",
+                       "1700000001",
+                       "-t",
+                       "built:repro-c",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, c);
+    _cleanup_free_ char *dc = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_not_equal(da, dc);
+    _cleanup_json_ json_t *index = stored_index("/built:repro-a");
+    assert_non_null(index);
+    _cleanup_json_ json_t *man = read_blob(json_string_value(
+            json_object_get(json_array_get(json_object_get(index, "manifests"), 0), "digest")));
+    _cleanup_json_ json_t *cfg =
+            read_blob(json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
+    assert_string_equal(json_string_value(json_object_get(cfg, "created")), "2023-11-14T22:13:20Z");
+    const json_t *hist = json_object_get(cfg, "history");
+    const json_t *last = json_array_get(hist, json_array_size(hist) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "created")),
+                        "2023-11-14T22:13:20Z");
+    /* A bad value is a usage error. */
+    const char *bad[] = {"build",     "--source-date-epoch", "yesterday", "-t",
+                         "built:bad", corpus("multistage"),  NULL};
+    mar(&r, 2, bad);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -284,9 +364,8 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),
-            cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
