@@ -11,7 +11,9 @@ typedef struct bld__layer {
     mar_digest digest; /* the blob */
     int64_t size;
     mar_digest diff_id;
-    mar_digest chain; /* its unpacked directory in the store */
+    mar_digest chain;  /* its unpacked directory in the store */
+    unsigned line;     /* the instruction that made it, 0 for a base image's layer */
+    const char *stage; /* its stage's name (borrowed from the build), NULL for a base's */
 } bld__layer;
 
 /* The image a stage has produced so far. */
@@ -90,6 +92,11 @@ int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err);
  * store, unpacks it into its chain directory and appends it to the image. Errors: MAR_EIO,
  * those of the layer writer and unpacker. */
 int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper, mar_err **err);
+
+/* The truth gate (build-gate.c): the ELF files the build's own layers leave in the image must
+ * be of the image's architecture. Errors: MAR_EFAIL (unless allowed: then a warning), MAR_EIO,
+ * those of the layer reader. */
+int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
 
 /* RUN (build-run.c). */
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err);

@@ -373,6 +373,10 @@ static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_e
         if (rc < 0) {
             return -mar_err_code(*err);
         }
+        if (layer && st->img.n_layers) {
+            st->img.layers[st->img.n_layers - 1].line = in->line;
+            st->img.layers[st->img.n_layers - 1].stage = st->name;
+        }
         _cleanup_free_ char *hist = history_text(st, in);
         bld__history(c, &st->img, hist, !layer);
     }
@@ -626,6 +630,9 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         rc = build_platform(c, err);
         if (rc == 0) {
             stage_platform(c, fin, &plats[p]);
+            rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);
+        }
+        if (rc == 0) {
             rc = write_image(c, &c->stages[fin].img, &plats[p], &digests[p], &sizes[p], err);
         }
     }

@@ -466,8 +466,9 @@ typedef struct bld_opts {
     const oci_host *host;
     const vm_security *security;
     const char *ctd_address, *ctd_namespace;
-    int sigfd;      /* a signalfd of SIGINT/SIGTERM/SIGHUP: forwarded to a RUN, an abort between */
-    bool has_epoch; /* SOURCE_DATE_EPOCH */
+    int sigfd; /* a signalfd of SIGINT/SIGTERM/SIGHUP: forwarded to a RUN, an abort between */
+    bool allow_mislabeled; /* the truth gate warns instead of failing */
+    bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
     bld_hooks hooks;
 } bld_opts;

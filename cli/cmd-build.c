@@ -184,6 +184,7 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .ctd_address = address && *address ? address : DEFAULT_ADDRESS,
             .ctd_namespace = ns && *ns ? ns : DEFAULT_NS,
             .sigfd = sigfd,
+            .allow_mislabeled = cmd_flag(args, "allow-mislabeled"),
             .has_epoch = has_epoch,
             .epoch = epoch,
             .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},

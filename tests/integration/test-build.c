@@ -291,6 +291,59 @@ static void test_reproducible(void **state)
     check_nothing_left();
 }
 
+/* The truth gate: an arm64 image whose new executable is the amd64 build machine's fails (1),
+ * naming the path, its ELF machine, the line and stage; --allow-mislabeled makes it a warning;
+ * the same Dockerfile for amd64 is consistent. */
+static void test_truth_gate(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *arm[] = {"build",       "--platform", "linux/arm64",        "-t", "built:mis-arm",
+                         "--build-arg", base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 1, arm);
+    assert_contains(r.err.data, "linux/arm64: 1 ELF file the build added is not arm64: "
+                                "/usr/local/bin/busybox (ELF machine 62, amd64) from Dockerfile:9 "
+                                "(stage stage-1)");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:mis-arm"));
+    check_nothing_left();
+
+    const char *allow[] = {"build",
+                           "--allow-mislabeled",
+                           "--platform",
+                           "linux/arm64",
+                           "-t",
+                           "built:mis-allowed",
+                           "--build-arg",
+                           base_arg,
+                           corpus("mislabeled"),
+                           NULL};
+    mar(&r, 0, allow);
+    assert_contains(r.err.data, "warning: linux/arm64: 1 ELF file the build added is not arm64");
+    itest_run_release(&r);
+    _cleanup_json_ json_t *idx = stored_index("/built:mis-allowed");
+    assert_non_null(idx);
+
+    const char *amd[] = {"build",       "--platform", "linux/amd64",        "-t", "built:mis-amd",
+                         "--build-arg", base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 0, amd);
+    assert_not_contains(r.err.data, "ELF file");
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run",
+                             "-q",
+                             "--platform",
+                             "linux/amd64",
+                             "built:mis-amd",
+                             "/usr/local/bin/busybox",
+                             "echo",
+                             "tool runs",
+                             NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "tool runs\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -364,9 +417,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
