@@ -61,7 +61,7 @@ static int host_target(const cmd_args *args, const oci_host *host, vm_target *re
 }
 
 static int read_dockerfile(const cmd_def *def, const char *context, const char *file, mar_buf *ret,
-                           const char **ret_name, mar_err **err)
+                           char **ret_name, mar_err **err)
 {
     if (file && strcmp(file, "-") == 0) {
         *ret_name = "Dockerfile";
@@ -81,7 +81,7 @@ static int read_dockerfile(const cmd_def *def, const char *context, const char *
         file = dflt;
     }
     const char *slash = strrchr(file, '/');
-    *ret_name = slash ? slash + 1 : file;
+    *ret_name = mar_xstrdup(slash ? slash + 1 : file);
     (void)def;
     return mar_read_file_at(AT_FDCWD, file, BLD_CAP_DOCKERFILE, ret, err);
 }
@@ -133,7 +133,7 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         n_platforms = 1;
     }
     _cleanup_buf_ mar_buf text = MAR_BUF_INIT(BLD_CAP_DOCKERFILE);
-    const char *dfname = "Dockerfile";
+    _cleanup_free_ char *dfname = NULL;
     if (read_dockerfile(def, context, cmd_value(args, "file"), &text, &dfname, &err) < 0) {
         return cmd_fail(err);
     }
