@@ -233,6 +233,7 @@ int cmd_images(const cmd_def *def, cmd_args *args);
 int cmd_rmi(const cmd_def *def, cmd_args *args);
 int cmd_gc(const cmd_def *def, cmd_args *args);
 int cmd_run(const cmd_def *def, cmd_args *args);
+int cmd_build(const cmd_def *def, cmd_args *args);
 int cmd_check(const cmd_def *def, cmd_args *args);
 int cmd_audit(const cmd_def *def, cmd_args *args);
 int cmd_doctor(const cmd_def *def, cmd_args *args);

@@ -126,6 +126,27 @@ static const cmd_opt run_opts[] = {
          "pull first: always, when the store lacks the platform asked for (default), or never"},
 };
 
+static const cmd_opt build_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "the platforms to build (repeatable; default: this host's)"},
+        {"tag", 't', CMD_OPT_VALUE, "NAME[:TAG]", "the name the result gets in the store"},
+        {"file", 'f', CMD_OPT_VALUE, "FILE",
+         "the Dockerfile (default CONTEXT/Dockerfile, else CONTEXT/Containerfile; - for stdin)"},
+        {"build-arg", 0, CMD_OPT_LIST, "KEY=VALUE", "set a build argument (repeatable)"},
+        {"target", 0, CMD_OPT_VALUE, "STAGE", "build this stage (default: the last one)"},
+        {"source-date-epoch", 0, CMD_OPT_VALUE, "SECONDS",
+         "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
+        {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
+         "warn, instead of failing, when the build adds ELF files of another architecture"},
+        {"security-opt", 0, CMD_OPT_LIST, "OPT",
+         "for RUN steps: seccomp=unconfined|builtin|FILE, no-new-privileges[=true|false]"},
+        {"address", 0, CMD_OPT_VALUE, "SOCKET",
+         "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
+        {"namespace", 'n', CMD_OPT_VALUE, "NS",
+         "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling bases (default 4)"},
+};
+
 static const cmd_opt check_opts[] = {
         {"platforms", 'P', CMD_OPT_VALUE, "P[,P...]", "the platforms every image must offer"},
         {"file", 'f', CMD_OPT_LIST, "FILE",
@@ -244,6 +265,16 @@ static const cmd_def commands[] = {
          "status. Nothing is left behind unless --keep. A platform this host cannot run fails\n"
          "before anything is created (exit 7) with the command that would fix it.",
          run_opts, MAR_ARRAY_SIZE(run_opts), true},
+        {"build", cmd_build, 1, 1, "[OPTIONS] -t NAME[:TAG] CONTEXT",
+         "build an image for one or more platforms from a Dockerfile",
+         "Executes the stages a Dockerfile needs for each --platform: base images come through\n"
+         "the pull path, RUN steps run through containerd on an overlay of the stage's layers\n"
+         "(natively or under the emulator mar run would use), COPY and ADD become layers\n"
+         "straight from CONTEXT. The result, one image per platform and an OCI index over them,\n"
+         "is tagged NAME in the store, ready for mar run --platform. What mar build does not\n"
+         "support is refused before anything runs (exit 2); a failing RUN ends the build with\n"
+         "its platform, stage, line and exit status (exit 1) and tags nothing.",
+         build_opts, MAR_ARRAY_SIZE(build_opts), false},
         {"check", cmd_check, 0, -1, "--platforms P[,P...] [OPTIONS] IMAGE... | -f FILE",
          "fail when an image lacks a required platform or is mislabeled (a CI gate)",
          "For every image and required platform: an entry equal to the platform after\n"
