@@ -170,8 +170,7 @@ static int select_entries(plan_ctx *x, const oci_manifest *idx, const oci_platfo
 }
 
 /* The stored index with only the kept entries; every other field as it was. */
-int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
-                        mar_err **err)
+int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret, mar_err **err)
 {
     _cleanup_json_ json_t *doc = NULL;
     if (mar_json_load(raw->data, raw->len, "index", &doc, err) < 0) {
