@@ -53,6 +53,6 @@ show -q audit "$bed/compose.yml"
 show doctor
 # The last step of a per-architecture CI: one index of the 8 images (blobs mounted, not copied),
 # then run from it.
-show index create "$MAR_TEST_REGISTRY/mar/app:multi" \
+show -q index create "$MAR_TEST_REGISTRY/mar/all:latest" \
     "$MAR_TEST_REGISTRY"/mar/arch-{amd64,arm64,armhf,armel,i386,ppc64el,s390x,mips64el}:latest
-show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/app:multi" uname -m
+show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/all:latest" uname -m
