@@ -269,12 +269,34 @@ static int make_json(builder *b, const reg_image *base, reg_index_result *ret, m
     return 0;
 }
 
-/* The children of sources from another repository, added to the push. */
+/* Adds a fetched child manifest of a foreign source: its blobs, streamed or mounted from src. */
+static int add_child(reg_push *p, const oci_ref *src, const oci_descriptor *d, const reg_blob *raw,
+                     const oci_manifest *m, mar_err **err)
+{
+    reg_blob_src bs = {.kind = REG_SRC_REGISTRY, .from = src};
+    if (m->kind == OCI_KIND_MANIFEST) {
+        reg_push_add_blob(p, &m->config, &bs);
+        for (size_t i = 0; i < m->n_layers; i++) {
+            reg_push_add_blob(p, &m->layers[i], &bs);
+        }
+    }
+    const oci_platform *pf =
+            d && d->has_platform && !oci_descriptor_is_attestation(d) ? &d->platform : NULL;
+    return reg_push_add_manifest(p, m->media_type, raw->data.data, raw->data.len, pf, err);
+}
+
+/* The children of sources from another repository, added to the push: the manifests
+ * reg_image_fetch already holds as they are, the rest (attestations) fetched in one round for
+ * every source together; a source with a nested index entry is walked whole. */
 static int add_foreign(reg_client *c, builder *b, reg_image **imgs, reg_push *p,
                        reg_index_result *ret, mar_err **err)
 {
     const oci_ref *dst = b->o->dst;
-    for (size_t s = 0; s < b->o->n_srcs; s++) {
+    size_t cap = b->n + 1, n_fs = 0;
+    reg__fetched *fs = mar_xcalloc(cap, sizeof(*fs));
+    size_t *fs_src = mar_xcalloc(cap, sizeof(*fs_src));
+    int rc = 0;
+    for (size_t s = 0; s < b->o->n_srcs && rc == 0; s++) {
         const oci_ref *src = &b->o->srcs[s];
         reg_image *img = imgs[s];
         if (strcmp(src->api_host, dst->api_host) == 0 && strcmp(src->path, dst->path) == 0) {
@@ -282,37 +304,71 @@ static int add_foreign(reg_client *c, builder *b, reg_image **imgs, reg_push *p,
         }
         size_t n = img->root->kind == OCI_KIND_INDEX ? img->root->n_manifests : 1;
         _cleanup_free_ bool *keep = mar_xcalloc(n + 1, sizeof(bool));
-        bool any = false;
+        bool any = false, nested = false;
         for (size_t i = 0; i < b->n; i++) {
             if (b->v[i].src == s && !b->v[i].dropped) {
-                keep[b->v[i].pos == SIZE_MAX ? 0 : b->v[i].pos] = any = true;
+                size_t at = b->v[i].pos == SIZE_MAX ? 0 : b->v[i].pos;
+                keep[at] = any = true;
+                nested = nested ||
+                         (img->root->kind == OCI_KIND_INDEX &&
+                          oci_media_kind(img->root->manifests[at].media_type) == OCI_KIND_INDEX);
             }
         }
         if (!any) {
             continue;
         }
         ret->mounted_sources++;
-        if (img->root->kind == OCI_KIND_INDEX) {
-            if (reg__push_add_children(c, p, src, img->root, keep, err) < 0) {
-                return -mar_err_code(*err);
-            }
+        if (img->root->kind != OCI_KIND_INDEX) {
+            rc = add_child(p, src, NULL, &img->raw, img->root, err);
             continue;
         }
-        reg_blob_src bs = {.kind = REG_SRC_REGISTRY, .from = src};
-        reg_push_add_blob(p, &img->root->config, &bs);
-        for (size_t i = 0; i < img->root->n_layers; i++) {
-            reg_push_add_blob(p, &img->root->layers[i], &bs);
+        if (nested) {
+            rc = reg__push_add_children(c, p, src, img->root, keep, err);
+            continue;
         }
-        const oci_platform *pf = NULL;
-        for (size_t i = 0; i < b->n; i++) {
-            pf = b->v[i].src == s ? &b->v[i].platform : pf;
-        }
-        if (reg_push_add_manifest(p, img->root->media_type, img->raw.data.data, img->raw.data.len,
-                                  pf, err) < 0) {
-            return -mar_err_code(*err);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (!keep[i]) {
+                continue;
+            }
+            const oci_descriptor *d = &img->root->manifests[i];
+            const reg_image_entry *ie = NULL;
+            for (size_t k = 0; k < img->n_entries && !ie; k++) {
+                if (img->entries[k].depth == 0 && img->entries[k].index == i &&
+                    img->entries[k].manifest && img->entries[k].manifest_raw.data.len) {
+                    ie = &img->entries[k];
+                }
+            }
+            if (ie) {
+                rc = add_child(p, src, d, &ie->manifest_raw, ie->manifest, err);
+                continue;
+            }
+            fs[n_fs].desc = d;
+            fs_src[n_fs] = s;
+            reg_manifest_fetch_desc(c, src, d, reg__on_fetch, &fs[n_fs]);
+            n_fs++;
         }
     }
-    return 0;
+    if (reg_client_run(c, rc == 0 ? err : NULL) < 0 && rc == 0) {
+        rc = -mar_err_code(*err);
+    }
+    for (size_t i = 0; i < n_fs; i++) {
+        if (rc == 0 && fs[i].rc < 0) {
+            rc = fs[i].rc;
+            *err = TAKE_PTR(fs[i].err);
+        }
+        _cleanup_manifest_ oci_manifest *m = NULL;
+        if (rc == 0) {
+            rc = oci_manifest_parse(fs[i].blob.data.data, fs[i].blob.data.len,
+                                    fs[i].desc->media_type, &m, err);
+        }
+        if (rc == 0) {
+            rc = add_child(p, &b->o->srcs[fs_src[i]], fs[i].desc, &fs[i].blob, m, err);
+        }
+        reg__fetched_release(&fs[i]);
+    }
+    free(fs);
+    free(fs_src);
+    return rc;
 }
 
 static int fetch_all(reg_client *c, const reg_index_opts *o, reg_image **imgs, reg_image **base,
