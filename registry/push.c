@@ -463,8 +463,8 @@ static void start_doc(reg_push *p, size_t i)
 {
     reg_push_item *it = &p->items[i];
     p->active++;
-    if (it->top) {
-        /* Always put: the tag must name it now, whatever the repository held. */
+    if (it->top || (p->o.put_documents && !it->expect_only)) {
+        /* Always put the top: the tag must name it now, whatever the repository held. */
         start_doc_put(p, i);
         return;
     }

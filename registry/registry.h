@@ -581,6 +581,9 @@ typedef struct reg_push_opts {
      * $MAR_PUSH_CHUNK_SIZE (bytes), for tests. */
     uint64_t chunk_size;
     uint64_t monolithic_max;
+    /* Put child documents without a HEAD first: for small documents the repository most
+     * likely lacks (mar index create), a round trip less. */
+    bool put_documents;
     reg_push_progress_fn progress;
     void *progress_ud;
 } reg_push_opts;
