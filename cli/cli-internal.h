@@ -228,6 +228,8 @@ int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args);
 int cmd_pull(const cmd_def *def, cmd_args *args);
 int cmd_push(const cmd_def *def, cmd_args *args);
 int cmd_tag(const cmd_def *def, cmd_args *args);
+int cmd_copy(const cmd_def *def, cmd_args *args);
+int cmd_index_create(const cmd_def *def, cmd_args *args);
 int cmd_unpack(const cmd_def *def, cmd_args *args);
 int cmd_images(const cmd_def *def, cmd_args *args);
 int cmd_rmi(const cmd_def *def, cmd_args *args);

@@ -436,6 +436,18 @@ static void record(const char *name, const char *repo, const char *tag, const bl
                                   "mediaType", top->media_type, "platforms", plats));
 }
 
+/* The index entry of a buildx attestation manifest describing subject. */
+static json_t *attestation_entry(const blob *att, const blob *subject)
+{
+    json_t *d = descriptor(att);
+    json_object_set_new(d, "annotations",
+                        json_pack("{s:s, s:s}", "vnd.docker.reference.digest", subject->digest.str,
+                                  "vnd.docker.reference.type", "attestation-manifest"));
+    json_object_set_new(d, "platform",
+                        json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
+    return d;
+}
+
 static void push_index(const char *name, const char *repo, const char *tag, built *parts, size_t n,
                        size_t attestations, bool docker)
 {
@@ -446,14 +458,7 @@ static void push_index(const char *name, const char *repo, const char *tag, buil
     for (size_t i = 0; i < attestations && i < n; i++) {
         blob att;
         build_attestation(repo, &parts[i].manifest, &att);
-        json_t *d = descriptor(&att);
-        json_object_set_new(d, "annotations",
-                            json_pack("{s:s, s:s}", "vnd.docker.reference.digest",
-                                      parts[i].manifest.digest.str, "vnd.docker.reference.type",
-                                      "attestation-manifest"));
-        json_object_set_new(d, "platform",
-                            json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
-        json_array_append_new(ms, d);
+        json_array_append_new(ms, attestation_entry(&att, &parts[i].manifest));
         mar_buf_release(&att.data);
     }
     const char *mt = docker ? MT_DOCKER_LIST : MT_OCI_INDEX;
@@ -481,6 +486,34 @@ static void fixture_multi(void)
         build_platform("mar/multi", &all8[i], C_GZIP, false, &b[i]);
     }
     push_index("multi", "mar/multi", "latest", b, 8, 2, false);
+    /* The same 8 images one repository each, as per-architecture CI jobs push them: the first
+     * two as an index of the image and its attestation (buildx's default), the others as a
+     * single manifest. mar index create of the 8 gives mar/multi's entries back. */
+    for (size_t i = 0; i < 8; i++) {
+        char repo[64], name[64];
+        snprintf(repo, sizeof(repo), "mar/arch-%s", all8[i].debarch);
+        snprintf(name, sizeof(name), "arch-%s", all8[i].debarch);
+        push_blob(repo, &b[i].layer);
+        push_blob(repo, &b[i].config);
+        push_manifest(repo, b[i].manifest.digest.str, &b[i].manifest);
+        if (i >= 2) {
+            push_manifest(repo, "latest", &b[i].manifest);
+            record(name, repo, "latest", &b[i].manifest, &b[i], 1);
+            continue;
+        }
+        blob att;
+        build_attestation(repo, &b[i].manifest, &att);
+        json_t *idx =
+                json_pack("{s:i, s:s, s:[o, o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX,
+                          "manifests", index_entry(&b[i]), attestation_entry(&att, &b[i].manifest));
+        blob top;
+        json_blob(idx, MT_OCI_INDEX, &top);
+        json_decref(idx);
+        push_manifest(repo, "latest", &top);
+        record(name, repo, "latest", &top, &b[i], 1);
+        mar_buf_release(&top.data);
+        mar_buf_release(&att.data);
+    }
     for (size_t i = 0; i < 8; i++) {
         built_release(&b[i]);
     }
