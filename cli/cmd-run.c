@@ -387,7 +387,7 @@ static bool hosts_has(const char *text, const char *name)
 static int net_files(run_state *st, bool host_net, const char *hostname, vm_bind *binds,
                      size_t *n_binds, mar_err **err)
 {
-    mar_buf b = MAR_BUF_INIT(2u << 20);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP); /* the host file is read under its own 1 MiB cap */
     if (host_net) {
         mar_err *e = NULL;
         if (mar_read_file_at(AT_FDCWD, "/etc/hosts", 1u << 20, &b, &e) < 0) {
@@ -395,21 +395,21 @@ static int net_files(run_state *st, bool host_net, const char *hostname, vm_bind
             mar_err_free(e);
         }
         if (b.len && b.data[b.len - 1] != '\n') {
-            mar_buf_puts(&b, "\n");
+            mar_buf_xputs(&b, "\n");
         }
     } else {
-        mar_buf_puts(&b, "127.0.0.1\tlocalhost\n"
-                         "::1\tlocalhost ip6-localhost ip6-loopback\n"
-                         "fe00::\tip6-localnet\n"
-                         "ff00::\tip6-mcastprefix\n"
-                         "ff02::1\tip6-allnodes\n"
-                         "ff02::2\tip6-allrouters\n");
+        mar_buf_xputs(&b, "127.0.0.1\tlocalhost\n"
+                          "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                          "fe00::\tip6-localnet\n"
+                          "ff00::\tip6-mcastprefix\n"
+                          "ff02::1\tip6-allnodes\n"
+                          "ff02::2\tip6-allrouters\n");
     }
     if (!hosts_has(b.data ? b.data : "", "localhost")) {
-        mar_buf_puts(&b, "127.0.0.1\tlocalhost\n");
+        mar_buf_xputs(&b, "127.0.0.1\tlocalhost\n");
     }
     if (!hosts_has(b.data ? b.data : "", hostname)) {
-        mar_buf_printf(&b, "127.0.1.1\t%s\n", hostname);
+        mar_buf_xprintf(&b, "127.0.1.1\t%s\n", hostname);
     }
     _cleanup_free_ char *name_line = mar_xasprintf("%s\n", hostname);
     const struct {

@@ -523,10 +523,10 @@ static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep, ma
 static int pick_entry(const oci_manifest *idx, const reg_endpoint *src, size_t *ret, mar_err **err)
 {
     size_t hit = SIZE_MAX;
-    mar_buf names = MAR_BUF_INIT(4096);
+    mar_buf names = MAR_BUF_INIT(MAR_BUF_NOCAP); /* index.json is capped when read */
     for (size_t i = 0; i < idx->n_manifests; i++) {
         const char *n = oci_descriptor_annotation(&idx->manifests[i], REF_NAME);
-        mar_buf_printf(&names, "%s%s", names.len ? ", " : "", n ? n : "(untagged)");
+        mar_buf_xprintf(&names, "%s%s", names.len ? ", " : "", n ? n : "(untagged)");
         if (src->tag ? n && strcmp(n, src->tag) == 0 : true) {
             hit = src->tag || hit == SIZE_MAX ? i : SIZE_MAX - 1;
         }

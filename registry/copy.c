@@ -81,13 +81,13 @@ int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platfo
         if (!any) {
             char want[OCI_PLATFORM_STR_MAX];
             oci_platform_format(&platforms[k], want, sizeof(want));
-            mar_buf have = MAR_BUF_INIT(4096);
+            mar_buf have = MAR_BUF_INIT(MAR_BUF_NOCAP); /* the index was capped when read */
             for (size_t i = 0; i < idx->n_manifests; i++) {
                 const oci_descriptor *e = &idx->manifests[i];
                 char ps[OCI_PLATFORM_STR_MAX];
                 if (e->has_platform && !oci_descriptor_is_attestation(e)) {
                     oci_platform_format(&e->platform, ps, sizeof(ps));
-                    mar_buf_printf(&have, "%s%s", have.len ? ", " : "", ps);
+                    mar_buf_xprintf(&have, "%s%s", have.len ? ", " : "", ps);
                 }
             }
             int rc = mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no entry for %s (it has: %s)",

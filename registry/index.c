@@ -67,15 +67,15 @@ static json_t *platform_json(const oci_platform *p)
         json_t *f = json_array();
         const char *s = p->features;
         while (*s) {
-            mar_buf one = MAR_BUF_INIT(256);
+            mar_buf one = MAR_BUF_INIT(MAR_BUF_NOCAP); /* within a platform string's limit */
             for (; *s && *s != '+'; s++) {
                 unsigned x;
                 if (*s == '%' && s[1] && s[2] && sscanf(s + 1, "%2x", &x) == 1) {
                     char ch = (char)x;
-                    mar_buf_append(&one, &ch, 1);
+                    mar_buf_xappend(&one, &ch, 1);
                     s += 2;
                 } else {
-                    mar_buf_append(&one, s, 1);
+                    mar_buf_xappend(&one, s, 1);
                 }
             }
             json_array_append_new(f, json_stringn(one.data ? one.data : "", one.len));
@@ -263,8 +263,12 @@ static int make_json(builder *b, const reg_image *base, reg_index_result *ret, m
     }
     mar_buf_release(&ret->json);
     ret->json = (mar_buf)MAR_BUF_INIT(MAR_CAP_MANIFEST);
-    mar_buf_append(&ret->json, text, strlen(text));
+    int rc = mar_buf_append(&ret->json, text, strlen(text));
     free(text);
+    if (rc < 0) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "the index would exceed %u bytes, refusing",
+                           (unsigned)MAR_CAP_MANIFEST);
+    }
     mar_digest_of(MAR_DIGEST_SHA256, ret->json.data, ret->json.len, &ret->digest);
     return 0;
 }

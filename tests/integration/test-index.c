@@ -57,9 +57,9 @@ static char *entry_set(json_t *idx)
         free(a);
     }
     mar_strv_sort(&lines);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t k = 0; k < lines.n; k++) {
-        mar_buf_printf(&b, "%s\n", lines.v[k]);
+        mar_buf_xprintf(&b, "%s\n", lines.v[k]);
     }
     mar_strv_release(&lines);
     return mar_buf_detach(&b, NULL);

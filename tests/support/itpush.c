@@ -93,8 +93,8 @@ char *itest_push_image(const char *repo, const char *tag, mar_buf *tars, size_t 
     const char *reg = itest_bed("MAR_TEST_REGISTRY");
     json_t *diff_ids = json_array(), *layers = json_array();
     for (size_t i = 0; i < n; i++) {
-        mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2), gz = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_append(&tar, tars[i].data, tars[i].len);
+        mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP), gz = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf_xappend(&tar, tars[i].data, tars[i].len);
         tarw_finish(&tar);
         mar_digest diff, d;
         mar_digest_of(MAR_DIGEST_SHA256, tar.data, tar.len, &diff);
@@ -111,8 +111,8 @@ char *itest_push_image(const char *repo, const char *tag, mar_buf *tars, size_t 
                             itest_host_arch(), "os", "linux", "rootfs", "type", "layers",
                             "diff_ids", diff_ids, "config", "Cmd", "/bin/sh");
     char *cs = json_dumps(cfg, JSON_COMPACT);
-    mar_buf cb = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&cb, cs);
+    mar_buf cb = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&cb, cs);
     free(cs);
     json_decref(cfg);
     mar_digest cd;

@@ -1011,12 +1011,12 @@ static void fixture_runpick(void)
     built_release(&lv[0]);
     built_release(&lv[1]);
 
-    mar_buf pw = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&pw, "root:x:0:0:root:/root:/bin/sh\n");
+    mar_buf pw = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&pw, "root:x:0:0:root:/root:/bin/sh\n");
     while (pw.len <= (1u << 20)) {
-        mar_buf_puts(&pw, "# filler to take /etc/passwd over the cap of mar run\n");
+        mar_buf_xputs(&pw, "# filler to take /etc/passwd over the cap of mar run\n");
     }
-    mar_buf_puts(&pw, "last:x:4242:4242:last:/:/bin/sh\n");
+    mar_buf_xputs(&pw, "last:x:4242:4242:last:/:/bin/sh\n");
     single_layer_image("bigpasswd", "mar/bigpasswd", "etc/passwd", &pw, NULL, false);
     mar_buf_release(&pw);
 }

@@ -148,9 +148,9 @@ void tarw_add_sparse(mar_buf *out, const char *name, uint64_t realsize, uint64_t
         char map[512];
         memset(map, 0, sizeof(map));
         snprintf(map, sizeof(map), "1\n%llu\n%zu\n", (unsigned long long)off, dl);
-        mar_buf body = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_append(&body, map, sizeof(map));
-        mar_buf_append(&body, data, dl);
+        mar_buf body = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf_xappend(&body, map, sizeof(map));
+        mar_buf_xappend(&body, data, dl);
         _cleanup_free_ char *stored = mar_xasprintf("GNUSparseFile.0/%s", name);
         tarw_add(out, &(tarw_entry){.name = stored,
                                     .type = '0',
@@ -178,8 +178,8 @@ void tarw_add_sparse(mar_buf *out, const char *name, uint64_t realsize, uint64_t
     octal((char *)h + 398, 12, dl);
     octal((char *)h + 483, 12, realsize);
     checksum(h);
-    mar_buf_append(out, h, sizeof(h));
-    mar_buf_append(out, data, dl);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
     pad(out, dl);
 }
 
@@ -199,8 +199,8 @@ void tarw_add_gnu_prefixed(mar_buf *out, const char *prefix, const char *name, c
     /* The USTAR prefix field (345, 155 bytes) overlays GNU atime, ctime and what follows. */
     memcpy(h + 345, prefix, strlen(prefix) > 154 ? 154 : strlen(prefix));
     checksum(h);
-    mar_buf_append(out, h, sizeof(h));
-    mar_buf_append(out, data, dl);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
     pad(out, dl);
 }
 

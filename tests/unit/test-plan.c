@@ -205,7 +205,7 @@ static int sw_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *err
     if (f->missing) {
         return mar_err_set(err, MAR_ENOTFOUND, 0, "no program 'sw_vers'");
     }
-    mar_buf_append(out, f->out, strlen(f->out));
+    assert_int_equal(mar_buf_append(out, f->out, strlen(f->out)), 0);
     *ret_status = f->status;
     return 0;
 }
