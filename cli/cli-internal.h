@@ -193,7 +193,7 @@ typedef struct cmd_report {
     int status; /* 0, or the exit status the report implies */
     bool explicit_platform;
     char requested[OCI_PLATFORM_ALL_STR_MAX];
-    char none_reason[256]; /* why containerd's pick selected nothing, when the index says why */
+    char none_reason[512]; /* why containerd's pick selected nothing, when the index says why */
 } cmd_report;
 
 /* Builds the report of an image for a target; `requested` (may be NULL) is an explicit

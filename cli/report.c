@@ -170,7 +170,7 @@ static void select_entry(cmd_report *r, const reg_image *img, const oci_matcher 
                 oci_platform_format(&en->config->platform, cp, sizeof(cp));
             }
             snprintf(r->none_reason, sizeof(r->none_reason),
-                     "the entry chosen for it, %s, has no platform and its config says %s",
+                     "the entry chosen for it, %.140s, has no platform and its config says %.200s",
                      pick.desc->digest.str, cp);
             return;
         }
