@@ -5,6 +5,8 @@
 #define MAR_BUILDER_H
 
 #include "oci/oci.h"
+#include "registry/registry.h"
+#include "vm/vm.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Project inputs (mar audit): every image reference a project uses, with the file and line it
@@ -432,5 +434,62 @@ size_t bld_ignore_count(const bld_ignore *m);
 bld_ignore *bld_ignore_free(bld_ignore *m);
 MAR_DEFINE_CLEANUP(bld_ignore, bld_ignore_free)
 #define _cleanup_ignore_ _cleanup_(bld_ignore_freep)
+
+/* =============================================================================================
+ * The build executor (docs/internals/build.md): a parsed Dockerfile, a context directory and a
+ * list of target platforms in; per platform the needed stages executed in order (bases pulled
+ * through the caller, RUN steps through containerd on an overlay of the stage's layers, COPY and
+ * ADD written as layers straight from the context or another stage), an image config and
+ * manifest per platform and an OCI index over them committed to the store and tagged. */
+
+/* What the executor asks of its caller (cli/): the pull path, and where RUN output goes. */
+typedef struct bld_hooks {
+    /* An image for platform p in the store, every layer unpacked (pulled when missing). */
+    int (*image)(void *ud, const char *ref, const oci_platform *p, reg_store_image *ret,
+                 mar_err **err);
+    /* One line of a RUN step's output (no newline), with its "[platform stage step]" prefix. */
+    void (*output)(void *ud, const char *prefix, const char *line);
+    /* A step starts: "[platform stage step/total] INSTRUCTION". */
+    void (*step)(void *ud, const char *prefix, const char *text);
+    void *ud;
+} bld_hooks;
+
+typedef struct bld_opts {
+    const char *context;         /* the context directory */
+    const char *dockerfile_name; /* "Dockerfile", names it in messages */
+    const char *dockerfile_text;
+    size_t dockerfile_len;
+    const oci_platform *platforms; /* target platforms, normalized, at least one */
+    size_t n_platforms;
+    const char *const *build_args; /* "K=V" */
+    size_t n_build_args;
+    const char *target; /* --target, or NULL for the last stage */
+    const char *name;   /* the store reference to tag (oci_ref_string form) */
+    reg_store *store;
+    const vm_target *vm; /* this host, its emulators added */
+    const oci_host *host;
+    const vm_security *security;
+    const char *ctd_address, *ctd_namespace;
+    int sigfd; /* a signalfd of SIGINT/SIGTERM/SIGHUP: forwarded to a RUN, an abort between */
+    bool allow_mislabeled; /* the truth gate warns instead of failing */
+    bool has_epoch;        /* SOURCE_DATE_EPOCH */
+    int64_t epoch;
+    bld_hooks hooks;
+} bld_opts;
+
+typedef struct bld_result {
+    mar_digest index; /* the OCI index tagged as name */
+    int64_t index_size;
+    mar_digest *manifests; /* one per platform, in the order given */
+    size_t n;
+} bld_result;
+void bld_result_release(bld_result *r);
+
+/* Builds and tags. Nothing is tagged unless every platform built. Errors: MAR_EUSAGE
+ * ("Dockerfile:LINE: ..." for what the executor does not support, refused before anything
+ * runs), MAR_EUNSUPPORTED (a platform this host cannot execute RUN steps of, with the fix),
+ * MAR_ENOTFOUND (a missing COPY source, a base image), MAR_EFAIL (a RUN step failed: platform,
+ * stage, line, command, exit status), those of the pull path, MAR_EIO. */
+MAR_MUST_USE int bld_build(const bld_opts *o, bld_result *ret, mar_err **err);
 
 #endif

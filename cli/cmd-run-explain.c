@@ -17,7 +17,7 @@ static const char *mode_text(const vm_verdict *v, char *buf, size_t n)
         return "native";
     }
     if (v->mode == VM_RUN_EMULATED) {
-        snprintf(buf, n, "emulated (%s)", vm_emulator_name(v->emu));
+        vm_verdict_label(v, buf, n);
         return buf;
     }
     if (strstr(v->reason, "images need a")) {
@@ -151,6 +151,7 @@ int cmd_run_explain(const cmd_args *args)
             oci_platform_format(&row->config, cp, sizeof(cp));
             json_object_set_new(doc, "configPlatform", json_string(cp));
             json_object_set_new(doc, "runnable", json_boolean(status == 0));
+            json_object_set_new(doc, "mayFail", json_boolean(row->verdict.uncertain));
             if (h) {
                 json_object_set_new(doc, "handler",
                                     json_pack("{s:s, s:s, s:b}", "entry", h->entry, "interpreter",

@@ -71,6 +71,25 @@ static const cmd_opt push_opts[] = {
         {"json", 0, CMD_OPT_FLAG, NULL, "print what was pushed as JSON (docs/mar-push.1.md)"},
 };
 
+static const cmd_opt copy_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "copy only these entries of an index, as a new index (repeatable)"},
+        {"all-platforms", 'a', CMD_OPT_FLAG, NULL, "copy the whole image (the default)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob transfers (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print what was copied as JSON (docs/mar-copy.1.md)"},
+};
+
+static const cmd_opt index_create_opts[] = {
+        {"append", 0, CMD_OPT_FLAG, NULL, "add to the index DST names"},
+        {"replace", 0, CMD_OPT_FLAG, NULL, "a later source replaces an entry of its platform"},
+        {"remove", 0, CMD_OPT_LIST, "PLATFORM[,...]",
+         "drop the entries of a platform, with their attestations (repeatable)"},
+        {"annotation", 0, CMD_OPT_LIST, "KEY=VALUE", "an index annotation (repeatable)"},
+        {"dry-run", 'n', CMD_OPT_FLAG, NULL, "print the index JSON, push nothing"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob mounts (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the result as JSON (docs/mar-index.1.md)"},
+};
+
 static const cmd_opt tag_opts[] = {
         {"local", 0, CMD_OPT_FLAG, NULL, "name the image in the store only"},
         {"remote", 0, CMD_OPT_FLAG, NULL, "name the image in its registry only"},
@@ -122,6 +141,29 @@ static const cmd_opt run_opts[] = {
         {"namespace", 'n', CMD_OPT_VALUE, "NS",
          "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
         {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
+        {"pull", 0, CMD_OPT_VALUE, "always|missing|never",
+         "pull first: always, when the store lacks the platform asked for (default), or never"},
+};
+
+static const cmd_opt build_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "the platforms to build (repeatable; default: this host's)"},
+        {"tag", 't', CMD_OPT_VALUE, "NAME[:TAG]", "the name the result gets in the store"},
+        {"file", 'f', CMD_OPT_VALUE, "FILE",
+         "the Dockerfile (default CONTEXT/Dockerfile, else CONTEXT/Containerfile; - for stdin)"},
+        {"build-arg", 0, CMD_OPT_LIST, "KEY=VALUE", "set a build argument (repeatable)"},
+        {"target", 0, CMD_OPT_VALUE, "STAGE", "build this stage (default: the last one)"},
+        {"source-date-epoch", 0, CMD_OPT_VALUE, "SECONDS",
+         "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
+        {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
+         "warn, instead of failing, when the build adds ELF files of another architecture"},
+        {"security-opt", 0, CMD_OPT_LIST, "OPT",
+         "for RUN steps: seccomp=unconfined|builtin|FILE, no-new-privileges[=true|false]"},
+        {"address", 0, CMD_OPT_VALUE, "SOCKET",
+         "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
+        {"namespace", 'n', CMD_OPT_VALUE, "NS",
+         "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling bases (default 4)"},
 };
 
 static const cmd_opt check_opts[] = {
@@ -220,6 +262,14 @@ static const cmd_def commands[] = {
          "are not all stored is refused unless --platform picks stored ones: those are pushed as\n"
          "a new index, with a digest of its own.",
          push_opts, MAR_ARRAY_SIZE(push_opts), false},
+        {"copy", cmd_copy, 2, 2, "[OPTIONS] SRC DST",
+         "copy an image between registries, OCI layouts and OCI archives",
+         "SRC and DST are registry references (docker://REF or REF), OCI image layout directories\n"
+         "(oci:DIR[:TAG]) or OCI archives (oci-archive:FILE[:TAG]). Between registries the blobs\n"
+         "stream from one to the other (mounted within one registry) and never touch the disk.\n"
+         "Documents go byte for byte, so DST gets SRC's digest, unless --platform keeps part of\n"
+         "an index: that new index has a digest of its own. Attestations follow their entries.",
+         copy_opts, MAR_ARRAY_SIZE(copy_opts), false},
         {"tag", cmd_tag, 2, 2, "[--local|--remote] SRC DST",
          "give an image another name, in the store or in its registry",
          "In the store when it holds SRC (both names then point at the same documents), otherwise\n"
@@ -242,6 +292,16 @@ static const cmd_def commands[] = {
          "status. Nothing is left behind unless --keep. A platform this host cannot run fails\n"
          "before anything is created (exit 7) with the command that would fix it.",
          run_opts, MAR_ARRAY_SIZE(run_opts), true},
+        {"build", cmd_build, 1, 1, "[OPTIONS] -t NAME[:TAG] CONTEXT",
+         "build an image for one or more platforms from a Dockerfile",
+         "Executes the stages a Dockerfile needs for each --platform: base images come through\n"
+         "the pull path, RUN steps run through containerd on an overlay of the stage's layers\n"
+         "(natively or under the emulator mar run would use), COPY and ADD become layers\n"
+         "straight from CONTEXT. The result, one image per platform and an OCI index over them,\n"
+         "is tagged NAME in the store, ready for mar run --platform. What mar build does not\n"
+         "support is refused before anything runs (exit 2); a failing RUN ends the build with\n"
+         "its platform, stage, line and exit status (exit 1) and tags nothing.",
+         build_opts, MAR_ARRAY_SIZE(build_opts), false},
         {"check", cmd_check, 0, -1, "--platforms P[,P...] [OPTIONS] IMAGE... | -f FILE",
          "fail when an image lacks a required platform or is mislabeled (a CI gate)",
          "For every image and required platform: an entry equal to the platform after\n"
@@ -297,6 +357,13 @@ static const cmd_def commands[] = {
         {"vm shell", cmd_vm_shell, 0, -1, "[NAME [COMMAND...]]",
          "a shell (or a command) inside the Lima VM (limactl shell)", NULL, vm_simple_opts,
          MAR_ARRAY_SIZE(vm_simple_opts), false},
+        {"index create", cmd_index_create, 1, -1, "[OPTIONS] DST:TAG [SRC...]",
+         "make one multi-platform index of several images",
+         "Each SRC is a single-platform image (its config gives the platform), an index (its\n"
+         "entries are merged) or SRC@sha256:... Attestation manifests follow the entries they\n"
+         "describe. Sources of another repository are mounted into DST's, never downloaded. A\n"
+         "platform twice is refused unless --replace. Prints DST@DIGEST of the pushed index.",
+         index_create_opts, MAR_ARRAY_SIZE(index_create_opts), false},
         {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
          "show which binfmt_misc entry handles each architecture, and probe it",
          "For every architecture mar knows: the entry the kernel would use now (the newest "

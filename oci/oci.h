@@ -344,7 +344,9 @@ const char *oci_codec_name(oci_codec c);
 int oci_layer_media_codec(const char *media_type);
 
 typedef struct oci_layer_limits {
-    uint64_t max_uncompressed; /* 16 GiB */
+    /* 16 GiB: the decompressed stream, and the apparent size of the files it writes (a sparse
+     * entry counts its whole size, holes included) */
+    uint64_t max_uncompressed;
     uint64_t max_entries;
     uint64_t max_header_bytes; /* all headers of one entry: 1 MiB of PAX plus blocks */
     uint64_t max_sparse;       /* regions of one sparse file */
@@ -378,7 +380,8 @@ typedef struct oci_layer_entry {
     char *link;    /* symlink target verbatim, or the cleaned hard link target */
     unsigned mode; /* permission bits with setuid/setgid/sticky */
     int64_t uid, gid;
-    int64_t size;
+    int64_t size; /* apparent size: a sparse entry's holes included */
+    bool sparse;  /* data comes in blocks with holes between them (oci_layer_read_block) */
     int64_t mtime;
     long mtime_nsec;
     uint64_t devmajor, devminor;
@@ -404,6 +407,11 @@ MAR_MUST_USE int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret
 /* Data of the current entry: bytes read, 0 at its end. */
 ssize_t oci_layer_read(oci_layer_reader *r, void *buf, size_t n, mar_err **err);
 MAR_MUST_USE int oci_layer_skip(oci_layer_reader *r, mar_err **err);
+/* Data of the current entry as blocks at their offsets in the file (borrowed until the next call):
+ * 1 with a block, 0 at its end. The holes of a sparse entry are the gaps between blocks; blocks
+ * never reach past the entry's size. */
+MAR_MUST_USE int oci_layer_read_block(oci_layer_reader *r, const void **ret_buf, size_t *ret_len,
+                                      int64_t *ret_off, mar_err **err);
 /* Reads the stream to its very end and returns the DiffID and uncompressed size. */
 MAR_MUST_USE int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret_size,
                                   mar_err **err);

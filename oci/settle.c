@@ -267,6 +267,38 @@ static int copy_xattrs(int from, int to)
     return 0;
 }
 
+/* Copies the data ranges of a file and keeps its holes as holes: a sparse file of a lower layer
+ * must not be written out in full by a hard link above it (unpack.c counts apparent sizes). */
+static int copy_sparse(int in, int out, off_t size)
+{
+    for (off_t pos = 0; pos < size;) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) {
+                break; /* only a hole is left */
+            }
+            return -1;
+        }
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0) {
+            return -1;
+        }
+        for (off_t at = data; at < hole;) {
+            loff_t ri = at, wo = at;
+            ssize_t c = copy_file_range(in, &ri, out, &wo, (size_t)(hole - at), 0);
+            if (c <= 0) {
+                if (c == 0) {
+                    errno = EIO;
+                }
+                return -1;
+            }
+            at += c;
+        }
+        pos = hole;
+    }
+    return ftruncate(out, size);
+}
+
 /* Copies the lower layer's entry name (in the directory spfd) into the layer at dpfd/dname, as
  * overlayfs copy-up would. */
 MAR_MUST_USE static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd,
@@ -291,13 +323,8 @@ MAR_MUST_USE static int copy_up(int spfd, const char *name, const struct stat *s
         if (out < 0) {
             return mar_err_set(err, MAR_EIO, errno, "cannot copy up '%.200s'", path);
         }
-        for (off_t left = st->st_size; left > 0;) {
-            ssize_t c = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
-            if (c <= 0) {
-                return mar_err_set(err, MAR_EIO, c < 0 ? errno : EIO, "cannot copy up '%.200s'",
-                                   path);
-            }
-            left -= c;
+        if (copy_sparse(in, out, st->st_size) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot copy up '%.200s'", path);
         }
         if (fchown(out, st->st_uid, st->st_gid) < 0 || fchmod(out, st->st_mode & 07777) < 0 ||
             copy_xattrs(in, out) < 0) {

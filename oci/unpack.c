@@ -22,8 +22,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#define COPY_CHUNK (256u << 10)
-
 typedef struct fixup {
     char *path;
     unsigned mode;
@@ -43,9 +41,9 @@ typedef struct unpacker {
     mar_map created;
     fixup *fix;
     size_t n_fix, a_fix;
-    unsigned char *buf;
     uint64_t since_check; /* bytes written since the last free-space check */
     uint64_t min_free;
+    uint64_t written, max_written; /* apparent size of the files written, and its limit */
     oci_layer_reader *r;
     uint64_t reported; /* input bytes at the last progress call */
 } unpacker;
@@ -226,9 +224,79 @@ MAR_MUST_USE static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry 
     return 0;
 }
 
+/* Every 64 MiB written, the target must still have the reserve free. */
+MAR_MUST_USE static int check_free(unpacker *u, int fd, const oci_layer_entry *e, uint64_t n,
+                                   mar_err **err)
+{
+    u->since_check += n;
+    if (u->since_check < (64u << 20)) {
+        return 0;
+    }
+    u->since_check = 0;
+    struct statvfs sv;
+    if (u->min_free && fstatvfs(fd, &sv) == 0 &&
+        (uint64_t)sv.f_bavail * sv.f_frsize < u->min_free) {
+        return mar_err_set(err, MAR_EIO, ENOSPC, "less than %llu MB free while unpacking '%s'",
+                           (unsigned long long)(u->min_free >> 20), e->path);
+    }
+    return 0;
+}
+
+/* The data of a file, block by block at its offset: the holes of a sparse entry stay holes
+ * (never written as zeros), and the file is sized to its apparent size at the end. */
+MAR_MUST_USE static int copy_data(unpacker *u, oci_layer_reader *r, int fd,
+                                  const oci_layer_entry *e, mar_err **err)
+{
+    int64_t got = 0;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        int64_t off;
+        int rc = oci_layer_read_block(r, &buf, &len, &off, err);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc == 0) {
+            break;
+        }
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(fd, (const char *)buf + done, len - done, (off_t)off + (off_t)done);
+            if (w < 0) {
+                int e2 = errno;
+                return mar_err_set(err, MAR_EIO, e2, "cannot write '%s'%s", e->path,
+                                   e2 == ENOSPC ? " (disk full)" : "");
+            }
+            done += (size_t)w;
+        }
+        got += (int64_t)len;
+        u->res->bytes += len;
+        maybe_progress(u);
+        if (check_free(u, fd, e, len, err) < 0) {
+            return -1;
+        }
+    }
+    if (!e->sparse && got < e->size) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0, "file '%s' incomplete, refusing", e->path);
+    }
+    if (e->sparse && ftruncate(fd, (off_t)e->size) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot size '%s'", e->path);
+    }
+    return 0;
+}
+
 MAR_MUST_USE static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e,
                                    mar_err **err)
 {
+    /* What the layer makes the disk hold is counted by apparent size, before anything is
+     * created: a few hundred bytes of sparse map can describe gigabytes of file
+     * (docs/internals/unpack-security.md §3). */
+    if ((uint64_t)e->size > u->max_written - u->written) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "its %lld bytes (holes included) would take the layer's files past %llu "
+                           "bytes, refusing",
+                           (long long)e->size, (unsigned long long)u->max_written);
+    }
+    u->written += (uint64_t)e->size;
     const char *name;
     int pfd = parent_of(u, e->path, &name, err);
     if (pfd < 0 || make_room(pfd, name, err) < 0) {
@@ -242,40 +310,8 @@ MAR_MUST_USE static int write_file(unpacker *u, oci_layer_reader *r, const oci_l
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
     }
     note_created(u, e->path);
-    int64_t left = e->size;
-    while (left > 0) {
-        ssize_t n = oci_layer_read(r, u->buf, COPY_CHUNK, err);
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            return mar_err_set(err, MAR_EINTEGRITY, 0, "file '%s' incomplete, refusing", e->path);
-        }
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(fd, u->buf + off, (size_t)(n - off));
-            if (w < 0) {
-                int e2 = errno;
-                return mar_err_set(err, MAR_EIO, e2, "cannot write '%s'%s", e->path,
-                                   e2 == ENOSPC ? " (disk full)" : "");
-            }
-            off += w;
-        }
-        left -= n;
-        u->res->bytes += (uint64_t)n;
-        maybe_progress(u);
-        u->since_check += (uint64_t)n;
-        if (u->since_check >= (64u << 20)) {
-            u->since_check = 0;
-            struct statvfs sv;
-            if (u->min_free && fstatvfs(fd, &sv) == 0 &&
-                (uint64_t)sv.f_bavail * sv.f_frsize < u->min_free) {
-                return mar_err_set(err, MAR_EIO, ENOSPC,
-                                   "less than %llu MB free while unpacking '%s'",
-                                   (unsigned long long)(u->min_free >> 20), e->path);
-            }
-        }
-    }
-    if (set_owner_mode_time(u, fd, e, true, err) < 0 || apply_xattrs(u, fd, e, err) < 0) {
+    if (copy_data(u, r, fd, e, err) < 0 || set_owner_mode_time(u, fd, e, true, err) < 0 ||
+        apply_xattrs(u, fd, e, err) < 0) {
         return -1;
     }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
@@ -611,7 +647,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     oci_layer_limits dl;
     oci_layer_limits_default(&dl);
     u.min_free = o->lim ? o->lim->min_free : dl.min_free;
-    u.buf = mar_xmalloc(COPY_CHUNK);
+    u.max_written = o->lim ? o->lim->max_uncompressed : dl.max_uncompressed;
     int rc = 0;
     const oci_layer_entry *e;
     for (;;) {
@@ -670,7 +706,6 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
         free(u.fix[i].path);
     }
     free(u.fix);
-    free(u.buf);
     mar_map_release(&u.created);
     return rc < 0 ? rc : 0;
 }

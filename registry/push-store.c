@@ -179,8 +179,7 @@ MAR_MUST_USE static int select_entries(plan_ctx *x, const oci_manifest *idx,
 }
 
 /* The stored index with only the kept entries; every other field as it was. */
-MAR_MUST_USE static int narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
-                                       mar_err **err)
+int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret, mar_err **err)
 {
     _cleanup_json_ json_t *doc = NULL;
     if (mar_json_load(raw->data, raw->len, "index", &doc, err) < 0) {
@@ -243,7 +242,7 @@ MAR_MUST_USE static int plan_index(plan_ctx *x, const reg_store_ref *top, const 
                                 raw->data, raw->len, err);
     }
     _cleanup_buf_ mar_buf made = MAR_BUF_INIT(MAR_CAP_MANIFEST);
-    if (narrowed_index(raw, keep, n, &made, err) < 0) {
+    if (reg__narrowed_index(raw, keep, n, &made, err) < 0) {
         return -mar_err_code(*err);
     }
     pl->new_index = true;

@@ -132,17 +132,10 @@ static int restore(void **state)
     return 0;
 }
 
-static const char *busybox(const char *debarch)
-{
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/busybox/%s/busybox", itest_cache_dir(), debarch);
-    return path;
-}
-
 static int run_uname(const char *debarch, char *out, size_t n)
 {
     itest_run r;
-    const char *argv[] = {busybox(debarch), "uname", "-m", NULL};
+    const char *argv[] = {itest_busybox(debarch), "uname", "-m", NULL};
     itest_runv(&r, NULL, argv);
     snprintf(out, n, "%s", r.out.data);
     int st = r.status;

@@ -111,6 +111,23 @@ const char *itest_cache_dir(void)
     return dir;
 }
 
+const char *itest_busybox(const char *debarch)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/busybox/%s/busybox", itest_cache_dir(), debarch);
+    return path;
+}
+
+bool itest_host_runs(const char *debarch)
+{
+    itest_run r;
+    const char *argv[] = {itest_busybox(debarch), "true", NULL};
+    itest_runv(&r, NULL, argv);
+    bool ok = r.status == 0;
+    itest_run_release(&r);
+    return ok;
+}
+
 static pid_t tmpdir_owner;
 
 /* The scratch directory goes when the test program ends (MAR_KEEP_TMP=1 keeps it to look at).

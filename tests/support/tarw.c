@@ -124,6 +124,86 @@ void tarw_add(mar_buf *out, const tarw_entry *e)
     tarw_add_raw(out, e);
 }
 
+static void checksum(unsigned char *h)
+{
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (size_t i = 0; i < 512; i++) {
+        sum += h[i];
+    }
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+}
+
+void tarw_add_sparse(mar_buf *out, const char *name, uint64_t realsize, uint64_t off,
+                     const char *data, bool old_gnu)
+{
+    size_t dl = strlen(data);
+    if (!old_gnu) {
+        /* PAX 1.0: the map ("count\noffset\nsize\n", padded to a block) leads the data. */
+        _cleanup_free_ char *nm = mar_xasprintf("GNU.sparse.name=%s", name);
+        _cleanup_free_ char *rs =
+                mar_xasprintf("GNU.sparse.realsize=%llu", (unsigned long long)realsize);
+        const char *pax[] = {"GNU.sparse.major=1", "GNU.sparse.minor=0", nm, rs, NULL};
+        char map[512];
+        memset(map, 0, sizeof(map));
+        snprintf(map, sizeof(map), "1\n%llu\n%zu\n", (unsigned long long)off, dl);
+        mar_buf body = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf_xappend(&body, map, sizeof(map));
+        mar_buf_xappend(&body, data, dl);
+        _cleanup_free_ char *stored = mar_xasprintf("GNUSparseFile.0/%s", name);
+        tarw_add(out, &(tarw_entry){.name = stored,
+                                    .type = '0',
+                                    .mode = 0644,
+                                    .mtime = 1700000000,
+                                    .data = body.data,
+                                    .size = body.len,
+                                    .pax = pax});
+        mar_buf_release(&body);
+        return;
+    }
+    /* Old GNU: type 'S', magic "ustar  ", one map entry at 386, the real size at 483. */
+    unsigned char h[512];
+    memset(h, 0, sizeof(h));
+    size_t nl = strlen(name);
+    memcpy(h, name, nl > 99 ? 99 : nl);
+    octal((char *)h + 100, 8, 0644);
+    octal((char *)h + 108, 8, 0);
+    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 124, 12, dl);
+    octal((char *)h + 136, 12, 1700000000);
+    h[156] = 'S';
+    memcpy(h + 257, "ustar  ", 8);
+    octal((char *)h + 386, 12, off);
+    octal((char *)h + 398, 12, dl);
+    octal((char *)h + 483, 12, realsize);
+    checksum(h);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
+    pad(out, dl);
+}
+
+void tarw_add_gnu_prefixed(mar_buf *out, const char *prefix, const char *name, const char *data)
+{
+    unsigned char h[512];
+    memset(h, 0, sizeof(h));
+    size_t dl = strlen(data);
+    memcpy(h, name, strlen(name) > 99 ? 99 : strlen(name));
+    octal((char *)h + 100, 8, 0644);
+    octal((char *)h + 108, 8, 0);
+    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 124, 12, dl);
+    octal((char *)h + 136, 12, 1700000000);
+    h[156] = '0';
+    memcpy(h + 257, "ustar  ", 8);
+    /* The USTAR prefix field (345, 155 bytes) overlays GNU atime, ctime and what follows. */
+    memcpy(h + 345, prefix, strlen(prefix) > 154 ? 154 : strlen(prefix));
+    checksum(h);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
+    pad(out, dl);
+}
+
 void tarw_finish(mar_buf *out)
 {
     static const char zeros[1024];

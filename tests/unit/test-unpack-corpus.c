@@ -536,6 +536,63 @@ static void c_outside_hardlink(ctx *c)
     H(L(c), "h", "../../etc/passwd");
 }
 
+/* Sparse entries (issue 13.1): apparent sizes count against the per-layer limit (the case's cap,
+ * 64 MiB) before anything is written, and holes stay holes. */
+static void c_sparse_budget(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", false);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", false);
+}
+static void c_sparse_budget_gnu(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", true);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", true);
+}
+static void c_sparse_holes(ctx *c)
+{
+    tarw_add_sparse(L(c), "pax", 256u << 20, 128u << 20, "data", false);
+    tarw_add_sparse(L(c), "gnu", 256u << 20, 128u << 20, "data", true);
+}
+static bool sparse_ok(ctx *c, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", c->root, rel);
+    struct stat st;
+    char head[4] = {1}, at[5] = {0};
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_size == (256 << 20) &&
+              (uint64_t)st.st_blocks * 512 <= (1u << 20) && pread(fd, head, 1, 0) == 1 &&
+              head[0] == 0 && pread(fd, at, 4, 128 << 20) == 4 && strcmp(at, "data") == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+static bool k_sparse_holes(ctx *c)
+{
+    return sparse_ok(c, "pax") && sparse_ok(c, "gnu");
+}
+
+/* Owner ids that do not fit uid_t/gid_t, or are -1 (issue 13.4): a setuid file must not end up
+ * root's (2^32 wraps to 0) or the unpacker's (-1 is "unchanged" to chown). */
+static void c_uid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 4294967295u});
+}
+static void c_gid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .gid = 4294967295u});
+}
+static void c_uid_wrap(ctx *c)
+{
+    const char *pax[] = {"uid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 1, .pax = pax});
+}
+static void c_gid_wrap(ctx *c)
+{
+    const char *pax[] = {"gid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .pax = pax});
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -582,6 +639,15 @@ static const kase cases[] = {
         {"usrmerge: bin -> usr/bin, then bin/x", ALL(CONTAIN), c_usrmerge, k_usrmerge, true, 0},
         {"./ prefixes and // in names", ALL(CONTAIN), c_dotslash, k_dotslash, false, 0},
         {"hard link climbing out", ALL(REJECT), c_outside_hardlink, NULL, false, 0},
+        {"sparse PAX 1.0 entries over the cap", ALL(REJECT), c_sparse_budget, NULL, false,
+         64u << 20},
+        {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
+         64u << 20},
+        {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
+        {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
+        {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
+        {"PAX gid=2^32 on a setgid file", ALL(REJECT), c_gid_wrap, NULL, false, 0},
+        {"sparse entries keep their holes", ALL(CONTAIN), c_sparse_holes, k_sparse_holes, false, 0},
 };
 
 /* ---- the oracle ----------------------------------------------------------------------------- */
@@ -870,9 +936,9 @@ static void test_passwd_reads(void **state)
     mar_err *e = NULL;
     int rootfd = mar_root_open(c.root, &e);
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    uint64_t t0 = mar_now_ms();
+    /* Refused without opening it for reading: an open would block forever on the FIFO (and the
+     * test would end by CTest's timeout). */
     assert_true(mar_in_root_read(rootfd, "/etc/passwd", 1 << 20, &b, &e) < 0);
-    assert_true(mar_now_ms() - t0 < 2000); /* no hang on the FIFO */
     e = mar_err_free(e);
     assert_true(mar_in_root_read(rootfd, "etc/group", 1 << 20, &b, &e) < 0);
     e = mar_err_free(e);

@@ -1,0 +1,539 @@
+/* COPY and ADD (docs/internals/build.md §6): no container. The sources — from the context
+ * (through .dockerignore), or from another stage or an image mounted read-only as an overlay
+ * of its layers — are copied into a staging directory at their destination path, whose parent
+ * directories take the metadata the stage's filesystem gives them, and the staging tree is
+ * written as the step's layer. Semantics of the Dockerfile reference, "COPY"
+ * (https://docs.docker.com/reference/dockerfile/#copy): a directory source copies its contents,
+ * several sources or a trailing '/' make the destination a directory, a relative destination
+ * is under WORKDIR, `*?[` in the last component of a source match like filepath.Match. */
+#include "build-internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+typedef struct copy_job {
+    bld__ctx *c;
+    const bld_instr *in;
+    int srcroot;   /* the context or the mounted stage */
+    bool from_ctx; /* apply .dockerignore; owner 0:0 */
+    bool chown;    /* --chown */
+    uid_t uid;
+    gid_t gid;
+    bool chmod; /* --chmod (octal) */
+    mode_t mode;
+    size_t files;
+} copy_job;
+
+static bool has_wildcard(const char *s)
+{
+    return strpbrk(s, "*?[") != NULL;
+}
+
+static int set_meta(copy_job *j, int dirfd, const char *name, const struct stat *st, bool link)
+{
+    uid_t uid = j->chown ? j->uid : j->from_ctx ? 0 : st->st_uid;
+    gid_t gid = j->chown ? j->gid : j->from_ctx ? 0 : st->st_gid;
+    if (fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        return -1;
+    }
+    if (!link && fchmodat(dirfd, name, j->chmod ? j->mode : (st->st_mode & 07777), 0) < 0) {
+        return -1;
+    }
+    struct timespec ts[2] = {st->st_atim, st->st_mtim};
+    return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+MAR_MUST_USE static int copy_file(int sfd, int dfd, const char *name, mar_err **err)
+{
+    _cleanup_close_ int out =
+            openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create '%s' in the staging directory",
+                           name);
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(sfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot read a COPY source");
+        }
+        if (n == 0) {
+            return 0;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno != EINTR) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot write '%s'", name);
+            }
+            off += w > 0 ? w : 0;
+        }
+    }
+}
+
+MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
+
+/* Copies one entry (name in sdir, at context path rel) to dname in ddir. */
+MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel,
+                                   int ddir, const char *dname, bool follow, mar_err **err)
+{
+    struct stat st;
+    int fl = follow ? 0 : AT_SYMLINK_NOFOLLOW;
+    if (fstatat(sdir, name, &st, fl) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", rel);
+    }
+    bool is_dir = S_ISDIR(st.st_mode);
+    if (j->from_ctx && j->c->ignore && *rel) {
+        bld_ignore_result r = bld_ignore_match(j->c->ignore, rel, is_dir);
+        if (r == BLD_IGNORE_EXCLUDE) {
+            return 0;
+        }
+    }
+    if (is_dir) {
+        if (mkdirat(ddir, dname, 0700) < 0 && errno != EEXIST) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", dname);
+        }
+        _cleanup_close_ int s =
+                openat(sdir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+        _cleanup_close_ int d =
+                openat(ddir, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (s < 0 || d < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot open the directory '%s'", rel);
+        }
+        if (copy_tree(j, s, rel, d, err) < 0) {
+            return -mar_err_code(*err);
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        _cleanup_close_ int s =
+                openat(sdir, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
+        if (s < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", rel);
+        }
+        if (copy_file(s, ddir, dname, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        j->files++;
+    } else if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = readlinkat(sdir, name, target, sizeof(target) - 1);
+        if (n < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot read the link '%s'", rel);
+        }
+        target[n] = '\0';
+        unlinkat(ddir, dname, 0);
+        if (symlinkat(target, ddir, dname) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot create the link '%s'", dname);
+        }
+    } else {
+        mar_diag_warn("%s:%u: skipping '%s': not a file, directory or symbolic link",
+                      j->c->df->filename, j->in->line, rel);
+        return 0;
+    }
+    if (set_meta(j, ddir, dname, &st, S_ISLNK(st.st_mode)) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", dname);
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+MAR_MUST_USE static int list_dir(int dfd, mar_strv *ret, mar_err **err)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return mar_err_set(err, MAR_EIO, errno, "cannot list a directory");
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            mar_strv_push(ret, de->d_name);
+        }
+    }
+    closedir(d);
+    if (ret->n) {
+        qsort(ret->v, ret->n, sizeof(*ret->v), cmp_str);
+    }
+    return 0;
+}
+
+MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err)
+{
+    _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
+    if (list_dir(sdir, &names, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    for (size_t i = 0; i < names.n; i++) {
+        _cleanup_free_ char *r =
+                *rel ? mar_xasprintf("%s/%s", rel, names.v[i]) : mar_xstrdup(names.v[i]);
+        if (copy_entry(j, sdir, names.v[i], r, ddir, names.v[i], false, err) < 0) {
+            return -mar_err_code(*err);
+        }
+    }
+    return 0;
+}
+
+/* Makes the directories of path (relative) in the staging tree, each with the metadata the
+ * stage's filesystem gives it, or 0755 root for a new one (owned by --chown as BuildKit does). */
+MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
+                                     bool last_too, mar_err **err)
+{
+    size_t len = strlen(path);
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && path[i] != '/') {
+            continue;
+        }
+        if (i == len && !last_too) {
+            break;
+        }
+        if (i == 0) {
+            continue;
+        }
+        _cleanup_free_ char *p = mar_xstrndup(path, i);
+        if (mkdirat(stagefd, p, 0755) < 0 && errno != EEXIST) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot create '%s' in the staging directory",
+                               p);
+        }
+        struct stat st;
+        mar_err *e = NULL;
+        size_t lay;
+        if (oci_lview_stat(v, p, &lay, &st, NULL, &e) == 0 && S_ISDIR(st.st_mode)) {
+            struct timespec ts[2] = {st.st_mtim, st.st_mtim};
+            if (fchownat(stagefd, p, st.st_uid, st.st_gid, 0) < 0 ||
+                fchmodat(stagefd, p, st.st_mode & 07777, 0) < 0 ||
+                utimensat(stagefd, p, ts, 0) < 0) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", p);
+            }
+        } else {
+            mar_err_free(e);
+            if (fchownat(stagefd, p, j->chown ? j->uid : 0, j->chown ? j->gid : 0, 0) < 0 ||
+                fchmodat(stagefd, p, 0755, 0) < 0) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", p);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Resolves --chown against the stage's /etc/passwd and /etc/group. */
+MAR_MUST_USE static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v,
+                                      mar_err **err)
+{
+    _cleanup_free_ char *spec = NULL;
+    if (bld__expand(j->c, st, j->in, j->in->chown, &spec, err) < 0) {
+        return -MAR_EUSAGE;
+    }
+    mar_buf passwd = MAR_BUF_INIT(0), group = MAR_BUF_INIT(0);
+    mar_err *e = NULL;
+    if (oci_lview_read(v, "etc/passwd", 1 << 20, &passwd, &e) < 0) {
+        mar_err_free(TAKE_PTR(e));
+    }
+    if (oci_lview_read(v, "etc/group", 1 << 20, &group, &e) < 0) {
+        mar_err_free(TAKE_PTR(e));
+    }
+    vm_user u;
+    int rc = vm_user_resolve(spec, passwd.len ? passwd.data : NULL, group.len ? group.data : NULL,
+                             &u, err);
+    mar_buf_release(&passwd);
+    mar_buf_release(&group);
+    if (rc < 0) {
+        return mar_err_wrap(err, "%s:%u: --chown", j->c->df->filename, j->in->line);
+    }
+    j->chown = true;
+    j->uid = u.uid;
+    j->gid = u.gid;
+    return 0;
+}
+
+/* Mounts the image of --from read-only under the work directory. */
+MAR_MUST_USE static int mount_from(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
+{
+    if (bld__mkwork(c, "from", ret_mnt, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_free_ char *opts = bld__lowerdir(c, im);
+    if (mount("overlay", *ret_mnt, "overlay", MS_RDONLY | MS_NODEV | MS_NOSUID, opts) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot mount the stage at '%s'", *ret_mnt);
+    }
+    return 0;
+}
+
+/* The sources of one argument: a path, or the matches of a wildcard last component. */
+MAR_MUST_USE static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **err)
+{
+    _cleanup_free_ char *clean = NULL;
+    if (oci_clean_path(src, &clean, err) < 0) {
+        return mar_err_wrap(err, "%s:%u: COPY source '%s'", j->c->df->filename, j->in->line, src);
+    }
+    const char *slash = strrchr(clean, '/');
+    const char *last = slash ? slash + 1 : clean;
+    if (!has_wildcard(last)) {
+        mar_strv_push(ret, clean);
+        return 0;
+    }
+    _cleanup_free_ char *dir =
+            slash ? mar_xstrndup(clean, (size_t)(slash - clean)) : mar_xstrdup("");
+    int dfd = *dir ? mar_in_root_open(j->srcroot, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+                   : openat(j->srcroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        return 0;
+    }
+    _cleanup_close_ int dd = dfd;
+    _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
+    if (list_dir(dd, &names, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    for (size_t i = 0; i < names.n; i++) {
+        if (fnmatch(last, names.v[i], FNM_PERIOD) == 0) {
+            mar_strv_push_take(ret, *dir ? mar_xasprintf("%s/%s", dir, names.v[i])
+                                         : mar_xstrdup(names.v[i]));
+        }
+    }
+    return 0;
+}
+
+MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+                                mar_err **err)
+{
+    const bld_instr *in = j->in;
+    bld__ctx *c = j->c;
+    _cleanup_free_ char *dest = NULL;
+    if (bld__expand(c, st, in, in->dest, &dest, err) < 0) {
+        return -MAR_EUSAGE;
+    }
+    bool dir_dest = mar_str_endswith(dest, "/") || in->args.n > 1;
+    const char *wd = json_string_value(json_object_get(bld__cfg(&st->img), "WorkingDir"));
+    _cleanup_free_ char *abs =
+            dest[0] == '/' ? mar_xstrdup(dest) : mar_xasprintf("%s/%s", wd ? wd : "", dest);
+    _cleanup_free_ char *clean = NULL, *resolved = NULL;
+    bool exists = false;
+    if (oci_clean_path(abs, &clean, err) < 0 ||
+        oci_lview_resolve(v, clean, true, &resolved, &exists, err) < 0) {
+        return mar_err_wrap(err, "%s:%u: COPY destination", c->df->filename, in->line);
+    }
+    struct stat dst_st;
+    mar_err *e = NULL;
+    size_t lay;
+    if (exists && oci_lview_stat(v, resolved, &lay, &dst_st, NULL, &e) == 0 &&
+        S_ISDIR(dst_st.st_mode)) {
+        dir_dest = true;
+    }
+    mar_err_free(e);
+    _cleanup_strv_ mar_strv srcs = MAR_STRV_INIT;
+    for (size_t i = 0; i < in->args.n; i++) {
+        _cleanup_free_ char *s = NULL;
+        if (bld__expand(c, st, in, in->args.v[i], &s, err) < 0) {
+            return -MAR_EUSAGE;
+        }
+        size_t before = srcs.n;
+        if (expand_source(j, s, &srcs, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        if (has_wildcard(s)) {
+            dir_dest = true;
+        }
+        if (srcs.n == before) {
+            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s: no source files match '%s'",
+                               c->df->filename, in->line, bld_kind_name(in->kind), s);
+        }
+    }
+    for (size_t i = 0; i < srcs.n; i++) {
+        const char *s = srcs.v[i];
+        int sfd = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
+                     : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        bool ignored = j->from_ctx && c->ignore && *s &&
+                       bld_ignore_match(c->ignore, s, false) == BLD_IGNORE_EXCLUDE;
+        if (sfd < 0 || ignored) {
+            if (sfd >= 0) {
+                close(sfd);
+            }
+            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s source '%s' not found in %s",
+                               c->df->filename, in->line, bld_kind_name(in->kind), s,
+                               j->from_ctx ? "the build context" : "the --from stage");
+        }
+        _cleanup_close_ int sf = sfd;
+        struct stat sst;
+        if (fstat(sf, &sst) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", s);
+        }
+        if (S_ISDIR(sst.st_mode)) {
+            /* The directory's contents go to the destination directory. */
+            if (make_parents(j, stagefd, v, resolved, true, err) < 0) {
+                return -mar_err_code(*err);
+            }
+            _cleanup_close_ int sd = openat(sf, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            _cleanup_close_ int dd =
+                    *resolved ? mar_in_root_open(stagefd, resolved, O_RDONLY | O_DIRECTORY, 0)
+                              : openat(stagefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (sd < 0 || dd < 0 || copy_tree(j, sd, s, dd, err) < 0) {
+                return *err ? -mar_err_code(*err)
+                            : mar_err_set(err, MAR_EIO, errno, "cannot copy '%s'", s);
+            }
+            continue;
+        }
+        _cleanup_free_ char *target =
+                dir_dest ? (*resolved ? mar_xasprintf("%s/%s", resolved,
+                                                      strrchr(s, '/') ? strrchr(s, '/') + 1 : s)
+                                      : mar_xstrdup(strrchr(s, '/') ? strrchr(s, '/') + 1 : s))
+                         : mar_xstrdup(resolved);
+        if (!*target) {
+            return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: cannot copy a file to '/'",
+                               c->df->filename, in->line);
+        }
+        if (make_parents(j, stagefd, v, target, false, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        const char *base = strrchr(target, '/');
+        _cleanup_free_ char *pdir = base ? mar_xstrndup(target, (size_t)(base - target)) : NULL;
+        _cleanup_close_ int dd = pdir ? mar_in_root_open(stagefd, pdir, O_RDONLY | O_DIRECTORY, 0)
+                                      : openat(stagefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dd < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot open '%s' in the staging directory",
+                               pdir ? pdir : ".");
+        }
+        const char *dname = base ? base + 1 : target;
+        if (!S_ISREG(sst.st_mode)) {
+            return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: '%s' is not a file or directory",
+                               c->df->filename, in->line, s);
+        }
+        _cleanup_close_ int rf =
+                mar_in_root_open(j->srcroot, s, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+        if (rf < 0 || copy_file(rf, dd, dname, err) < 0) {
+            return *err ? -mar_err_code(*err)
+                        : mar_err_set(err, MAR_EIO, errno, "cannot read '%s'", s);
+        }
+        if (set_meta(j, dd, dname, &sst, false) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", dname);
+        }
+    }
+    return 0;
+}
+
+long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
+{
+    for (size_t i = 0; i < before && i < df->n_stages; i++) {
+        if (df->stages[i].name && mar_str_caseeq(df->stages[i].name, from)) {
+            return (long)i;
+        }
+    }
+    int64_t idx;
+    if (mar_parse_i64(from, 0, (int64_t)before - 1, &idx)) {
+        return (long)idx;
+    }
+    return -1;
+}
+
+int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
+{
+    copy_job j = {.c = c, .in = in, .srcroot = c->context_fd, .from_ctx = true};
+    int fds[OCI_LVIEW_MAX_LAYERS];
+    size_t n_fds = 0;
+    _cleanup_free_ char *stage = NULL, *mnt = NULL;
+    int rc = -1;
+    int mroot = -1;
+    _cleanup_close_ int stagefd = -1;
+    if (bld__open_layers(c, &st->img, fds, &n_fds, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    oci_lview v = {.fds = fds, .n = n_fds};
+    if (in->chown && resolve_chown(&j, st, &v, err) < 0) {
+        goto out;
+    }
+    if (in->chmod) {
+        size_t ml = strlen(in->chmod);
+        if (ml == 0 || ml > 5 || strspn(in->chmod, "01234567") != ml) {
+            mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: --chmod=%s: only octal modes are supported",
+                        c->df->filename, in->line, in->chmod);
+            goto out;
+        }
+        j.chmod = true;
+        j.mode = (mode_t)strtol(in->chmod, NULL, 8);
+    }
+    if (in->from) {
+        _cleanup_free_ char *from = NULL;
+        if (bld__expand(c, st, in, in->from, &from, err) < 0) {
+            goto out;
+        }
+        long si = bld__stage_ref(c->df, from, (size_t)(st - c->stages));
+        const bld__image *src = NULL;
+        bld__image tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        if (si >= 0) {
+            src = &c->stages[si].img;
+        } else {
+            for (size_t k = 0; k < c->n_extra && !src; k++) {
+                if (c->extra[k].name && strcmp(c->extra[k].name, from) == 0 &&
+                    bld__image_from_store(c->o->store, &c->extra[k], &tmp, err) == 0) {
+                    src = &tmp;
+                }
+            }
+            if (!src) {
+                if (!*err) {
+                    mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: --from=%s: no such stage or image",
+                                c->df->filename, in->line, from);
+                }
+                goto out;
+            }
+        }
+        rc = mount_from(c, src, &mnt, err);
+        bld__image_release(&tmp);
+        if (rc < 0) {
+            rc = -1;
+            free(TAKE_PTR(mnt));
+            goto out;
+        }
+        rc = -1;
+        mroot = mar_root_open(mnt, err);
+        if (mroot < 0) {
+            goto out;
+        }
+        j.srcroot = mroot;
+        j.from_ctx = false;
+    }
+    if (bld__mkwork(c, "copy", &stage, err) < 0) {
+        goto out;
+    }
+    stagefd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (stagefd < 0) {
+        mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", stage);
+        goto out;
+    }
+    if (do_copy(&j, st, &v, stagefd, err) < 0 ||
+        bld__commit_tree(c, &st->img, stagefd, false, err) < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n_fds; i++) {
+        close(fds[i]);
+    }
+    if (mroot >= 0) {
+        close(mroot);
+    }
+    if (mnt) {
+        umount2(mnt, MNT_DETACH);
+        rmdir(mnt);
+    }
+    if (stage) {
+        _cleanup_close_ int wfd = open(c->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        mar_err *e = NULL;
+        if (wfd >= 0 && oci_remove_at(wfd, strrchr(stage, '/') + 1, &e) < 0) {
+            mar_err_free(e);
+        }
+    }
+    return rc < 0 ? -mar_err_code(*err) : 0;
+}

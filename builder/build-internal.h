@@ -1,0 +1,112 @@
+/* Shared between the files of the build executor (build.c, build-config.c, build-run.c,
+ * build-copy.c, build-layer.c; docs/internals/build.md). */
+#ifndef MAR_BUILDER_BUILD_INTERNAL_H
+#define MAR_BUILDER_BUILD_INTERNAL_H
+
+#include "builder/builder.h"
+
+/* One layer of an image being built. */
+typedef struct bld__layer {
+    char *media_type;
+    mar_digest digest; /* the blob */
+    int64_t size;
+    mar_digest diff_id;
+    mar_digest chain;  /* its unpacked directory in the store */
+    unsigned line;     /* the instruction that made it, 0 for a base image's layer */
+    const char *stage; /* its stage's name (borrowed from the build), NULL for a base's */
+} bld__layer;
+
+/* The image a stage has produced so far. */
+typedef struct bld__image {
+    bld__layer *layers;
+    size_t n_layers;
+    json_t *config;        /* the whole image config document */
+    oci_platform platform; /* what the stage runs as */
+    bool cmd_set;          /* CMD given in this stage (ENTRYPOINT then keeps it) */
+    mar_strv shell;        /* SHELL, default /bin/sh -c */
+} bld__image;
+
+/* A stage of one platform's build. */
+typedef struct bld__stage {
+    bool needed, done;
+    bld__image img;
+    bld_scope *scope;
+    const char *name; /* "build" or "stage-2" (borrowed or static storage in name_buf) */
+    char name_buf[32];
+} bld__stage;
+
+/* One target platform's build. */
+typedef struct bld__ctx {
+    const bld_opts *o;
+    const bld_dockerfile *df;
+    bld_ignore *ignore; /* .dockerignore of the context, or NULL */
+    int context_fd;     /* O_PATH root of the context */
+    char *work;         /* <store>/containers/<id>: upper dirs, staging, mounts */
+    char *work_rel;     /* containers/<id> */
+    unsigned seq;       /* for names under work */
+    vm_ctd *ctd;        /* connected on the first RUN */
+    oci_platform target;
+    char target_str[OCI_PLATFORM_STR_MAX];
+    bld_scope *global;
+    bld_graph *graph;
+    bld__stage *stages;
+    size_t n_stages;
+    size_t step, n_steps;   /* for the prefixes */
+    reg_store_image *extra; /* images named by COPY --from */
+    size_t n_extra;
+} bld__ctx;
+
+void bld__image_release(bld__image *im);
+/* A deep copy (a stage based on another stage). */
+void bld__image_copy(const bld__image *in, bld__image *out);
+/* From a stored image: its layers and config document. Errors: as reg_store_read. */
+MAR_MUST_USE int bld__image_from_store(reg_store *s, const reg_store_image *si, bld__image *ret,
+                                       mar_err **err);
+/* An empty image of platform p (scratch). */
+void bld__image_scratch(const oci_platform *p, bld__image *ret);
+
+/* The "config" object of the document (created when missing). Borrowed. */
+json_t *bld__cfg(bld__image *im);
+/* Appends a history entry. */
+void bld__history(const bld__ctx *c, bld__image *im, const char *created_by, bool empty_layer);
+/* Applies a config instruction (everything but FROM RUN COPY ADD ARG). Errors: MAR_EUSAGE. */
+MAR_MUST_USE int bld__config_instr(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
+/* The created time: SOURCE_DATE_EPOCH or now, RFC 3339. */
+void bld__created(const bld__ctx *c, char *buf, size_t n);
+
+/* Expands a raw word with the stage's variables. Errors: MAR_EUSAGE with FILE:LINE. */
+MAR_MUST_USE int bld__expand(const bld__ctx *c, bld__stage *st, const bld_instr *in,
+                             const char *raw, char **ret, mar_err **err);
+
+/* Opens the unpacked directories of the image's layers, top first (fds closed by the caller,
+ * *ret_n of them). Errors: MAR_EIO. */
+MAR_MUST_USE int bld__open_layers(const bld__ctx *c, const bld__image *im, int *fds, size_t *ret_n,
+                                  mar_err **err);
+/* The lowerdir= option of an overlay over the image's layers (top first); an empty directory
+ * under the work directory when it has none. Returns: new string. */
+char *bld__lowerdir(const bld__ctx *c, const bld__image *im);
+/* A fresh directory under the work directory ("<work>/<what>-<n>"). Errors: MAR_EIO. Returns:
+ * the new path. */
+MAR_MUST_USE int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err);
+
+/* Writes the tree under dirfd as a layer (overlay upper or plain), commits its blob to the
+ * store, unpacks it into its chain directory and appends it to the image. Errors: MAR_EIO,
+ * those of the layer writer and unpacker. */
+MAR_MUST_USE int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
+                                  mar_err **err);
+
+/* The truth gate (build-gate.c): the ELF files the build's own layers leave in the image must
+ * be of the image's architecture. Errors: MAR_EFAIL (unless allowed: then a warning), MAR_EIO,
+ * those of the layer reader. */
+MAR_MUST_USE int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
+
+/* RUN (build-run.c). */
+MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,
+                          mar_err **err);
+/* COPY and ADD (build-copy.c). */
+MAR_MUST_USE int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
+
+/* The stage a COPY --from names (by name or index), or -1 for an image. */
+long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before);
+
+#endif

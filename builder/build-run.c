@@ -1,0 +1,360 @@
+/* RUN (docs/internals/build.md §5): the step runs through containerd as `mar run` runs a
+ * container — the same runtime spec, seccomp profile and emulator plan (vm/) — on an overlay
+ * of the stage's layers with a fresh upper directory, which then becomes the step's layer.
+ * Output goes line by line to the caller with the step's prefix. */
+#include "build-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define LINE_CAP     (64u << 10)
+
+typedef struct pump {
+    int fd;
+    const bld_hooks *hooks;
+    const char *prefix;
+} pump;
+
+/* Reads the step's merged output and hands it over a line at a time (long lines in pieces). */
+static void *pump_main(void *arg)
+{
+    pump *p = arg;
+    mar_buf line = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    char buf[4096];
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n' || line.len >= LINE_CAP) {
+                mar_buf_xappend(&line, "", 1);
+                if (p->hooks->output) {
+                    p->hooks->output(p->hooks->ud, p->prefix, line.data);
+                }
+                mar_buf_truncate(&line, 0);
+                if (buf[i] == '\n') {
+                    continue;
+                }
+            }
+            mar_buf_xappend(&line, &buf[i], 1);
+        }
+    }
+    if (line.len && p->hooks->output) {
+        mar_buf_xappend(&line, "", 1);
+        p->hooks->output(p->hooks->ud, p->prefix, line.data);
+    }
+    mar_buf_release(&line);
+    return NULL;
+}
+
+static void read_user_db(const bld__ctx *c, const bld__image *im, const char *spec, vm_user *u,
+                         mar_err **err, int *rc)
+{
+    int fds[OCI_LVIEW_MAX_LAYERS];
+    size_t n = 0;
+    *rc = 0;
+    if (im->n_layers > OCI_LVIEW_MAX_LAYERS || bld__open_layers(c, im, fds, &n, err) < 0) {
+        *rc = im->n_layers > OCI_LVIEW_MAX_LAYERS
+                      ? mar_err_set(err, MAR_EUNSUPPORTED, 0, "too many layers")
+                      : -mar_err_code(*err);
+        return;
+    }
+    oci_lview v = {.fds = fds, .n = n};
+    mar_buf passwd = MAR_BUF_INIT(0), group = MAR_BUF_INIT(0);
+    mar_err *e = NULL;
+    if (oci_lview_read(&v, "etc/passwd", 1 << 20, &passwd, &e) < 0) {
+        mar_err_free(TAKE_PTR(e));
+    }
+    if (oci_lview_read(&v, "etc/group", 1 << 20, &group, &e) < 0) {
+        mar_err_free(TAKE_PTR(e));
+    }
+    for (size_t i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    if (vm_user_resolve(spec, passwd.len ? passwd.data : NULL, group.len ? group.data : NULL, u,
+                        err) < 0) {
+        *rc = -mar_err_code(*err);
+    }
+    mar_buf_release(&passwd);
+    mar_buf_release(&group);
+}
+
+static void random_id(char *buf, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char r[13];
+    for (size_t i = 0; i < 12; i++) {
+        r[i] = hex[mar_random_below(16)];
+    }
+    r[12] = '\0';
+    snprintf(buf, n, "mar-build-%s", r);
+}
+
+/* Removes the task and the container, whatever state they are in. */
+static void teardown(vm_ctd *ctd, const char *id, bool task, bool container)
+{
+    mar_err *e = NULL;
+    uint32_t status;
+    if (task && vm_ctd_task_delete(ctd, id, &status, &e) < 0) {
+        mar_err_free(TAKE_PTR(e));
+        /* A failure of either shows in the delete below, which is what matters. */
+        if (vm_ctd_task_kill(ctd, id, SIGKILL, true, &e) < 0) {
+            mar_debug("kill of '%s': %s", id, e->msg);
+        }
+        mar_err_free(TAKE_PTR(e));
+        if (vm_ctd_task_wait(ctd, id, &status, &e) < 0) {
+            mar_debug("wait for '%s': %s", id, e->msg);
+        }
+        mar_err_free(TAKE_PTR(e));
+        if (vm_ctd_task_delete(ctd, id, &status, &e) < 0) {
+            mar_diag_warn("cannot delete the task of '%s': %s", id, e->msg);
+            mar_err_free(TAKE_PTR(e));
+        }
+    }
+    if (container && vm_ctd_container_delete(ctd, id, &e) < 0) {
+        mar_diag_warn("cannot delete container '%s': %s", id, e->msg);
+        mar_err_free(TAKE_PTR(e));
+    }
+}
+
+MAR_MUST_USE static int connect_ctd(bld__ctx *c, mar_err **err)
+{
+    if (c->ctd) {
+        return 0;
+    }
+    if (vm_ctd_connect(c->o->ctd_address, c->o->ctd_namespace, &c->ctd, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_free_ char *version = NULL;
+    if (vm_ctd_version(c->ctd, &version, err) < 0) {
+        return mar_err_wrap(err, "is containerd running");
+    }
+    mar_debug("containerd %s", version);
+    return 0;
+}
+
+/* The command a RUN executes: the JSON array, or the stage's SHELL with the line. */
+static void run_argv(const bld__stage *st, const bld_instr *in, mar_strv *av)
+{
+    if (in->json) {
+        for (size_t i = 0; i < in->args.n; i++) {
+            mar_strv_push(av, in->args.v[i]);
+        }
+        return;
+    }
+    for (size_t i = 0; i < st->img.shell.n; i++) {
+        mar_strv_push(av, st->img.shell.v[i]);
+    }
+    mar_strv_push(av, in->args.n ? in->args.v[0] : "");
+}
+
+typedef struct run_job {
+    char *dir, *id, *iodir, *spec, *cgroup;
+    mar_strv av, env;
+    vm_mount rootfs;
+    vm_bind binds[2];
+    size_t n_binds;
+    vm_io io;
+    int pipe[2];
+    bool container, task;
+} run_job;
+
+static void job_release(run_job *j)
+{
+    vm_io_release(&j->io);
+    for (size_t i = 0; i < 2; i++) {
+        if (j->pipe[i] >= 0) {
+            close(j->pipe[i]);
+        }
+    }
+    for (size_t i = 0; i < j->n_binds; i++) {
+        free(j->binds[i].source);
+        free(j->binds[i].dest);
+    }
+    free(j->dir);
+    free(j->id);
+    free(j->iodir);
+    free(j->spec);
+    free(j->cgroup);
+    mar_strv_release(&j->av);
+    mar_strv_release(&j->env);
+    mar_strv_release(&j->rootfs.options);
+}
+
+MAR_MUST_USE static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j,
+                                mar_err **err)
+{
+    json_t *cfg = bld__cfg(&st->img);
+    run_argv(st, in, &j->av);
+    bld_scope_run_env(st->scope, &j->env);
+    bool has_path = false;
+    for (size_t i = 0; i < j->env.n; i++) {
+        has_path = has_path || strncmp(j->env.v[i], "PATH=", 5) == 0;
+    }
+    if (!has_path) {
+        mar_strv_push(&j->env, DEFAULT_PATH);
+    }
+    vm_user u;
+    int rc;
+    read_user_db(c, &st->img, json_string_value(json_object_get(cfg, "User")), &u, err, &rc);
+    if (rc < 0) {
+        return mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
+    }
+    const char *cwd = json_string_value(json_object_get(cfg, "WorkingDir"));
+    bool host_net = in->network != BLD_NET_NONE;
+    static const char *const netfiles[] = {"/etc/resolv.conf", "/etc/hosts"};
+    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles); i++) {
+        char *real = realpath(netfiles[i], NULL);
+        if (real) {
+            j->binds[j->n_binds++] =
+                    (vm_bind){.source = real, .dest = mar_xstrdup(netfiles[i]), .readonly = true};
+        }
+    }
+    char idbuf[40];
+    random_id(idbuf, sizeof(idbuf));
+    j->id = mar_xstrdup(idbuf);
+    j->cgroup = mar_xasprintf("/%s/%s", c->o->ctd_namespace, j->id);
+    vm_spec_opts so = {
+            .args = &j->av,
+            .env = &j->env,
+            .cwd = cwd && *cwd ? cwd : "/",
+            .uid = u.uid,
+            .gid = u.gid,
+            .gids = u.gids,
+            .n_gids = u.n_gids,
+            .hostname = "buildkitsandbox",
+            .host_network = host_net,
+            .binds = j->binds,
+            .n_binds = j->n_binds,
+            .cgroups_path = j->cgroup,
+            .security = c->o->security,
+            .kernel_arch = c->o->host->machine,
+            .kernel_release = c->o->host->kernel,
+    };
+    if (vm_spec_json(&so, &j->spec, err) < 0 || bld__mkwork(c, "run", &j->dir, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    static const char *const sub[] = {"upper", "work", "io"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(sub); i++) {
+        _cleanup_free_ char *p = mar_xasprintf("%s/%s", j->dir, sub[i]);
+        if (mkdir(p, i == 0 ? 0755 : 0700) < 0 || chmod(p, i == 0 ? 0755 : 0700) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", p);
+        }
+    }
+    j->iodir = mar_xasprintf("%s/io", j->dir);
+    if (vm_io_fifos(j->iodir, false, false, &j->io, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    if (pipe2(j->pipe, O_CLOEXEC) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create a pipe");
+    }
+    j->rootfs = (vm_mount){.type = "overlay", .source = "overlay", .options = MAR_STRV_INIT};
+    mar_strv_push_take(&j->rootfs.options, bld__lowerdir(c, &st->img));
+    mar_strv_push_take(&j->rootfs.options, mar_xasprintf("upperdir=%s/upper", j->dir));
+    mar_strv_push_take(&j->rootfs.options, mar_xasprintf("workdir=%s/work", j->dir));
+    return 0;
+}
+
+MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
+{
+    struct signalfd_siginfo si;
+    if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+        si.ssi_signo != SIGWINCH) {
+        return mar_err_set(err, MAR_EFAIL, 0, "interrupted by signal %u", si.ssi_signo);
+    }
+    return 0;
+}
+
+/* Creates, starts and waits for the container; *ret_status is its exit status. */
+MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uint32_t *ret_status,
+                                mar_err **err)
+{
+    char ps[OCI_PLATFORM_STR_MAX];
+    oci_platform_format(&c->target, ps, sizeof(ps));
+    const char *labels[] = {"mar.build", c->o->name, "mar.platform", ps, NULL};
+    if (interrupted(c->o->sigfd, err) < 0 ||
+        vm_ctd_container_create(c->ctd, j->id, c->o->name, j->spec, labels, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    j->container = true;
+    vm_stdio stdio = {.stdout_path = j->io.out_path, .stderr_path = j->io.err_path};
+    if (interrupted(c->o->sigfd, err) < 0 ||
+        vm_ctd_task_create(c->ctd, j->id, &j->rootfs, 1, &stdio, NULL, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    j->task = true;
+    if (interrupted(c->o->sigfd, err) < 0 || vm_ctd_task_start(c->ctd, j->id, NULL, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    pump p = {.fd = j->pipe[0], .hooks = &c->o->hooks, .prefix = prefix};
+    pthread_t th;
+    if (pthread_create(&th, NULL, pump_main, &p) != 0) {
+        return mar_err_set(err, MAR_EFAIL, 0, "cannot start a thread");
+    }
+    vm_attach at = {.sigfd = c->o->sigfd, .in = -1, .out = j->pipe[1], .err = j->pipe[1]};
+    int rc = vm_ctd_attach(c->ctd, j->id, &j->io, &at, ret_status, err);
+    close(j->pipe[1]);
+    j->pipe[1] = -1;
+    pthread_join(th, NULL);
+    return rc < 0 ? -mar_err_code(*err) : 0;
+}
+
+int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err)
+{
+    run_job j = {.pipe = {-1, -1}, .io = VM_IO_INIT};
+    int rc = connect_ctd(c, err);
+    if (rc == 0) {
+        rc = prepare(c, st, in, &j, err);
+    }
+    uint32_t status = 0;
+    if (rc == 0) {
+        rc = execute(c, &j, prefix, &status, err);
+    }
+    if (j.container) {
+        teardown(c->ctd, j.id, j.task, j.container);
+    }
+    if (rc == 0 && status != 0) {
+        _cleanup_free_ char *cmd = NULL;
+        if (in->json) {
+            mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+            for (size_t i = 0; i < in->args.n; i++) {
+                mar_buf_xprintf(&b, "%s%s", i ? " " : "", in->args.v[i]);
+            }
+            cmd = mar_buf_detach(&b, NULL);
+        } else {
+            cmd = mar_xstrdup(in->args.n ? in->args.v[0] : "");
+        }
+        rc = mar_err_set(err, MAR_EFAIL, 0, "%s stage %s: %s:%u: RUN %s: exit status %u",
+                         c->target_str, st->name, c->df->filename, in->line, cmd, status);
+    }
+    if (rc == 0) {
+        _cleanup_free_ char *up = mar_xasprintf("%s/upper", j.dir);
+        _cleanup_close_ int ufd = open(up, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (ufd < 0) {
+            rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", up);
+        } else {
+            rc = bld__commit_tree(c, &st->img, ufd, true, err);
+        }
+    }
+    if (j.dir) {
+        _cleanup_close_ int wfd = open(c->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        mar_err *e = NULL;
+        const char *base = strrchr(j.dir, '/') + 1;
+        if (wfd >= 0 && oci_remove_at(wfd, base, &e) < 0) {
+            mar_diag_warn("cannot remove '%s': %s", j.dir, e->msg);
+            mar_err_free(e);
+        }
+    }
+    job_release(&j);
+    return rc;
+}

@@ -1,0 +1,207 @@
+/* mar build: options in, the executor of builder/ run, its steps and RUN output printed
+ * (docs/mar-build.1.md, docs/internals/build.md). */
+#include "cli-internal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+
+#define DEFAULT_ADDRESS "/run/containerd/containerd.sock"
+#define DEFAULT_NS      "mar"
+
+typedef struct build_ui {
+    const cmd_args *args;
+    reg_store *s;
+    bool quiet;
+} build_ui;
+
+MAR_MUST_USE static int hook_image(void *ud, const char *ref, const oci_platform *p,
+                                   reg_store_image *ret, mar_err **err)
+{
+    build_ui *ui = ud;
+    oci_ref r;
+    if (oci_ref_parse(ref, &r, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_free_ char *refname = oci_ref_string(&r);
+    oci_ref_release(&r);
+    oci_matcher m;
+    oci_matcher_only(&m, p);
+    return cmd_stored_or_pull(ui->args, ui->s, ref, refname, &m, p, 1, true, ret, err);
+}
+
+static void hook_output(void *ud, const char *prefix, const char *line)
+{
+    (void)ud;
+    _cleanup_free_ char *esc = mar_str_escape(line);
+    fprintf(stderr, "%s %s\n", prefix, esc);
+}
+
+static void hook_step(void *ud, const char *prefix, const char *text)
+{
+    build_ui *ui = ud;
+    if (!ui->quiet) {
+        _cleanup_free_ char *esc = mar_str_escape(text);
+        fprintf(stderr, "%s %s\n", prefix, esc);
+    }
+}
+
+/* The host's target for the plan: the command's own --target is a stage, not a machine. */
+MAR_MUST_USE static int host_target(const cmd_args *args, const oci_host *host, vm_target *ret,
+                                    mar_err **err)
+{
+    cmd_args copy = *args;
+    for (size_t i = 0; i < copy.n_opts; i++) {
+        if (strcmp(copy.opts[i]->name, "target") == 0) {
+            copy.value[i] = NULL;
+        }
+    }
+    return cmd_target(&copy, host, ret, err);
+}
+
+MAR_MUST_USE static int read_dockerfile(const cmd_def *def, const char *context, const char *file,
+                                        mar_buf *ret, char **ret_name, mar_err **err)
+{
+    if (file && strcmp(file, "-") == 0) {
+        *ret_name = "Dockerfile";
+        return mar_read_file_at(AT_FDCWD, "/dev/stdin", BLD_CAP_DOCKERFILE, ret, err);
+    }
+    _cleanup_free_ char *dflt = NULL;
+    if (!file) {
+        dflt = mar_xasprintf("%s/Dockerfile", context);
+        struct stat st;
+        if (stat(dflt, &st) < 0) {
+            _cleanup_free_ char *alt = mar_xasprintf("%s/Containerfile", context);
+            if (stat(alt, &st) == 0) {
+                free(dflt);
+                dflt = TAKE_PTR(alt);
+            }
+        }
+        file = dflt;
+    }
+    const char *slash = strrchr(file, '/');
+    *ret_name = mar_xstrdup(slash ? slash + 1 : file);
+    (void)def;
+    return mar_read_file_at(AT_FDCWD, file, BLD_CAP_DOCKERFILE, ret, err);
+}
+
+int cmd_build(const cmd_def *def, cmd_args *args)
+{
+    mar_err *err = NULL;
+    const char *context = args->pos.v[0];
+    const char *name = cmd_value(args, "tag");
+    if (!name) {
+        return cmd_usage_error(def, "-t NAME[:TAG] is required");
+    }
+    struct stat cst;
+    if (stat(context, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
+        return cmd_usage_error(def, "the context '%s' is not a directory", context);
+    }
+    oci_ref ref;
+    if (oci_ref_parse(name, &ref, &err) < 0) {
+        return cmd_fail(err);
+    }
+    _cleanup_free_ char *refname = oci_ref_string(&ref);
+    oci_ref_release(&ref);
+    bool has_epoch = false;
+    int64_t epoch = 0;
+    const char *sde = cmd_value(args, "source-date-epoch");
+    if (!sde) {
+        sde = getenv("SOURCE_DATE_EPOCH");
+    }
+    if (sde && *sde) {
+        if (!mar_parse_i64(sde, 0, INT64_C(253402300799), &epoch)) {
+            return cmd_usage_error(def, "bad source date epoch '%s' (seconds since 1970)", sde);
+        }
+        has_epoch = true;
+    }
+    _cleanup_(vm_security_release) vm_security sec;
+    if (cmd_run_security(args, &sec, &err) < 0) {
+        return cmd_fail(err);
+    }
+    oci_host host;
+    oci_host_detect(&host);
+    _cleanup_free_ oci_platform *platforms = NULL;
+    size_t n_platforms = 0;
+    if (cmd_parse_platforms(args, &host, &platforms, &n_platforms, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (n_platforms == 0) {
+        platforms = mar_xcalloc(1, sizeof(*platforms));
+        platforms[0] = host.platform;
+        n_platforms = 1;
+    }
+    _cleanup_buf_ mar_buf text = MAR_BUF_INIT(BLD_CAP_DOCKERFILE);
+    _cleanup_free_ char *dfname = NULL;
+    if (read_dockerfile(def, context, cmd_value(args, "file"), &text, &dfname, &err) < 0) {
+        return cmd_fail(err);
+    }
+    vm_target target;
+    if (host_target(args, &host, &target, &err) < 0) {
+        return cmd_fail(err);
+    }
+    target.amd64_level = host.amd64_level;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    _cleanup_close_ int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    _cleanup_store_ reg_store *s = NULL;
+    if (cmd_open_store(args, &s, &err) < 0 || reg_store_hold(s, false, true, &err) < 0) {
+        return cmd_fail(err);
+    }
+    const char *address = cmd_value(args, "address");
+    if (!address) {
+        address = getenv("CONTAINERD_ADDRESS");
+    }
+    const char *ns = cmd_value(args, "namespace");
+    if (!ns) {
+        ns = getenv("CONTAINERD_NAMESPACE");
+    }
+    const mar_strv *bargs = cmd_list(args, "build-arg");
+    build_ui ui = {.args = args, .s = s, .quiet = cmd_flag(args, "quiet")};
+    bld_opts o = {
+            .context = context,
+            .dockerfile_name = dfname,
+            .dockerfile_text = text.data,
+            .dockerfile_len = text.len,
+            .platforms = platforms,
+            .n_platforms = n_platforms,
+            .build_args = bargs ? (const char *const *)bargs->v : NULL,
+            .n_build_args = bargs ? bargs->n : 0,
+            .target = cmd_value(args, "target"),
+            .name = refname,
+            .store = s,
+            .vm = &target,
+            .host = &host,
+            .security = &sec,
+            .ctd_address = address && *address ? address : DEFAULT_ADDRESS,
+            .ctd_namespace = ns && *ns ? ns : DEFAULT_NS,
+            .sigfd = sigfd,
+            .allow_mislabeled = cmd_flag(args, "allow-mislabeled"),
+            .has_epoch = has_epoch,
+            .epoch = epoch,
+            .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},
+    };
+    bld_result r;
+    if (bld_build(&o, &r, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (!ui.quiet) {
+        for (size_t i = 0; i < r.n; i++) {
+            char ps[OCI_PLATFORM_STR_MAX];
+            oci_platform_format(&platforms[i], ps, sizeof(ps));
+            fprintf(stderr, "%s %s\n", ps, r.manifests[i].str);
+        }
+    }
+    printf("%s %s\n", refname, r.index.str);
+    bld_result_release(&r);
+    return 0;
+}

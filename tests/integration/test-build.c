@@ -1,0 +1,425 @@
+/* mar build against the bed's registry and containerd: the testdata/build corpus built from the
+ * bed's busybox sample image for linux/amd64, linux/arm64 and linux/arm/v7 (RUN steps native and
+ * under QEMU user mode), each result run with `mar run --platform` (uname -m, files added,
+ * removed through a whiteout, ignored by .dockerignore, the environment and working directory)
+ * and its config read back from the store; a failing RUN exits 1 and tags nothing, a missing
+ * COPY source exits 3, an unsupported instruction exits 2 before anything runs; after every
+ * build nothing is left in containerd's namespace or the store's work area. */
+#include "itest.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char store[256];
+static char ctd_env[300];
+static char insecure_env[300];
+static char base_arg[300];
+
+static const char *corpus(const char *name)
+{
+    static char buf[4][1024];
+    static size_t k;
+    char *b = buf[k++ % 4];
+    snprintf(b, sizeof(buf[0]), "%s/testdata/build/%s", getenv("MAR_SRC"), name);
+    return b;
+}
+
+/* mar --store S ARGS... with the bed's containerd and registry (and extra, "K=V" or NULL, in
+ * the environment); checks the status. */
+static void mar_env(itest_run *r, int want, const char *extra, const char *const *args)
+{
+    const char *argv[40] = {getenv("MAR_BIN"), "--store", store};
+    size_t n = 3;
+    for (size_t i = 0; args[i] && n < 39; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    const char *env[] = {ctd_env, insecure_env, extra, NULL};
+    itest_runv(r, env, argv);
+    if (r->status != want) {
+        fail_msg("mar %s: %d, want %d\nstdout: %s\nstderr: %s", args[0], r->status, want,
+                 r->out.data, r->err.data);
+    }
+}
+
+static void mar(itest_run *r, int want, const char *const *args)
+{
+    mar_env(r, want, NULL, args);
+}
+
+/* Nothing of mar's in containerd, no work directory in the store. */
+static void check_nothing_left(void)
+{
+    itest_run r;
+    const char *c[] = {"ctr", "--address", itest_bed("MAR_TEST_CONTAINERD"),
+                       "-n",  "mar",       "containers",
+                       "ls",  "-q",        NULL};
+    itest_runv(&r, NULL, c);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "");
+    itest_run_release(&r);
+    _cleanup_free_ char *dir = mar_xasprintf("%s/containers", store);
+    const char *ls[] = {"ls", "-A", dir, NULL};
+    itest_runv(&r, NULL, ls);
+    assert_string_equal(r.out.data, "");
+    itest_run_release(&r);
+}
+
+static json_t *read_blob(const char *digest)
+{
+    assert_true(mar_str_startswith(digest, "sha256:"));
+    _cleanup_free_ char *p = mar_xasprintf("%s/blobs/sha256/%s", store, digest + 7);
+    mar_buf b = MAR_BUF_INIT(16u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, p, 16u << 20, &b, &e) < 0) {
+        fail_msg("%s: %s", p, e->msg);
+    }
+    json_t *j = itest_json(b.data);
+    mar_buf_release(&b);
+    return j;
+}
+
+/* The index the store names `name` (as oci_ref_string spells it, ending in `suffix`). */
+static json_t *stored_index(const char *suffix)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/index.json", store);
+    mar_buf b = MAR_BUF_INIT(16u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, p, 16u << 20, &b, &e) < 0) {
+        fail_msg("%s: %s", p, e->msg);
+    }
+    _cleanup_json_ json_t *idx = itest_json(b.data);
+    mar_buf_release(&b);
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(idx, "manifests"), i, m)
+    {
+        const char *n = json_string_value(json_object_get(json_object_get(m, "annotations"),
+                                                          "org.opencontainers.image.ref.name"));
+        if (n && mar_str_endswith(n, suffix)) {
+            return read_blob(json_string_value(json_object_get(m, "digest")));
+        }
+    }
+    return NULL;
+}
+
+static bool has_string(const json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const struct {
+    const char *platform, *arch, *variant, *machine;
+} plats[] = {
+        {"linux/amd64", "amd64", NULL, "x86_64"},
+        {"linux/arm64", "arm64", NULL, "aarch64"},
+        {"linux/arm/v7", "arm", "v7", "armv7l"},
+};
+
+static void check_config(const json_t *index)
+{
+    const json_t *ms = json_object_get(index, "manifests");
+    assert_int_equal(json_array_size(ms), MAR_ARRAY_SIZE(plats));
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(plats); i++) {
+        const json_t *d = json_array_get(ms, i);
+        const json_t *p = json_object_get(d, "platform");
+        assert_string_equal(json_string_value(json_object_get(p, "architecture")), plats[i].arch);
+        _cleanup_json_ json_t *man = read_blob(json_string_value(json_object_get(d, "digest")));
+        _cleanup_json_ json_t *cfg = read_blob(
+                json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
+        assert_string_equal(json_string_value(json_object_get(cfg, "architecture")), plats[i].arch);
+        assert_string_equal(json_string_value(json_object_get(cfg, "os")), "linux");
+        if (plats[i].variant) {
+            assert_string_equal(json_string_value(json_object_get(cfg, "variant")),
+                                plats[i].variant);
+        }
+        const json_t *c = json_object_get(cfg, "config");
+        assert_true(has_string(json_object_get(c, "Env"), "GREETING=hello"));
+        assert_true(has_string(json_object_get(c, "Env"), "MODE=test"));
+        assert_string_equal(json_string_value(json_object_get(c, "WorkingDir")), "/app");
+        const json_t *cmd = json_object_get(c, "Cmd");
+        assert_int_equal(json_array_size(cmd), 2);
+        assert_string_equal(json_string_value(json_array_get(cmd, 0)), "cat");
+        assert_string_equal(json_string_value(json_array_get(cmd, 1)), "/app/arch");
+        assert_non_null(json_object_get(json_object_get(c, "ExposedPorts"), "8080/tcp"));
+        assert_string_equal(json_string_value(json_object_get(json_object_get(c, "Labels"),
+                                                              "org.example.corpus")),
+                            "multistage");
+        /* One diff_id per layer, one non-empty history entry per layer. */
+        const json_t *ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+        size_t n_layers = json_array_size(json_object_get(man, "layers"));
+        assert_int_equal(json_array_size(ids), n_layers);
+        size_t with_layer = 0, k;
+        json_t *h;
+        json_array_foreach(json_object_get(cfg, "history"), k, h)
+        {
+            with_layer += !json_is_true(json_object_get(h, "empty_layer"));
+        }
+        assert_int_equal(with_layer, n_layers);
+        /* The base's layer, then COPY --from, COPY, COPY, RUN. */
+        assert_int_equal(n_layers, 5);
+    }
+}
+
+static void test_multistage(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",  "--platform",         "linux/amd64,linux/arm64,linux/arm/v7",
+                       "-t",     "built:multi",        "--build-arg",
+                       base_arg, corpus("multistage"), NULL};
+    mar(&r, 0, b);
+    /* RUN output streams with its platform, stage and step; the index digest goes to stdout. */
+    assert_contains(r.err.data, "[linux/arm/v7 build 1/1] RUN mkdir");
+    assert_contains(r.out.data, "built:multi sha256:");
+    itest_run_release(&r);
+    check_nothing_left();
+
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(plats); i++) {
+        const char *p = plats[i].platform;
+        const char *run_cmd[] = {"run", "-q", "--platform", p, "built:multi", NULL};
+        mar(&r, 0, run_cmd);
+        /* CMD prints what the build stage's RUN recorded: it ran as the target too. */
+        _cleanup_free_ char *want = mar_xasprintf("%s\n", plats[i].machine);
+        assert_string_equal(r.out.data, want);
+        itest_run_release(&r);
+        const char *check[] = {
+                "run",
+                "-q",
+                "--platform",
+                p,
+                "built:multi",
+                "sh",
+                "-c",
+                "uname -m; pwd; echo $GREETING $MODE; cat /app/built /app/ran /app/note.txt "
+                "/srv/a.txt /srv/sub/b.txt; test -e /srv/ignored.txt && echo ignored-present; "
+                "test -e /bin/wc && echo wc-present; test -e /out && echo out-present; echo end",
+                NULL};
+        mar(&r, 0, check);
+        _cleanup_free_ char *expect =
+                mar_xasprintf("%s\n/app\nhello test\nbuilt\nran in /app as test\nnote\na\nb\nend\n",
+                              plats[i].machine);
+        assert_string_equal(r.out.data, expect);
+        itest_run_release(&r);
+    }
+    _cleanup_json_ json_t *index = stored_index("/built:multi");
+    assert_non_null(index);
+    check_config(index);
+    check_nothing_left();
+}
+
+/* The index digest `mar build` prints: "NAME DIGEST". */
+static char *built_digest(const itest_run *r)
+{
+    const char *sp = strrchr(r->out.data, ' ');
+    assert_non_null(sp);
+    char *d = mar_xstrdup(sp + 1);
+    d[strcspn(d, "\n")] = '\0';
+    assert_true(mar_str_startswith(d, "sha256:"));
+    return d;
+}
+
+/* SOURCE_DATE_EPOCH (environment or option): two builds of the same inputs, same index. */
+static void test_reproducible(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *a[] = {
+            "build",         "-q",          "--platform", "linux/amd64,linux/arm64", "-t",
+            "built:repro-a", "--build-arg", base_arg,     corpus("multistage"),      NULL};
+    mar_env(&r, 0, "SOURCE_DATE_EPOCH=1700000000", a);
+    _cleanup_free_ char *da = built_digest(&r);
+    itest_run_release(&r);
+    const char *b[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "--source-date-epoch",
+                       "1700000000",
+                       "-t",
+                       "built:repro-b",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *db = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_equal(da, db);
+    /* Another instant is another image: the times are really in it. */
+    const char *c[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "--source-date-epoch",
+                       "1700000001",
+                       "-t",
+                       "built:repro-c",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, c);
+    _cleanup_free_ char *dc = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_not_equal(da, dc);
+    _cleanup_json_ json_t *index = stored_index("/built:repro-a");
+    assert_non_null(index);
+    _cleanup_json_ json_t *man = read_blob(json_string_value(
+            json_object_get(json_array_get(json_object_get(index, "manifests"), 0), "digest")));
+    _cleanup_json_ json_t *cfg =
+            read_blob(json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
+    assert_string_equal(json_string_value(json_object_get(cfg, "created")), "2023-11-14T22:13:20Z");
+    const json_t *hist = json_object_get(cfg, "history");
+    const json_t *last = json_array_get(hist, json_array_size(hist) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "created")),
+                        "2023-11-14T22:13:20Z");
+    /* A bad value is a usage error. */
+    const char *bad[] = {"build",     "--source-date-epoch", "yesterday", "-t",
+                         "built:bad", corpus("multistage"),  NULL};
+    mar(&r, 2, bad);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* The truth gate: an arm64 image whose new executable is the amd64 build machine's fails (1),
+ * naming the path, its ELF machine, the line and stage; --allow-mislabeled makes it a warning;
+ * the same Dockerfile for amd64 is consistent. */
+static void test_truth_gate(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *arm[] = {"build",       "--platform", "linux/arm64",        "-t", "built:mis-arm",
+                         "--build-arg", base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 1, arm);
+    assert_contains(r.err.data, "linux/arm64: 1 ELF file the build added is not arm64: "
+                                "/usr/local/bin/busybox (ELF machine 62, amd64) from Dockerfile:9 "
+                                "(stage stage-1)");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:mis-arm"));
+    check_nothing_left();
+
+    const char *allow[] = {"build",
+                           "--allow-mislabeled",
+                           "--platform",
+                           "linux/arm64",
+                           "-t",
+                           "built:mis-allowed",
+                           "--build-arg",
+                           base_arg,
+                           corpus("mislabeled"),
+                           NULL};
+    mar(&r, 0, allow);
+    assert_contains(r.err.data, "warning: linux/arm64: 1 ELF file the build added is not arm64");
+    itest_run_release(&r);
+    _cleanup_json_ json_t *idx = stored_index("/built:mis-allowed");
+    assert_non_null(idx);
+
+    const char *amd[] = {"build",       "--platform", "linux/amd64",        "-t", "built:mis-amd",
+                         "--build-arg", base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 0, amd);
+    assert_not_contains(r.err.data, "ELF file");
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run",
+                             "-q",
+                             "--platform",
+                             "linux/amd64",
+                             "built:mis-amd",
+                             "/usr/local/bin/busybox",
+                             "echo",
+                             "tool runs",
+                             NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "tool runs\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+static void test_failing_run(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",       "--platform", "linux/arm64",  "-t", "built:fail",
+                       "--build-arg", base_arg,     corpus("fail"), NULL};
+    mar(&r, 1, b);
+    assert_contains(r.err.data, "[linux/arm64 stage-0 1/3] before the failure");
+    assert_contains(r.err.data, "failing now");
+    assert_contains(r.err.data,
+                    "linux/arm64 stage stage-0: Dockerfile:4: RUN echo failing now; exit 3: exit "
+                    "status 3");
+    assert_not_contains(r.err.data, "never");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:fail"));
+    check_nothing_left();
+}
+
+static void test_missing_source(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",           "-t", "built:missing", "--build-arg", base_arg,
+                       corpus("missing"), NULL};
+    mar(&r, 3, b);
+    assert_contains(r.err.data, "Dockerfile:3: COPY source 'does-not-exist.txt' not found");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:missing"));
+    check_nothing_left();
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/refused", itest_tmpdir());
+    mkdir(dir, 0755);
+    _cleanup_free_ char *df = mar_xasprintf("%s/Dockerfile", dir);
+    FILE *f = fopen(df, "w");
+    assert_non_null(f);
+    fputs("ARG BASE\nFROM ${BASE}\nRUN echo first\nRUN --mount=type=cache,target=/c true\n", f);
+    fclose(f);
+    itest_run r;
+    const char *b[] = {"build", "-t", "built:refused", "--build-arg", base_arg, dir, NULL};
+    mar(&r, 2, b);
+    assert_contains(r.err.data, "Dockerfile:4: RUN --mount is not supported");
+    /* Refused before anything ran. */
+    assert_not_contains(r.err.data, "first");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:refused"));
+    check_nothing_left();
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", "MAR_TEST_CONTAINERD",
+                                "MAR_TEST_BINFMT", NULL};
+    itest_require(need);
+    if (geteuid() != 0) {
+        fprintf(stderr, "skip: mar build needs root\n");
+        exit(getenv("MAR_CI") ? 1 : 77);
+    }
+    snprintf(store, sizeof(store), "%s/store", itest_tmpdir());
+    snprintf(ctd_env, sizeof(ctd_env), "CONTAINERD_ADDRESS=%s", itest_bed("MAR_TEST_CONTAINERD"));
+    snprintf(insecure_env, sizeof(insecure_env), "MAR_INSECURE_REGISTRIES=%s",
+             itest_bed("MAR_TEST_REGISTRY"));
+    snprintf(base_arg, sizeof(base_arg), "BASE=%s", itest_fixture_ref("multi"));
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
