@@ -283,6 +283,7 @@ static void build_args(const cmd_args *args, const oci_config *cfg, mar_strv *av
     }
 }
 
+/* Opens the image's layer directories, top first; returns how many the mount uses. */
 static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_strv *paths,
                        mar_err **err)
 {
@@ -301,8 +302,12 @@ static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_st
             return -MAR_EIO;
         }
         mar_strv_push_take(paths, p);
+        /* Layers under one whose root is opaque are hidden: not mounted at all. */
+        if (oci_lview_opaque_root(fds[i])) {
+            return (int)(i + 1);
+        }
     }
-    return 0;
+    return (int)n;
 }
 
 static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
@@ -362,11 +367,13 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     int rc = -1;
 
     build_args(args, cfg, &av);
-    if (open_layers(st->s, im, fds, &layer_paths, err) < 0) {
+    int n_open = open_layers(st->s, im, fds, &layer_paths, err);
+    if (n_open < 0) {
         free(fds);
         fds = NULL;
         goto out;
     }
+    n = (size_t)n_open;
     oci_lview lv = {.fds = fds, .n = n};
     read_user_db(&lv, &passwd, &group);
     const char *uspec = cmd_value(args, "user");

@@ -597,7 +597,10 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
         if (e->kind == OCI_ENTRY_DIR && !*e->path) {
             continue; /* the root itself: nothing to do */
         }
-        if (!*e->path) {
+        /* An opaque marker at the root (".wh..wh..opq", "./.wh..wh..opq") hides every lower
+         * layer, as containerd 1.6.20 applies it (archive/tar.go); anything else naming the
+         * root is refused. */
+        if (!*e->path && e->kind != OCI_ENTRY_OPAQUE) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "a non-directory entry names the root, refusing");
         }

@@ -48,6 +48,16 @@ static bool is_opaque(int dirfd)
     return n == 1 && v[0] == 'y';
 }
 
+bool oci_lview_opaque_root(int layerfd)
+{
+    int fd = openat(layerfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool opaque = fd >= 0 && is_opaque(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return opaque;
+}
+
 static int level_root(const oci_lview *v, level *ret, mar_err **err)
 {
     ret->n = 0;

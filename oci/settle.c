@@ -413,6 +413,11 @@ int oci_layer_settle(int layerfd, const oci_lview *lowers, const oci_unpack_resu
         return mar_err_set(err, MAR_EUNSUPPORTED, 0, "more than %d layers", OCI_LVIEW_MAX_LAYERS);
     }
     oci_settle_stats stats = {0};
+    /* A layer whose root is opaque has nothing under it to settle against. */
+    oci_lview none = {.fds = lowers->fds, .n = 0};
+    if (oci_lview_opaque_root(layerfd)) {
+        lowers = &none;
+    }
     settler s = {.layerfd = layerfd, .lowers = lowers, .st = &stats};
     s.full_fds[0] = layerfd;
     for (size_t i = 0; i < lowers->n; i++) {

@@ -39,6 +39,7 @@ typedef struct unpacker {
     int cache_fd;
     /* Paths this layer created (APPLY mode: whiteouts and opaque markers spare them). */
     mar_map created;
+    mar_map above; /* directories with something this layer created below them */
     fixup *fix;
     size_t n_fix, a_fix;
     uint64_t since_check; /* bytes written since the last free-space check */
@@ -86,9 +87,20 @@ static void cache_invalidate(unpacker *u, const char *path)
 
 static void note_created(unpacker *u, const char *path)
 {
-    if (u->o->mode == OCI_UNPACK_APPLY) {
-        mar_map_set(&u->created, path, (void *)1);
+    if (u->o->mode != OCI_UNPACK_APPLY) {
+        return;
     }
+    mar_map_set(&u->created, path, (void *)1);
+    /* Its ancestors: an opaque marker later in the layer must look inside them. */
+    char *p = mar_xstrdup(path);
+    for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+        *slash = '\0';
+        if (mar_map_get(&u->above, p)) {
+            break;
+        }
+        mar_map_set(&u->above, p, (void *)1);
+    }
+    free(p);
 }
 
 /* The parent directory of path, created when missing (implicit directories are reported in
@@ -521,6 +533,8 @@ static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
+static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err);
+
 static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
@@ -543,28 +557,62 @@ static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
     }
     /* APPLY: remove what lower layers put in the directory, sparing this layer's entries. */
     _cleanup_close_ int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = lfd >= 0 ? fdopendir(TAKE_FD(lfd)) : NULL;
-    if (!d) {
+    if (lfd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", e->path);
     }
-    int rc = 0;
+    int rc = clear_lower(u, lfd, e->path, err);
+    cache_drop(u);
+    return rc;
+}
+
+/* Empties the directory at fd (path) of what lower layers put there. This layer's entries stay;
+ * its directories, and the lower directories on the way to its entries (an entry listed before
+ * the opaque marker was written through them), are emptied in turn. */
+static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err)
+{
+    int lfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (!d) {
+        if (lfd >= 0) {
+            close(lfd);
+        }
+        return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", path);
+    }
+    mar_strv victims = MAR_STRV_INIT, keep_dirs = MAR_STRV_INIT;
     struct dirent *de;
-    mar_strv victims = MAR_STRV_INIT;
     while ((de = readdir(d))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
             continue;
         }
-        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", e->path, *e->path ? "/" : "", de->d_name);
-        if (!mar_map_get(&u->created, p)) {
+        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", path, *path ? "/" : "", de->d_name);
+        /* Directories of this layer, and lower ones holding its entries, are looked into;
+         * anything else of a lower layer goes. */
+        struct stat st;
+        bool mine = mar_map_get(&u->created, p) != NULL;
+        if ((mine || mar_map_get(&u->above, p)) &&
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            mar_strv_push(&keep_dirs, de->d_name);
+        } else if (!mine) {
             mar_strv_push(&victims, de->d_name);
         }
     }
+    int rc = 0;
     for (size_t i = 0; i < victims.n && rc == 0; i++) {
         rc = oci_remove_at(dirfd(d), victims.v[i], err);
     }
+    for (size_t i = 0; i < keep_dirs.n && rc == 0; i++) {
+        int cfd = openat(dirfd(d), keep_dirs.v[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", path, *path ? "/" : "", keep_dirs.v[i]);
+        if (cfd < 0) {
+            rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", p);
+            break;
+        }
+        rc = clear_lower(u, cfd, p, err);
+        close(cfd);
+    }
     mar_strv_release(&victims);
+    mar_strv_release(&keep_dirs);
     closedir(d);
-    cache_drop(u);
     return rc;
 }
 
@@ -678,5 +726,6 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     }
     free(u.fix);
     mar_map_release(&u.created);
+    mar_map_release(&u.above);
     return rc < 0 ? rc : 0;
 }

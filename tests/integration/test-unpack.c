@@ -19,6 +19,23 @@ static char *new_dir(const char *what)
     return mar_xasprintf("%s/%s%d", itest_tmpdir(), what, ++n_dirs);
 }
 
+static void F(mar_buf *t, const char *name, const char *data)
+{
+    tarw_add(t, &(tarw_entry){.name = name,
+                              .type = '0',
+                              .mode = 0644,
+                              .data = data,
+                              .size = strlen(data),
+                              .mtime = 1700000000});
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", dir, rel);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
 static void layers_init(mar_buf *l, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -129,6 +146,86 @@ static void test_uid_range(void **state)
     }
 }
 
+/* ---- 12.1: an opaque marker at the root ------------------------------------------------------ */
+
+/* The busybox of this host's architecture from the bed's cache, as bin/busybox with the applets
+ * a test runs. */
+static void add_busybox(mar_buf *t)
+{
+    const char *deb = strcmp(itest_host_arch(), "arm64") == 0 ? "arm64" : "amd64";
+    _cleanup_free_ char *p = mar_xasprintf("%s/busybox/%s/busybox", itest_cache_dir(), deb);
+    mar_buf bb = MAR_BUF_INIT(64u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, p, 64u << 20, &bb, &e) < 0) {
+        fail_msg("no busybox at %s", p);
+    }
+    tarw_add(t, &(tarw_entry){.name = "bin/busybox",
+                              .type = '0',
+                              .mode = 0755,
+                              .data = bb.data,
+                              .size = bb.len,
+                              .mtime = 1700000000});
+    mar_buf_release(&bb);
+    static const char *const applets[] = {"bin/sh", "bin/ls", "bin/cat"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(applets); i++) {
+        tarw_add(t, &(tarw_entry){
+                            .name = applets[i], .type = '2', .mode = 0777, .linkname = "busybox"});
+    }
+}
+
+/* A lower layer with files, an upper one with an opaque marker at its root (both spellings) and
+ * a busybox: unpack, pull and inspect --deep accept it and show only the upper layer; mar run
+ * sees only the upper layer too (the lower one is not mounted). */
+static void test_root_opaque(void **state)
+{
+    (void)state;
+    static const char *const markers[] = {".wh..wh..opq", "./.wh..wh..opq"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(markers); i++) {
+        mar_buf l[2];
+        layers_init(l, 2);
+        F(&l[0], "etc/passwd", "root:x:0:0::/:/bin/sh\n");
+        F(&l[0], "old/x", "lower");
+        F(&l[0], "bin/oldtool", "lower");
+        tarw_add(&l[1], &(tarw_entry){.name = markers[i], .type = '0', .mode = 0644});
+        add_busybox(&l[1]);
+        F(&l[1], "new", "upper");
+        char tag[8];
+        snprintf(tag, sizeof(tag), "%zu", i);
+        _cleanup_free_ char *ref = itest_push_image("mar/root-opaque", tag, l, 2);
+        layers_release(l, 2);
+
+        _cleanup_free_ char *dir = unpack(ref, 0, NULL);
+        assert_false(exists(dir, "old"));
+        assert_false(exists(dir, "etc"));
+        assert_false(exists(dir, "bin/oldtool"));
+        assert_true(exists(dir, "new"));
+        assert_true(exists(dir, "bin/busybox"));
+
+        _cleanup_free_ char *store = pull(ref, 0, NULL);
+        itest_run r;
+        itest_mar(&r, NULL, "inspect", "--deep", "--store", store, ref, NULL);
+        if (r.status != 0) {
+            fail_msg("inspect --deep: %d\n%s", r.status, r.err.data);
+        }
+        itest_run_release(&r);
+
+        const char *ctd = itest_bed("MAR_TEST_CONTAINERD");
+        if (!ctd) {
+            continue;
+        }
+        _cleanup_free_ char *env0 = mar_xasprintf("CONTAINERD_ADDRESS=%s", ctd);
+        const char *env[] = {env0, NULL};
+        itest_mar(&r, env, "run", "-q", "--store", store, ref, "/bin/ls", "/", "/bin", NULL);
+        if (r.status != 0) {
+            fail_msg("mar run: %d\n%s", r.status, r.err.data);
+        }
+        assert_contains(r.out.data, "new");
+        assert_contains(r.out.data, "busybox");
+        assert_not_contains(r.out.data, "old");
+        itest_run_release(&r);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -148,6 +245,7 @@ int main(void)
             cmocka_unit_test(test_sparse_bomb),
             cmocka_unit_test(test_sparse_holes),
             cmocka_unit_test(test_uid_range),
+            cmocka_unit_test(test_root_opaque),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -592,6 +592,34 @@ static void c_gid_wrap(ctx *c)
     tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .pax = pax});
 }
 
+/* An opaque marker at the root (issue 12.1): everything of the lower layers goes, this layer's
+ * entries stay, those listed before the marker included. */
+static void c_root_opaque(ctx *c)
+{
+    F(L(c), "etc/passwd", "lower");
+    F(L(c), "keep/a", "lower");
+    D(L(c), "old", 0755);
+    F(L(c), "old/x", "lower");
+    mar_buf *t = next_layer(c);
+    F(t, "keep/b", "upper");
+    tarw_add(t, &(tarw_entry){.name = "./.wh..wh..opq", .type = '0', .mode = 0644});
+    F(t, "new", "upper");
+}
+static bool k_root_opaque(ctx *c)
+{
+    return absent(c, "etc") && absent(c, "old") && absent(c, "keep/a") &&
+           has(c, "keep/b", "upper") && has(c, "new", "upper");
+}
+static void c_root_opaque1(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = ".wh..wh..opq", .type = '0', .mode = 0644});
+    F(L(c), "only", "x");
+}
+static bool k_root_opaque1(ctx *c)
+{
+    return has(c, "only", "x");
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -642,6 +670,10 @@ static const kase cases[] = {
          64u << 20},
         {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
          64u << 20},
+        {"opaque marker at the root over two layers", ALL(CONTAIN), c_root_opaque, k_root_opaque,
+         true, 0},
+        {".wh..wh..opq at the root of a single layer", ALL(CONTAIN), c_root_opaque1, k_root_opaque1,
+         false, 0},
         {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
         {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
         {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
