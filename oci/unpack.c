@@ -492,6 +492,20 @@ static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
     if (u->root && fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
     }
+    /* mknodat applied the umask: the recorded mode exactly, after the owner change (which clears
+     * setuid and setgid). The node was made a moment ago and is no symlink; where the kernel
+     * or libc cannot chmod without following, following it is the same. */
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (st.st_mode & 07777) != (e->mode & 07777)) {
+        int cr = fchmodat(pfd, name, e->mode & 07777, AT_SYMLINK_NOFOLLOW);
+        if (cr < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+            cr = fchmodat(pfd, name, e->mode & 07777, 0);
+        }
+        if (cr < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot chmod '%s'", e->path);
+        }
+    }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
     utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW);
     return 0;

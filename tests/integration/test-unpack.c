@@ -226,6 +226,37 @@ static void test_root_opaque(void **state)
     }
 }
 
+/* ---- 13.3: FIFO and device modes ----------------------------------------------------------- */
+
+static unsigned mode_of(const char *dir, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", dir, rel);
+    struct stat st;
+    return lstat(p, &st) == 0 ? (unsigned)st.st_mode : 0;
+}
+
+/* Under umask 022, a FIFO and a character device recorded 0666 are 0666 (as root the device is
+ * created; rootless it is dropped, which the corpus checks). */
+static void test_special_modes(void **state)
+{
+    (void)state;
+    mar_buf l[1];
+    layers_init(l, 1);
+    tarw_add(&l[0], &(tarw_entry){.name = "run/fifo", .type = '6', .mode = 0666});
+    tarw_add(&l[0],
+             &(tarw_entry){
+                     .name = "dev/null", .type = '3', .mode = 0666, .devmajor = 1, .devminor = 3});
+    tarw_add(&l[0], &(tarw_entry){.name = "run/setgid-fifo", .type = '6', .mode = 02640});
+    _cleanup_free_ char *ref = itest_push_image("mar/special-modes", "1", l, 1);
+    layers_release(l, 1);
+    mode_t old = umask(022);
+    _cleanup_free_ char *dir = unpack(ref, 0, NULL);
+    umask(old);
+    assert_int_equal(mode_of(dir, "run/fifo"), S_IFIFO | 0666);
+    assert_int_equal(mode_of(dir, "dev/null"), S_IFCHR | 0666);
+    assert_int_equal(mode_of(dir, "run/setgid-fifo"), S_IFIFO | 02640);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -242,10 +273,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sparse_bomb),
-            cmocka_unit_test(test_sparse_holes),
-            cmocka_unit_test(test_uid_range),
-            cmocka_unit_test(test_root_opaque),
+            cmocka_unit_test(test_sparse_bomb),   cmocka_unit_test(test_sparse_holes),
+            cmocka_unit_test(test_uid_range),     cmocka_unit_test(test_root_opaque),
+            cmocka_unit_test(test_special_modes),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -350,14 +350,30 @@ static void c20a(ctx *c)
                      .name = "dev/null1", .type = '3', .mode = 0666, .devmajor = 1, .devminor = 3});
     tarw_add(L(c), &(tarw_entry){.name = "dev/sda0", .type = '4', .mode = 0660, .devmajor = 8});
     tarw_add(L(c), &(tarw_entry){.name = "run/fifo", .type = '6', .mode = 0600});
+    /* Modes the umask (022 here) would cut (issue 13.3). */
+    tarw_add(L(c), &(tarw_entry){.name = "run/fifo666", .type = '6', .mode = 0666});
+    tarw_add(L(c),
+             &(tarw_entry){
+                     .name = "dev/zero1", .type = '3', .mode = 0666, .devmajor = 1, .devminor = 5});
+}
+static bool mode_is(ctx *c, const char *rel, unsigned mode)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", c->root, rel);
+    struct stat st;
+    return lstat(p, &st) == 0 && (st.st_mode & 07777) == mode;
 }
 static bool k20a(ctx *c)
 {
-    if (!is_type(c, "run/fifo", S_IFIFO)) {
+    if (!is_type(c, "run/fifo", S_IFIFO) || !mode_is(c, "run/fifo", 0600) ||
+        !mode_is(c, "run/fifo666", 0666)) {
         return false;
     }
     if (c->rootless) {
-        return absent(c, "dev/null1") && absent(c, "dev/sda0");
+        return absent(c, "dev/null1") && absent(c, "dev/sda0") && absent(c, "dev/zero1");
+    }
+    if (!mode_is(c, "dev/zero1", 0666) || !mode_is(c, "dev/null1", 0666) ||
+        !mode_is(c, "dev/sda0", 0660)) {
+        return false;
     }
     _cleanup_free_ char *p = mar_xasprintf("%s/dev/null1", c->root);
     struct stat st;
@@ -927,6 +943,7 @@ static void test_corpus(void **state)
 {
     (void)state;
     backstop();
+    umask(022); /* as a user's shell has it: modes must not depend on it */
     uint64_t t0 = mar_now_ms();
     tally t = {0};
     bool root = geteuid() == 0;
