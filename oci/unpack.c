@@ -122,10 +122,20 @@ static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_e
         return -1;
     }
     for (size_t i = 0; i < made.n; i++) {
-        if (u->o->mode == OCI_UNPACK_LAYER) {
-            mar_strv_push(&u->res->implicit_dirs, made.v[i]);
+        /* A directory made through a symlink of this layer is named by the way it was reached
+         * ("a/up/../t" for a/up -> ../t): settling needs where it is ("t"), or it would merge
+         * the directory into itself. */
+        _cleanup_free_ char *at = NULL;
+        mar_err *ce = NULL;
+        oci_lview self = {.fds = &u->rootfd, .n = 1};
+        if (oci_lview_resolve(&self, made.v[i], true, &at, NULL, &ce) < 0) {
+            mar_err_free(ce);
+            at = mar_xstrdup(made.v[i]);
         }
-        note_created(u, made.v[i]);
+        if (u->o->mode == OCI_UNPACK_LAYER) {
+            mar_strv_push(&u->res->implicit_dirs, at);
+        }
+        note_created(u, at);
     }
     mar_strv_release(&made);
     u->cache_path = mar_xstrndup(path, pl);
@@ -511,6 +521,21 @@ static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
+/* True when a component above path resolves to something that is not a directory. */
+static bool under_nondir(unpacker *u, const char *path)
+{
+    int pfd;
+    const char *name;
+    mar_err *pe = NULL;
+    if (mar_in_root_parent(u->rootfd, path, false, 0, &pfd, &name, &pe) == 0) {
+        close(pfd);
+        return false;
+    }
+    bool r = pe && pe->sys_errno == ENOTDIR;
+    mar_err_free(pe);
+    return r;
+}
+
 static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
@@ -529,7 +554,12 @@ static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
         close(pfd);
         return rc;
     }
-    /* LAYER: an overlay whiteout, unless this layer already put something there. */
+    /* LAYER: an overlay whiteout, unless this layer already put something there. Under a
+     * non-directory of this layer (a directory replaced by a file, then whiteouts under its
+     * path, as umoci repack writes) it is moot: the file already hides all below. */
+    if (under_nondir(u, e->path)) {
+        return 0;
+    }
     const char *name;
     int pfd = parent_of(u, e->path, &name, err);
     if (pfd < 0) {
@@ -552,6 +582,11 @@ static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err);
 static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
+    /* Under a non-directory (or naming one) the marker is moot, as a whiteout is there. */
+    _cleanup_free_ char *probe = mar_xasprintf("%s%s.", e->path, *e->path ? "/" : "");
+    if (*e->path && under_nondir(u, probe)) {
+        return 0;
+    }
     /* The directory itself: make sure it exists (created as a parent if it is not explicit). */
     _cleanup_free_ char *marker = mar_xasprintf("%s%s.wh..wh..opq", e->path, *e->path ? "/" : "");
     const char *nm;

@@ -257,6 +257,80 @@ static void test_special_modes(void **state)
     assert_int_equal(mode_of(dir, "run/setgid-fifo"), S_IFIFO | 02640);
 }
 
+/* ---- 13.2 and 12.3: pull's layers give unpack's tree ---------------------------------------- */
+
+/* mar unpack and an overlay mount of the layers mar pull stored list the same tree. */
+static void check_pull_equals_unpack(const char *ref)
+{
+    _cleanup_free_ char *flat = unpack(ref, 0, NULL);
+    _cleanup_free_ char *store = new_dir("store");
+    itest_run r;
+    itest_mar(&r, NULL, "pull", "--json", "--store", store, ref, NULL);
+    if (r.status != 0) {
+        fail_msg("mar pull %s: %d\n%s", ref, r.status, r.err.data);
+    }
+    json_t *doc = itest_json(r.out.data);
+    itest_run_release(&r);
+    json_t *layers = json_object_get(json_array_get(json_object_get(doc, "images"), 0), "layers");
+    mar_buf opts = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf_puts(&opts, "lowerdir=");
+    for (size_t i = json_array_size(layers); i > 0; i--) {
+        const char *c =
+                json_string_value(json_object_get(json_array_get(layers, i - 1), "chainId"));
+        mar_buf_printf(&opts, "%s%s/unpack/%s/rootfs", i == json_array_size(layers) ? "" : ":",
+                       store, strchr(c, ':') + 1);
+    }
+    _cleanup_free_ char *mnt = new_dir("mnt");
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("overlay", mnt, "overlay", MS_RDONLY, opts.data) < 0) {
+        fail_msg("mount overlay: %s", strerror(errno));
+    }
+    _cleanup_free_ char *a = tree_listing(flat, TREE_INODES);
+    _cleanup_free_ char *b = tree_listing(mnt, TREE_INODES);
+    umount2(mnt, MNT_DETACH);
+    assert_true(tree_equal(a, b, "mar unpack", "overlay of mar pull's layers"));
+    mar_buf_release(&opts);
+    json_decref(doc);
+}
+
+/* a/up -> ../t then a/up/x, and a/b/up -> ../../u then a/b/up/y, over a base layer: the files
+ * land in t/ and u/ both ways (pull used to keep only a and a/up, or exit 3). */
+static void test_dotdot_symlink(void **state)
+{
+    (void)state;
+    mar_buf l[2];
+    layers_init(l, 2);
+    F(&l[0], "base", "b");
+    tarw_add(&l[1], &(tarw_entry){.name = "a/up", .type = '2', .mode = 0777, .linkname = "../t"});
+    F(&l[1], "a/up/x", "x");
+    tarw_add(&l[1],
+             &(tarw_entry){.name = "a/b/up", .type = '2', .mode = 0777, .linkname = "../../u"});
+    F(&l[1], "a/b/up/y", "y");
+    _cleanup_free_ char *ref = itest_push_image("mar/dotdot-link", "1", l, 2);
+    layers_release(l, 2);
+    _cleanup_free_ char *dir = unpack(ref, 0, NULL);
+    assert_true(exists(dir, "t/x") && exists(dir, "u/y"));
+    check_pull_equals_unpack(ref);
+}
+
+/* A directory replaced by a file, then whiteouts and an opaque marker under its path (umoci
+ * repack writes such layers): pull accepts it and gives unpack's tree. */
+static void test_file_then_whiteouts(void **state)
+{
+    (void)state;
+    mar_buf l[2];
+    layers_init(l, 2);
+    tarw_add(&l[0], &(tarw_entry){.name = "d", .type = '5', .mode = 0755});
+    F(&l[0], "d/a", "a");
+    F(&l[0], "d/b", "b");
+    F(&l[1], "d", "now a file");
+    F(&l[1], "d/.wh.a", "");
+    F(&l[1], "d/.wh..wh..opq", "");
+    _cleanup_free_ char *ref = itest_push_image("mar/file-then-whiteouts", "1", l, 2);
+    layers_release(l, 2);
+    check_pull_equals_unpack(ref);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -273,9 +347,10 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sparse_bomb),   cmocka_unit_test(test_sparse_holes),
-            cmocka_unit_test(test_uid_range),     cmocka_unit_test(test_root_opaque),
-            cmocka_unit_test(test_special_modes),
+            cmocka_unit_test(test_sparse_bomb),         cmocka_unit_test(test_sparse_holes),
+            cmocka_unit_test(test_uid_range),           cmocka_unit_test(test_root_opaque),
+            cmocka_unit_test(test_special_modes),       cmocka_unit_test(test_dotdot_symlink),
+            cmocka_unit_test(test_file_then_whiteouts),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
