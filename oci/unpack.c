@@ -40,6 +40,10 @@ typedef struct unpacker {
     /* Paths this layer created (APPLY mode: whiteouts and opaque markers spare them). */
     mar_map created;
     mar_map above; /* directories with something this layer created below them */
+    /* APPLY: directories this layer changes without an entry of its own, with the times they
+     * are given back at the end of the layer (struct timespec[2], owned). */
+    mar_map dirtimes;
+    struct timespec now_entry; /* the current entry's mtime: for directories made as parents */
     fixup *fix;
     size_t n_fix, a_fix;
     uint64_t since_check; /* bytes written since the last free-space check */
@@ -103,6 +107,81 @@ static void note_created(unpacker *u, const char *path)
     free(p);
 }
 
+/* Records the times of the directory dir (the nearest existing ancestor when dir does not exist
+ * yet) before the layer changes it, so that they can be given back (umoci does the same): an
+ * unpack must not depend on when it ran. */
+static void note_dir_time(unpacker *u, const char *dir)
+{
+    if (u->o->mode != OCI_UNPACK_APPLY) {
+        return;
+    }
+    char *d = mar_xstrdup(dir);
+    for (;;) {
+        if (mar_map_get(&u->dirtimes, d)) {
+            break;
+        }
+        int fd = *d ? mar_in_root_open(u->rootfd, d, O_PATH | O_DIRECTORY, 0)
+                    : fcntl(u->rootfd, F_DUPFD_CLOEXEC, 3);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            struct timespec *ts = mar_xmalloc(2 * sizeof(*ts));
+            ts[0] = st.st_atim;
+            ts[1] = st.st_mtim;
+            mar_map_set(&u->dirtimes, d, ts);
+            close(fd);
+            break;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (!*d) {
+            break;
+        }
+        char *slash = strrchr(d, '/');
+        if (slash) {
+            *slash = '\0';
+        } else {
+            d[0] = '\0';
+        }
+    }
+    free(d);
+}
+
+/* Directories made only as parents take the time of the entry that implied them. */
+static void note_made_dir(unpacker *u, const char *dir)
+{
+    if (u->o->mode != OCI_UNPACK_APPLY || mar_map_get(&u->dirtimes, dir)) {
+        return;
+    }
+    struct timespec *ts = mar_xmalloc(2 * sizeof(*ts));
+    ts[0] = ts[1] = u->now_entry;
+    mar_map_set(&u->dirtimes, dir, ts);
+}
+
+static void parent_dir_time(unpacker *u, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    _cleanup_free_ char *dir = slash ? mar_xstrndup(path, (size_t)(slash - path)) : mar_xstrdup("");
+    note_dir_time(u, dir);
+}
+
+/* Gives the recorded directories their times back (before the fixups of the layer's own
+ * directory entries, which win). */
+static void restore_dir_times(unpacker *u)
+{
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (mar_map_next(&u->dirtimes, &pos, &k, &v)) {
+        int fd = *k ? mar_in_root_open(u->rootfd, k, O_RDONLY | O_DIRECTORY, 0)
+                    : openat(u->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            futimens(fd, v);
+            close(fd);
+        }
+    }
+}
+
 /* The parent directory of path, created when missing (implicit directories are reported in
  * LAYER mode). Returns an fd owned by the cache (do not close) and the last component. */
 static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_err **err)
@@ -114,6 +193,7 @@ static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_e
         return u->cache_fd;
     }
     cache_drop(u);
+    parent_dir_time(u, path);
     mar_strv made = MAR_STRV_INIT;
     int fd;
     const char *nm;
@@ -136,6 +216,7 @@ static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_e
             mar_strv_push(&u->res->implicit_dirs, at);
         }
         note_created(u, at);
+        note_made_dir(u, at);
     }
     mar_strv_release(&made);
     u->cache_path = mar_xstrndup(path, pl);
@@ -550,6 +631,7 @@ static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
             mar_err_free(pe);
             return 0; /* nothing there to delete */
         }
+        parent_dir_time(u, e->path);
         int rc = oci_remove_at(pfd, name, err);
         close(pfd);
         return rc;
@@ -609,6 +691,7 @@ static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
     if (lfd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", e->path);
     }
+    note_dir_time(u, e->path);
     int rc = clear_lower(u, lfd, e->path, err);
     cache_drop(u);
     return rc;
@@ -652,6 +735,7 @@ static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err)
     for (size_t i = 0; i < keep_dirs.n && rc == 0; i++) {
         int cfd = openat(dirfd(d), keep_dirs.v[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         _cleanup_free_ char *p = mar_xasprintf("%s%s%s", path, *path ? "/" : "", keep_dirs.v[i]);
+        note_dir_time(u, p);
         if (cfd < 0) {
             rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", p);
             break;
@@ -724,6 +808,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
             break;
         }
         ret->entries++;
+        u.now_entry = (struct timespec){e->mtime, e->mtime_nsec};
         maybe_progress(&u);
         switch (e->kind) {
         case OCI_ENTRY_FILE:
@@ -768,8 +853,16 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     }
     cache_drop(&u);
     if (rc == 0) {
+        restore_dir_times(&u);
         apply_fixups(&u);
     }
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (mar_map_next(&u.dirtimes, &pos, &k, &v)) {
+        free(v);
+    }
+    mar_map_release(&u.dirtimes);
     for (size_t i = 0; i < u.n_fix; i++) {
         free(u.fix[i].path);
     }

@@ -331,6 +331,39 @@ static void test_file_then_whiteouts(void **state)
     check_pull_equals_unpack(ref);
 }
 
+/* ---- 12.2: directory times ------------------------------------------------------------------- */
+
+/* A later layer adds files to a lower directory without an entry for it, and files under
+ * directories no layer lists: two unpacks a second apart give the same tree, directory times
+ * included, and the lower directory keeps its recorded time. */
+static void test_dir_times(void **state)
+{
+    (void)state;
+    mar_buf l[2];
+    layers_init(l, 2);
+    tarw_add(&l[0], &(tarw_entry){.name = "etc", .type = '5', .mode = 0755, .mtime = 1600000000});
+    F(&l[0], "etc/passwd", "root:x:0:0::/:/bin/sh\n");
+    F(&l[0], "etc/gone", "lower");
+    F(&l[1], "etc/foo", "upper");
+    F(&l[1], "etc/.wh.gone", "");
+    F(&l[1], "new/deep/file", "implied parents");
+    _cleanup_free_ char *ref = itest_push_image("mar/dir-times", "1", l, 2);
+    layers_release(l, 2);
+    _cleanup_free_ char *a = unpack(ref, 0, NULL);
+    sleep(2);
+    _cleanup_free_ char *b = unpack(ref, 0, NULL);
+    _cleanup_free_ char *la = tree_listing(a, TREE_DIR_TIMES | TREE_INODES);
+    _cleanup_free_ char *lb = tree_listing(b, TREE_DIR_TIMES | TREE_INODES);
+    assert_true(tree_equal(la, lb, "first unpack", "second unpack"));
+    _cleanup_free_ char *etc = mar_xasprintf("%s/etc", a);
+    struct stat st;
+    assert_int_equal(lstat(etc, &st), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 1600000000);
+    _cleanup_free_ char *deep = mar_xasprintf("%s/new/deep", a);
+    assert_int_equal(lstat(deep, &st), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 1700000000);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -350,7 +383,7 @@ int main(void)
             cmocka_unit_test(test_sparse_bomb),         cmocka_unit_test(test_sparse_holes),
             cmocka_unit_test(test_uid_range),           cmocka_unit_test(test_root_opaque),
             cmocka_unit_test(test_special_modes),       cmocka_unit_test(test_dotdot_symlink),
-            cmocka_unit_test(test_file_then_whiteouts),
+            cmocka_unit_test(test_file_then_whiteouts), cmocka_unit_test(test_dir_times),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
