@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -364,6 +365,54 @@ static void test_dir_times(void **state)
     assert_int_equal(st.st_mtim.tv_sec, 1700000000);
 }
 
+/* ---- 13.14: what killed unpacks leave ------------------------------------------------------- */
+
+/* The temporary siblings a SIGKILLed unpack leaves (an unlocked `.DIR.mar-XXXXXX` with part of a
+ * tree) are removed by the next unpack into that parent; one whose unpack still runs (locked)
+ * stays, and so does anything not named like a temporary sibling. */
+static void test_dead_temps(void **state)
+{
+    (void)state;
+    mar_buf l[1];
+    layers_init(l, 1);
+    F(&l[0], "f", "x");
+    _cleanup_free_ char *ref = itest_push_image("mar/dead-temps", "1", l, 1);
+    layers_release(l, 1);
+    _cleanup_free_ char *parent = new_dir("parent");
+    assert_int_equal(mkdir(parent, 0755), 0);
+    static const char *const dead[] = {".rootfs.mar-AbC123", ".other.mar-zzzzzz"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(dead); i++) {
+        _cleanup_free_ char *d = mar_xasprintf("%s/%s/usr/lib", parent, dead[i]);
+        _cleanup_free_ char *cmd = mar_xasprintf("mkdir -p %s && chmod 0555 %s", d, d);
+        const char *argv[] = {"sh", "-c", cmd, NULL};
+        itest_run r;
+        itest_runv(&r, NULL, argv);
+        assert_int_equal(r.status, 0);
+        itest_run_release(&r);
+    }
+    _cleanup_free_ char *live = mar_xasprintf("%s/.busy.mar-Live01", parent);
+    _cleanup_free_ char *mine = mar_xasprintf("%s/.mine.mar", parent);
+    assert_int_equal(mkdir(live, 0700), 0);
+    assert_int_equal(mkdir(mine, 0700), 0);
+    int lfd = open(live, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(lfd >= 0);
+    assert_int_equal(flock(lfd, LOCK_EX), 0);
+
+    _cleanup_free_ char *store = new_dir("store");
+    _cleanup_free_ char *dest = mar_xasprintf("%s/rootfs", parent);
+    itest_run r;
+    itest_mar(&r, NULL, "unpack", "--store", store, ref, dest, NULL);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(dead); i++) {
+        assert_false(exists(parent, dead[i]));
+    }
+    assert_true(exists(parent, ".busy.mar-Live01"));
+    assert_true(exists(parent, ".mine.mar"));
+    assert_true(exists(dest, "f"));
+    close(lfd);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -384,6 +433,7 @@ int main(void)
             cmocka_unit_test(test_uid_range),           cmocka_unit_test(test_root_opaque),
             cmocka_unit_test(test_special_modes),       cmocka_unit_test(test_dotdot_symlink),
             cmocka_unit_test(test_file_then_whiteouts), cmocka_unit_test(test_dir_times),
+            cmocka_unit_test(test_dead_temps),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
