@@ -413,6 +413,25 @@ static void test_dead_temps(void **state)
     close(lfd);
 }
 
+/* ---- 12.4: Go <= 1.7 GNU headers ------------------------------------------------------------- */
+
+/* A GNU-magic header with the USTAR prefix in the atime/ctime bytes: unpack and pull put the file
+ * at prefix/name, where containerd (Go's archive/tar) puts it. */
+static void test_go17_prefix(void **state)
+{
+    (void)state;
+    mar_buf l[2];
+    layers_init(l, 2);
+    F(&l[0], "base", "b");
+    tarw_add_gnu_prefixed(&l[1], "usr/share/go17", "file.txt", "from an old Go writer");
+    _cleanup_free_ char *ref = itest_push_image("mar/go17-prefix", "1", l, 2);
+    layers_release(l, 2);
+    _cleanup_free_ char *dir = unpack(ref, 0, NULL);
+    assert_true(exists(dir, "usr/share/go17/file.txt"));
+    assert_false(exists(dir, "file.txt"));
+    check_pull_equals_unpack(ref);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -433,7 +452,7 @@ int main(void)
             cmocka_unit_test(test_uid_range),           cmocka_unit_test(test_root_opaque),
             cmocka_unit_test(test_special_modes),       cmocka_unit_test(test_dotdot_symlink),
             cmocka_unit_test(test_file_then_whiteouts), cmocka_unit_test(test_dir_times),
-            cmocka_unit_test(test_dead_temps),
+            cmocka_unit_test(test_dead_temps),          cmocka_unit_test(test_go17_prefix),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

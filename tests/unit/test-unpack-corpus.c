@@ -667,6 +667,25 @@ static bool k_file_then_whiteouts(ctx *c)
     return has(c, "d", "file") && absent(c, "e");
 }
 
+/* GNU-magic headers from Go <= 1.7 carry the USTAR prefix in the atime/ctime bytes (issue
+ * 12.4): read as Go, containerd and Python read them, prefix/name. A prefix that parses as octal
+ * times cannot be told from real times: name alone, as they read it too. */
+static void c_go17_prefix(ctx *c)
+{
+    tarw_add_gnu_prefixed(L(c), "usr/lib/go", "x.so", "prefixed");
+    tarw_add_gnu_prefixed(L(c), "", "plain", "no prefix");
+    tarw_add_gnu_prefixed(L(c), "0123", "octal", "times");
+}
+static bool k_go17_prefix(ctx *c)
+{
+    return has(c, "usr/lib/go/x.so", "prefixed") && has(c, "plain", "no prefix") &&
+           has(c, "octal", "times") && absent(c, "x.so");
+}
+static void c_go17_prefix_climb(ctx *c)
+{
+    tarw_add_gnu_prefixed(L(c), "../..", "etc/passwd", "pwned");
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -725,6 +744,9 @@ static const kase cases[] = {
          k_dotdot_link, false, 0},
         {"file over a directory, then whiteouts under it", ALL(CONTAIN), c_file_then_whiteouts,
          k_file_then_whiteouts, true, 0},
+        {"Go 1.7 GNU header with a prefix in atime/ctime", ALL(CONTAIN), c_go17_prefix,
+         k_go17_prefix, false, 0},
+        {"Go 1.7 GNU prefix climbing out", ALL(REJECT), c_go17_prefix_climb, NULL, false, 0},
         {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
         {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
         {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
