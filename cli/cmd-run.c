@@ -301,6 +301,7 @@ static void build_args(const cmd_args *args, const oci_config *cfg, mar_strv *av
     }
 }
 
+/* Opens the image's layer directories, top first; returns how many the mount uses. */
 MAR_MUST_USE static int open_layers(reg_store *s, const reg_store_image *im, int *fds,
                                     mar_strv *paths, mar_err **err)
 {
@@ -319,8 +320,12 @@ MAR_MUST_USE static int open_layers(reg_store *s, const reg_store_image *im, int
             return -MAR_EIO;
         }
         mar_strv_push_take(paths, p);
+        /* Layers under one whose root is opaque are hidden: not mounted at all. */
+        if (oci_lview_opaque_root(fds[i])) {
+            return (int)(i + 1);
+        }
     }
-    return 0;
+    return (int)n;
 }
 
 MAR_MUST_USE static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
@@ -540,11 +545,13 @@ MAR_MUST_USE static int run_container(const cmd_args *args, const reg_store_imag
     int rc = -1;
 
     build_args(args, cfg, &av);
-    if (open_layers(st->s, im, fds, &layer_paths, err) < 0) {
+    int n_open = open_layers(st->s, im, fds, &layer_paths, err);
+    if (n_open < 0) {
         free(fds);
         fds = NULL;
         goto out;
     }
+    n = (size_t)n_open;
     oci_lview lv = {.fds = fds, .n = n};
     bool passwd_over = read_user_file(&lv, "etc/passwd", &passwd);
     bool group_over = read_user_file(&lv, "etc/group", &group);
