@@ -488,4 +488,16 @@ void bld_result_release(bld_result *r);
  * stage, line, command, exit status), those of the pull path, MAR_EIO. */
 int bld_build(const bld_opts *o, bld_result *ret, mar_err **err);
 
+/* Copies the stored index `index` (size bytes) with every manifest, config and layer it reaches
+ * into an OCI image layout at dir (created, or an existing directory that holds no layout yet),
+ * its index.json naming it `name` (the tag for skopeo, the whole name for containerd).
+ * index.json is written last. Errors: MAR_EUSAGE (dir holds a layout, or is no directory),
+ * MAR_EIO, those of reg_store_read. */
+int bld_output_layout(reg_store *s, const char *name, const mar_digest *index, int64_t size,
+                      const char *dir, mar_err **err);
+/* The same layout as one tar file (entries sorted, owner 0, times mtime), written to a temporary
+ * name beside file and renamed into place. Errors: as bld_output_layout. */
+int bld_output_tar(reg_store *s, const char *name, const mar_digest *index, int64_t size,
+                   int64_t mtime, const char *file, mar_err **err);
+
 #endif

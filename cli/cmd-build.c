@@ -86,6 +86,47 @@ static int read_dockerfile(const cmd_def *def, const char *context, const char *
     return mar_read_file_at(AT_FDCWD, file, BLD_CAP_DOCKERFILE, ret, err);
 }
 
+typedef struct build_output {
+    bool tar;
+    const char *dest;
+    char *copy;
+} build_output;
+
+/* --output type=oci-layout,dest=DIR | type=oci,dest=FILE (buildx's spelling). */
+static int parse_output(const cmd_def *def, const char *spec, build_output *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->copy = mar_xstrdup(spec);
+    const char *type = NULL;
+    for (char *f = ret->copy, *next; f; f = next) {
+        next = strchr(f, ',');
+        if (next) {
+            *next++ = '\0';
+        }
+        if (mar_str_startswith(f, "type=")) {
+            type = f + 5;
+        } else if (mar_str_startswith(f, "dest=")) {
+            ret->dest = f + 5;
+        } else {
+            return cmd_usage_error(def, "--output '%s': unknown field '%s'", spec, f);
+        }
+    }
+    if (!type || (strcmp(type, "oci-layout") && strcmp(type, "oci"))) {
+        return cmd_usage_error(def, "--output '%s': type is oci-layout or oci", spec);
+    }
+    if (!ret->dest || !*ret->dest) {
+        return cmd_usage_error(def, "--output '%s': dest= is required", spec);
+    }
+    ret->tar = strcmp(type, "oci") == 0;
+    /* Refused now rather than after the build. */
+    _cleanup_free_ char *idx = mar_xasprintf("%s/index.json", ret->dest);
+    struct stat st;
+    if (!ret->tar && lstat(idx, &st) == 0) {
+        return cmd_usage_error(def, "--output: '%s' already holds an image layout", ret->dest);
+    }
+    return 0;
+}
+
 int cmd_build(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
@@ -189,8 +230,37 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .epoch = epoch,
             .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},
     };
+    const mar_strv *outs = cmd_list(args, "output");
+    size_t n_outs = outs ? outs->n : 0;
+    build_output *outputs = mar_xcalloc(n_outs + 1, sizeof(*outputs));
+    int orc = 0;
+    for (size_t i = 0; i < n_outs && orc == 0; i++) {
+        orc = parse_output(def, outs->v[i], &outputs[i]);
+    }
+    if (orc) {
+        for (size_t i = 0; i < n_outs; i++) {
+            free(outputs[i].copy);
+        }
+        free(outputs);
+        return orc;
+    }
     bld_result r;
-    if (bld_build(&o, &r, &err) < 0) {
+    int rc = bld_build(&o, &r, &err);
+    for (size_t i = 0; rc == 0 && i < n_outs; i++) {
+        rc = outputs[i].tar
+                     ? bld_output_tar(s, refname, &r.index, r.index_size, epoch, outputs[i].dest,
+                                      &err)
+                     : bld_output_layout(s, refname, &r.index, r.index_size, outputs[i].dest, &err);
+        if (rc == 0 && !ui.quiet) {
+            mar_diag_notice("wrote %s", outputs[i].dest);
+        }
+    }
+    for (size_t i = 0; i < n_outs; i++) {
+        free(outputs[i].copy);
+    }
+    free(outputs);
+    if (rc < 0) {
+        bld_result_release(&r);
         return cmd_fail(err);
     }
     if (!ui.quiet) {

@@ -134,6 +134,8 @@ static const cmd_opt build_opts[] = {
         {"target", 0, CMD_OPT_VALUE, "STAGE", "build this stage (default: the last one)"},
         {"source-date-epoch", 0, CMD_OPT_VALUE, "SECONDS",
          "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
+        {"output", 'o', CMD_OPT_LIST, "type=oci-layout,dest=DIR|type=oci,dest=FILE",
+         "also write the result as an OCI image layout directory or tar (repeatable)"},
         {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
          "warn, instead of failing, when the build adds ELF files of another architecture"},
         {"security-opt", 0, CMD_OPT_LIST, "OPT",

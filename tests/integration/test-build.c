@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 static char store[256];
@@ -344,6 +345,138 @@ static void test_truth_gate(void **state)
     check_nothing_left();
 }
 
+static json_t *layout_doc(const char *dir, const char *digest)
+{
+    _cleanup_free_ char *p = digest ? mar_xasprintf("%s/blobs/sha256/%s", dir, digest + 7)
+                                    : mar_xasprintf("%s/index.json", dir);
+    mar_buf b = MAR_BUF_INIT(16u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, p, 16u << 20, &b, &e) < 0) {
+        fail_msg("%s: %s", p, e->msg);
+    }
+    json_t *j = itest_json(b.data);
+    mar_buf_release(&b);
+    return j;
+}
+
+static void push_unique(mar_strv *v, const json_t *desc)
+{
+    const char *d = json_string_value(json_object_get(desc, "digest"));
+    assert_non_null(d);
+    if (!mar_strv_contains(v, d)) {
+        mar_strv_push(v, d);
+    }
+}
+
+/* Every file under DIR/blobs/sha256 hashes to its name (sha256sum -c), and they are exactly the
+ * blobs the layout's index reaches. */
+static void check_layout_blobs(const char *dir)
+{
+    _cleanup_strv_ mar_strv want = MAR_STRV_INIT;
+    _cleanup_json_ json_t *top = layout_doc(dir, NULL);
+    const json_t *m0 = json_array_get(json_object_get(top, "manifests"), 0);
+    push_unique(&want, m0);
+    _cleanup_json_ json_t *idx = layout_doc(dir, json_string_value(json_object_get(m0, "digest")));
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(idx, "manifests"), i, m)
+    {
+        push_unique(&want, m);
+        _cleanup_json_ json_t *man =
+                layout_doc(dir, json_string_value(json_object_get(m, "digest")));
+        push_unique(&want, json_object_get(man, "config"));
+        size_t k;
+        json_t *l;
+        json_array_foreach(json_object_get(man, "layers"), k, l)
+        {
+            push_unique(&want, l);
+        }
+    }
+    _cleanup_free_ char *cmd = mar_xasprintf(
+            "cd %s/blobs/sha256 && n=0 && for f in *; do echo \"$f  $f\" | sha256sum -c --quiet "
+            "|| exit 1; n=$((n+1)); done; echo $n",
+            dir);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    itest_run r;
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    _cleanup_free_ char *count = mar_xasprintf("%zu\n", want.n);
+    assert_string_equal(r.out.data, count);
+    itest_run_release(&r);
+}
+
+/* --output type=oci-layout and type=oci: layouts holding the built index, read back by
+ * skopeo per platform. */
+static void test_output(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/layout", itest_tmpdir());
+    _cleanup_free_ char *tarf = mar_xasprintf("%s/image.tar", itest_tmpdir());
+    _cleanup_free_ char *o1 = mar_xasprintf("type=oci-layout,dest=%s", dir);
+    _cleanup_free_ char *o2 = mar_xasprintf("type=oci,dest=%s", tarf);
+    itest_run r;
+    const char *b[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "-t",
+                       "built:out",
+                       "-o",
+                       o1,
+                       "--output",
+                       o2,
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *digest = built_digest(&r);
+    itest_run_release(&r);
+    check_layout_blobs(dir);
+    _cleanup_free_ char *ip = mar_xasprintf("%s/index.json", dir);
+    mar_buf ib = MAR_BUF_INIT(1 << 20);
+    mar_err *e = NULL;
+    assert_int_equal(mar_read_file_at(AT_FDCWD, ip, 1 << 20, &ib, &e), 0);
+    _cleanup_json_ json_t *idx = itest_json(ib.data);
+    mar_buf_release(&ib);
+    const json_t *m0 = json_array_get(json_object_get(idx, "manifests"), 0);
+    assert_string_equal(json_string_value(json_object_get(m0, "digest")), digest);
+    /* The tar holds the same layout. */
+    _cleanup_free_ char *untar = mar_xasprintf("%s/untarred", itest_tmpdir());
+    _cleanup_free_ char *cmd = mar_xasprintf("mkdir -p %s && tar -xf %s -C %s && cmp %s/index.json "
+                                             "%s/index.json",
+                                             untar, tarf, untar, untar, dir);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    check_layout_blobs(untar);
+    if (access("/usr/bin/skopeo", X_OK) == 0) {
+        _cleanup_free_ char *lay = mar_xasprintf("oci:%s", dir);
+        _cleanup_free_ char *arc = mar_xasprintf("oci-archive:%s", tarf);
+        const char *s1[] = {"skopeo", "inspect", "--override-arch", "arm64", lay, NULL};
+        itest_runv(&r, NULL, s1);
+        assert_int_equal(r.status, 0);
+        assert_contains(r.out.data, "\"Architecture\": \"arm64\"");
+        itest_run_release(&r);
+        const char *s2[] = {"skopeo", "inspect", "--override-arch", "amd64", arc, NULL};
+        itest_runv(&r, NULL, s2);
+        assert_int_equal(r.status, 0);
+        assert_contains(r.out.data, "\"Architecture\": \"amd64\"");
+        assert_contains(r.out.data, "org.example.corpus");
+        itest_run_release(&r);
+    }
+    /* A layout is not overwritten; a bad --output is a usage error before anything runs. */
+    mar(&r, 2, b);
+    assert_contains(r.err.data, "already holds an image layout");
+    assert_not_contains(r.err.data, "RUN");
+    itest_run_release(&r);
+    const char *bad[] = {"build", "-o", "type=docker", "-t", "built:x", corpus("multistage"), NULL};
+    mar(&r, 2, bad);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -417,9 +550,10 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
+            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
