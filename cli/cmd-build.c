@@ -127,6 +127,42 @@ static int parse_output(const cmd_def *def, const char *spec, build_output *ret)
     return 0;
 }
 
+/* --push: the tagged result, through the push engine as `mar push NAME` sends it. */
+static int push_result(const cmd_args *args, reg_store *s, const char *name, bool quiet,
+                       mar_err **err)
+{
+    oci_ref dst;
+    if (oci_ref_parse(name, &dst, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    int jobs;
+    _cleanup_client_ reg_client *c = NULL;
+    if (cmd_jobs(args, 4, &jobs, err) < 0 || cmd_registry_client(args, 0, &c, err) < 0) {
+        oci_ref_release(&dst);
+        return -mar_err_code(*err);
+    }
+    cmd_push_progress *pr = cmd_push_progress_new(quiet);
+    reg_push_opts o = {.dst = &dst, .jobs = jobs, .progress = cmd_progress_push, .progress_ud = pr};
+    _cleanup_push_ reg_push *p = reg_push_new(c, &o);
+    oci_ref_release(&dst);
+    reg_push_plan pl;
+    int rc = reg_push_add_stored(p, s, name, NULL, 0, &pl, err);
+    reg_push_result r;
+    memset(&r, 0, sizeof(r));
+    if (rc == 0) {
+        rc = reg_push_run(p, &r, err);
+        reg_push_plan_release(&pl);
+    }
+    cmd_push_progress_free(pr);
+    if (rc == 0 && !quiet) {
+        mar_diag_notice("pushed %s@%s", name, r.digest.str);
+    }
+    if (rc == 0) {
+        reg_push_result_release(&r);
+    }
+    return rc < 0 ? -mar_err_code(*err) : 0;
+}
+
 int cmd_build(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
@@ -259,6 +295,9 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         free(outputs[i].copy);
     }
     free(outputs);
+    if (rc == 0 && cmd_flag(args, "push")) {
+        rc = push_result(args, s, refname, ui.quiet, &err);
+    }
     if (rc < 0) {
         bld_result_release(&r);
         return cmd_fail(err);

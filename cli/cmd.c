@@ -136,6 +136,7 @@ static const cmd_opt build_opts[] = {
          "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
         {"output", 'o', CMD_OPT_LIST, "type=oci-layout,dest=DIR|type=oci,dest=FILE",
          "also write the result as an OCI image layout directory or tar (repeatable)"},
+        {"push", 0, CMD_OPT_FLAG, NULL, "then push NAME to its registry (as mar push)"},
         {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
          "warn, instead of failing, when the build adds ELF files of another architecture"},
         {"security-opt", 0, CMD_OPT_LIST, "OPT",

@@ -477,6 +477,37 @@ static void test_output(void **state)
     check_nothing_left();
 }
 
+/* --push: the built index goes to the registry; a fresh store pulls and runs each platform. */
+static void test_push(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *name =
+            mar_xasprintf("%s/mar/built:pushed", itest_bed("MAR_TEST_REGISTRY"));
+    itest_run r;
+    const char *b[] = {"build", "-q", "--push",      "--platform", "linux/amd64,linux/arm/v7",
+                       "-t",    name, "--build-arg", base_arg,     corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *digest = built_digest(&r);
+    itest_run_release(&r);
+    _cleanup_free_ char *fresh = mar_xasprintf("%s/fresh-store", itest_tmpdir());
+    const char *env[] = {ctd_env, insecure_env, NULL};
+    itest_mar(&r, env, "--store", fresh, "run", "-q", "--platform", "linux/arm/v7", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "armv7l\n");
+    itest_run_release(&r);
+    itest_mar(&r, env, "--store", fresh, "run", "-q", "--platform", "linux/amd64", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "x86_64\n");
+    itest_run_release(&r);
+    /* The registry serves the very index the build made. */
+    itest_mar(&r, env, "--store", fresh, "images", "--json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out.data, digest);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -550,10 +581,10 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),           cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
