@@ -56,6 +56,18 @@ typedef struct bld__ctx {
     size_t n_extra;
 } bld__ctx;
 
+/* A platform's build: scopes, graph, needed stages (build.c). Errors: those of the frontend. */
+int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                  mar_err **err);
+void bld__ctx_release(bld__ctx *c);
+/* The platform a stage runs as: its FROM --platform, this host's for $BUILDPLATFORM, else the
+ * target. */
+void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret);
+/* Refuses, as "FILE:LINE: X is not supported by mar build yet" (MAR_EUSAGE), what the
+ * executor does not execute in the needed stages. */
+int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed, mar_err **err);
+bool bld__stage_runs(const bld_stage *s);
+
 void bld__image_release(bld__image *im);
 /* A deep copy (a stage based on another stage). */
 void bld__image_copy(const bld__image *in, bld__image *out);

@@ -103,7 +103,7 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
     }
 }
 
-static int check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed, mar_err **err)
+int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed, mar_err **err)
 {
     for (size_t s = 0; s < df->n_stages; s++) {
         for (size_t i = 1; needed[s] && i < df->stages[s].n_instrs; i++) {
@@ -117,7 +117,7 @@ static int check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *nee
 
 /* ---- per platform ---------------------------------------------------------------------------- */
 
-static bool stage_runs(const bld_stage *s)
+bool bld__stage_runs(const bld_stage *s)
 {
     for (size_t i = 1; i < s->n_instrs; i++) {
         if (s->instrs[i].kind == BLD_RUN) {
@@ -127,7 +127,7 @@ static bool stage_runs(const bld_stage *s)
     return false;
 }
 
-static void stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
+void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
 {
     const bld_node *n = &c->graph->nodes[i];
     if (n->build_platform) {
@@ -139,7 +139,7 @@ static void stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
     }
 }
 
-static void ctx_release(bld__ctx *c)
+void bld__ctx_release(bld__ctx *c)
 {
     for (size_t i = 0; i < c->n_stages; i++) {
         bld__image_release(&c->stages[i].img);
@@ -154,8 +154,8 @@ static void ctx_release(bld__ctx *c)
     bld_scope_free(c->global);
 }
 
-static int ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
-                    mar_err **err)
+int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                  mar_err **err)
 {
     c->o = o;
     c->df = df;
@@ -192,11 +192,11 @@ static int plan(const bld__ctx *c, mar_err **err)
 {
     for (size_t i = 0; i < c->n_stages; i++) {
         const bld_stage *s = &c->df->stages[i];
-        if (!c->stages[i].needed || !stage_runs(s)) {
+        if (!c->stages[i].needed || !bld__stage_runs(s)) {
             continue;
         }
         oci_platform p;
-        stage_platform(c, i, &p);
+        bld__stage_platform(c, i, &p);
         vm_verdict v;
         vm_plan_platform(c->o->vm, &p, &v);
         if (v.mode == VM_RUN_EMULATED && v.reason[0] && strstr(v.reason, "lacks the F flag")) {
@@ -229,7 +229,7 @@ static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
         }
         if (n->base_kind == BLD_BASE_IMAGE) {
             oci_platform p;
-            stage_platform(c, i, &p);
+            bld__stage_platform(c, i, &p);
             if (h->image(h->ud, n->base, &p, &bases[i], err) < 0) {
                 return mar_err_wrap(err, "%s:%u: FROM %s", c->df->filename,
                                     c->df->stages[i].instrs[0].line, n->base);
@@ -280,7 +280,7 @@ static int start_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_e
     bld__stage *st = &c->stages[i];
     const bld_node *n = &c->graph->nodes[i];
     oci_platform p;
-    stage_platform(c, i, &p);
+    bld__stage_platform(c, i, &p);
     if (n->base_kind == BLD_BASE_STAGE) {
         bld__image_copy(&c->stages[n->base_stage].img, &st->img);
         st->scope = bld_scope_stage(c->global, c->stages[n->base_stage].scope);
@@ -600,13 +600,13 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     int rc = 0;
     /* Everything that can be refused is refused for every platform before anything runs. */
     for (size_t p = 0; p < np && rc == 0; p++) {
-        rc = ctx_init(&cs[p], o, df, p, err);
+        rc = bld__ctx_init(&cs[p], o, df, p, err);
         if (rc == 0) {
             bool *needed = mar_xcalloc(df->n_stages + 1, sizeof(*needed));
             for (size_t i = 0; i < df->n_stages; i++) {
                 needed[i] = cs[p].stages[i].needed;
             }
-            rc = check_dockerfile(df, ctxfd, needed, err);
+            rc = bld__check_dockerfile(df, ctxfd, needed, err);
             free(needed);
         }
         if (rc == 0) {
@@ -629,7 +629,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         c->work_rel = work_rel;
         rc = build_platform(c, err);
         if (rc == 0) {
-            stage_platform(c, fin, &plats[p]);
+            bld__stage_platform(c, fin, &plats[p]);
             rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);
         }
         if (rc == 0) {
@@ -645,7 +645,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     }
     for (size_t p = 0; p < np; p++) {
         vm_ctd_free(cs[p].ctd);
-        ctx_release(&cs[p]);
+        bld__ctx_release(&cs[p]);
     }
     free(cs);
     free(digests);

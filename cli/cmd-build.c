@@ -163,20 +163,100 @@ static int push_result(const cmd_args *args, reg_store *s, const char *name, boo
     return rc < 0 ? -mar_err_code(*err) : 0;
 }
 
+static const char *base_word(bld_base_kind k)
+{
+    return k == BLD_BASE_STAGE ? "stage" : k == BLD_BASE_SCRATCH ? "scratch" : "image";
+}
+
+/* --explain: the plan, text or JSON. Exit 0 when every RUN step can execute here, 7 when some
+ * cannot (as mar run --explain). */
+static int explain(const cmd_args *args, const bld_opts *o)
+{
+    mar_err *err = NULL;
+    bld_plan pl;
+    if (bld_explain(o, &pl, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (cmd_flag(args, "json")) {
+        json_t *stages = json_array();
+        for (size_t i = 0; i < pl.n; i++) {
+            const bld_plan_stage *p = &pl.v[i];
+            char label[64];
+            vm_verdict_label(&p->verdict, label, sizeof(label));
+            json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:s}", "target", p->target,
+                                   "stage", p->stage, "baseKind", base_word(p->base_kind), "base",
+                                   p->base, "platform", p->platform, "buildPlatform",
+                                   p->build_platform, "runSteps", (json_int_t)p->n_run, "executes",
+                                   p->n_run ? vm_run_mode_name(p->verdict.mode) : "nothing");
+            if (p->n_run && p->verdict.emu != VM_EMU_NONE && vm_emulator_name(p->verdict.emu)) {
+                json_object_set_new(st, "emulator", json_string(vm_emulator_name(p->verdict.emu)));
+            }
+            if (p->n_run && p->verdict.reason[0]) {
+                json_object_set_new(st, "reason", json_string(p->verdict.reason));
+            }
+            if (p->n_run && p->verdict.fix[0]) {
+                json_object_set_new(st, "fix", json_string(p->verdict.fix));
+            }
+            if (p->advice) {
+                json_object_set_new(st, "advice", json_string(p->advice));
+            }
+            json_array_append_new(stages, st);
+        }
+        json_t *doc = json_pack("{s:o, s:I, s:I}", "stages", stages, "emulatedRunSteps",
+                                (json_int_t)pl.n_emulated, "unavailableStages",
+                                (json_int_t)pl.n_unavailable);
+        cmd_json_print(doc, cmd_stdout_is_tty());
+        json_decref(doc);
+    } else {
+        printf("%-16s %-16s %-16s %4s  %s\n", "TARGET", "STAGE", "RUNS AS", "RUN", "EXECUTES");
+        for (size_t i = 0; i < pl.n; i++) {
+            const bld_plan_stage *p = &pl.v[i];
+            char label[64];
+            if (p->n_run) {
+                vm_verdict_label(&p->verdict, label, sizeof(label));
+            } else {
+                snprintf(label, sizeof(label), "nothing to run");
+            }
+            printf("%-16s %-16s %-16s %4zu  %s (FROM %s%s)\n", p->target, cmd_esc(p->stage),
+                   p->platform, p->n_run, label, cmd_esc(p->base),
+                   p->build_platform ? ", --platform=$BUILDPLATFORM" : "");
+            if (p->n_run && p->verdict.reason[0]) {
+                printf("    why: %s\n", cmd_esc(p->verdict.reason));
+            }
+            if (p->n_run && p->verdict.fix[0]) {
+                printf("    fix: %s\n", p->verdict.fix);
+            }
+        }
+        printf("%zu RUN step%s would run emulated\n", pl.n_emulated, pl.n_emulated == 1 ? "" : "s");
+        for (size_t i = 0; i < pl.n; i++) {
+            if (pl.v[i].advice) {
+                printf("advice: %s\n", cmd_esc(pl.v[i].advice));
+            }
+        }
+    }
+    int rc = pl.n_unavailable ? MAR_EUNSUPPORTED : 0;
+    bld_plan_release(&pl);
+    return rc;
+}
+
 int cmd_build(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
     const char *context = args->pos.v[0];
     const char *name = cmd_value(args, "tag");
-    if (!name) {
+    bool explaining = cmd_flag(args, "explain");
+    if (!name && !explaining) {
         return cmd_usage_error(def, "-t NAME[:TAG] is required");
+    }
+    if (cmd_flag(args, "json") && !explaining) {
+        return cmd_usage_error(def, "--json goes with --explain");
     }
     struct stat cst;
     if (stat(context, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
         return cmd_usage_error(def, "the context '%s' is not a directory", context);
     }
     oci_ref ref;
-    if (oci_ref_parse(name, &ref, &err) < 0) {
+    if (oci_ref_parse(name ? name : "mar-explain", &ref, &err) < 0) {
         return cmd_fail(err);
     }
     _cleanup_free_ char *refname = oci_ref_string(&ref);
@@ -219,6 +299,23 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     target.amd64_level = host.amd64_level;
+    const mar_strv *bargs = cmd_list(args, "build-arg");
+    if (explaining) {
+        bld_opts eo = {
+                .context = context,
+                .dockerfile_name = dfname,
+                .dockerfile_text = text.data,
+                .dockerfile_len = text.len,
+                .platforms = platforms,
+                .n_platforms = n_platforms,
+                .build_args = bargs ? (const char *const *)bargs->v : NULL,
+                .n_build_args = bargs ? bargs->n : 0,
+                .target = cmd_value(args, "target"),
+                .vm = &target,
+                .host = &host,
+        };
+        return explain(args, &eo);
+    }
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -241,7 +338,6 @@ int cmd_build(const cmd_def *def, cmd_args *args)
     if (!ns) {
         ns = getenv("CONTAINERD_NAMESPACE");
     }
-    const mar_strv *bargs = cmd_list(args, "build-arg");
     build_ui ui = {.args = args, .s = s, .quiet = cmd_flag(args, "quiet")};
     bld_opts o = {
             .context = context,

@@ -508,6 +508,65 @@ static void test_push(void **state)
     check_nothing_left();
 }
 
+/* --explain: the plan per platform and stage, nothing pulled or run; a platform without a
+ * handler is explained with exit 7 and refused by a real build before anything runs. */
+static void test_explain(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *e[] = {"build",       "--explain", "--platform",         "linux/amd64,linux/arm64",
+                       "--build-arg", base_arg,    corpus("multistage"), NULL};
+    mar(&r, 0, e);
+    assert_contains(r.out.data, "linux/amd64      build            linux/amd64         1  native");
+    assert_contains(r.out.data,
+                    "linux/arm64      stage-1          linux/arm64         1  emulated (qemu)");
+    assert_contains(r.out.data, "2 RUN steps would run emulated");
+    assert_contains(r.out.data, "advice: stage build runs 1 RUN step under qemu for linux/arm64");
+    assert_contains(r.out.data, "FROM --platform=$BUILDPLATFORM ${BASE} AS build` (Dockerfile:3)");
+    itest_run_release(&r);
+    const char *j[] = {"build",      "--explain",          "--json",
+                       "--platform", "linux/arm64",        "--build-arg",
+                       base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 0, j);
+    _cleanup_json_ json_t *doc = itest_json(r.out.data);
+    itest_run_release(&r);
+    const json_t *b0 = json_array_get(json_object_get(doc, "stages"), 0);
+    assert_string_equal(json_string_value(json_object_get(b0, "stage")), "builder");
+    assert_true(json_is_true(json_object_get(b0, "buildPlatform")));
+    assert_string_equal(json_string_value(json_object_get(b0, "executes")), "native");
+    assert_int_equal(json_integer_value(json_object_get(doc, "emulatedRunSteps")), 0);
+
+    _cleanup_free_ char *fake = mar_xasprintf("%s/empty-binfmt", itest_tmpdir());
+    mkdir(fake, 0700);
+    char *status = itest_write("empty-binfmt/status", "enabled\n", 0644);
+    free(status);
+    const char *u[] = {"--binfmt-root", fake,          "build",  "--explain",          "--platform",
+                       "linux/arm64",   "--build-arg", base_arg, corpus("multistage"), NULL};
+    mar(&r, 7, u);
+    assert_contains(r.out.data, "no emulator");
+    assert_contains(r.out.data, "fix: mar binfmt install arm64");
+    itest_run_release(&r);
+    const char *b[] = {"--binfmt-root",
+                       fake,
+                       "build",
+                       "-t",
+                       "built:nohandler",
+                       "--platform",
+                       "linux/arm64",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 7, b);
+    assert_contains(r.err.data, "Dockerfile:4: cannot run the RUN steps of stage build for "
+                                "linux/arm64 here: no binfmt_misc handler for arm64");
+    assert_contains(r.err.data, "mar binfmt install arm64");
+    assert_not_contains(r.err.data, "RUN mkdir");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:nohandler"));
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -581,10 +640,11 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),           cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),        cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
