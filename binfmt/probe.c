@@ -220,7 +220,8 @@ void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret)
     memcpy(img + eh + ph, pc->code, pc->len);
     mar_buf_release(ret);
     mar_buf_init(ret, sizeof(img));
-    mar_buf_append(ret, img, total);
+    /* total fits img (the memcpy above relies on it), which is the cap: this cannot fail. */
+    mar_ignore(mar_buf_append(ret, img, total));
 }
 
 const char *binfmt_probe_result_name(binfmt_probe_result r)

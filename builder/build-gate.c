@@ -85,18 +85,18 @@ int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err 
         }
         if (n_bad) {
             qsort(bad, n_bad, sizeof(*bad), cmp_bad);
-            mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-            mar_buf_printf(&b, "%s: %zu ELF file%s the build added %s not %s:", ps, n_bad,
-                           n_bad == 1 ? "" : "s", n_bad == 1 ? "is" : "are", norm.arch);
+            mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+            mar_buf_xprintf(&b, "%s: %zu ELF file%s the build added %s not %s:", ps, n_bad,
+                            n_bad == 1 ? "" : "s", n_bad == 1 ? "is" : "are", norm.arch);
             for (size_t i = 0; i < n_bad && i < GATE_EXAMPLES; i++) {
                 const bld__layer *l = &im->layers[bad[i].layer];
-                mar_buf_printf(&b, "%s /%s (ELF machine %u, %s) from %s:%u (stage %s)",
-                               i ? ";" : "", bad[i].path, bad[i].node->elf->e_machine,
-                               bad[i].node->elf->arch, c->df->filename, l->line,
-                               l->stage ? l->stage : "?");
+                mar_buf_xprintf(&b, "%s /%s (ELF machine %u, %s) from %s:%u (stage %s)",
+                                i ? ";" : "", bad[i].path, bad[i].node->elf->e_machine,
+                                bad[i].node->elf->arch, c->df->filename, l->line,
+                                l->stage ? l->stage : "?");
             }
             if (n_bad > GATE_EXAMPLES) {
-                mar_buf_printf(&b, "; and %zu more", n_bad - GATE_EXAMPLES);
+                mar_buf_xprintf(&b, "; and %zu more", n_bad - GATE_EXAMPLES);
             }
             if (c->o->allow_mislabeled) {
                 mar_diag_warn("%s (kept: --allow-mislabeled)", b.data);

@@ -140,16 +140,16 @@ int bld__open_layers(const bld__ctx *c, const bld__image *im, int *fds, size_t *
 
 char *bld__lowerdir(const bld__ctx *c, const bld__image *im)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&b, "lowerdir=");
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&b, "lowerdir=");
     for (size_t i = 0; i < im->n_layers; i++) {
         _cleanup_free_ char *p =
                 reg_store_layer_path(c->o->store, &im->layers[im->n_layers - 1 - i].chain);
-        mar_buf_printf(&b, "%s%s", i ? ":" : "", p);
+        mar_buf_xprintf(&b, "%s%s", i ? ":" : "", p);
     }
     /* An empty directory at the bottom: an overlay needs a lower directory, and without an
      * upper one at least two (filesystems/overlayfs.rst "Multiple lower layers"). */
-    mar_buf_printf(&b, "%s%s/empty", im->n_layers ? ":" : "", c->work);
+    mar_buf_xprintf(&b, "%s%s/empty", im->n_layers ? ":" : "", c->work);
     return mar_buf_detach(&b, NULL);
 }
 

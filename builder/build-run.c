@@ -25,7 +25,7 @@ typedef struct pump {
 static void *pump_main(void *arg)
 {
     pump *p = arg;
-    mar_buf line = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf line = MAR_BUF_INIT(MAR_BUF_NOCAP);
     char buf[4096];
     for (;;) {
         ssize_t n = read(p->fd, buf, sizeof(buf));
@@ -37,7 +37,7 @@ static void *pump_main(void *arg)
         }
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == '\n' || line.len >= LINE_CAP) {
-                mar_buf_append(&line, "", 1);
+                mar_buf_xappend(&line, "", 1);
                 if (p->hooks->output) {
                     p->hooks->output(p->hooks->ud, p->prefix, line.data);
                 }
@@ -46,11 +46,11 @@ static void *pump_main(void *arg)
                     continue;
                 }
             }
-            mar_buf_append(&line, &buf[i], 1);
+            mar_buf_xappend(&line, &buf[i], 1);
         }
     }
     if (line.len && p->hooks->output) {
-        mar_buf_append(&line, "", 1);
+        mar_buf_xappend(&line, "", 1);
         p->hooks->output(p->hooks->ud, p->prefix, line.data);
     }
     mar_buf_release(&line);
@@ -319,9 +319,9 @@ int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefi
     if (rc == 0 && status != 0) {
         _cleanup_free_ char *cmd = NULL;
         if (in->json) {
-            mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+            mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
             for (size_t i = 0; i < in->args.n; i++) {
-                mar_buf_printf(&b, "%s%s", i ? " " : "", in->args.v[i]);
+                mar_buf_xprintf(&b, "%s%s", i ? " " : "", in->args.v[i]);
             }
             cmd = mar_buf_detach(&b, NULL);
         } else {

@@ -312,12 +312,12 @@ static int start_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_e
 static char *history_text(const bld__stage *st, const bld_instr *in)
 {
     if (in->kind == BLD_RUN && !in->json) {
-        mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_puts(&b, "RUN");
+        mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf_xputs(&b, "RUN");
         for (size_t i = 0; i < st->img.shell.n; i++) {
-            mar_buf_printf(&b, " %s", st->img.shell.v[i]);
+            mar_buf_xprintf(&b, " %s", st->img.shell.v[i]);
         }
-        mar_buf_printf(&b, " %s # buildkit", in->args.n ? in->args.v[0] : "");
+        mar_buf_xprintf(&b, " %s # buildkit", in->args.n ? in->args.v[0] : "");
         return mar_buf_detach(&b, NULL);
     }
     if (in->kind == BLD_RUN || in->kind == BLD_COPY || in->kind == BLD_ADD) {

@@ -522,10 +522,10 @@ static int onbuild(const bld__pctx *P, const bld__node *n, unsigned line, bld_he
     t += strspn(t, "\t\n\f\r ");
     t += strlen("ONBUILD");
     t += strspn(t, "\t\n\f\r ");
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&b, t);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&b, t);
     for (size_t i = 0; i < n_docs; i++) {
-        mar_buf_printf(&b, "\n%s%s", docs[i].raw, docs[i].name);
+        mar_buf_xprintf(&b, "\n%s%s", docs[i].raw, docs[i].name);
     }
     ins->trigger_text = mar_buf_detach(&b, NULL);
     ins->trigger = mar_xcalloc(1, sizeof(*ins->trigger));

@@ -86,7 +86,7 @@ static const char *extract_flags(const char *s, char escape, mar_strv *flags)
     size_t n = strlen(s), k = 1;
     char quote = 0;
     bool blank_ok = false;
-    _cleanup_buf_ mar_buf w = MAR_BUF_INIT(SIZE_MAX / 2);
+    _cleanup_buf_ mar_buf w = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t pos = 0; pos <= n; pos += k) {
         uint32_t r = pos < n ? bld__utf8(s + pos, n - pos, &k) : 0;
         if (phase == SPACES) {
@@ -132,7 +132,7 @@ static const char *extract_flags(const char *s, char escape, mar_strv *flags)
                 pos++;
                 bld__utf8(s + pos, n - pos, &k);
             }
-            mar_buf_append(&w, s + pos, k);
+            mar_buf_xappend(&w, s + pos, k);
             continue;
         }
         if (r == (unsigned char)quote) {
@@ -147,7 +147,7 @@ static const char *extract_flags(const char *s, char escape, mar_strv *flags)
             pos++;
             bld__utf8(s + pos, n - pos, &k);
         }
-        mar_buf_append(&w, s + pos, k);
+        mar_buf_xappend(&w, s + pos, k);
     }
     return s + n;
 }

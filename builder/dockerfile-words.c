@@ -113,7 +113,7 @@ void bld__split_words(const char *s, char escape, mar_strv *ret)
     uint32_t esc = (unsigned char)escape, quote = 0, r = 0;
     size_t n = strlen(s), k = 0;
     bool blank_ok = false;
-    mar_buf w = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf w = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t pos = 0; pos <= n; pos += k) {
         if (pos != n) {
             r = bld__utf8(s + pos, n - pos, &k);
@@ -151,11 +151,11 @@ void bld__split_words(const char *s, char escape, mar_strv *ret)
                 if (pos + k == n) {
                     continue;
                 }
-                mar_buf_append(&w, s + pos, k);
+                mar_buf_xappend(&w, s + pos, k);
                 pos += k;
                 bld__utf8(s + pos, n - pos, &k);
             }
-            mar_buf_append(&w, s + pos, k);
+            mar_buf_xappend(&w, s + pos, k);
             continue;
         }
         if (r == quote) {
@@ -166,11 +166,11 @@ void bld__split_words(const char *s, char escape, mar_strv *ret)
                 phase = WORD;
                 continue;
             }
-            mar_buf_append(&w, s + pos, k);
+            mar_buf_xappend(&w, s + pos, k);
             pos += k;
             bld__utf8(s + pos, n - pos, &k);
         }
-        mar_buf_append(&w, s + pos, k);
+        mar_buf_xappend(&w, s + pos, k);
     }
     mar_buf_release(&w);
 }
@@ -375,7 +375,7 @@ static void put_rune(mar_buf *b, uint32_t r)
         u[0] = (char)(0xf0 | (r >> 18)), u[1] = (char)(0x80 | ((r >> 12) & 0x3f));
         u[2] = (char)(0x80 | ((r >> 6) & 0x3f)), u[3] = (char)(0x80 | (r & 0x3f)), n = 4;
     }
-    mar_buf_append(b, u, n);
+    mar_buf_xappend(b, u, n);
 }
 
 /* Decodes a string already checked by scan_string. A lone UTF-16 surrogate becomes U+FFFD, as in
@@ -385,7 +385,7 @@ static bool decode_string(const char *s, size_t *i, mar_buf *out)
     size_t p = *i + 1;
     while (s[p] != '"') {
         if (s[p] != '\\') {
-            mar_buf_append(out, s + p, 1);
+            mar_buf_xappend(out, s + p, 1);
             p++;
             continue;
         }
@@ -393,7 +393,7 @@ static bool decode_string(const char *s, size_t *i, mar_buf *out)
         p += 2;
         if (e != 'u') {
             static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            mar_buf_append(out, &to[strchr(from, e) - from], 1);
+            mar_buf_xappend(out, &to[strchr(from, e) - from], 1);
             continue;
         }
         uint32_t r, lo;
@@ -431,7 +431,7 @@ int bld__json_strings(const char *s, mar_strv *ret, const char **ret_why)
             *ret_why = "when using JSON array syntax, arrays must be comprised of strings only";
             return -1;
         }
-        mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+        mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
         if (!decode_string(s, &i, &b)) {
             mar_buf_release(&b);
             *ret_why = "a JSON string contains a NUL character";

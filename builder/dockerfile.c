@@ -267,7 +267,7 @@ static int heredoc_bodies(const bld__pctx *P, reader *r, unsigned start, bld_her
                           size_t n, mar_err **err)
 {
     for (size_t i = 0; i < n; i++) {
-        mar_buf raw = MAR_BUF_INIT(SIZE_MAX / 2), content = MAR_BUF_INIT(SIZE_MAX / 2);
+        mar_buf raw = MAR_BUF_INIT(MAR_BUF_NOCAP), content = MAR_BUF_INIT(MAR_BUF_NOCAP);
         bool done = false;
         const char *s;
         size_t len;
@@ -279,8 +279,8 @@ static int heredoc_bodies(const bld__pctx *P, reader *r, unsigned start, bld_her
                 done = true;
                 break;
             }
-            mar_buf_append(&raw, s, len);
-            mar_buf_append(&content, s + t, len - t);
+            mar_buf_xappend(&raw, s, len);
+            mar_buf_xappend(&content, s + t, len - t);
         }
         if (!done) {
             mar_buf_release(&raw);
@@ -372,7 +372,7 @@ static int read_lines(const bld__pctx *P0, const char *text, size_t len, bld_doc
     directives d = {0};
     const char *s;
     size_t n;
-    _cleanup_buf_ mar_buf logical = MAR_BUF_INIT(SIZE_MAX / 2);
+    _cleanup_buf_ mar_buf logical = MAR_BUF_INIT(MAR_BUF_NOCAP);
     while (next_line(&r, &s, &n)) {
         n = trim_newline(s, n);
         size_t a = left_space(s, n);
@@ -391,7 +391,7 @@ static int read_lines(const bld__pctx *P0, const char *text, size_t len, bld_doc
             continue;
         }
         mar_buf_truncate(&logical, 0);
-        mar_buf_append(&logical, s, n);
+        mar_buf_xappend(&logical, s, n);
         bool empty_continuation = false;
         while (more && next_line(&r, &s, &n)) {
             if (is_comment(s, n)) {
@@ -403,7 +403,7 @@ static int read_lines(const bld__pctx *P0, const char *text, size_t len, bld_doc
                 continue;
             }
             more = continues(s, &n, P.esc);
-            mar_buf_append(&logical, s, n);
+            mar_buf_xappend(&logical, s, n);
         }
         if (empty_continuation) {
             mar_strv_push_take(&df->warnings,
@@ -535,169 +535,169 @@ bld_dockerfile *bld_dockerfile_free(bld_dockerfile *df)
 
 static void quote(mar_buf *b, const char *s)
 {
-    mar_buf_puts(b, "\"");
+    mar_buf_xputs(b, "\"");
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
-            mar_buf_printf(b, "\\%c", c);
+            mar_buf_xprintf(b, "\\%c", c);
         } else if (c == '\n') {
-            mar_buf_puts(b, "\\n");
+            mar_buf_xputs(b, "\\n");
         } else if (c == '\t') {
-            mar_buf_puts(b, "\\t");
+            mar_buf_xputs(b, "\\t");
         } else if (c == '\r') {
-            mar_buf_puts(b, "\\r");
+            mar_buf_xputs(b, "\\r");
         } else if (c < 0x20 || c == 0x7f) {
-            mar_buf_printf(b, "\\x%02x", c);
+            mar_buf_xprintf(b, "\\x%02x", c);
         } else {
-            mar_buf_append(b, s, 1);
+            mar_buf_xappend(b, s, 1);
         }
     }
-    mar_buf_puts(b, "\"");
+    mar_buf_xputs(b, "\"");
 }
 
 static void dump_mount(mar_buf *b, const bld_mount *m)
 {
     static const char *const types[] = {"bind", "cache", "tmpfs", "secret"};
     static const char *const sharing[] = {"", "shared", "private", "locked"};
-    mar_buf_printf(b, " mount(%s", types[m->type]);
+    mar_buf_xprintf(b, " mount(%s", types[m->type]);
     const char *names[] = {"from", "source", "target", "id", "env"};
     const char *vals[] = {m->from, m->source, m->target, m->id, m->env};
     for (size_t i = 0; i < 5; i++) {
         if (vals[i]) {
-            mar_buf_printf(b, " %s=", names[i]);
+            mar_buf_xprintf(b, " %s=", names[i]);
             quote(b, vals[i]);
         }
     }
-    mar_buf_puts(b, m->readonly ? " ro" : " rw");
+    mar_buf_xputs(b, m->readonly ? " ro" : " rw");
     if (m->required) {
-        mar_buf_puts(b, " required");
+        mar_buf_xputs(b, " required");
     }
     if (m->sharing) {
-        mar_buf_printf(b, " sharing=%s", sharing[m->sharing]);
+        mar_buf_xprintf(b, " sharing=%s", sharing[m->sharing]);
     }
     const char *inames[] = {"size", "mode", "uid", "gid"};
     int64_t ivals[] = {m->size, m->mode, m->uid, m->gid};
     for (size_t i = 0; i < 4; i++) {
         if (ivals[i] >= 0) {
-            mar_buf_printf(b, i == 1 ? " %s=0%llo" : " %s=%lld", inames[i], (long long)ivals[i]);
+            mar_buf_xprintf(b, i == 1 ? " %s=0%llo" : " %s=%lld", inames[i], (long long)ivals[i]);
         }
     }
     if (m->deferred) {
-        mar_buf_puts(b, " deferred");
+        mar_buf_xputs(b, " deferred");
     }
-    mar_buf_puts(b, ")");
+    mar_buf_xputs(b, ")");
 }
 
 static void dump_instr(mar_buf *b, const bld_instr *ins)
 {
-    mar_buf_printf(b, "%s", bld_kind_name(ins->kind));
+    mar_buf_xprintf(b, "%s", bld_kind_name(ins->kind));
     for (size_t i = 0; i < ins->n_flags; i++) {
-        mar_buf_printf(b, " --%s", ins->flags[i].name);
+        mar_buf_xprintf(b, " --%s", ins->flags[i].name);
         if (ins->flags[i].value) {
-            mar_buf_puts(b, "=");
+            mar_buf_xputs(b, "=");
             quote(b, ins->flags[i].value);
         }
     }
     if (ins->json) {
-        mar_buf_puts(b, " [");
+        mar_buf_xputs(b, " [");
         for (size_t i = 0; i < ins->args.n; i++) {
-            mar_buf_puts(b, i ? ", " : "");
+            mar_buf_xputs(b, i ? ", " : "");
             quote(b, ins->args.v[i]);
         }
-        mar_buf_puts(b, "]");
+        mar_buf_xputs(b, "]");
     } else {
         for (size_t i = 0; i < ins->args.n; i++) {
-            mar_buf_puts(b, " ");
+            mar_buf_xputs(b, " ");
             quote(b, ins->args.v[i]);
         }
     }
     for (size_t i = 0; i < ins->n_kvs; i++) {
-        mar_buf_puts(b, " ");
+        mar_buf_xputs(b, " ");
         quote(b, ins->kvs[i].key);
         if (ins->kvs[i].value) {
-            mar_buf_puts(b, "=");
+            mar_buf_xputs(b, "=");
             quote(b, ins->kvs[i].value);
         }
     }
     if (ins->stage_name) {
-        mar_buf_printf(b, " AS %s", ins->stage_name);
+        mar_buf_xprintf(b, " AS %s", ins->stage_name);
     }
     if (ins->dest) {
-        mar_buf_puts(b, " ->");
+        mar_buf_xputs(b, " ->");
         quote(b, ins->dest);
     }
     for (size_t i = 0; i < ins->n_heredocs; i++) {
         const bld_heredoc *h = &ins->heredocs[i];
-        mar_buf_puts(b, " <<");
+        mar_buf_xputs(b, " <<");
         if (h->fd) {
-            mar_buf_printf(b, "%u:", h->fd);
+            mar_buf_xprintf(b, "%u:", h->fd);
         }
-        mar_buf_printf(b, "%s%s", h->chomp ? "-" : "", h->expand ? "" : "'");
+        mar_buf_xprintf(b, "%s%s", h->chomp ? "-" : "", h->expand ? "" : "'");
         quote(b, h->name);
-        mar_buf_puts(b, "=");
+        mar_buf_xputs(b, "=");
         quote(b, h->content);
     }
     for (size_t i = 0; i < ins->n_mounts; i++) {
         dump_mount(b, &ins->mounts[i]);
     }
     if (ins->network) {
-        mar_buf_printf(b, " network=%s", ins->network == BLD_NET_NONE ? "none" : "host");
+        mar_buf_xprintf(b, " network=%s", ins->network == BLD_NET_NONE ? "none" : "host");
     }
     const bld_health *h = &ins->health;
     if (ins->kind == BLD_HEALTHCHECK) {
         if (h->none) {
-            mar_buf_puts(b, " none");
+            mar_buf_xputs(b, " none");
         } else {
-            mar_buf_printf(b,
-                           " interval=%lld timeout=%lld start-period=%lld start-interval=%lld "
-                           "retries=%d",
-                           (long long)h->interval_ns, (long long)h->timeout_ns,
-                           (long long)h->start_period_ns, (long long)h->start_interval_ns,
-                           h->retries);
+            mar_buf_xprintf(b,
+                            " interval=%lld timeout=%lld start-period=%lld start-interval=%lld "
+                            "retries=%d",
+                            (long long)h->interval_ns, (long long)h->timeout_ns,
+                            (long long)h->start_period_ns, (long long)h->start_interval_ns,
+                            h->retries);
         }
     }
     if (ins->kind == BLD_ADD && ins->unpack >= 0) {
-        mar_buf_printf(b, " unpack=%s", ins->unpack ? "true" : "false");
+        mar_buf_xprintf(b, " unpack=%s", ins->unpack ? "true" : "false");
     }
     if (ins->trigger) {
-        mar_buf_puts(b, " {");
+        mar_buf_xputs(b, " {");
         dump_instr(b, ins->trigger);
-        mar_buf_puts(b, "}");
+        mar_buf_xputs(b, "}");
     }
 }
 
 char *bld_dockerfile_dump(const bld_dockerfile *df)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     if (df->syntax) {
-        mar_buf_puts(&b, "# syntax=");
+        mar_buf_xputs(&b, "# syntax=");
         quote(&b, df->syntax);
-        mar_buf_puts(&b, "\n");
+        mar_buf_xputs(&b, "\n");
     }
     if (df->check) {
-        mar_buf_puts(&b, "# check=");
+        mar_buf_xputs(&b, "# check=");
         quote(&b, df->check);
-        mar_buf_puts(&b, "\n");
+        mar_buf_xputs(&b, "\n");
     }
     if (df->escape != '\\') {
-        mar_buf_printf(&b, "# escape=%c\n", df->escape);
+        mar_buf_xprintf(&b, "# escape=%c\n", df->escape);
     }
     for (size_t i = 0; i < df->n_args; i++) {
-        mar_buf_printf(&b, "%u ", df->args[i].line);
+        mar_buf_xprintf(&b, "%u ", df->args[i].line);
         dump_instr(&b, &df->args[i]);
-        mar_buf_puts(&b, "\n");
+        mar_buf_xputs(&b, "\n");
     }
     for (size_t s = 0; s < df->n_stages; s++) {
         const bld_stage *st = &df->stages[s];
         for (size_t i = 0; i < st->n_instrs; i++) {
             const bld_instr *ins = &st->instrs[i];
             if (ins->end_line != ins->line) {
-                mar_buf_printf(&b, "%u-%u ", ins->line, ins->end_line);
+                mar_buf_xprintf(&b, "%u-%u ", ins->line, ins->end_line);
             } else {
-                mar_buf_printf(&b, "%u ", ins->line);
+                mar_buf_xprintf(&b, "%u ", ins->line);
             }
             dump_instr(&b, ins);
-            mar_buf_puts(&b, "\n");
+            mar_buf_xputs(&b, "\n");
         }
     }
     return mar_buf_detach(&b, NULL);

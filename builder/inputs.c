@@ -206,10 +206,10 @@ static yaml_kind yaml_input(const mar_buf *b, const char *file, bool yaml_name, 
  * platform ARGs, which stay unresolved). */
 static char *substitute(const char *s, const mar_strv *args)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (const char *p = s; *p;) {
         if (*p != '$') {
-            mar_buf_append(&b, p++, 1);
+            mar_buf_xappend(&b, p++, 1);
             continue;
         }
         bool braced = p[1] == '{';
@@ -240,11 +240,11 @@ static char *substitute(const char *s, const mar_strv *args)
             }
         }
         if (val && *val) {
-            mar_buf_puts(&b, val);
+            mar_buf_xputs(&b, val);
         } else if (dflt) {
-            mar_buf_append(&b, dflt, dl);
+            mar_buf_xappend(&b, dflt, dl);
         } else {
-            mar_buf_append(&b, p, (size_t)(end - p)); /* unknown: left as written */
+            mar_buf_xappend(&b, p, (size_t)(end - p)); /* unknown: left as written */
         }
         p = end;
     }
@@ -256,7 +256,7 @@ static void dockerfile(const mar_buf *b, const char *file, bld_inputs *in)
     mar_strv args = MAR_STRV_INIT, stages = MAR_STRV_INIT;
     bool seen_from = false;
     size_t lineno = 0;
-    mar_buf logical = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf logical = MAR_BUF_INIT(MAR_BUF_NOCAP);
     size_t start_line = 0;
     _cleanup_free_ char *copy = mar_xstrdup(b->data);
     for (char *line = copy, *next; line; line = next) {
@@ -281,10 +281,10 @@ static void dockerfile(const mar_buf *b, const char *file, bld_inputs *in)
         }
         if (tl && t[tl - 1] == '\\') {
             t[tl - 1] = ' ';
-            mar_buf_puts(&logical, t);
+            mar_buf_xputs(&logical, t);
             continue;
         }
-        mar_buf_puts(&logical, t);
+        mar_buf_xputs(&logical, t);
         char *ins = logical.data;
         /* Instruction words are case-insensitive. */
         if (strncasecmp(ins, "ARG ", 4) == 0 && !seen_from) {
@@ -430,8 +430,8 @@ static int parse(const mar_buf *b, const char *name, bld_inputs *in, mar_err **e
 int bld_inputs_parse_yaml_or_list(const char *name, const char *data, size_t len, bld_inputs *in,
                                   mar_err **err)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_append(&b, data, len);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xappend(&b, data, len);
     int rc = yaml_or_list(&b, name, in, err);
     mar_buf_release(&b);
     return rc;
@@ -439,8 +439,8 @@ int bld_inputs_parse_yaml_or_list(const char *name, const char *data, size_t len
 
 int bld_inputs_parse(const char *name, const char *data, size_t len, bld_inputs *in, mar_err **err)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_append(&b, data, len);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xappend(&b, data, len);
     int rc = parse(&b, name, in, err);
     mar_buf_release(&b);
     return rc;

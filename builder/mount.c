@@ -23,7 +23,7 @@ static bool csv_fields(const char *s, mar_strv *ret, const char **ret_why)
     }
     size_t i = 0;
     for (;;) {
-        mar_buf f = MAR_BUF_INIT(SIZE_MAX / 2);
+        mar_buf f = MAR_BUF_INIT(MAR_BUF_NOCAP);
         if (i < n && s[i] == '"') {
             i++;
             for (;;) {
@@ -33,10 +33,10 @@ static bool csv_fields(const char *s, mar_strv *ret, const char **ret_why)
                     *ret_why = "a quoted field does not end";
                     return false;
                 }
-                mar_buf_append(&f, s + i, (size_t)(q - (s + i)));
+                mar_buf_xappend(&f, s + i, (size_t)(q - (s + i)));
                 i = (size_t)(q - s) + 1;
                 if (i < n && s[i] == '"') {
-                    mar_buf_append(&f, "\"", 1);
+                    mar_buf_xappend(&f, "\"", 1);
                     i++;
                     continue;
                 }
@@ -55,7 +55,7 @@ static bool csv_fields(const char *s, mar_strv *ret, const char **ret_why)
                 *ret_why = "a quote inside an unquoted field";
                 return false;
             }
-            mar_buf_append(&f, s + i, e - i);
+            mar_buf_xappend(&f, s + i, e - i);
             i = e;
         }
         mar_strv_push_take(ret, mar_buf_detach(&f, NULL));

@@ -2,7 +2,9 @@
 # The README's first command: builds mar, starts a local registry on loopback with the sample
 # multi-architecture images, a private containerd and QEMU binfmt handlers, shows `mar inspect`
 # of the samples, then runs the arm64 image through containerd under QEMU with `mar run`, gates
-# two images with `mar check`, audits a compose file for Apple Silicon and runs `mar doctor`.
+# two images with `mar check`, audits a compose file for Apple Silicon, runs `mar doctor`, and
+# ends as a CI that built each architecture on its own runner: `mar index create` of the 8
+# per-architecture samples into one index, and a `mar run` of it.
 # Everything it starts is stopped on exit, and the demo's store is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,3 +51,8 @@ YAML
 show -q audit "$bed/compose.yml"
 # What is wrong with this machine for foreign images (no Lima or colima VM here).
 show doctor
+# The last step of a per-architecture CI: one index of the 8 images (blobs mounted, not copied),
+# then run from it.
+show -q index create "$MAR_TEST_REGISTRY/mar/all:latest" \
+    "$MAR_TEST_REGISTRY"/mar/arch-{amd64,arm64,armhf,armel,i386,ppc64el,s390x,mips64el}:latest
+show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/all:latest" uname -m

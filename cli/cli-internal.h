@@ -193,6 +193,7 @@ typedef struct cmd_report {
     int status; /* 0, or the exit status the report implies */
     bool explicit_platform;
     char requested[OCI_PLATFORM_ALL_STR_MAX];
+    char none_reason[256]; /* why containerd's pick selected nothing, when the index says why */
 } cmd_report;
 
 /* Builds the report of an image for a target; `requested` (may be NULL) is an explicit
@@ -227,6 +228,8 @@ int cmd_binfmt_uninstall(const cmd_def *def, cmd_args *args);
 int cmd_pull(const cmd_def *def, cmd_args *args);
 int cmd_push(const cmd_def *def, cmd_args *args);
 int cmd_tag(const cmd_def *def, cmd_args *args);
+int cmd_copy(const cmd_def *def, cmd_args *args);
+int cmd_index_create(const cmd_def *def, cmd_args *args);
 int cmd_unpack(const cmd_def *def, cmd_args *args);
 int cmd_images(const cmd_def *def, cmd_args *args);
 int cmd_rmi(const cmd_def *def, cmd_args *args);
@@ -299,6 +302,33 @@ int cmd_run_explain(const cmd_args *args);
 /* The --security-opt list applied in order to vm_security_init's defaults (*ret is initialized
  * even on failure). Errors: as vm_security_opt. */
 int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err);
+
+/* mar run's --pull (docker's): pull when the store lacks the platform asked for, always, never. */
+typedef enum { CMD_RUN_PULL_MISSING, CMD_RUN_PULL_ALWAYS, CMD_RUN_PULL_NEVER } cmd_run_pull;
+/* Errors: MAR_EUSAGE. */
+int cmd_run_pull_policy(const cmd_args *args, cmd_run_pull *ret, mar_err **err);
+
+typedef struct cmd_run_choice {
+    reg_store_image im;
+    oci_platform label; /* the platform the chosen entry claims */
+    vm_verdict verdict; /* how the target runs that label */
+} cmd_run_choice;
+
+/* What mar run runs (run-pick.c): the store's copy when --pull allows it and it is the platform
+ * asked for (want; NULL: the target's default), else the entry the registry's report selects,
+ * planned and refused (MAR_EUNSUPPORTED) before its layers are pulled. Warnings about the entry
+ * are printed. Errors: MAR_ENOTFOUND (no such entry, or --pull never and not stored),
+ * MAR_EUNSUPPORTED, those of the pull. */
+int cmd_run_choose(const cmd_args *args, reg_store *s, const char *image, const char *refname,
+                   const vm_target *t, const oci_platform *want, cmd_run_choice *ret,
+                   mar_err **err);
+/* "cannot run REF PLATFORM here: why (fix: `...`)". Returns -MAR_EUNSUPPORTED. */
+int cmd_run_refuse(const char *refname, const oci_platform *p, const vm_verdict *v, mar_err **err);
+/* The ELF file the kernel would execute for cmd in the image (PATH searched as runc does, a
+ * script's interpreter followed once); its path in ret_path. False when it is not found or not an
+ * ELF file of a known architecture. */
+bool cmd_run_command_elf(const oci_lview *v, const char *cmd, const char *path_var, const char *cwd,
+                         char *ret_path, size_t n, oci_elf_info *ret);
 
 /* ---------------------------------------------------------------------------------------------
  * The store and pulling (cmd-pull.c, progress.c). */

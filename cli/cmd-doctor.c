@@ -67,6 +67,35 @@ static void host_findings(const oci_host *h, int xlated, vm_findings *out)
     }
 }
 
+/* What Rosetta translates on this Mac's release (docs/internals/binfmt-and-rosetta.md §11): the
+ * real one from sw_vers on macOS, or the one an `apple-silicon:macosN` target names. */
+static void rosetta_findings(int major, int minor, const char *target, vm_findings *out)
+{
+    char rel[96];
+    if (!target) {
+        snprintf(rel, sizeof(rel), "macOS %d.%d", major, minor);
+    } else if (strchr(target, ':')) {
+        snprintf(rel, sizeof(rel), "macOS %d (--target)", major);
+    } else {
+        snprintf(rel, sizeof(rel), "macOS %d, the current release (--target %s:macosN for another)",
+                 major, target);
+    }
+    if (major < VM_MACOS_ROSETTA_AVX) {
+        add(out, VM_WARNING, "host", "rosetta",
+            "update to macOS 15 or later, or run x86-64-v3 images under QEMU "
+            "(`--vm-type qemu` loses Rosetta for everything else)",
+            "%s: Rosetta does not translate AVX or AVX2, so x86-64-v3 (and v4) binaries fail "
+            "under it; x86-64-v1 and v2 run",
+            rel);
+        return;
+    }
+    add(out, VM_OK, "host", "rosetta", NULL,
+        "%s: Rosetta translates AVX and AVX2 but not AVX-512; x86-64-v3 binaries may still "
+        "fail when they check CPUID first (Rosetta does not report AVX2 there, glibc's "
+        "x86-64-v3 check reads it); x86-64-v4 binaries fail",
+        rel);
+}
+
 /* The first `prog` in PATH, or NULL. */
 static char *which(const char *prog)
 {
@@ -545,8 +574,27 @@ int cmd_doctor(const cmd_def *def, cmd_args *args)
     int xlated = translated();
     vm_findings f = {0};
     host_findings(&host, xlated, &f);
-    tool_findings(facts.arch, &f);
     const char *target = cmd_value(args, "target");
+    if (target && strncmp(target, "apple-silicon", 13) == 0) {
+        vm_target t;
+        if (vm_target_parse(target, &host.platform, &t, &err) < 0) {
+            vm_findings_release(&f);
+            return cmd_fail(err);
+        }
+        rosetta_findings(t.macos_major, 0, target, &f);
+    } else if (!target && strcmp(host.platform.os, "darwin") == 0 &&
+               strcmp(host.platform.arch, "arm64") == 0) {
+        int major = 0, minor = 0;
+        if (vm_macos_version(&vm_runner_system, &major, &minor, &err) < 0) {
+            add(&f, VM_WARNING, "host", "rosetta", NULL,
+                "cannot read the macOS release (%s): what Rosetta translates depends on it",
+                err->msg);
+            mar_err_free(TAKE_PTR(err));
+        } else {
+            rosetta_findings(major, minor, NULL, &f);
+        }
+    }
+    tool_findings(facts.arch, &f);
     cmd_doctor_emulation(binfmt_root(cmd_value(args, "binfmt-root")), facts.arch,
                          !cmd_flag(args, "no-probe") && !target, &f);
     cmd_doctor_containerd(address && *address ? address : DEFAULT_ADDRESS, &f);

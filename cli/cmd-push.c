@@ -37,7 +37,6 @@ static void summary(const reg_push_result *r, uint64_t t0)
 
 int cmd_push(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     bool all = cmd_flag(args, "all-platforms");
     oci_host host;
@@ -48,8 +47,7 @@ int cmd_push(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (all && n_platforms) {
-        fprintf(stderr, "mar: --platform and --all-platforms exclude each other\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--platform and --all-platforms exclude each other");
     }
     int jobs;
     if (cmd_jobs(args, 4, &jobs, &err) < 0) {

@@ -17,7 +17,7 @@ static const char *mode_text(const vm_verdict *v, char *buf, size_t n)
         return "native";
     }
     if (v->mode == VM_RUN_EMULATED) {
-        snprintf(buf, n, "emulated (%s)", vm_emulator_name(v->emu));
+        vm_verdict_label(v, buf, n);
         return buf;
     }
     if (strstr(v->reason, "images need a")) {
@@ -54,16 +54,16 @@ int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err)
  * the options that would give the same confinement. */
 static char *security_text(const vm_security *sec, const mar_strv *arches)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_printf(&b, "seccomp=%s", vm_security_seccomp_name(sec));
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xprintf(&b, "seccomp=%s", vm_security_seccomp_name(sec));
     if (sec->seccomp != VM_SECCOMP_UNCONFINED) {
-        mar_buf_puts(&b, " (");
+        mar_buf_xputs(&b, " (");
         for (size_t i = 0; i < arches->n; i++) {
-            mar_buf_printf(&b, "%s%s", i ? " " : "", arches->v[i]);
+            mar_buf_xprintf(&b, "%s%s", i ? " " : "", arches->v[i]);
         }
-        mar_buf_puts(&b, arches->n ? ")" : "native ABI only)");
+        mar_buf_xputs(&b, arches->n ? ")" : "native ABI only)");
     }
-    mar_buf_printf(&b, ", no-new-privileges=%s", sec->no_new_privileges ? "true" : "false");
+    mar_buf_xprintf(&b, ", no-new-privileges=%s", sec->no_new_privileges ? "true" : "false");
     return mar_buf_detach(&b, NULL);
 }
 
@@ -151,6 +151,7 @@ int cmd_run_explain(const cmd_args *args)
             oci_platform_format(&row->config, cp, sizeof(cp));
             json_object_set_new(doc, "configPlatform", json_string(cp));
             json_object_set_new(doc, "runnable", json_boolean(status == 0));
+            json_object_set_new(doc, "mayFail", json_boolean(row->verdict.uncertain));
             if (h) {
                 json_object_set_new(doc, "handler",
                                     json_pack("{s:s, s:s, s:b}", "entry", h->entry, "interpreter",

@@ -27,6 +27,9 @@ typedef struct run_state {
     bool keep;
     const vm_security *sec;
     const oci_host *host;
+    const vm_target *target;
+    const cmd_run_choice *choice;
+    const char *refname;
 } run_state;
 
 /* containerd identifiers (identifiers/validate.go): [A-Za-z0-9] then [A-Za-z0-9_.-], at most
@@ -192,7 +195,8 @@ static int build_binds(const cmd_args *args, vm_bind **ret, size_t *ret_n, mar_e
 {
     const mar_strv *v = cmd_list(args, "volume");
     size_t n = v ? v->n : 0;
-    vm_bind *b = mar_xcalloc(n + 2, sizeof(*b));
+    /* Room for /etc/resolv.conf, /etc/hosts and /etc/hostname. */
+    vm_bind *b = mar_xcalloc(n + 3, sizeof(*b));
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *copy = mar_xstrdup(v->v[i]);
         char *dst = strchr(copy, ':');
@@ -232,19 +236,27 @@ static void free_binds(vm_bind *b, size_t n)
     free(b);
 }
 
-/* The image's /etc/passwd and /etc/group, read through the merged view of its layers (in-root,
- * no-follow, 1 MiB cap, no FIFO hang: CVE-2024-9676). Missing files are fine. */
-static void read_user_db(const oci_lview *v, mar_buf *passwd, mar_buf *group)
+/* The cap on the image's /etc/passwd and /etc/group (docs/mar-run.1.md USERS). */
+#define USER_DB_CAP (1u << 20)
+
+/* One of the image's user files, read through the merged view of its layers (in-root,
+ * no-follow, capped, no FIFO hang: CVE-2024-9676). A missing file is fine; one over the cap is
+ * not read, and the caller says so when a name could not be found in it. */
+static bool read_user_file(const oci_lview *v, const char *path, mar_buf *ret)
 {
     mar_err *e = NULL;
-    if (oci_lview_read(v, "etc/passwd", 1 << 20, passwd, &e) < 0) {
-        mar_debug("no usable /etc/passwd in the image: %s", e->msg);
-        mar_err_free(TAKE_PTR(e));
+    if (oci_lview_read(v, path, USER_DB_CAP, ret, &e) < 0) {
+        bool over = mar_err_code(e) == MAR_EINTEGRITY && strstr(e->msg, "larger than");
+        if (over) {
+            mar_diag_warn("the image's /%s is larger than %u KiB, the cap: it is not read", path,
+                          USER_DB_CAP >> 10);
+        } else {
+            mar_debug("no usable /%s in the image: %s", path, e->msg);
+        }
+        mar_err_free(e);
+        return over;
     }
-    if (oci_lview_read(v, "etc/group", 1 << 20, group, &e) < 0) {
-        mar_debug("no usable /etc/group in the image: %s", e->msg);
-        mar_err_free(TAKE_PTR(e));
-    }
+    return false;
 }
 
 static void random_id(char *buf, size_t n)
@@ -331,9 +343,9 @@ static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
         }
     }
     /* The layers the container uses, so that mar gc keeps them while it exists. */
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < im->manifest->n_layers; i++) {
-        mar_buf_printf(&b, "%s\n", mar_digest_hex(&im->chains[i]));
+        mar_buf_xprintf(&b, "%s\n", mar_digest_hex(&im->chains[i]));
     }
     _cleanup_free_ char *lp = mar_xasprintf("%s/layers", rel);
     _cleanup_close_ int fd = openat(sfd, lp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -341,6 +353,165 @@ static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
     mar_buf_release(&b);
     if (!ok) {
         return mar_err_set(err, MAR_EIO, errno, "cannot write '%s/%s'", reg_store_path(st->s), lp);
+    }
+    return 0;
+}
+
+/* Names a line of an /etc/hosts text gives (after the address), up to a comment. */
+static bool hosts_has(const char *text, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        size_t len = strcspn(l, "#\n");
+        const char *p = l + strcspn(l, " \t#\n"); /* past the address */
+        while (p < l + len) {
+            p += strspn(p, " \t");
+            size_t w = strcspn(p, " \t#\n");
+            if (w == nl && strncmp(p, name, nl) == 0) {
+                return true;
+            }
+            p += w;
+            if (!w) {
+                break;
+            }
+        }
+    }
+    return false;
+}
+
+/* The container's own /etc/hosts and /etc/hostname, as docker gives them: with --network none,
+ * docker's loopback table; with the host's network, a copy of the host's /etc/hosts. Either way
+ * `localhost` and the container's hostname resolve (the hostname to 127.0.1.1, Debian's
+ * convention, when the table lacks it). Written under the container's directory and bound
+ * read-write, as docker binds its copies. */
+static int net_files(run_state *st, bool host_net, const char *hostname, vm_bind *binds,
+                     size_t *n_binds, mar_err **err)
+{
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP); /* the host file is read under its own 1 MiB cap */
+    if (host_net) {
+        mar_err *e = NULL;
+        if (mar_read_file_at(AT_FDCWD, "/etc/hosts", 1u << 20, &b, &e) < 0) {
+            mar_debug("no host /etc/hosts to copy: %s", e->msg);
+            mar_err_free(e);
+        }
+        if (b.len && b.data[b.len - 1] != '\n') {
+            mar_buf_xputs(&b, "\n");
+        }
+    } else {
+        mar_buf_xputs(&b, "127.0.0.1\tlocalhost\n"
+                          "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                          "fe00::\tip6-localnet\n"
+                          "ff00::\tip6-mcastprefix\n"
+                          "ff02::1\tip6-allnodes\n"
+                          "ff02::2\tip6-allrouters\n");
+    }
+    if (!hosts_has(b.data ? b.data : "", "localhost")) {
+        mar_buf_xputs(&b, "127.0.0.1\tlocalhost\n");
+    }
+    if (!hosts_has(b.data ? b.data : "", hostname)) {
+        mar_buf_xprintf(&b, "127.0.1.1\t%s\n", hostname);
+    }
+    _cleanup_free_ char *name_line = mar_xasprintf("%s\n", hostname);
+    const struct {
+        const char *file, *dest, *text;
+        size_t len;
+    } files[] = {{"hosts", "/etc/hosts", b.data, b.len},
+                 {"hostname", "/etc/hostname", name_line, strlen(name_line)}};
+    int sfd = reg_store_dirfd(st->s);
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(files); i++) {
+        _cleanup_free_ char *rel = mar_xasprintf("containers/%s/%s", st->id, files[i].file);
+        _cleanup_close_ int fd =
+                openat(sfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 || fchmod(fd, 0644) < 0 ||
+            write(fd, files[i].text, files[i].len) != (ssize_t)files[i].len) {
+            int e = errno;
+            mar_buf_release(&b);
+            return mar_err_set(err, MAR_EIO, e, "cannot write '%s/%s'", reg_store_path(st->s), rel);
+        }
+        binds[(*n_binds)++] = (vm_bind){.source = mar_xasprintf("%s/%s", st->dir, files[i].file),
+                                        .dest = mar_xstrdup(files[i].dest)};
+    }
+    mar_buf_release(&b);
+    return 0;
+}
+
+/* runc's "exec: ..." failures as docker reports them (daemon/start.go): a command that is not
+ * there exits 127, one that cannot be executed 126, with runc's line; other failures are mar's
+ * own (-1, the error kept). */
+static int exec_failure(mar_err **err)
+{
+    const char *m = (*err)->msg;
+    if (!strstr(m, "exec: ")) {
+        return -1;
+    }
+    int status = strstr(m, "executable file not found") || strstr(m, "no such file or directory")
+                         ? 127
+                 : strstr(m, "permission denied") || strstr(m, "is a directory") ||
+                                 strstr(m, "exec format error")
+                         ? 126
+                         : -1;
+    if (status > 0) {
+        cmd_fail(TAKE_PTR(*err));
+    }
+    return status;
+}
+
+/* The label says what the entry claims; the command's binary says what executes. When the two
+ * disagree the binary wins, with a warning: an arm64-labeled entry of amd64 binaries runs
+ * natively here, and the plan (and the notice) says so. Refused (7) before anything is created
+ * when neither can run. */
+static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
+                         const mar_strv *env, const char *cwd, mar_err **err)
+{
+    const cmd_run_choice *ch = st->choice;
+    vm_verdict v = ch->verdict;
+    oci_platform label, runs = ch->label;
+    oci_platform_normalize(&ch->label, &label);
+    const char *path = NULL;
+    for (size_t i = 0; i < env->n; i++) {
+        path = strncmp(env->v[i], "PATH=", 5) == 0 ? env->v[i] + 5 : path;
+    }
+    char file[1024];
+    oci_elf_info elf;
+    if (av->n && cmd_run_command_elf(lv, av->v[0], path, cwd, file, sizeof(file), &elf)) {
+        oci_platform bin = {0};
+        mar_strlcpy(bin.os, label.os, sizeof(bin.os));
+        mar_strlcpy(bin.arch, elf.arch, sizeof(bin.arch));
+        oci_platform_normalize(&bin, &bin);
+        if (strcmp(bin.arch, label.arch) != 0) {
+            runs = bin;
+            vm_plan_platform(st->target, &runs, &v);
+            if (v.mode == VM_RUN_EMULATED && strstr(v.reason, "lacks the F flag")) {
+                v.mode = VM_RUN_UNAVAILABLE;
+            }
+            char ls[OCI_PLATFORM_STR_MAX], rs[OCI_PLATFORM_STR_MAX], how[64];
+            oci_platform_format(&ch->label, ls, sizeof(ls));
+            oci_platform_format(&runs, rs, sizeof(rs));
+            if (v.mode == VM_RUN_NATIVE) {
+                snprintf(how, sizeof(how), "natively");
+            } else if (v.mode == VM_RUN_EMULATED) {
+                snprintf(how, sizeof(how), "under %s", vm_emulator_name(v.emu));
+            } else {
+                snprintf(how, sizeof(how), "not at all");
+            }
+            mar_diag_warn(
+                    "the %s entry of '%s' is labeled %s but its command %s is built for %s: it "
+                    "runs as %s, %s here",
+                    ls, st->refname, ls, file, bin.arch, rs, how);
+        }
+    }
+    if (v.mode == VM_RUN_UNAVAILABLE) {
+        return cmd_run_refuse(st->refname, &runs, &v, err);
+    }
+    if (v.uncertain) {
+        char us[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&runs, us, sizeof(us));
+        mar_diag_warn("%s %s %s", st->refname, us, v.reason);
+    }
+    if (v.mode == VM_RUN_EMULATED) {
+        char rs[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&runs, rs, sizeof(rs));
+        mar_diag_notice("running %s under %s", rs, vm_emulator_name(v.emu));
     }
     return 0;
 }
@@ -368,27 +539,35 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
         goto out;
     }
     oci_lview lv = {.fds = fds, .n = n};
-    read_user_db(&lv, &passwd, &group);
+    bool passwd_over = read_user_file(&lv, "etc/passwd", &passwd);
+    bool group_over = read_user_file(&lv, "etc/group", &group);
     const char *uspec = cmd_value(args, "user");
     vm_user u;
     if (vm_user_resolve(uspec ? uspec : cfg->user, passwd.len ? passwd.data : NULL,
-                        group.len ? group.data : NULL, &u, err) < 0 ||
-        build_env(args, cfg, &u, &env, err) < 0 || build_binds(args, &binds, &n_binds, err) < 0) {
+                        group.len ? group.data : NULL, &u, err) < 0) {
+        bool user = strstr((*err)->msg, "/etc/passwd") != NULL;
+        if ((user && passwd_over) || (!user && group_over)) {
+            mar_err_wrap(err, "the image's /etc/%s exceeds the %u KiB cap and was not read",
+                         user ? "passwd" : "group", USER_DB_CAP >> 10);
+        }
         goto out;
     }
-    /* With the host's network, the host's resolver and hosts files (read-only), as docker does
-     * with --network host. */
-    static const char *const netfiles[] = {"/etc/resolv.conf", "/etc/hosts"};
-    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles); i++) {
-        char *real = realpath(netfiles[i], NULL);
-        if (real) {
-            binds[n_binds++] =
-                    (vm_bind){.source = real, .dest = mar_xstrdup(netfiles[i]), .readonly = true};
-        }
+    if (build_env(args, cfg, &u, &env, err) < 0 || build_binds(args, &binds, &n_binds, err) < 0) {
+        goto out;
+    }
+    /* With the host's network, the host's resolver (read-only), as docker does with --network
+     * host; /etc/hosts and /etc/hostname are the container's own (net_files). */
+    char *resolv = host_net ? realpath("/etc/resolv.conf", NULL) : NULL;
+    if (resolv) {
+        binds[n_binds++] = (vm_bind){
+                .source = resolv, .dest = mar_xstrdup("/etc/resolv.conf"), .readonly = true};
     }
     const char *cwd = cmd_value(args, "workdir");
     if (!cwd) {
         cwd = cfg->working_dir && *cfg->working_dir ? cfg->working_dir : "/";
+    }
+    if (what_executes(st, &lv, &av, &env, cwd, err) < 0) {
+        goto out;
     }
     char idbuf[32];
     const char *name = cmd_value(args, "name");
@@ -398,6 +577,15 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     }
     st->id = mar_xstrdup(name);
     cgroup = mar_xasprintf("/%s/%s", DEFAULT_NS, st->id);
+    /* docker run --network host: "the container's hostname will match the hostname on the host
+     * system"; otherwise the container's name. */
+    char hostname[256] = "";
+    if (!host_net || gethostname(hostname, sizeof(hostname) - 1) < 0 || !hostname[0]) {
+        mar_strlcpy(hostname, st->id, sizeof(hostname));
+    }
+    if (make_dirs(st, im, err) < 0 || net_files(st, host_net, hostname, binds, &n_binds, err) < 0) {
+        goto out;
+    }
     vm_spec_opts so = {
             .args = &av,
             .env = &env,
@@ -407,7 +595,7 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
             .gids = u.gids,
             .n_gids = u.n_gids,
             .terminal = tty,
-            .hostname = st->id,
+            .hostname = hostname,
             .host_network = host_net,
             .binds = binds,
             .n_binds = n_binds,
@@ -416,7 +604,7 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
             .kernel_arch = st->host->machine,
             .kernel_release = st->host->kernel,
     };
-    if (vm_spec_json(&so, &spec, err) < 0 || make_dirs(st, im, err) < 0) {
+    if (vm_spec_json(&so, &spec, err) < 0) {
         goto out;
     }
     iodir = mar_xasprintf("%s/io", st->dir);
@@ -449,10 +637,10 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     }
     st->container_created = true;
     /* overlayfs: lowerdir top first (filesystems/overlayfs.rst "Multiple lower layers"). */
-    mar_buf lower = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&lower, "lowerdir=");
+    mar_buf lower = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&lower, "lowerdir=");
     for (size_t i = 0; i < layer_paths.n; i++) {
-        mar_buf_printf(&lower, "%s%s", i ? ":" : "", layer_paths.v[i]);
+        mar_buf_xprintf(&lower, "%s%s", i ? ":" : "", layer_paths.v[i]);
     }
     mar_strv_push_take(&rootfs.options, mar_buf_detach(&lower, NULL));
     mar_strv_push_take(&rootfs.options, mar_xasprintf("upperdir=%s/upper", st->dir));
@@ -461,12 +649,19 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
                       .stdout_path = io.out_path,
                       .stderr_path = io.err_path,
                       .terminal = tty};
-    if (interrupted(sigfd, err) < 0 ||
-        vm_ctd_task_create(st->c, st->id, &rootfs, 1, &stdio, NULL, err) < 0) {
+    if (interrupted(sigfd, err) < 0) {
+        goto out;
+    }
+    if (vm_ctd_task_create(st->c, st->id, &rootfs, 1, &stdio, NULL, err) < 0) {
+        rc = exec_failure(err);
         goto out;
     }
     st->task_created = true;
-    if (interrupted(sigfd, err) < 0 || vm_ctd_task_start(st->c, st->id, NULL, err) < 0) {
+    if (interrupted(sigfd, err) < 0) {
+        goto out;
+    }
+    if (vm_ctd_task_start(st->c, st->id, NULL, err) < 0) {
+        rc = exec_failure(err);
         goto out;
     }
     uint32_t status = 0;
@@ -573,40 +768,24 @@ int cmd_run(const cmd_def *def, cmd_args *args)
     if (cmd_open_store(args, &s, &err) < 0 || reg_store_hold(s, false, true, &err) < 0) {
         return cmd_fail(err);
     }
-    oci_matcher m;
-    if (n_platforms) {
-        oci_matcher_only(&m, &platforms[0]);
-    } else {
-        vm_target_matcher(&target, &m);
-    }
-    reg_store_image im;
-    const oci_platform *want = n_platforms ? platforms : &target.platform;
-    if (cmd_stored_or_pull(args, s, image, refname, &m, want, 1, true, &im, &err) < 0) {
+    /* The plan comes first: refused before any layer is pulled or anything created when this
+     * host cannot run it. */
+    cmd_run_choice ch;
+    if (cmd_run_choose(args, s, image, refname, &target, n_platforms ? platforms : NULL, &ch,
+                       &err) < 0) {
         return cmd_fail(err);
     }
 
-    /* The plan: refuse before creating anything when this host cannot run it. */
-    vm_verdict v;
-    vm_plan_platform(&target, &im.platform, &v);
-    char ps[OCI_PLATFORM_STR_MAX];
-    oci_platform_format(&im.platform, ps, sizeof(ps));
-    if (v.mode == VM_RUN_EMULATED && v.reason[0] && strstr(v.reason, "lacks the F flag")) {
-        v.mode = VM_RUN_UNAVAILABLE;
-    }
-    if (v.mode == VM_RUN_UNAVAILABLE) {
-        fprintf(stderr, "mar: cannot run %s %s here: %s%s%s%s\n", refname, ps, v.reason,
-                v.fix[0] ? " (fix: `" : "", v.fix, v.fix[0] ? "`)" : "");
-        reg_store_image_release(&im);
-        return MAR_EUNSUPPORTED;
-    }
-    if (v.mode == VM_RUN_EMULATED && !cmd_flag(args, "quiet")) {
-        mar_diag_notice("running %s under %s", ps, vm_emulator_name(v.emu));
-    }
-
-    run_state st = {.s = s, .keep = cmd_flag(args, "keep"), .sec = &sec, .host = &host};
-    int rc = run_container(args, &im, &st, sigfd, tty, interactive,
+    run_state st = {.s = s,
+                    .keep = cmd_flag(args, "keep"),
+                    .sec = &sec,
+                    .host = &host,
+                    .target = &target,
+                    .choice = &ch,
+                    .refname = refname};
+    int rc = run_container(args, &ch.im, &st, sigfd, tty, interactive,
                            network ? strcmp(network, "host") == 0 : true, &err);
-    reg_store_image_release(&im);
+    reg_store_image_release(&ch.im);
     if (rc < 0) {
         teardown(&st);
         vm_ctd_free(st.c);

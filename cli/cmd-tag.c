@@ -65,12 +65,10 @@ static void print_result(const cmd_args *args, const char *src, const char *dst,
 
 int cmd_tag(const cmd_def *def, cmd_args *args)
 {
-    (void)def;
     mar_err *err = NULL;
     bool local = cmd_flag(args, "local"), remote = cmd_flag(args, "remote");
     if (local && remote) {
-        fprintf(stderr, "mar: --local and --remote exclude each other\n");
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "--local and --remote exclude each other");
     }
     int jobs;
     if (cmd_jobs(args, 4, &jobs, &err) < 0) {
@@ -85,11 +83,10 @@ int cmd_tag(const cmd_def *def, cmd_args *args)
         return cmd_fail(err);
     }
     if (!dst.tag || dst.has_digest) {
-        fprintf(stderr, "mar: a new name is a tag: '%s' %s\n", args->pos.v[1],
-                dst.has_digest ? "has a digest" : "has none");
         oci_ref_release(&src);
         oci_ref_release(&dst);
-        return MAR_EUSAGE;
+        return cmd_usage_error(def, "a new name is a tag: '%s' %s", args->pos.v[1],
+                               dst.has_digest ? "has a digest" : "has none");
     }
     _cleanup_free_ char *src_name = oci_ref_string(&src);
     _cleanup_free_ char *dst_name = oci_ref_string(&dst);

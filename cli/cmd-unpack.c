@@ -137,8 +137,9 @@ int cmd_unpack(const cmd_def *def, cmd_args *args)
     if (rc < 0) {
         _cleanup_close_ int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         mar_err *re = NULL;
-        if (pfd >= 0) {
-            oci_remove_at(pfd, strrchr(tmpl, '/') + 1, &re);
+        if (pfd < 0 || oci_remove_at(pfd, strrchr(tmpl, '/') + 1, &re) < 0) {
+            mar_diag_warn("cannot remove '%s'%s%s; remove it by hand", tmpl, re ? ": " : "",
+                          re ? re->msg : "");
         }
         mar_err_free(re);
         reg_store_image_release(&im);

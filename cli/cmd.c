@@ -71,6 +71,25 @@ static const cmd_opt push_opts[] = {
         {"json", 0, CMD_OPT_FLAG, NULL, "print what was pushed as JSON (docs/mar-push.1.md)"},
 };
 
+static const cmd_opt copy_opts[] = {
+        {"platform", 'p', CMD_OPT_LIST, "PLATFORM[,...]",
+         "copy only these entries of an index, as a new index (repeatable)"},
+        {"all-platforms", 'a', CMD_OPT_FLAG, NULL, "copy the whole image (the default)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob transfers (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print what was copied as JSON (docs/mar-copy.1.md)"},
+};
+
+static const cmd_opt index_create_opts[] = {
+        {"append", 0, CMD_OPT_FLAG, NULL, "add to the index DST names"},
+        {"replace", 0, CMD_OPT_FLAG, NULL, "a later source replaces an entry of its platform"},
+        {"remove", 0, CMD_OPT_LIST, "PLATFORM[,...]",
+         "drop the entries of a platform, with their attestations (repeatable)"},
+        {"annotation", 0, CMD_OPT_LIST, "KEY=VALUE", "an index annotation (repeatable)"},
+        {"dry-run", 'n', CMD_OPT_FLAG, NULL, "print the index JSON, push nothing"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob mounts (default 4)"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "print the result as JSON (docs/mar-index.1.md)"},
+};
+
 static const cmd_opt tag_opts[] = {
         {"local", 0, CMD_OPT_FLAG, NULL, "name the image in the store only"},
         {"remote", 0, CMD_OPT_FLAG, NULL, "name the image in its registry only"},
@@ -122,6 +141,8 @@ static const cmd_opt run_opts[] = {
         {"namespace", 'n', CMD_OPT_VALUE, "NS",
          "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
         {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel downloads when pulling (default 4)"},
+        {"pull", 0, CMD_OPT_VALUE, "always|missing|never",
+         "pull first: always, when the store lacks the platform asked for (default), or never"},
 };
 
 static const cmd_opt build_opts[] = {
@@ -247,6 +268,14 @@ static const cmd_def commands[] = {
          "are not all stored is refused unless --platform picks stored ones: those are pushed as\n"
          "a new index, with a digest of its own.",
          push_opts, MAR_ARRAY_SIZE(push_opts), false},
+        {"copy", cmd_copy, 2, 2, "[OPTIONS] SRC DST",
+         "copy an image between registries, OCI layouts and OCI archives",
+         "SRC and DST are registry references (docker://REF or REF), OCI image layout directories\n"
+         "(oci:DIR[:TAG]) or OCI archives (oci-archive:FILE[:TAG]). Between registries the blobs\n"
+         "stream from one to the other (mounted within one registry) and never touch the disk.\n"
+         "Documents go byte for byte, so DST gets SRC's digest, unless --platform keeps part of\n"
+         "an index: that new index has a digest of its own. Attestations follow their entries.",
+         copy_opts, MAR_ARRAY_SIZE(copy_opts), false},
         {"tag", cmd_tag, 2, 2, "[--local|--remote] SRC DST",
          "give an image another name, in the store or in its registry",
          "In the store when it holds SRC (both names then point at the same documents), otherwise\n"
@@ -334,6 +363,13 @@ static const cmd_def commands[] = {
         {"vm shell", cmd_vm_shell, 0, -1, "[NAME [COMMAND...]]",
          "a shell (or a command) inside the Lima VM (limactl shell)", NULL, vm_simple_opts,
          MAR_ARRAY_SIZE(vm_simple_opts), false},
+        {"index create", cmd_index_create, 1, -1, "[OPTIONS] DST:TAG [SRC...]",
+         "make one multi-platform index of several images",
+         "Each SRC is a single-platform image (its config gives the platform), an index (its\n"
+         "entries are merged) or SRC@sha256:... Attestation manifests follow the entries they\n"
+         "describe. Sources of another repository are mounted into DST's, never downloaded. A\n"
+         "platform twice is refused unless --replace. Prints DST@DIGEST of the pushed index.",
+         index_create_opts, MAR_ARRAY_SIZE(index_create_opts), false},
         {"binfmt status", cmd_binfmt_status, 0, 0, "[--json] [--no-probe]",
          "show which binfmt_misc entry handles each architecture, and probe it",
          "For every architecture mar knows: the entry the kernel would use now (the newest "

@@ -71,10 +71,10 @@ static size_t top_words(const cmd_def *cmds, size_t n, const char **ret_name, si
 /* The verbs of a noun, space-separated ("create start stop"). Returns: new string. */
 static char *noun_verbs(const cmd_def *cmds, size_t n, const char *noun, size_t l)
 {
-    mar_buf b = MAR_BUF_INIT(1u << 20);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < n; i++) {
         if (noun_len(cmds[i].name) == l && strncmp(cmds[i].name, noun, l) == 0) {
-            mar_buf_printf(&b, "%s%s", b.len ? " " : "", cmds[i].name + l + 1);
+            mar_buf_xprintf(&b, "%s%s", b.len ? " " : "", cmds[i].name + l + 1);
         }
     }
     return mar_buf_detach(&b, NULL);
@@ -451,9 +451,9 @@ static void write_fish(FILE *out, const cmd_def *cmds, size_t n, const cmd_opt *
     fputs("# fish completion for mar, written by `mar completion fish` from mar's command and\n"
           "# option tables.\n",
           out);
-    mar_buf all = MAR_BUF_INIT(1u << 20);
+    mar_buf all = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < nt; i++) {
-        mar_buf_printf(&all, "%s%.*s", i ? " " : "", (int)lens[i], names[i]);
+        mar_buf_xprintf(&all, "%s%.*s", i ? " " : "", (int)lens[i], names[i]);
     }
     fputs("complete -c mar -n __fish_use_subcommand -f -l help -s h -d 'show this help'\n", out);
     fputs("complete -c mar -n __fish_use_subcommand -f -l version -d 'show the version'\n", out);

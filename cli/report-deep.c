@@ -98,9 +98,10 @@ void cmd_report_add_deep(cmd_report *r, const vm_target *t)
             mar_strlcpy(real.arch, eff, sizeof(real.arch));
             real.variant[0] = '\0';
             vm_plan_platform(t, &real, &row->verdict);
-            mar_buf why = MAR_BUF_INIT(sizeof(row->verdict.reason) * 2);
-            mar_buf_printf(&why, "its binaries are %s%s%s", eff, row->verdict.reason[0] ? "; " : "",
-                           row->verdict.reason);
+            /* Composed here; the copy below truncates it to the field. */
+            mar_buf why = MAR_BUF_INIT(MAR_BUF_NOCAP);
+            mar_buf_xprintf(&why, "its binaries are %s%s%s", eff,
+                            row->verdict.reason[0] ? "; " : "", row->verdict.reason);
             mar_strlcpy(row->verdict.reason, why.data, sizeof(row->verdict.reason));
             mar_buf_release(&why);
         } else if (strcmp(s->verdict, "mixed") == 0) {
@@ -133,15 +134,29 @@ void cmd_report_add_deep(cmd_report *r, const vm_target *t)
         }
         bool rosetta = row->verdict.emu == VM_EMU_ROSETTA;
         if (strcmp(eff, "amd64") == 0 && s->max_isa_level >= 3 && rosetta) {
+            /* The planner's Rosetta model decides "fail" or "may fail" by the Mac's macOS
+             * release (docs/internals/binfmt-and-rosetta.md §11). */
+            oci_platform lvl = {.os = "linux", .arch = "amd64"};
+            snprintf(lvl.variant, sizeof(lvl.variant), "v%d", s->max_isa_level);
+            vm_verdict iv;
+            vm_plan_platform(t, &lvl, &iv);
             cmd_report_problem(r, "elf-isa", row->published,
-                               "%zu binaries of %s need x86-64-v3 or higher (e.g. %s): they fail "
-                               "under Rosetta",
-                               s->n_isa_v3plus, row->published, s->isa_example);
+                               "%zu binaries of %s need x86-64-v3 or higher (e.g. %s): they %s "
+                               "under Rosetta (%s)",
+                               s->n_isa_v3plus, row->published, s->isa_example,
+                               iv.mode == VM_RUN_UNAVAILABLE ? "fail" : "may fail", iv.reason);
             if (s->ep_isa_level >= 3) {
-                row->verdict.mode = VM_RUN_UNAVAILABLE;
-                snprintf(row->verdict.reason, sizeof(row->verdict.reason),
-                         "the entrypoint needs x86-64-v%d, which Rosetta does not translate",
-                         s->ep_isa_level);
+                snprintf(lvl.variant, sizeof(lvl.variant), "v%d", s->ep_isa_level);
+                vm_plan_platform(t, &lvl, &iv);
+                if (iv.mode == VM_RUN_UNAVAILABLE) {
+                    row->verdict.mode = VM_RUN_UNAVAILABLE;
+                    snprintf(row->verdict.reason, sizeof(row->verdict.reason),
+                             "the entrypoint needs x86-64-v%d: %.200s", s->ep_isa_level, iv.reason);
+                } else if (iv.uncertain) {
+                    row->verdict.uncertain = true;
+                    snprintf(row->verdict.reason, sizeof(row->verdict.reason),
+                             "the entrypoint needs x86-64-v%d: %.200s", s->ep_isa_level, iv.reason);
+                }
             }
         } else if (strcmp(eff, "amd64") == 0 && t->amd64_level &&
                    s->max_isa_level > t->amd64_level && row->verdict.mode == VM_RUN_NATIVE) {

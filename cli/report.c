@@ -165,6 +165,13 @@ static void select_entry(cmd_report *r, const reg_image *img, const oci_matcher 
         const reg_image_entry *en = &img->entries[row->entry];
         if (!en->config || !en->config->has_platform ||
             !oci_matcher_match(m, &en->config->platform)) {
+            char cp[OCI_PLATFORM_STR_MAX] = "nothing";
+            if (en->config && en->config->has_platform) {
+                oci_platform_format(&en->config->platform, cp, sizeof(cp));
+            }
+            snprintf(r->none_reason, sizeof(r->none_reason),
+                     "the entry chosen for it, %s, has no platform and its config says %s",
+                     pick.desc->digest.str, cp);
             return;
         }
     }

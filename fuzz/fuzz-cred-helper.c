@@ -22,9 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
     const uint8_t *nul = memchr(p, 0, n);
     size_t out_len = nul ? (size_t)(nul - p) : n;
-    mar_buf_append(&r.out, p, out_len);
-    if (nul) {
-        mar_buf_append(&r.errout, nul + 1, n - out_len - 1);
+    /* Output over the caps never reaches the parser: mar_proc_run stops reading at them. */
+    if (mar_buf_append(&r.out, p, out_len) < 0 ||
+        (nul && mar_buf_append(&r.errout, nul + 1, n - out_len - 1) < 0)) {
+        mar_proc_result_release(&r);
+        return 0;
     }
     reg_creds cr = {0};
     reg__creds_helper_result("fuzz", &r, &cr);

@@ -37,8 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 void mar_fuzz_seeds(void (*emit)(const void *data, size_t size))
 {
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2), gz = MAR_BUF_INIT(SIZE_MAX / 2),
-            zs = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP), gz = MAR_BUF_INIT(MAR_BUF_NOCAP),
+            zs = MAR_BUF_INIT(MAR_BUF_NOCAP);
     tarw_add(&t, &(tarw_entry){.name = "bin/", .type = '5', .mode = 0755});
     tarw_add(&t, &(tarw_entry){.name = "bin/x",
                                .type = '0',

@@ -47,7 +47,7 @@ static const mar_json_field exec_fields[] = {
         {"WorkingDir", MAR_JSON_STRING, offsetof(oci_config, working_dir), false},
 };
 
-static int parse_rootfs(json_t *rootfs, oci_config *c, mar_err **err)
+MAR_MUST_USE static int parse_rootfs(json_t *rootfs, oci_config *c, mar_err **err)
 {
     json_t *ids = json_object_get(rootfs, "diff_ids");
     if (!ids || json_is_null(ids)) {

@@ -107,7 +107,7 @@ static uint32_t level_buf_size(int level)
 }
 
 /* The compressed bytes, in order: hashed and written. */
-static int put_out(oci_layer_out *z, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int put_out(oci_layer_out *z, const void *p, size_t n, mar_err **err)
 {
     if (z->blob) {
         mar_hasher_update(z->blob, p, n);
@@ -239,7 +239,7 @@ static void gz_header(unsigned char h[10], int level)
 }
 
 /* Writes the oldest job out once it is compressed, and frees its slot. */
-static int gz_retire(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int gz_retire(oci_layer_out *z, mar_err **err)
 {
     gz_job *j = &z->jobs[z->retire_seq % z->n_jobs];
     if (z->n_tids) {
@@ -273,7 +273,7 @@ static int gz_retire(oci_layer_out *z, mar_err **err)
 }
 
 /* Takes the next slot for filling, writing out older jobs until it is free. */
-static int gz_acquire(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int gz_acquire(oci_layer_out *z, mar_err **err)
 {
     /* The slot of job fill_seq held job fill_seq - n_jobs: it must be written out first. */
     while (z->fill_seq - z->retire_seq >= z->n_jobs) {
@@ -313,7 +313,7 @@ static void gz_submit(oci_layer_out *z, bool last)
     pthread_mutex_unlock(&z->mu);
 }
 
-static int gz_write(oci_layer_out *z, const unsigned char *p, size_t n, mar_err **err)
+MAR_MUST_USE static int gz_write(oci_layer_out *z, const unsigned char *p, size_t n, mar_err **err)
 {
     while (n) {
         if (!z->fill) {
@@ -335,7 +335,7 @@ static int gz_write(oci_layer_out *z, const unsigned char *p, size_t n, mar_err 
     return 0;
 }
 
-static int gz_finish(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int gz_finish(oci_layer_out *z, mar_err **err)
 {
     int rc;
     if (!z->fill && (rc = gz_acquire(z, err)) < 0) {
@@ -359,7 +359,8 @@ static int gz_finish(oci_layer_out *z, mar_err **err)
 
 /* ---- zstd and uncompressed ------------------------------------------------------------------ */
 
-static int zs_pump(oci_layer_out *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode, mar_err **err)
+MAR_MUST_USE static int zs_pump(oci_layer_out *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode,
+                                mar_err **err)
 {
     for (;;) {
         ZSTD_outBuffer out = {z->zout, z->zout_size, 0};
@@ -381,7 +382,7 @@ static int zs_pump(oci_layer_out *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode, 
     }
 }
 
-static int zs_init(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int zs_init(oci_layer_out *z, mar_err **err)
 {
     z->zc = ZSTD_createCCtx();
     if (!z->zc || ZSTD_isError(ZSTD_CCtx_setParameter(z->zc, ZSTD_c_compressionLevel, z->level)) ||
@@ -400,7 +401,7 @@ static int zs_init(oci_layer_out *z, mar_err **err)
     return 0;
 }
 
-static int raw_flush(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int raw_flush(oci_layer_out *z, mar_err **err)
 {
     int rc = z->raw_len ? put_out(z, z->raw, z->raw_len, err) : 0;
     z->raw_len = 0;
@@ -470,7 +471,7 @@ int oci_layer_out_new(oci_codec codec, int level, unsigned threads, int out_fd, 
     return 0;
 }
 
-static int check_usable(oci_layer_out *z, mar_err **err)
+MAR_MUST_USE static int check_usable(oci_layer_out *z, mar_err **err)
 {
     if (z->failed) {
         return mar_err_set(err, z->failed, 0, "the layer blob failed earlier");

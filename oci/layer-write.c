@@ -87,7 +87,8 @@ static void classify_overlay(walker *wk, xattr_set *x, const char *name, const v
 }
 
 /* Reads every xattr of an open file. Filesystems without xattrs have none. */
-static int read_xattrs(walker *wk, int fd, const char *path, xattr_set *ret, mar_err **err)
+MAR_MUST_USE static int read_xattrs(walker *wk, int fd, const char *path, xattr_set *ret,
+                                    mar_err **err)
 {
     ssize_t n;
     for (int tries = 0;; tries++) {
@@ -184,14 +185,14 @@ static bool same_inode(const struct stat *a, const struct stat *b)
            (a->st_mode & S_IFMT) == (b->st_mode & S_IFMT);
 }
 
-static int changed(const char *path, mar_err **err)
+MAR_MUST_USE static int changed(const char *path, mar_err **err)
 {
     return mar_err_set(err, MAR_EIO, 0, "'%s' changed while being archived", path);
 }
 
 /* Opens a regular file or a directory found by lstat, refusing anything else in its place. */
-static int open_checked(int dfd, const char *name, const struct stat *want, const char *path,
-                        struct stat *ret_st, mar_err **err)
+MAR_MUST_USE static int open_checked(int dfd, const char *name, const struct stat *want,
+                                     const char *path, struct stat *ret_st, mar_err **err)
 {
     int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
     if (S_ISDIR(want->st_mode)) {
@@ -229,8 +230,8 @@ static char *join(const char *dir, const char *name)
 }
 
 /* Lists a directory, lstat's every child and marks the whiteouts. */
-static int list_dir(walker *wk, int dfd, const char *dpath, child **ret, size_t *ret_n,
-                    mar_err **err)
+MAR_MUST_USE static int list_dir(walker *wk, int dfd, const char *dpath, child **ret, size_t *ret_n,
+                                 mar_err **err)
 {
     int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
@@ -305,9 +306,10 @@ static int list_dir(walker *wk, int dfd, const char *dpath, child **ret, size_t 
     return 0;
 }
 
-static int walk_dir(walker *wk, int dfd, const char *dpath, mar_err **err);
+MAR_MUST_USE static int walk_dir(walker *wk, int dfd, const char *dpath, mar_err **err);
 
-static int add_child(walker *wk, int dfd, const char *dpath, const child *c, mar_err **err)
+MAR_MUST_USE static int add_child(walker *wk, int dfd, const char *dpath, const child *c,
+                                  mar_err **err)
 {
     _cleanup_free_ char *path = join(dpath, c->name);
     if (strlen(path) > OCI_PATH_MAX) {
@@ -442,7 +444,7 @@ static int add_child(walker *wk, int dfd, const char *dpath, const child *c, mar
     return 0;
 }
 
-static int walk_dir(walker *wk, int dfd, const char *dpath, mar_err **err)
+MAR_MUST_USE static int walk_dir(walker *wk, int dfd, const char *dpath, mar_err **err)
 {
     child *v = NULL;
     size_t n = 0;

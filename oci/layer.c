@@ -448,7 +448,7 @@ static locale_t utf8_locale(void)
     return utf8_loc;
 }
 
-static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
+MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
 
 int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
@@ -464,7 +464,7 @@ int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **e
     return rc;
 }
 
-static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
+MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
     struct archive_entry *ae;
     for (;;) {
@@ -561,12 +561,22 @@ static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err 
         e->mode = (unsigned)archive_entry_perm(ae) | (archive_entry_mode(ae) & 07000);
         e->uid = (int64_t)archive_entry_uid(ae);
         e->gid = (int64_t)archive_entry_gid(ae);
+        /* An id must fit uid_t/gid_t and not be -1, which chown reads as "unchanged": 2^32
+         * would wrap to root, 2^32-1 leave the file the unpacker's
+         * (docs/internals/unpack-security.md §3). */
+        if (e->uid < 0 || e->gid < 0 || (uint64_t)e->uid >= (uint64_t)(uid_t)-1 ||
+            (uint64_t)e->gid >= (uint64_t)(gid_t)-1) {
+            return mar_err_set(err, MAR_EINTEGRITY, 0,
+                               "'%.200s' has owner %lld:%lld, which is no valid uid:gid, refusing",
+                               e->path, (long long)e->uid, (long long)e->gid);
+        }
         e->size = archive_entry_size_is_set(ae) ? (int64_t)archive_entry_size(ae) : 0;
         if (e->size < 0 || (uint64_t)e->size > r->lim.max_uncompressed) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "'%.200s' claims %lld bytes, more than a layer may hold, refusing",
                                e->path, (long long)e->size);
         }
+        e->sparse = archive_entry_sparse_count(ae) > 0;
         if ((uint64_t)archive_entry_sparse_count(ae) > r->lim.max_sparse) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "sparse file '%.200s' has %d regions, refusing", e->path,
@@ -618,6 +628,33 @@ ssize_t oci_layer_read(oci_layer_reader *r, void *buf, size_t n, mar_err **err)
         return fail_from_archive(r, err, "cannot read layer data");
     }
     return (ssize_t)got;
+}
+
+int oci_layer_read_block(oci_layer_reader *r, const void **ret_buf, size_t *ret_len,
+                         int64_t *ret_off, mar_err **err)
+{
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    int ar = archive_read_data_block(r->a, &buf, &len, &off);
+    if (ar == ARCHIVE_EOF) {
+        return 0;
+    }
+    if (ar != ARCHIVE_OK) {
+        return fail_from_archive(r, err, "cannot read layer data");
+    }
+    /* A sparse map is the layer's word: a block past the size it declared is refused rather
+     * than trusted to stay within the budget counted from that size. */
+    if (off < 0 || (uint64_t)off > (uint64_t)r->entry.size ||
+        len > (uint64_t)r->entry.size - (uint64_t)off) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "'%.200s' has data at offset %lld, past its size of %lld, refusing",
+                           r->entry.path, (long long)off, (long long)r->entry.size);
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    *ret_off = (int64_t)off;
+    return 1;
 }
 
 int oci_layer_skip(oci_layer_reader *r, mar_err **err)

@@ -48,7 +48,7 @@ static bool is_opaque(int dirfd)
     return n == 1 && v[0] == 'y';
 }
 
-static int level_root(const oci_lview *v, level *ret, mar_err **err)
+MAR_MUST_USE static int level_root(const oci_lview *v, level *ret, mar_err **err)
 {
     ret->n = 0;
     for (size_t i = 0; i < v->n; i++) {
@@ -118,18 +118,18 @@ static void split(const char *path, mar_strv *out)
 
 static char *join(const mar_strv *c, size_t n)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < n; i++) {
         if (i) {
-            mar_buf_puts(&b, "/");
+            mar_buf_xputs(&b, "/");
         }
-        mar_buf_puts(&b, c->v[i]);
+        mar_buf_xputs(&b, c->v[i]);
     }
     return mar_buf_detach(&b, NULL);
 }
 
 /* Walks from the root down the resolved components `cur`, which are all directories. */
-static int level_at(const oci_lview *v, const mar_strv *cur, level *ret, mar_err **err)
+MAR_MUST_USE static int level_at(const oci_lview *v, const mar_strv *cur, level *ret, mar_err **err)
 {
     if (level_root(v, ret, err) < 0) {
         return -1;

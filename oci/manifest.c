@@ -146,7 +146,8 @@ static const mar_json_field descriptor_fields[] = {
 
 /* image-spec descriptor.md: mediaType, digest and size are required; size is a non-negative int64.
  */
-static int parse_descriptor(json_t *obj, const char *what, oci_descriptor *ret, mar_err **err)
+MAR_MUST_USE static int parse_descriptor(json_t *obj, const char *what, oci_descriptor *ret,
+                                         mar_err **err)
 {
     struct raw_descriptor r = {0};
     oci_descriptor d = {0};
@@ -219,8 +220,8 @@ out:
     return rc;
 }
 
-static int parse_descriptor_array(json_t *arr, const char *what, oci_descriptor **ret,
-                                  size_t *ret_n, mar_err **err)
+MAR_MUST_USE static int parse_descriptor_array(json_t *arr, const char *what, oci_descriptor **ret,
+                                               size_t *ret_n, mar_err **err)
 {
     size_t n = json_array_size(arr);
     oci_descriptor *v = mar_xcalloc(n ? n : 1, sizeof(*v));
@@ -286,14 +287,14 @@ static const mar_json_field manifest_fields[] = {
         {"fsLayers", MAR_JSON_ARRAY, offsetof(struct raw_manifest, fs_layers), false},
 };
 
-static int schema1_error(mar_err **err)
+MAR_MUST_USE static int schema1_error(mar_err **err)
 {
     return mar_err_set(err, MAR_EUNSUPPORTED, 0, "schema 1 manifests are not supported, refusing");
 }
 
 /* Decides the effective media type from Content-Type, the body's mediaType and the shape. */
-static int effective_type(const struct raw_manifest *r, const char *content_type, char *buf,
-                          size_t n, mar_err **err)
+MAR_MUST_USE static int effective_type(const struct raw_manifest *r, const char *content_type,
+                                       char *buf, size_t n, mar_err **err)
 {
     char ct[160] = "", body[160] = "";
     oci_media_type_base(content_type, ct, sizeof(ct));

@@ -26,17 +26,17 @@ typedef struct oci_platform {
 /* Parses a specifier `<os>|<arch>|<os>/<arch>[/<variant>]` with containerd's quirks
  * (docs/internals/platforms.md §3). One-word forms take the missing half from `host` (the host's
  * OS, or its architecture and arm variant). Errors: MAR_EUSAGE. */
-int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
-                       mar_err **err);
+MAR_MUST_USE int oci_platform_parse(const char *spec, const oci_platform *host, oci_platform *ret,
+                                    mar_err **err);
 
 /* Builds a platform from the fields of a descriptor or config; os, architecture and variant are
  * lower-cased and validated (`[A-Za-z0-9_.-]+`, length), os.features may be any strings; nothing
  * is normalized. Errors: MAR_EINTEGRITY (a malformed or invalid field: the document is wrong),
  * MAR_EUNSUPPORTED (an os.version or os.features longer than mar keeps: *ret then holds the
  * OS, architecture and variant, and the entry can be reported but not matched). */
-int oci_platform_from_fields(const char *os, const char *arch, const char *variant,
-                             const char *os_version, json_t *features, oci_platform *ret,
-                             mar_err **err);
+MAR_MUST_USE int oci_platform_from_fields(const char *os, const char *arch, const char *variant,
+                                          const char *os_version, json_t *features,
+                                          oci_platform *ret, mar_err **err);
 
 /* containerd Normalize (docs/internals/platforms.md §2). `in` and `out` may alias. */
 void oci_platform_normalize(const oci_platform *in, oci_platform *out);
@@ -129,7 +129,7 @@ typedef struct oci_ref {
 
 /* Parses and normalizes a reference; `alpine` becomes docker.io/library/alpine:latest. Errors:
  * MAR_EUSAGE (bad syntax), MAR_EUNSUPPORTED (digest algorithm). */
-int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err);
+MAR_MUST_USE int oci_ref_parse(const char *s, oci_ref *ret, mar_err **err);
 void oci_ref_release(oci_ref *r);
 /* The canonical string "domain/path[:tag][@digest]". Returns: new string. */
 char *oci_ref_string(const oci_ref *r);
@@ -229,8 +229,8 @@ typedef struct oci_manifest {
  * to the Content-Type when both are present, no `manifests` in a manifest, no `config`/`layers` in
  * an index, schema 1 refused. Errors: MAR_EINTEGRITY (malformed, type confusion), MAR_EUNSUPPORTED
  * (schema 1, unknown type or digest algorithm). Returns: new manifest. */
-int oci_manifest_parse(const void *buf, size_t len, const char *content_type, oci_manifest **ret,
-                       mar_err **err);
+MAR_MUST_USE int oci_manifest_parse(const void *buf, size_t len, const char *content_type,
+                                    oci_manifest **ret, mar_err **err);
 oci_manifest *oci_manifest_free(oci_manifest *m);
 MAR_DEFINE_CLEANUP(oci_manifest, oci_manifest_free)
 #define _cleanup_manifest_ _cleanup_(oci_manifest_freep)
@@ -253,7 +253,7 @@ typedef struct oci_config {
 } oci_config;
 
 /* Parses an image config (image-spec config.md). Errors: MAR_EINTEGRITY. Returns: new config. */
-int oci_config_parse(const void *buf, size_t len, oci_config **ret, mar_err **err);
+MAR_MUST_USE int oci_config_parse(const void *buf, size_t len, oci_config **ret, mar_err **err);
 /* ChainIDs of a layer stack (image-spec config.md "Layer ChainID"): ChainID(L0) = DiffID(L0),
  * ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). An unpacked layer depends on
  * the layers under it, so it is named by its ChainID, as containerd names snapshots. */
@@ -344,7 +344,9 @@ const char *oci_codec_name(oci_codec c);
 int oci_layer_media_codec(const char *media_type);
 
 typedef struct oci_layer_limits {
-    uint64_t max_uncompressed; /* 16 GiB */
+    /* 16 GiB: the decompressed stream, and the apparent size of the files it writes (a sparse
+     * entry counts its whole size, holes included) */
+    uint64_t max_uncompressed;
     uint64_t max_entries;
     uint64_t max_header_bytes; /* all headers of one entry: 1 MiB of PAX plus blocks */
     uint64_t max_sparse;       /* regions of one sparse file */
@@ -378,7 +380,8 @@ typedef struct oci_layer_entry {
     char *link;    /* symlink target verbatim, or the cleaned hard link target */
     unsigned mode; /* permission bits with setuid/setgid/sticky */
     int64_t uid, gid;
-    int64_t size;
+    int64_t size; /* apparent size: a sparse entry's holes included */
+    bool sparse;  /* data comes in blocks with holes between them (oci_layer_read_block) */
     int64_t mtime;
     long mtime_nsec;
     uint64_t devmajor, devminor;
@@ -390,7 +393,8 @@ typedef struct oci_layer_reader oci_layer_reader;
 
 /* Opens a layer read from fd (which stays the caller's). Errors: MAR_EUNSUPPORTED (xz, bzip2),
  * MAR_EINTEGRITY (not tar), MAR_EIO. */
-int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err);
+MAR_MUST_USE int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret,
+                                mar_err **err);
 oci_layer_reader *oci_layer_free(oci_layer_reader *r);
 MAR_DEFINE_CLEANUP(oci_layer_reader, oci_layer_free)
 #define _cleanup_layer_ _cleanup_(oci_layer_freep)
@@ -399,16 +403,21 @@ oci_codec oci_layer_codec(const oci_layer_reader *r);
 uint64_t oci_layer_in_bytes(const oci_layer_reader *r);
 /* The next entry (borrowed until the next call): 1, 0 at the end, or an error (MAR_EINTEGRITY for
  * a bad archive or name, MAR_EIO). */
-int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
+MAR_MUST_USE int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
 /* Data of the current entry: bytes read, 0 at its end. */
 ssize_t oci_layer_read(oci_layer_reader *r, void *buf, size_t n, mar_err **err);
-int oci_layer_skip(oci_layer_reader *r, mar_err **err);
+MAR_MUST_USE int oci_layer_skip(oci_layer_reader *r, mar_err **err);
+/* Data of the current entry as blocks at their offsets in the file (borrowed until the next call):
+ * 1 with a block, 0 at its end. The holes of a sparse entry are the gaps between blocks; blocks
+ * never reach past the entry's size. */
+MAR_MUST_USE int oci_layer_read_block(oci_layer_reader *r, const void **ret_buf, size_t *ret_len,
+                                      int64_t *ret_off, mar_err **err);
 /* Reads the stream to its very end and returns the DiffID and uncompressed size. */
-int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret_size,
-                     mar_err **err);
+MAR_MUST_USE int oci_layer_finish(oci_layer_reader *r, mar_digest *ret_diff_id, uint64_t *ret_size,
+                                  mar_err **err);
 /* Lexical clean of a tar name (docs/internals/unpack-security.md §3). Returns: new string, "" for
  * the root. Errors: MAR_EINTEGRITY for names climbing out or over the length limits. */
-int oci_clean_path(const char *in, char **ret, mar_err **err);
+MAR_MUST_USE int oci_clean_path(const char *in, char **ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Layer writer (docs/internals/layer-write.md): entries or a directory tree in, a deterministic
@@ -442,14 +451,15 @@ MAR_DEFINE_CLEANUP(oci_tarw, oci_tarw_free)
  * children and order siblings (docs/internals/layer-write.md §2). Errors: MAR_EINTEGRITY (an
  * unclean path, a name reserved for whiteouts, data of the previous entry short), MAR_EUNSUPPORTED
  * (sockets, over-long paths or headers), and the sink's. */
-int oci_tarw_add(oci_tarw *w, const oci_layer_entry *e, mar_err **err);
+MAR_MUST_USE int oci_tarw_add(oci_tarw *w, const oci_layer_entry *e, mar_err **err);
 /* Data of the current FILE entry. Errors: MAR_EINTEGRITY (more than its size), the sink's. */
-int oci_tarw_write(oci_tarw *w, const void *buf, size_t n, mar_err **err);
+MAR_MUST_USE int oci_tarw_write(oci_tarw *w, const void *buf, size_t n, mar_err **err);
 /* oci_tarw_add, then exactly e->size bytes read from fd (`what` names it in messages). Errors:
  * as oci_tarw_add; MAR_EIO (read failure, or the file shrank or grew while being read). */
-int oci_tarw_add_fd(oci_tarw *w, const oci_layer_entry *e, int fd, const char *what, mar_err **err);
+MAR_MUST_USE int oci_tarw_add_fd(oci_tarw *w, const oci_layer_entry *e, int fd, const char *what,
+                                 mar_err **err);
 /* Ends the archive with two zero blocks. Errors: MAR_EINTEGRITY (data short), the sink's. */
-int oci_tarw_finish(oci_tarw *w, mar_err **err);
+MAR_MUST_USE int oci_tarw_finish(oci_tarw *w, mar_err **err);
 /* Entries written so far. */
 uint64_t oci_tarw_entries(const oci_tarw *w);
 
@@ -477,8 +487,9 @@ typedef struct oci_tree_stats {
  * links are found by (dev, ino) within this call. ret_stats may be NULL. Errors: MAR_EIO (a
  * local failure, naming the path), MAR_EUNSUPPORTED (overlay redirect_dir or metacopy artefacts,
  * over-long paths), MAR_EINTEGRITY (names reserved for whiteouts), and the writer's. */
-int oci_tarw_add_tree(oci_tarw *w, int dirfd, const char *prefix, const oci_tree_opts *o,
-                      oci_tree_stats *ret_stats, mar_err **err);
+MAR_MUST_USE int oci_tarw_add_tree(oci_tarw *w, int dirfd, const char *prefix,
+                                   const oci_tree_opts *o, oci_tree_stats *ret_stats,
+                                   mar_err **err);
 
 #define OCI_MT_LAYER      "application/vnd.oci.image.layer.v1.tar"
 #define OCI_MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -508,14 +519,14 @@ typedef struct oci_layer_out oci_layer_out;
  * this process may run on. The bytes written do not depend on threads
  * (docs/internals/layer-write.md §5). Errors: MAR_EUSAGE (a level out of range), MAR_EFAIL.
  * Returns: new writer in *ret. */
-int oci_layer_out_new(oci_codec codec, int level, unsigned threads, int out_fd, oci_layer_out **ret,
-                      mar_err **err);
+MAR_MUST_USE int oci_layer_out_new(oci_codec codec, int level, unsigned threads, int out_fd,
+                                   oci_layer_out **ret, mar_err **err);
 /* Feeds uncompressed bytes. Errors: MAR_EIO (writing the fd), MAR_EFAIL (the codec). */
-int oci_layer_out_write(oci_layer_out *z, const void *buf, size_t n, mar_err **err);
+MAR_MUST_USE int oci_layer_out_write(oci_layer_out *z, const void *buf, size_t n, mar_err **err);
 /* oci_layer_out_write with a void * first argument: the sink for oci_tarw_new. */
-int oci_layer_out_sink(void *z, const void *buf, size_t n, mar_err **err);
+MAR_MUST_USE int oci_layer_out_sink(void *z, const void *buf, size_t n, mar_err **err);
 /* Flushes the codec and the fd and fills ret (stats untouched). Errors as oci_layer_out_write. */
-int oci_layer_out_finish(oci_layer_out *z, oci_layer_written *ret, mar_err **err);
+MAR_MUST_USE int oci_layer_out_finish(oci_layer_out *z, oci_layer_written *ret, mar_err **err);
 oci_layer_out *oci_layer_out_free(oci_layer_out *z);
 MAR_DEFINE_CLEANUP(oci_layer_out, oci_layer_out_free)
 #define _cleanup_layer_out_ _cleanup_(oci_layer_out_freep)
@@ -536,8 +547,8 @@ typedef struct oci_layer_write_opts {
 /* Writes the tree under dirfd as one layer blob to out_fd: oci_layer_out_new, oci_tarw_new,
  * oci_tarw_add_tree, oci_tarw_finish, oci_layer_out_finish. On failure out_fd holds a partial
  * blob the caller discards. Errors: as those functions. */
-int oci_layer_write_dir(int dirfd, const oci_layer_write_opts *o, int out_fd,
-                        oci_layer_written *ret, mar_err **err);
+MAR_MUST_USE int oci_layer_write_dir(int dirfd, const oci_layer_write_opts *o, int out_fd,
+                                     oci_layer_written *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Unpacking (docs/internals/unpack-security.md §2): every write through one root dirfd. */
@@ -572,11 +583,11 @@ typedef struct oci_unpack_result {
 /* Unpacks the layer read from blobfd into rootfd. On failure the tree is partial: the caller
  * removes it. Errors: MAR_EINTEGRITY (bad or hostile layer, DiffID mismatch), MAR_EUNSUPPORTED
  * (codec), MAR_EIO (disk full, permissions). */
-int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_result *ret,
-               mar_err **err);
+MAR_MUST_USE int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o,
+                            oci_unpack_result *ret, mar_err **err);
 void oci_unpack_result_release(oci_unpack_result *r);
 /* Removes name (recursively for directories) in dirfd without following symlinks. */
-int oci_remove_at(int dirfd, const char *name, mar_err **err);
+MAR_MUST_USE int oci_remove_at(int dirfd, const char *name, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Layer directories merged as overlayfs merges its lower directories (lview.c), and settling a
@@ -594,16 +605,17 @@ typedef struct oci_lview {
  * MAR_SYMLINK_HOPS) and the last component when follow_last. Missing components are kept literally
  * and *ret_exists says whether the whole path exists. Returns: the resolved path without a leading
  * slash ("" for the root), caller-owned. Errors: MAR_EINTEGRITY (symlink loop), MAR_EIO. */
-int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, char **ret_path,
-                      bool *ret_exists, mar_err **err);
+MAR_MUST_USE int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last,
+                                   char **ret_path, bool *ret_exists, mar_err **err);
 /* The visible entry at a resolved path: the layer that provides it, its lstat and, when
  * ret_parent_fd is set, an fd of its directory in that layer (caller closes). Errors:
  * MAR_ENOTFOUND (absent or whited out), MAR_EIO. */
-int oci_lview_stat(const oci_lview *v, const char *resolved, size_t *ret_layer, struct stat *ret_st,
-                   int *ret_parent_fd, mar_err **err);
+MAR_MUST_USE int oci_lview_stat(const oci_lview *v, const char *resolved, size_t *ret_layer,
+                                struct stat *ret_st, int *ret_parent_fd, mar_err **err);
 /* Reads a regular file through the view (symlinks followed in the view), at most cap bytes;
  * never blocks on a FIFO. Errors: MAR_ENOTFOUND, MAR_EIO, MAR_EINTEGRITY (over the cap). */
-int oci_lview_read(const oci_lview *v, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int oci_lview_read(const oci_lview *v, const char *path, size_t cap, mar_buf *ret,
+                                mar_err **err);
 
 typedef struct oci_settle_stats {
     size_t moved;        /* entries moved to where the lower layers resolve their directory */
@@ -616,8 +628,8 @@ typedef struct oci_settle_stats {
 /* Settles the layer directory layerfd (unpacked with OCI_UNPACK_LAYER, result r) against the
  * settled layers under it, so that an overlay mount of them equals applying the layers in
  * order. Errors: MAR_EINTEGRITY (a hard link to nothing, symlink loops), MAR_EIO. */
-int oci_layer_settle(int layerfd, const oci_lview *lowers, const oci_unpack_result *r,
-                     oci_settle_stats *ret_stats, mar_err **err);
+MAR_MUST_USE int oci_layer_settle(int layerfd, const oci_lview *lowers, const oci_unpack_result *r,
+                                  oci_settle_stats *ret_stats, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Deep scan: what the layers really contain. */
@@ -641,7 +653,8 @@ typedef struct oci_scan_layer {
 
 /* Reads a whole layer from fd, keeping each entry and the first bytes' verdict of each regular
  * file. Errors as oci_layer_open/next. Returns: new layer scan. */
-int oci_scan_layer_read(int fd, const oci_layer_limits *lim, oci_scan_layer **ret, mar_err **err);
+MAR_MUST_USE int oci_scan_layer_read(int fd, const oci_layer_limits *lim, oci_scan_layer **ret,
+                                     mar_err **err);
 oci_scan_layer *oci_scan_layer_free(oci_scan_layer *l);
 
 /* The final filesystem: path -> node (borrowed from the layers, which must outlive it). */
@@ -719,8 +732,8 @@ void oci_selection_release(oci_selection *s);
  * top-level document down, n_path of them), may be read: 0, or -MAR_EUNSUPPORTED when it would be
  * deeper than OCI_INDEX_DEPTH_MAX, -MAR_EINTEGRITY when its digest is already on the path (a
  * loop), with err naming the entry. */
-int oci_index_nest_check(const oci_descriptor *d, const mar_digest *path, size_t n_path,
-                         mar_err **err);
+MAR_MUST_USE int oci_index_nest_check(const oci_descriptor *d, const mar_digest *path,
+                                      size_t n_path, mar_err **err);
 
 /* Supplies the nested index an entry points to: 0 and *ret (borrowed, alive while the pick is
  * used), or a negative MAR_E* code with err. */
@@ -744,8 +757,8 @@ typedef struct oci_pick {
  * as it is: the caller reads its config and, without accept, treats a mismatch as no match.
  * top_digest is the top-level document's digest (loop detection). Returns 0 and *ret, 1 when
  * nothing matches, or a negative code from lookup with err. */
-int oci_index_pick(const oci_manifest *top, const mar_digest *top_digest, const oci_matcher *m,
-                   oci_index_lookup_fn lookup, oci_index_accept_fn accept, void *ud, oci_pick *ret,
-                   mar_err **err);
+MAR_MUST_USE int oci_index_pick(const oci_manifest *top, const mar_digest *top_digest,
+                                const oci_matcher *m, oci_index_lookup_fn lookup,
+                                oci_index_accept_fn accept, void *ud, oci_pick *ret, mar_err **err);
 
 #endif

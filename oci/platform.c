@@ -214,15 +214,16 @@ static void normalize_features(char *features, size_t n)
     if (np > 1) {
         qsort(parts, np, sizeof(parts[0]), cmp_feature);
     }
-    mar_buf b = MAR_BUF_INIT(n - 1);
+    /* The parts come from features, so the join fits n; the copy below is bounded anyway. */
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < np; i++) {
         if (i > 0 && strcmp(parts[i], parts[i - 1]) == 0) {
             continue;
         }
         if (b.len) {
-            mar_buf_puts(&b, "+");
+            mar_buf_xputs(&b, "+");
         }
-        mar_buf_puts(&b, parts[i]);
+        mar_buf_xputs(&b, parts[i]);
     }
     mar_strlcpy(features, b.data, n);
     mar_buf_release(&b);
@@ -238,7 +239,8 @@ void oci_platform_normalize(const oci_platform *in, oci_platform *out)
     normalize_features(out->features, sizeof(out->features));
 }
 
-static int set_field(char *dst, size_t n, const char *v, const char *what, mar_err **err)
+MAR_MUST_USE static int set_field(char *dst, size_t n, const char *v, const char *what,
+                                  mar_err **err)
 {
     if (!mar_strlcpy(dst, v ? v : "", n)) {
         return mar_err_set(err, MAR_EINTEGRITY, 0, "platform %s '%.40s...' is too long", what, v);
@@ -304,7 +306,8 @@ int oci_platform_from_fields(const char *os, const char *arch, const char *varia
 /* Decodes the `(<os.version>+<feature>+...)` suffix. `%XX` stands for any byte (containerd
  * decodeOSOption, url.PathUnescape); a decoded feature is stored in the canonical escaped form, so
  * that it compares equal to the same feature read from a descriptor. */
-static int parse_os_options(const char *opts, size_t len, oci_platform *p, mar_err **err)
+MAR_MUST_USE static int parse_os_options(const char *opts, size_t len, oci_platform *p,
+                                         mar_err **err)
 {
     mar_buf feats = MAR_BUF_INIT(sizeof(p->features) - 1);
     size_t start = 0;
@@ -456,19 +459,21 @@ void oci_platform_format_all(const oci_platform *p, char *buf, size_t n)
         oci_platform_format(p, buf, n);
         return;
     }
-    mar_buf b = MAR_BUF_INIT(OCI_PLATFORM_ALL_STR_MAX - 1);
-    mar_buf_printf(&b, "%s(", p->os);
-    append_escaped(&b, p->os_version);
+    /* OCI_PLATFORM_ALL_STR_MAX holds every result; the copy below is bounded anyway. */
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xprintf(&b, "%s(", p->os);
+    /* A MAR_BUF_NOCAP buffer: the append cannot fail. */
+    mar_ignore(append_escaped(&b, p->os_version));
     if (p->features[0]) {
         /* Already escaped (oci_platform_from_fields, parse_os_options). */
-        mar_buf_printf(&b, "+%s", p->features);
+        mar_buf_xprintf(&b, "+%s", p->features);
     }
-    mar_buf_puts(&b, ")");
+    mar_buf_xputs(&b, ")");
     if (p->arch[0]) {
-        mar_buf_printf(&b, "/%s", p->arch);
+        mar_buf_xprintf(&b, "/%s", p->arch);
     }
     if (p->variant[0]) {
-        mar_buf_printf(&b, "/%s", p->variant);
+        mar_buf_xprintf(&b, "/%s", p->variant);
     }
     mar_strlcpy(buf, b.data, n);
     mar_buf_release(&b);

@@ -86,8 +86,8 @@ typedef struct pick_ctx {
 
 /* One index n_path - 1 levels below the top-level one. Returns 0 (found), 1 (nothing) or a
  * negative code. */
-static int pick_in(pick_ctx *x, const oci_manifest *idx, size_t n_path, oci_pick *ret,
-                   mar_err **err)
+MAR_MUST_USE static int pick_in(pick_ctx *x, const oci_manifest *idx, size_t n_path, oci_pick *ret,
+                                mar_err **err)
 {
     oci_selection sel;
     oci_index_select(idx, x->m, &sel);

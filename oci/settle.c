@@ -81,7 +81,8 @@ static void copy_dir_meta(settler *s, int fd, const char *path)
 
 /* The parent directory of path in the layer, creating missing directories with the lower
  * layers' metadata. Returns an fd the caller closes. */
-static int ensure_parent(settler *s, const char *path, const char **ret_name, mar_err **err)
+MAR_MUST_USE static int ensure_parent(settler *s, const char *path, const char **ret_name,
+                                      mar_err **err)
 {
     const char *slash = strrchr(path, '/');
     *ret_name = slash ? slash + 1 : path;
@@ -128,7 +129,7 @@ static int ensure_parent(settler *s, const char *path, const char **ret_name, ma
 
 /* Moves what the layer has at `from` to `to` (which the lower layers resolve `from` to). An
  * entry already at the destination was written by this layer itself and wins. */
-static int merge(settler *s, const char *from, const char *to, mar_err **err)
+MAR_MUST_USE static int merge(settler *s, const char *from, const char *to, mar_err **err)
 {
     int fpfd;
     const char *fname;
@@ -201,7 +202,7 @@ static int cmp_depth(const void *a, const void *b)
     return dx != dy ? dx - dy : strcmp(x, y);
 }
 
-static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
+MAR_MUST_USE static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
 {
     mar_strv sorted = MAR_STRV_INIT;
     for (size_t i = 0; i < implied->n; i++) {
@@ -266,10 +267,42 @@ static int copy_xattrs(int from, int to)
     return 0;
 }
 
+/* Copies the data ranges of a file and keeps its holes as holes: a sparse file of a lower layer
+ * must not be written out in full by a hard link above it (unpack.c counts apparent sizes). */
+static int copy_sparse(int in, int out, off_t size)
+{
+    for (off_t pos = 0; pos < size;) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) {
+                break; /* only a hole is left */
+            }
+            return -1;
+        }
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0) {
+            return -1;
+        }
+        for (off_t at = data; at < hole;) {
+            loff_t ri = at, wo = at;
+            ssize_t c = copy_file_range(in, &ri, out, &wo, (size_t)(hole - at), 0);
+            if (c <= 0) {
+                if (c == 0) {
+                    errno = EIO;
+                }
+                return -1;
+            }
+            at += c;
+        }
+        pos = hole;
+    }
+    return ftruncate(out, size);
+}
+
 /* Copies the lower layer's entry name (in the directory spfd) into the layer at dpfd/dname, as
  * overlayfs copy-up would. */
-static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, const char *dname,
-                   const char *path, mar_err **err)
+MAR_MUST_USE static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd,
+                                const char *dname, const char *path, mar_err **err)
 {
     if (S_ISLNK(st->st_mode)) {
         char target[4097];
@@ -290,13 +323,8 @@ static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, 
         if (out < 0) {
             return mar_err_set(err, MAR_EIO, errno, "cannot copy up '%.200s'", path);
         }
-        for (off_t left = st->st_size; left > 0;) {
-            ssize_t c = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
-            if (c <= 0) {
-                return mar_err_set(err, MAR_EIO, c < 0 ? errno : EIO, "cannot copy up '%.200s'",
-                                   path);
-            }
-            left -= c;
+        if (copy_sparse(in, out, st->st_size) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot copy up '%.200s'", path);
         }
         if (fchown(out, st->st_uid, st->st_gid) < 0 || fchmod(out, st->st_mode & 07777) < 0 ||
             copy_xattrs(in, out) < 0) {
@@ -324,7 +352,7 @@ static int copy_up(int spfd, const char *name, const struct stat *st, int dpfd, 
 
 /* A hard link whose target the layer does not have: resolve it in the merged view (this layer
  * over the lowers), copy it up when a lower layer has it, then link. */
-static int settle_link(settler *s, const char *path, const char *target, mar_err **err)
+MAR_MUST_USE static int settle_link(settler *s, const char *path, const char *target, mar_err **err)
 {
     _cleanup_free_ char *tpath = relocate(s, target);
     const char *tslash = strrchr(tpath, '/');

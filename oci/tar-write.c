@@ -54,7 +54,7 @@ uint64_t oci_tarw_entries(const oci_tarw *w)
     return w->entries;
 }
 
-static int emit(oci_tarw *w, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int emit(oci_tarw *w, const void *p, size_t n, mar_err **err)
 {
     int rc = w->sink(w->ud, p, n, err);
     if (rc < 0) {
@@ -63,7 +63,7 @@ static int emit(oci_tarw *w, const void *p, size_t n, mar_err **err)
     return rc;
 }
 
-static int check_usable(oci_tarw *w, mar_err **err)
+MAR_MUST_USE static int check_usable(oci_tarw *w, mar_err **err)
 {
     if (w->failed) {
         return mar_err_set(err, w->failed, 0, "the tar stream failed earlier");
@@ -75,7 +75,7 @@ static int check_usable(oci_tarw *w, mar_err **err)
 }
 
 /* Closes the data of the current entry: all of it must have come, then the padding. */
-static int end_data(oci_tarw *w, mar_err **err)
+MAR_MUST_USE static int end_data(oci_tarw *w, mar_err **err)
 {
     if (w->remaining) {
         w->failed = MAR_EINTEGRITY;
@@ -253,8 +253,8 @@ static int cmp_xattr(const void *a, const void *b)
 }
 
 /* Builds the PAX records an entry needs into b (empty when it needs none). */
-static int pax_records(const oci_layer_entry *e, const hdr_fields *f, int64_t mtime, mar_buf *b,
-                       mar_err **err)
+MAR_MUST_USE static int pax_records(const oci_layer_entry *e, const hdr_fields *f, int64_t mtime,
+                                    mar_buf *b, mar_err **err)
 {
     size_t prefix;
     bool name_pax = !is_ascii(f->name) || !split_name(f->name, &prefix);
@@ -316,7 +316,7 @@ static int pax_records(const oci_layer_entry *e, const hdr_fields *f, int64_t mt
 
 /* The tar name of an entry: a clean relative path, "/" after directories, whiteouts as the
  * `.wh.` files of image-spec layer.md "Whiteouts". */
-static int tar_name(const oci_layer_entry *e, char **ret, mar_err **err)
+MAR_MUST_USE static int tar_name(const oci_layer_entry *e, char **ret, mar_err **err)
 {
     const char *p = e->path ? e->path : "";
     _cleanup_free_ char *clean = NULL;
@@ -361,7 +361,7 @@ static int tar_name(const oci_layer_entry *e, char **ret, mar_err **err)
     return 0;
 }
 
-static int entry_type(const oci_layer_entry *e, char *ret, mar_err **err)
+MAR_MUST_USE static int entry_type(const oci_layer_entry *e, char *ret, mar_err **err)
 {
     static const char types[] = {
             [OCI_ENTRY_FILE] = '0',     [OCI_ENTRY_DIR] = '5',      [OCI_ENTRY_SYMLINK] = '2',
@@ -377,7 +377,7 @@ static int entry_type(const oci_layer_entry *e, char *ret, mar_err **err)
     return 0;
 }
 
-static int check_link(const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int check_link(const oci_layer_entry *e, mar_err **err)
 {
     if (e->kind == OCI_ENTRY_SYMLINK) {
         if (!e->link || !*e->link || strlen(e->link) > OCI_PATH_MAX) {

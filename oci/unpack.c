@@ -22,8 +22,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
-#define COPY_CHUNK (256u << 10)
-
 typedef struct fixup {
     char *path;
     unsigned mode;
@@ -43,9 +41,9 @@ typedef struct unpacker {
     mar_map created;
     fixup *fix;
     size_t n_fix, a_fix;
-    unsigned char *buf;
     uint64_t since_check; /* bytes written since the last free-space check */
     uint64_t min_free;
+    uint64_t written, max_written; /* apparent size of the files written, and its limit */
     oci_layer_reader *r;
     uint64_t reported; /* input bytes at the last progress call */
 } unpacker;
@@ -95,7 +93,8 @@ static void note_created(unpacker *u, const char *path)
 
 /* The parent directory of path, created when missing (implicit directories are reported in
  * LAYER mode). Returns an fd owned by the cache (do not close) and the last component. */
-static int parent_of(unpacker *u, const char *path, const char **ret_name, mar_err **err)
+MAR_MUST_USE static int parent_of(unpacker *u, const char *path, const char **ret_name,
+                                  mar_err **err)
 {
     const char *slash = strrchr(path, '/');
     size_t pl = slash ? (size_t)(slash - path) : 0;
@@ -145,8 +144,9 @@ int oci_remove_at(int dirfd, const char *name, mar_err **err)
         close(dfd);
         return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", name);
     }
-    /* A directory made read-only by a layer must stay removable. */
-    fchmod(dfd, 0700);
+    /* A directory made read-only by a layer must stay removable. Ignoring a failure is safe: the
+     * removals below then fail with EACCES and report it. */
+    (void)fchmod(dfd, 0700);
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) && rc == 0) {
@@ -163,7 +163,7 @@ int oci_remove_at(int dirfd, const char *name, mar_err **err)
 }
 
 /* Clears the way for a non-directory entry at name (the last entry wins). */
-static int make_room(int pfd, const char *name, mar_err **err)
+MAR_MUST_USE static int make_room(int pfd, const char *name, mar_err **err)
 {
     return oci_remove_at(pfd, name, err);
 }
@@ -171,8 +171,8 @@ static int make_room(int pfd, const char *name, mar_err **err)
 /* Owner and mode, each changed only when it differs from what the file got at creation: every
  * chown or chmod is an inode update and a journal handle, and on a busy ext4 they, more than the
  * data, bound how fast a layer unpacks. */
-static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e, bool set_mode,
-                               mar_err **err)
+MAR_MUST_USE static int set_owner_mode_time(unpacker *u, int fd, const oci_layer_entry *e,
+                                            bool set_mode, mar_err **err)
 {
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -204,7 +204,7 @@ static bool xattr_allowed(const char *name)
     return mar_str_startswith(name, "user.") || strcmp(name, "security.capability") == 0;
 }
 
-static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err **err)
 {
     for (size_t i = 0; i < e->n_xattrs; i++) {
         const oci_xattr *x = &e->xattrs[i];
@@ -224,8 +224,79 @@ static int apply_xattrs(unpacker *u, int fd, const oci_layer_entry *e, mar_err *
     return 0;
 }
 
-static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e, mar_err **err)
+/* Every 64 MiB written, the target must still have the reserve free. */
+MAR_MUST_USE static int check_free(unpacker *u, int fd, const oci_layer_entry *e, uint64_t n,
+                                   mar_err **err)
 {
+    u->since_check += n;
+    if (u->since_check < (64u << 20)) {
+        return 0;
+    }
+    u->since_check = 0;
+    struct statvfs sv;
+    if (u->min_free && fstatvfs(fd, &sv) == 0 &&
+        (uint64_t)sv.f_bavail * sv.f_frsize < u->min_free) {
+        return mar_err_set(err, MAR_EIO, ENOSPC, "less than %llu MB free while unpacking '%s'",
+                           (unsigned long long)(u->min_free >> 20), e->path);
+    }
+    return 0;
+}
+
+/* The data of a file, block by block at its offset: the holes of a sparse entry stay holes
+ * (never written as zeros), and the file is sized to its apparent size at the end. */
+MAR_MUST_USE static int copy_data(unpacker *u, oci_layer_reader *r, int fd,
+                                  const oci_layer_entry *e, mar_err **err)
+{
+    int64_t got = 0;
+    for (;;) {
+        const void *buf;
+        size_t len;
+        int64_t off;
+        int rc = oci_layer_read_block(r, &buf, &len, &off, err);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc == 0) {
+            break;
+        }
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(fd, (const char *)buf + done, len - done, (off_t)off + (off_t)done);
+            if (w < 0) {
+                int e2 = errno;
+                return mar_err_set(err, MAR_EIO, e2, "cannot write '%s'%s", e->path,
+                                   e2 == ENOSPC ? " (disk full)" : "");
+            }
+            done += (size_t)w;
+        }
+        got += (int64_t)len;
+        u->res->bytes += len;
+        maybe_progress(u);
+        if (check_free(u, fd, e, len, err) < 0) {
+            return -1;
+        }
+    }
+    if (!e->sparse && got < e->size) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0, "file '%s' incomplete, refusing", e->path);
+    }
+    if (e->sparse && ftruncate(fd, (off_t)e->size) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot size '%s'", e->path);
+    }
+    return 0;
+}
+
+MAR_MUST_USE static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e,
+                                   mar_err **err)
+{
+    /* What the layer makes the disk hold is counted by apparent size, before anything is
+     * created: a few hundred bytes of sparse map can describe gigabytes of file
+     * (docs/internals/unpack-security.md §3). */
+    if ((uint64_t)e->size > u->max_written - u->written) {
+        return mar_err_set(err, MAR_EINTEGRITY, 0,
+                           "its %lld bytes (holes included) would take the layer's files past %llu "
+                           "bytes, refusing",
+                           (long long)e->size, (unsigned long long)u->max_written);
+    }
+    u->written += (uint64_t)e->size;
     const char *name;
     int pfd = parent_of(u, e->path, &name, err);
     if (pfd < 0 || make_room(pfd, name, err) < 0) {
@@ -239,44 +310,14 @@ static int write_file(unpacker *u, oci_layer_reader *r, const oci_layer_entry *e
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", e->path);
     }
     note_created(u, e->path);
-    int64_t left = e->size;
-    while (left > 0) {
-        ssize_t n = oci_layer_read(r, u->buf, COPY_CHUNK, err);
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            return mar_err_set(err, MAR_EINTEGRITY, 0, "file '%s' incomplete, refusing", e->path);
-        }
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(fd, u->buf + off, (size_t)(n - off));
-            if (w < 0) {
-                int e2 = errno;
-                return mar_err_set(err, MAR_EIO, e2, "cannot write '%s'%s", e->path,
-                                   e2 == ENOSPC ? " (disk full)" : "");
-            }
-            off += w;
-        }
-        left -= n;
-        u->res->bytes += (uint64_t)n;
-        maybe_progress(u);
-        u->since_check += (uint64_t)n;
-        if (u->since_check >= (64u << 20)) {
-            u->since_check = 0;
-            struct statvfs sv;
-            if (u->min_free && fstatvfs(fd, &sv) == 0 &&
-                (uint64_t)sv.f_bavail * sv.f_frsize < u->min_free) {
-                return mar_err_set(err, MAR_EIO, ENOSPC,
-                                   "less than %llu MB free while unpacking '%s'",
-                                   (unsigned long long)(u->min_free >> 20), e->path);
-            }
-        }
-    }
-    if (set_owner_mode_time(u, fd, e, true, err) < 0 || apply_xattrs(u, fd, e, err) < 0) {
+    if (copy_data(u, r, fd, e, err) < 0 || set_owner_mode_time(u, fd, e, true, err) < 0 ||
+        apply_xattrs(u, fd, e, err) < 0) {
         return -1;
     }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
-    futimens(fd, ts);
+    if (futimens(fd, ts) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot set the times of '%s'", e->path);
+    }
     u->res->files++;
     return 0;
 }
@@ -296,7 +337,7 @@ static int add_fixup(unpacker *u, const oci_layer_entry *e)
     return 0;
 }
 
-static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     const char *name;
     cache_invalidate(u, e->path);
@@ -335,7 +376,7 @@ static int write_dir(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return add_fixup(u, e);
 }
 
-static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     const char *name;
     cache_invalidate(u, e->path);
@@ -362,7 +403,7 @@ static int write_symlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     /* The source's parent resolves in-root; its last component is never followed, so a link to
      * a symlink links the symlink itself (CVE-2021-23177 class). */
@@ -409,7 +450,7 @@ static int write_hardlink(unpacker *u, const oci_layer_entry *e, mar_err **err)
 
 /* Linux keeps device numbers in 12 bits of major and 20 of minor: anything larger would be
  * silently truncated, so it is refused (containerd's Devmajor check). */
-static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     if (e->kind == OCI_ENTRY_SOCKET) {
         u->res->dropped++;
@@ -450,7 +491,7 @@ static int write_special(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
     if (u->o->mode == OCI_UNPACK_APPLY) {
@@ -486,7 +527,7 @@ static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
     return 0;
 }
 
-static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
+MAR_MUST_USE static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
     /* The directory itself: make sure it exists (created as a parent if it is not explicit). */
@@ -540,26 +581,49 @@ static int cmp_fix(const void *a, const void *b)
 }
 
 /* Directory modes and times, deepest first, each re-opened in-root and checked to still be a
- * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class). */
-static void apply_fixups(unpacker *u)
+ * directory: a later entry may have replaced it with a symlink (CVE-2021-31566 class) or removed
+ * it, and then there is nothing to fix: ENOENT, ENOTDIR and ELOOP skip the entry. Any other
+ * failure leaves a directory with the wrong mode (a 0700 one where the image says 0755, or the
+ * reverse) and fails the layer (fault sites "unpack-fixup-chmod", "unpack-fixup-times"). */
+MAR_MUST_USE static int apply_fixups(unpacker *u, mar_err **err)
 {
     if (u->n_fix > 1) { /* qsort on a NULL array is undefined even for 0 elements */
         qsort(u->fix, u->n_fix, sizeof(*u->fix), cmp_fix);
     }
     for (size_t i = 0; i < u->n_fix; i++) {
         const fixup *f = &u->fix[i];
-        int fd = mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+        _cleanup_close_ int fd =
+                mar_in_root_open(u->rootfd, f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
         if (fd < 0) {
-            continue;
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
+                continue;
+            }
+            return mar_err_set(err, MAR_EIO, errno, "cannot open directory '%s'", f->path);
         }
         struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-            fchmod(fd, f->mode);
-            struct timespec ts[2] = {f->mtime, f->mtime};
-            futimens(fd, ts);
+        if (fstat(fd, &st) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot stat directory '%s'", f->path);
         }
-        close(fd);
+        if (!S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        int e = mar_fault("unpack-fixup-chmod");
+        if (e == 0 && fchmod(fd, f->mode) < 0) {
+            e = errno;
+        }
+        if (e != 0) {
+            return mar_err_set(err, MAR_EIO, e, "cannot set the mode of directory '%s'", f->path);
+        }
+        struct timespec ts[2] = {f->mtime, f->mtime};
+        e = mar_fault("unpack-fixup-times");
+        if (e == 0 && futimens(fd, ts) < 0) {
+            e = errno;
+        }
+        if (e != 0) {
+            return mar_err_set(err, MAR_EIO, e, "cannot set the times of directory '%s'", f->path);
+        }
     }
+    return 0;
 }
 
 void oci_unpack_result_release(oci_unpack_result *r)
@@ -583,7 +647,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     oci_layer_limits dl;
     oci_layer_limits_default(&dl);
     u.min_free = o->lim ? o->lim->min_free : dl.min_free;
-    u.buf = mar_xmalloc(COPY_CHUNK);
+    u.max_written = o->lim ? o->lim->max_uncompressed : dl.max_uncompressed;
     int rc = 0;
     const oci_layer_entry *e;
     for (;;) {
@@ -636,13 +700,12 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     }
     cache_drop(&u);
     if (rc == 0) {
-        apply_fixups(&u);
+        rc = apply_fixups(&u, err);
     }
     for (size_t i = 0; i < u.n_fix; i++) {
         free(u.fix[i].path);
     }
     free(u.fix);
-    free(u.buf);
     mar_map_release(&u.created);
     return rc < 0 ? rc : 0;
 }

@@ -188,14 +188,14 @@ bad:
 
 static char *url_escape(const char *s)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             strchr("-_.~", c)) {
-            mar_buf_append(&b, s, 1);
+            mar_buf_xappend(&b, s, 1);
         } else {
-            mar_buf_printf(&b, "%%%02X", c);
+            mar_buf_xprintf(&b, "%%%02X", c);
         }
     }
     return mar_buf_detach(&b, NULL);
@@ -311,12 +311,12 @@ static void token_wait(reg_op *waiter, const char *key)
     /* OAuth2 takes the scopes space-delimited in one field (distribution oauth.md); the GET repeats
      * `scope`. */
     _cleanup_free_ char *esc_scope = url_escape(scope);
-    mar_buf query_scopes = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf query_scopes = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (const char *p = scope; *p;) {
         size_t l = strcspn(p, " ");
         _cleanup_free_ char *one = mar_xstrndup(p, l);
         _cleanup_free_ char *esc = url_escape(one);
-        mar_buf_printf(&query_scopes, "%sscope=%s", query_scopes.len ? "&" : "", esc);
+        mar_buf_xprintf(&query_scopes, "%sscope=%s", query_scopes.len ? "&" : "", esc);
         p += l;
         p += *p == ' ';
     }

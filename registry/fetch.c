@@ -108,8 +108,8 @@ static void on_done(reg_op *op)
                 finish_err(f, rc, err);
                 return;
             }
-            mar_digest_parse(dcd, &f->digest, NULL);
-            f->has_digest = true;
+            /* Valid (checked above): the parse does not fail, and has_digest follows it. */
+            f->has_digest = mar_digest_parse(dcd, &f->digest, NULL) == 0;
             f->size = len;
         }
         f->kind = F_MANIFEST_GET;

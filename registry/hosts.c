@@ -146,12 +146,18 @@ static void read_pem_dir(const char *dir, mar_buf *ca, char **cert, char **key)
         if (mar_str_endswith(de->d_name, ".crt")) {
             mar_buf b = MAR_BUF_INIT(1u << 20);
             mar_err *e = NULL;
-            if (mar_read_file_at(AT_FDCWD, path, 1u << 20, &b, &e) == 0) {
-                mar_buf_append(ca, b.data, b.len);
-                mar_buf_puts(ca, "\n");
-            } else {
+            if (mar_read_file_at(AT_FDCWD, path, 1u << 20, &b, &e) < 0) {
                 mar_diag_warn("%s, ignoring", e->msg);
                 mar_err_free(e);
+            } else if (b.len + 1 > ca->cap - ca->len) {
+                /* Checked before appending: a failed append would release the certificates
+                 * already read as well. */
+                mar_diag_warn("'%s' makes the CA certificates longer than %zu bytes, ignoring it",
+                              path, ca->cap);
+            } else {
+                /* The room is checked above: neither append can fail. */
+                mar_ignore(mar_buf_append(ca, b.data, b.len));
+                mar_ignore(mar_buf_puts(ca, "\n"));
             }
             mar_buf_release(&b);
         } else if (mar_str_endswith(de->d_name, ".cert") && !*cert) {

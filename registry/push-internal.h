@@ -66,4 +66,43 @@ char *reg__push_scope(const char *repo, const char *from);
  * (MAR_ENET). */
 char *reg__resolve_location(reg_client *c, const char *base, const char *location, mar_err **err);
 
+/* A document fetched for a copy (remote-src.c): reg__on_fetch is its reg_blob_cb. */
+typedef struct reg__fetched {
+    bool done;
+    int rc;
+    mar_err *err;
+    reg_blob blob;
+    const oci_descriptor *desc; /* the index entry, for children */
+} reg__fetched;
+void reg__on_fetch(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud);
+void reg__fetched_release(reg__fetched *f);
+/* Parses a fetched document into *ret and adds a manifest's config and layers to the push,
+ * streamed from src. Errors: the fetch's, those of oci_manifest_parse. */
+int reg__push_add_fetched(reg_push *p, const oci_ref *src, reg__fetched *f, const char *media_type,
+                          oci_manifest **ret, mar_err **err);
+/* Fetches the entries of idx (those keep marks, or all when keep is NULL) from src, nested
+ * indexes included, and adds every document and blob to the push. Runs c. Errors: those of the
+ * fetches, MAR_EUNSUPPORTED (nested more than 4 deep). */
+int reg__push_add_children(reg_client *c, reg_push *p, const oci_ref *src, oci_manifest *idx,
+                           const bool *keep, mar_err **err);
+
+/* An index with only the entries keep marks (of n); every other field as it was (push-store.c).
+ * Errors: MAR_EINTEGRITY (not JSON), MAR_EFAIL. */
+int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
+                        mar_err **err);
+
+/* The bytes of a document item of a push (push.c). Borrowed. */
+const mar_buf *reg__push_item_bytes(const reg_push *p, size_t i);
+
+/* Which entries of an index a copy keeps (copy.c): those the platforms select (every one when
+ * none is given; each platform must select one), and the attestations that describe a kept
+ * entry. keep has idx->n_manifests slots, zeroed. Errors: MAR_ENOTFOUND naming what idx has. */
+int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platform *platforms,
+                     size_t n_platforms, bool *keep, mar_err **err);
+/* A copy into, or out of, an OCI image layout directory or archive (copy-layout.c). */
+int reg__copy_to_layout(reg_client *c, const oci_ref *src, const reg_endpoint *dst,
+                        const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+int reg__copy_from_layout(reg_client *c, const reg_endpoint *src, const oci_ref *dst,
+                          const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+
 #endif

@@ -100,12 +100,12 @@ static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what, mar_e
 
 static int missing_error(plan_ctx *x, mar_err **err)
 {
-    mar_buf b = MAR_BUF_INIT(4096);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < x->missing.n && i < 8; i++) {
-        mar_buf_printf(&b, "%s%s", i ? ", " : "", x->missing.v[i]);
+        mar_buf_xprintf(&b, "%s%s", i ? ", " : "", x->missing.v[i]);
     }
     if (x->missing.n > 8) {
-        mar_buf_printf(&b, " and %zu more", x->missing.n - 8);
+        mar_buf_xprintf(&b, " and %zu more", x->missing.n - 8);
     }
     int rc = mar_err_set(err, MAR_ENOTFOUND, 0,
                          "the store lacks %zu part%s of '%s': %s (pull them, or push part of it "
@@ -135,13 +135,18 @@ static int select_entries(plan_ctx *x, const oci_manifest *idx, const oci_platfo
         if (!any) {
             char want[OCI_PLATFORM_STR_MAX];
             oci_platform_format(&platforms[k], want, sizeof(want));
-            mar_buf have = MAR_BUF_INIT(4096);
+            /* One line, however many entries the index has. */
+            mar_buf have = MAR_BUF_INIT(MAR_BUF_NOCAP);
             for (size_t i = 0; i < idx->n_manifests; i++) {
                 const oci_descriptor *e = &idx->manifests[i];
                 char ps[OCI_PLATFORM_STR_MAX];
+                if (have.len >= 1024) {
+                    mar_buf_xputs(&have, ", …");
+                    break;
+                }
                 if (e->has_platform && !oci_descriptor_is_attestation(e)) {
                     oci_platform_format(&e->platform, ps, sizeof(ps));
-                    mar_buf_printf(&have, "%s%s", have.len ? ", " : "", ps);
+                    mar_buf_xprintf(&have, "%s%s", have.len ? ", " : "", ps);
                 }
             }
             int rc = mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no entry for %s (it has: %s)",
@@ -170,8 +175,7 @@ static int select_entries(plan_ctx *x, const oci_manifest *idx, const oci_platfo
 }
 
 /* The stored index with only the kept entries; every other field as it was. */
-static int narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
-                          mar_err **err)
+int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret, mar_err **err)
 {
     _cleanup_json_ json_t *doc = NULL;
     if (mar_json_load(raw->data, raw->len, "index", &doc, err) < 0) {
@@ -190,8 +194,13 @@ static int narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_bu
         return mar_err_set(err, MAR_EFAIL, 0, "cannot serialize the new index");
     }
     mar_buf_release(ret);
-    mar_buf_append(ret, text, strlen(text));
+    int rc = mar_buf_append(ret, text, strlen(text));
     free(text);
+    if (rc < 0) {
+        /* Re-serializing can lengthen a document (a number written "1e2" becomes "100"). */
+        return mar_err_set(err, MAR_EINTEGRITY, 0, "the narrowed index is over %zu bytes",
+                           ret->cap);
+    }
     return 0;
 }
 
@@ -229,7 +238,7 @@ static int plan_index(plan_ctx *x, const reg_store_ref *top, const mar_buf *raw,
                                 raw->data, raw->len, err);
     }
     _cleanup_buf_ mar_buf made = MAR_BUF_INIT(MAR_CAP_MANIFEST);
-    if (narrowed_index(raw, keep, n, &made, err) < 0) {
+    if (reg__narrowed_index(raw, keep, n, &made, err) < 0) {
         return -mar_err_code(*err);
     }
     pl->new_index = true;

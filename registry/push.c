@@ -17,6 +17,7 @@ typedef struct job {
     oci_ref from;     /* REG_SRC_REGISTRY, owned */
     reg_source *source;
     mar_buf bytes; /* documents */
+    char *scope;   /* a blob mounted from its own source repository */
     bool started;
     bool finished;
 } job;
@@ -85,6 +86,8 @@ static void job_release(job *j)
     j->source = NULL;
     oci_ref_release(&j->from);
     mar_buf_release(&j->bytes);
+    free(j->scope);
+    j->scope = NULL;
 }
 
 reg_push *reg_push_free(reg_push *p)
@@ -110,6 +113,11 @@ size_t reg_push_items(const reg_push *p, const reg_push_item **ret)
 {
     *ret = p->items;
     return p->n;
+}
+
+const mar_buf *reg__push_item_bytes(const reg_push *p, size_t i)
+{
+    return &p->jobs[i].bytes;
 }
 
 static size_t add_item(reg_push *p)
@@ -192,7 +200,8 @@ static int add_document(reg_push *p, const char *media_type, const void *bytes, 
         it->desc.has_platform = true;
         it->desc.platform = *platform;
     }
-    mar_buf_append(&j->bytes, bytes, n);
+    /* n is checked against the buffer's cap (MAR_CAP_MANIFEST) above: this cannot fail. */
+    mar_ignore(mar_buf_append(&j->bytes, bytes, n));
     j->stage = top ? STAGE_TOP : kind == OCI_KIND_INDEX ? STAGE_INDEXES : STAGE_MANIFESTS;
     if (top) {
         p->top = i;
@@ -329,12 +338,23 @@ static void start_blob(reg_push *p, size_t i)
         j->finished = true;
         return;
     }
+    /* Without a push-wide mount source, a blob streamed from another repository of the same
+     * registry is mounted from there (mar index create gathers several repositories). */
+    const char *mount_from = p->mount_from;
+    const char *scope = p->scope;
+    if (!mount_from && j->src.kind == REG_SRC_REGISTRY &&
+        strcmp(j->from.api_host, p->dst.api_host) == 0 && strcmp(j->from.path, p->dst.path) != 0) {
+        mount_from = j->from.path;
+        free(j->scope);
+        j->scope = reg__push_scope(p->dst.path, mount_from);
+        scope = j->scope;
+    }
     reg_upload_params prm = {
             .c = p->c,
             .host = p->host,
             .repo = p->dst.path,
-            .mount_from = p->mount_from,
-            .scope = p->scope,
+            .mount_from = mount_from,
+            .scope = scope,
             .desc = &it->desc,
             .src = j->source,
             .chunk_size = chunk,
@@ -444,8 +464,8 @@ static void start_doc(reg_push *p, size_t i)
 {
     reg_push_item *it = &p->items[i];
     p->active++;
-    if (it->top) {
-        /* Always put: the tag must name it now, whatever the repository held. */
+    if (it->top || (p->o.put_documents && !it->expect_only)) {
+        /* Always put the top: the tag must name it now, whatever the repository held. */
         start_doc_put(p, i);
         return;
     }

@@ -209,6 +209,8 @@ int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err 
  * link anywhere on the path fails with ELOOP or ENOTDIR). Returns the fd or -1 with errno. */
 int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode);
 int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err);
+/* fsyncs the store's directory dir ("." for its top) after a rename into it. Errors: MAR_EIO. */
+int reg__store_sync_dir(reg_store *s, const char *dir, mar_err **err);
 char *reg__blob_name(const mar_digest *d);
 
 #endif

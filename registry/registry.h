@@ -581,6 +581,9 @@ typedef struct reg_push_opts {
      * $MAR_PUSH_CHUNK_SIZE (bytes), for tests. */
     uint64_t chunk_size;
     uint64_t monolithic_max;
+    /* Put child documents without a HEAD first: for small documents the repository most
+     * likely lacks (mar index create), a round trip less. */
+    bool put_documents;
     reg_push_progress_fn progress;
     void *progress_ud;
 } reg_push_opts;
@@ -654,6 +657,96 @@ int reg_push_add_stored(reg_push *p, reg_store *s, const char *name, const oci_p
  * registry), those of reg_manifest_fetch and reg_push_run. */
 int reg_retag(reg_client *c, const oci_ref *src, const reg_push_opts *o, reg_push_result *ret,
               mar_err **err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Copying and assembling images (copy.c, copy-layout.c, index.c;
+ * docs/internals/registry-protocol.md §15). Both are pushes fed from elsewhere. */
+
+/* Where an image is: a registry reference, an OCI image layout directory (oci:DIR[:TAG]) or an
+ * OCI image layout in a tar archive (oci-archive:FILE[:TAG]). TAG is the layout's
+ * org.opencontainers.image.ref.name. */
+typedef enum {
+    REG_END_REGISTRY = 1,
+    REG_END_LAYOUT,
+    REG_END_ARCHIVE,
+} reg_end_kind;
+
+typedef struct reg_endpoint {
+    reg_end_kind kind;
+    oci_ref ref; /* REG_END_REGISTRY */
+    char *path;  /* the directory or the archive */
+    char *tag;   /* NULL: the layout's only image (source) or none (destination) */
+} reg_endpoint;
+
+/* Parses "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]", "docker://REF" or a reference. Errors:
+ * MAR_EUSAGE. */
+int reg_endpoint_parse(const char *s, reg_endpoint *ret, mar_err **err);
+void reg_endpoint_release(reg_endpoint *e);
+
+typedef struct reg_copy_opts {
+    const oci_platform *platforms; /* keep only these entries of an index (NULL: all) */
+    size_t n_platforms;
+    int jobs; /* blobs in flight; 0 = 4 */
+    reg_push_progress_fn progress;
+    void *progress_ud;
+} reg_copy_opts;
+
+typedef struct reg_copy_result {
+    mar_digest source; /* the source's top document */
+    mar_digest digest; /* what the destination holds: source unless filtered */
+    char *media_type;
+    int64_t size;
+    bool new_index;       /* --platform kept part of an index */
+    size_t kept, entries; /* index entries copied, of how many */
+    size_t blobs;         /* distinct blobs */
+    uint64_t bytes;       /* blob bytes written (a layout) or sent (a registry) */
+    reg_push_stats stats; /* to a registry */
+} reg_copy_result;
+void reg_copy_result_release(reg_copy_result *r);
+
+/* Copies an image: registry to registry (blobs streamed from the source's GET into the
+ * destination's upload, or mounted within one registry; never stored), registry to or from an
+ * OCI layout directory or archive. Documents go byte for byte, so the destination holds the
+ * source's digest, unless platforms narrow an index: then a new index of the kept entries (and
+ * the attestations that describe them) is made. Children before parents, the tag last.
+ * Errors: MAR_EUSAGE (a layout path that is not a directory, layout to layout),
+ * MAR_ENOTFOUND (no such image, tag or platform), those of reg_push_run and of the fetches,
+ * MAR_EINTEGRITY (a blob or document that does not match its descriptor), MAR_EIO. */
+int reg_copy(reg_client *c, const reg_endpoint *src, const reg_endpoint *dst,
+             const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+
+typedef struct reg_index_opts {
+    const oci_ref *dst; /* the repository and tag of the new index */
+    const oci_ref *srcs;
+    size_t n_srcs;
+    bool append;                /* start from the index dst names */
+    bool replace;               /* a later source replaces an entry of the same platform */
+    const oci_platform *remove; /* entries to drop (with their attestations) */
+    size_t n_remove;
+    const mar_strv *annotations; /* "KEY=VALUE", index level */
+    bool dry_run;                /* make the index, push nothing */
+    int jobs;
+    reg_push_progress_fn progress;
+    void *progress_ud;
+} reg_index_opts;
+
+typedef struct reg_index_result {
+    mar_buf json; /* the index, as pushed */
+    mar_digest digest;
+    size_t entries, attestations;
+    size_t mounted_sources; /* sources from another repository */
+    bool pushed;
+    reg_push_stats stats;
+} reg_index_result;
+void reg_index_result_release(reg_index_result *r);
+
+/* Makes one index of several sources: each single-platform image becomes an entry whose
+ * platform its config gives (a descriptor that disagrees with the config is refused), each
+ * index gives its entries, attestation manifests following the entries they describe. Sources
+ * of another repository are mounted (streamed from another registry). Errors: MAR_EUSAGE (a
+ * duplicate platform without replace, a bad annotation, a mislabeled source), MAR_ENOTFOUND (a
+ * source, or the index to append to, does not exist), those of reg_push_run. */
+int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Hosts. */

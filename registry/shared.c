@@ -55,8 +55,8 @@ static void deliver(reg_client *c, int rc, const reg_blob *blob, const mar_err *
     }
     reg_blob copy = {.digest = blob->digest,
                      .content_type = blob->content_type ? mar_xstrdup(blob->content_type) : NULL,
-                     .data = MAR_BUF_INIT(SIZE_MAX / 2)};
-    mar_buf_append(&copy.data, blob->data.data, blob->data.len);
+                     .data = MAR_BUF_INIT(MAR_BUF_NOCAP)};
+    mar_buf_xappend(&copy.data, blob->data.data, blob->data.len);
     cb(c, 0, &copy, NULL, userdata);
     reg_blob_release(&copy);
 }
@@ -101,8 +101,8 @@ void reg__shared_done(reg_client *c, const char *key, int rc, const reg_blob *bl
         s->kept = true;
         s->blob.digest = blob->digest;
         s->blob.content_type = blob->content_type ? mar_xstrdup(blob->content_type) : NULL;
-        mar_buf_init(&s->blob.data, SIZE_MAX / 2);
-        mar_buf_append(&s->blob.data, blob->data.data, blob->data.len);
+        mar_buf_init(&s->blob.data, MAR_BUF_NOCAP);
+        mar_buf_xappend(&s->blob.data, blob->data.data, blob->data.len);
         c->shared->bytes += blob->data.len;
     }
     waiter *w = s->waiters;

@@ -100,12 +100,7 @@ int reg_store_layer_commit(reg_store *s, const mar_digest *chain, const char *in
     if (renameat2(s->dfd, partp, s->dfd, final, RENAME_NOREPLACE) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot move '%s/%s' into place", s->path, partp);
     }
-    _cleanup_close_ int ufd =
-            openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (ufd >= 0) {
-        fsync(ufd);
-    }
-    return 0;
+    return reg__store_sync_dir(s, "unpack", err);
 }
 
 void reg_store_layer_abort(reg_store *s, const mar_digest *chain)

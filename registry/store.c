@@ -123,6 +123,27 @@ int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode)
     return openat(at, p, flags | O_NOFOLLOW | O_CLOEXEC, mode);
 }
 
+/* A rename is durable once its directory is: fsync(2) "does not necessarily ensure that the entry
+ * in the directory containing the file has also reached disk. For that an explicit fsync() on a
+ * file descriptor for the directory is also needed." A failure here is a failure of the commit:
+ * the new name is visible but may not survive a power loss, and the caller must not report the
+ * write as done (fault site "store-dirsync"). */
+int reg__store_sync_dir(reg_store *s, const char *dir, mar_err **err)
+{
+    _cleanup_close_ int fd = openat(s->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s/%s' to sync it", s->path, dir);
+    }
+    int e = mar_fault("store-dirsync");
+    if (e == 0 && fsync(fd) < 0) {
+        e = errno;
+    }
+    if (e != 0) {
+        return mar_err_set(err, MAR_EIO, e, "cannot sync the directory '%s/%s'", s->path, dir);
+    }
+    return 0;
+}
+
 /* Writes a small file atomically: a temporary name, fsync, rename over the old one. */
 int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err)
 {
@@ -147,8 +168,7 @@ int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_
         unlinkat(s->dfd, tmp, 0);
         return mar_err_set(err, MAR_EIO, e, "cannot write '%s/%s'", s->path, name);
     }
-    fsync(s->dfd);
-    return 0;
+    return reg__store_sync_dir(s, ".", err);
 }
 
 int reg_store_open(const char *path, reg_store **ret, mar_err **err)
@@ -548,9 +568,8 @@ int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err)
     }
     /* The rename is durable once the directory is. */
     _cleanup_free_ char *bdir = mar_xasprintf("blobs/%s", alg_name(g->digest.alg));
-    _cleanup_close_ int bfd = openat(s->dfd, bdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (bfd >= 0) {
-        fsync(bfd);
+    if (reg__store_sync_dir(s, bdir, err) < 0) {
+        return -MAR_EIO;
     }
     drop_ingest_dir(g);
     return 0;

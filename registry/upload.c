@@ -696,6 +696,12 @@ void reg__upload_start(const reg_upload_params *prm)
         }
     }
     reg__source_on_wake(u->p.src, wake, u);
+    if (u->p.mount_from && strcmp(u->p.mount_from, u->p.repo) != 0) {
+        /* A mount answers for a blob already there too (201): the HEAD would only cost a round
+         * trip (docs/internals/registry-protocol.md §15). */
+        step(u);
+        return;
+    }
     emit(u, REG_PUSH_CHECKING, 0, false, false);
     _cleanup_free_ char *path = mar_xasprintf("/v2/%s/blobs/%s", u->p.repo, u->p.desc->digest.str);
     reg__op_start(new_op(u, "HEAD", path, false, on_head));

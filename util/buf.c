@@ -82,6 +82,40 @@ int mar_buf_printf(mar_buf *b, const char *fmt, ...)
     return mar_buf_puts(b, s);
 }
 
+static void x_check(const mar_buf *b, int rc)
+{
+    if (b->cap != MAR_BUF_NOCAP || rc < 0) {
+        /* As in util/mem.c: no caller is left to tell. */
+        static const char msg[] = "mar: internal error: unchecked append to a capped buffer\n";
+        static const char oom[] = "mar: out of memory\n";
+        const char *m = b->cap != MAR_BUF_NOCAP ? msg : oom;
+        size_t n = b->cap != MAR_BUF_NOCAP ? sizeof(msg) - 1 : sizeof(oom) - 1;
+        ssize_t unused = write(2, m, n);
+        (void)unused;
+        abort();
+    }
+}
+
+void mar_buf_xappend(mar_buf *b, const void *p, size_t n)
+{
+    x_check(b, 0);
+    x_check(b, mar_buf_append(b, p, n));
+}
+
+void mar_buf_xputs(mar_buf *b, const char *s)
+{
+    mar_buf_xappend(b, s, strlen(s));
+}
+
+void mar_buf_xprintf(mar_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *s = mar_xvasprintf(fmt, ap);
+    va_end(ap);
+    mar_buf_xappend(b, s, strlen(s));
+}
+
 char *mar_buf_detach(mar_buf *b, size_t *ret_len)
 {
     char *r;

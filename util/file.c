@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+int (*mar_test_fault)(const char *site);
+
 int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_err **err)
 {
     _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

@@ -244,9 +244,10 @@ int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mod
     return mar_in_root_parent_created(rootfd, path, create, dir_mode, NULL, ret_fd, ret_name, err);
 }
 
-static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create, mode_t dir_mode,
-                                      mar_strv *created, int *ret_fd, const char **ret_name,
-                                      int depth_guard, mar_err **err);
+MAR_MUST_USE static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
+                                                   mode_t dir_mode, mar_strv *created, int *ret_fd,
+                                                   const char **ret_name, int depth_guard,
+                                                   mar_err **err);
 
 int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t dir_mode,
                                mar_strv *created, int *ret_fd, const char **ret_name, mar_err **err)
@@ -272,9 +273,10 @@ int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t
     }
 }
 
-static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create, mode_t dir_mode,
-                                      mar_strv *created, int *ret_fd, const char **ret_name,
-                                      int depth_guard, mar_err **err)
+MAR_MUST_USE static int mar_in_root_parent_guarded(int rootfd, const char *path, bool create,
+                                                   mode_t dir_mode, mar_strv *created, int *ret_fd,
+                                                   const char **ret_name, int depth_guard,
+                                                   mar_err **err)
 {
     /* "/a/b" names the same thing as "a/b" in-root; an empty parent is the root itself. */
     while (*path == '/') {

@@ -123,7 +123,8 @@ int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_c
             if (got > 0) {
                 size_t room = bufs[k]->cap - bufs[k]->len;
                 size_t take = (size_t)got < room ? (size_t)got : room;
-                mar_buf_append(bufs[k], chunk, take);
+                /* take fits the room left under the cap: the append cannot fail. */
+                mar_ignore(mar_buf_append(bufs[k], chunk, take));
                 if (take < (size_t)got && k == 0) {
                     ret->out_capped = true;
                 }

@@ -14,7 +14,17 @@
 
 #include <jansson.h>
 
-#define MAR_PRINTF(a, b)  __attribute__((format(printf, a, b)))
+#define MAR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+/* A result the caller must look at (docs/internals/style.md §2): every function that returns a
+ * mar_err status, and the buffer appends, whose failure means the buffer was released. */
+#define MAR_MUST_USE __attribute__((warn_unused_result))
+/* Drops a MAR_MUST_USE result on purpose, with the reason in a comment beside it. A cast to void
+ * does not silence warn_unused_result in GCC; using the value does. */
+#define mar_ignore(x)                                                                              \
+    do {                                                                                           \
+        __typeof__(x) mar_ignored_ = (x);                                                          \
+        (void)mar_ignored_;                                                                        \
+    } while (0)
 #define MAR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------------
@@ -155,9 +165,18 @@ typedef struct mar_buf {
 void mar_buf_init(mar_buf *b, size_t cap);
 /* Appends n bytes. Returns 0, or -E2BIG when the result would exceed the cap (the buffer is then
  * released). */
-int mar_buf_append(mar_buf *b, const void *p, size_t n);
-int mar_buf_puts(mar_buf *b, const char *s);
-int mar_buf_printf(mar_buf *b, const char *fmt, ...) MAR_PRINTF(2, 3);
+MAR_MUST_USE int mar_buf_append(mar_buf *b, const void *p, size_t n);
+MAR_MUST_USE int mar_buf_puts(mar_buf *b, const char *s);
+MAR_MUST_USE int mar_buf_printf(mar_buf *b, const char *fmt, ...) MAR_PRINTF(2, 3);
+/* The cap of a buffer that holds text mar composes itself (a message, a command line, a listing):
+ * no input limit applies, and reaching the cap means memory is exhausted. */
+#define MAR_BUF_NOCAP (SIZE_MAX / 2)
+/* Appends to a MAR_BUF_NOCAP buffer, which cannot fail: passing the cap aborts like the
+ * x-allocators. Any other buffer aborts at once (every test that reaches the call finds the
+ * mistake): capped input goes through mar_buf_append and its error. */
+void mar_buf_xappend(mar_buf *b, const void *p, size_t n);
+void mar_buf_xputs(mar_buf *b, const char *s);
+void mar_buf_xprintf(mar_buf *b, const char *fmt, ...) MAR_PRINTF(2, 3);
 /* Releases the memory; the buffer is empty and reusable afterwards with the same cap. */
 void mar_buf_release(mar_buf *b);
 /* Hands the memory (NUL-terminated, never NULL) to the caller; the buffer is empty afterwards.
@@ -285,7 +304,7 @@ typedef struct mar_digest {
 
 /* Validates and copies a digest string. Errors: MAR_EUNSUPPORTED for a well-formed digest of
  * another algorithm, MAR_EINTEGRITY for a malformed value (wrong length or characters). */
-int mar_digest_parse(const char *s, mar_digest *ret, mar_err **err);
+MAR_MUST_USE int mar_digest_parse(const char *s, mar_digest *ret, mar_err **err);
 bool mar_digest_valid(const char *s);
 /* True when s has the shape of image-spec's digest grammar, whatever the algorithm. */
 bool mar_digest_grammar_ok(const char *s);
@@ -315,7 +334,8 @@ bool mar_digest_verify(const mar_digest *d, const void *p, size_t n);
 
 /* Loads a document, rejecting duplicate keys; failures name "line:column". Errors:
  * MAR_EINTEGRITY. Returns: new reference in *ret. */
-int mar_json_load(const void *buf, size_t len, const char *what, json_t **ret, mar_err **err);
+MAR_MUST_USE int mar_json_load(const void *buf, size_t len, const char *what, json_t **ret,
+                               mar_err **err);
 
 typedef enum {
     MAR_JSON_STRING, /* char * (new copy) */
@@ -336,8 +356,8 @@ typedef struct mar_json_field {
 /* Fills the fields of base from obj by table. Unknown keys are ignored; missing mandatory fields
  * and wrong types are MAR_EINTEGRITY errors naming `what` and the field. A JSON null counts as
  * absent. */
-int mar_json_dispatch(json_t *obj, const mar_json_field *fields, size_t n, void *base,
-                      const char *what, mar_err **err);
+MAR_MUST_USE int mar_json_dispatch(json_t *obj, const mar_json_field *fields, size_t n, void *base,
+                                   const char *what, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Time. */
@@ -382,8 +402,8 @@ typedef struct mar_spawn_opts {
  * When exec itself fails and ret_exec_errno is not NULL, returns 0 with *ret_pid -1 and exec's
  * errno in *ret_exec_errno (for callers to whom that is a result); otherwise exec failures are
  * errors. Errors: MAR_EFAIL, with sys_errno (ENOENT: no such program). */
-int mar_spawn(char *const argv[], const mar_spawn_opts *o, pid_t *ret_pid, int *ret_exec_errno,
-              mar_err **err);
+MAR_MUST_USE int mar_spawn(char *const argv[], const mar_spawn_opts *o, pid_t *ret_pid,
+                           int *ret_exec_errno, mar_err **err);
 
 typedef struct mar_proc_result {
     int status;      /* exit status, or 128+signal */
@@ -396,8 +416,8 @@ typedef struct mar_proc_result {
 /* Runs argv[0] (looked up in PATH) with argv, feeding `in` to stdin, collecting stdout up to
  * out_cap and stderr up to err_cap, killing the child after timeout_ms. Errors: MAR_EFAIL when
  * the program cannot be started (ENOENT is reported with sys_errno). */
-int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap, size_t err_cap,
-                 int timeout_ms, mar_proc_result *ret, mar_err **err);
+MAR_MUST_USE int mar_proc_run(char *const argv[], const void *in, size_t in_len, size_t out_cap,
+                              size_t err_cap, int timeout_ms, mar_proc_result *ret, mar_err **err);
 void mar_proc_result_release(mar_proc_result *r);
 
 /* ---------------------------------------------------------------------------------------------
@@ -406,11 +426,23 @@ void mar_proc_result_release(mar_proc_result *r);
 /* Reads a whole regular file (opened relative to dirfd, AT_FDCWD allowed) up to cap bytes,
  * refusing symlinks at the last component and non-regular files. Errors: MAR_ENOTFOUND (ENOENT),
  * MAR_EIO, MAR_EINTEGRITY (over the cap). */
-int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int mar_read_file_at(int dirfd, const char *path, size_t cap, mar_buf *ret,
+                                  mar_err **err);
 /* The same from an open fd (path names it in messages). */
-int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int mar_read_fd(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
 /* Any readable fd to its end (a pipe, stdin), at most cap bytes. */
-int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int mar_read_stream(int fd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+
+/* Fault injection for unit tests: when set, mar_fault(site) calls it just before a system call
+ * whose failure cannot be provoked from outside (a directory fsync, a chmod on one's own
+ * directory); a non-zero return is the errno that call then fails with, without being made. It is
+ * NULL in mar: only tests/unit sets it, so release behaviour does not depend on it. Sites are
+ * named where mar_fault is called. */
+extern int (*mar_test_fault)(const char *site);
+static inline int mar_fault(const char *site)
+{
+    return mar_test_fault ? mar_test_fault(site) : 0;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Path components (docs/internals/unpack-security.md §2): one way to split a path and one limit on
@@ -446,21 +478,22 @@ size_t mar_path_dirlen(const char *path, size_t len);
 
 /* Opens a directory to serve as a root: O_PATH|O_DIRECTORY|O_NOFOLLOW. Errors: MAR_ENOTFOUND,
  * MAR_EIO. Returns: the fd. */
-int mar_root_open(const char *path, mar_err **err);
+MAR_MUST_USE int mar_root_open(const char *path, mar_err **err);
 /* openat(2) of a path resolved inside rootfd (O_NOFOLLOW applies to the last component only).
  * Returns the fd or -1 with errno. */
 int mar_in_root_open(int rootfd, const char *path, int flags, mode_t mode);
 /* Opens (creating missing directories with dir_mode when asked) the directory that holds path;
  * *ret_name points at path's last component. Errors: MAR_EINTEGRITY (a component is not a
  * directory, a loop), MAR_EIO. */
-int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mode, int *ret_fd,
-                       const char **ret_name, mar_err **err);
+MAR_MUST_USE int mar_in_root_parent(int rootfd, const char *path, bool create, mode_t dir_mode,
+                                    int *ret_fd, const char **ret_name, mar_err **err);
 /* The same, listing in `created` (when not NULL) every directory it had to make. */
-int mar_in_root_parent_created(int rootfd, const char *path, bool create, mode_t dir_mode,
-                               mar_strv *created, int *ret_fd, const char **ret_name,
-                               mar_err **err);
+MAR_MUST_USE int mar_in_root_parent_created(int rootfd, const char *path, bool create,
+                                            mode_t dir_mode, mar_strv *created, int *ret_fd,
+                                            const char **ret_name, mar_err **err);
 /* Reads a regular file inside the root, never through a symlink at the last component and never
  * blocking on a FIFO, up to cap bytes. Errors: MAR_ENOTFOUND, MAR_EIO, MAR_EINTEGRITY. */
-int mar_in_root_read(int rootfd, const char *path, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int mar_in_root_read(int rootfd, const char *path, size_t cap, mar_buf *ret,
+                                  mar_err **err);
 
 #endif

@@ -132,11 +132,11 @@ static int do_call(grpc_ctx *g, CURL *h, const char *path, const void *req, size
 {
     _cleanup_free_ char *url = mar_xasprintf("http://localhost%s", path);
     /* Length-prefixed message: flag 0 (uncompressed), big-endian length. */
-    mar_buf frame = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf frame = MAR_BUF_INIT(MAR_BUF_NOCAP);
     unsigned char pre[5] = {0, (unsigned char)(req_len >> 24), (unsigned char)(req_len >> 16),
                             (unsigned char)(req_len >> 8), (unsigned char)req_len};
-    mar_buf_append(&frame, pre, sizeof(pre));
-    mar_buf_append(&frame, req, req_len);
+    mar_buf_xappend(&frame, pre, sizeof(pre));
+    mar_buf_xappend(&frame, req, req_len);
     struct curl_slist *hdrs = NULL;
     hdrs = curl_slist_append(hdrs, "content-type: application/grpc");
     hdrs = curl_slist_append(hdrs, "te: trailers");
@@ -191,8 +191,12 @@ static int do_call(grpc_ctx *g, CURL *h, const char *path, const void *req, size
         } else {
             mar_buf_release(resp);
             mar_buf_init(resp, RESPONSE_CAP);
-            mar_buf_append(resp, cs.body.data + 5, mlen);
-            *ret_status = 0;
+            if (mar_buf_append(resp, cs.body.data + 5, mlen) < 0) {
+                rc = mar_err_set(err, MAR_EFAIL, 0, "containerd's answer to %s is over %u bytes",
+                                 method, RESPONSE_CAP);
+            } else {
+                *ret_status = 0;
+            }
         }
     }
     mar_buf_release(&cs.body);

@@ -82,13 +82,28 @@ int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, 
     mar_strlcpy(t.name, spec, sizeof(t.name));
     t.binfmt_known = true;
     t.ia32 = true;
-    if (strcmp(spec, "apple-silicon") == 0 || strcmp(spec, "apple-silicon-qemu") == 0) {
+    char prof[64];
+    mar_strlcpy(prof, spec, sizeof(prof));
+    char *mac = strncmp(prof, "apple-silicon", 13) == 0 ? strchr(prof, ':') : NULL;
+    int64_t macos = VM_MACOS_CURRENT;
+    if (mac) {
+        *mac++ = '\0';
+        if (strncmp(mac, "macos", 5) != 0 ||
+            !mar_parse_i64(mac + 5, VM_MACOS_ROSETTA_LINUX, 99, &macos)) {
+            return mar_err_set(err, MAR_EUSAGE, 0,
+                               "bad target '%s': the Mac's release is written macosN, N from %d "
+                               "(Rosetta for Linux needs macOS %d), e.g. apple-silicon:macos14",
+                               spec, VM_MACOS_ROSETTA_LINUX, VM_MACOS_ROSETTA_LINUX);
+        }
+    }
+    if (strcmp(prof, "apple-silicon") == 0 || strcmp(prof, "apple-silicon-qemu") == 0) {
         /* A Lima/colima VM on an M-series Mac: linux/arm64 guest. M-series cores have no AArch32,
          * so 32-bit Arm needs qemu-arm there (docs/internals/platforms.md §11). */
         mar_strlcpy(t.platform.os, "linux", sizeof(t.platform.os));
         mar_strlcpy(t.platform.arch, "arm64", sizeof(t.platform.arch));
         t.aarch32 = false;
-        if (strcmp(spec, "apple-silicon") == 0) {
+        t.macos_major = (int)macos;
+        if (strcmp(prof, "apple-silicon") == 0) {
             vm_handler r = {.emu = VM_EMU_ROSETTA, .fix_binary = true};
             mar_strlcpy(r.arch, "amd64", sizeof(r.arch));
             mar_strlcpy(r.entry, "rosetta", sizeof(r.entry));
@@ -117,8 +132,8 @@ int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, 
     }
     if (oci_platform_parse(plat, host, &t.platform, err) < 0) {
         return mar_err_wrap(err,
-                            "unknown target '%s' (a platform, or one of apple-silicon, "
-                            "apple-silicon-qemu, intel-mac)",
+                            "unknown target '%s' (a platform, or one of apple-silicon[:macosN], "
+                            "apple-silicon-qemu[:macosN], intel-mac)",
                             spec);
     }
     oci_platform_normalize(&t.platform, &t.platform);
@@ -153,6 +168,44 @@ static int amd64_level_of(const char *variant)
         return (int)v;
     }
     return 1;
+}
+
+/* x86-64-v3 and v4 under Rosetta (docs/internals/binfmt-and-rosetta.md §11): AVX-512 (v4) is
+ * never translated; AVX and AVX2 (v3) are from macOS 15 on, but Rosetta does not report them in
+ * CPUID, so a program that checks CPUID before it starts (glibc's x86-64-v3 check does) refuses
+ * to run while one that just executes them works: "may fail", not "will fail". */
+static void rosetta_avx(const vm_target *t, int level, vm_verdict *ret)
+{
+    if (level >= 4) {
+        ret->mode = VM_RUN_UNAVAILABLE;
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "x86-64-v%d binaries need AVX-512, which Rosetta does not translate", level);
+        return;
+    }
+    if (t->macos_major && t->macos_major < VM_MACOS_ROSETTA_AVX) {
+        ret->mode = VM_RUN_UNAVAILABLE;
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "x86-64-v%d binaries need AVX2, which Rosetta translates only from macOS %d on "
+                 "(this Mac: macOS %d)",
+                 level, VM_MACOS_ROSETTA_AVX, t->macos_major);
+        snprintf(ret->fix, sizeof(ret->fix), "update the Mac to macOS %d or later",
+                 VM_MACOS_ROSETTA_AVX);
+        return;
+    }
+    ret->uncertain = true;
+    if (t->macos_major) {
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "may fail: Rosetta translates AVX2 since macOS %d but does not report it in "
+                 "CPUID, so a program that checks CPUID first (glibc's x86-64-v%d check) refuses "
+                 "to start",
+                 VM_MACOS_ROSETTA_AVX, level);
+    } else {
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "may fail: Rosetta translates AVX2 only from macOS %d on (the Mac's release is "
+                 "unknown here) and never reports it in CPUID, which glibc's x86-64-v%d check "
+                 "reads",
+                 VM_MACOS_ROSETTA_AVX, level);
+    }
 }
 
 void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret)
@@ -202,10 +255,7 @@ void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret
         ret->emu = h->emu;
         if (h->emu == VM_EMU_ROSETTA && strcmp(n.arch, "amd64") == 0 &&
             amd64_level_of(n.variant) >= 3) {
-            ret->mode = VM_RUN_UNAVAILABLE;
-            snprintf(ret->reason, sizeof(ret->reason),
-                     "x86-64-v%d binaries need AVX2, which Rosetta does not translate",
-                     amd64_level_of(n.variant));
+            rosetta_avx(t, amd64_level_of(n.variant), ret);
             return;
         }
         if (t->is_host && !h->fix_binary) {
@@ -244,7 +294,8 @@ void vm_verdict_label(const vm_verdict *v, char *buf, size_t n)
         snprintf(buf, n, "native");
         return;
     case VM_RUN_EMULATED:
-        snprintf(buf, n, "emulated (%s)", vm_emulator_name(v->emu));
+        snprintf(buf, n, "emulated (%s)%s", vm_emulator_name(v->emu),
+                 v->uncertain ? ", may fail" : "");
         return;
     case VM_RUN_UNAVAILABLE:
         break;

@@ -38,9 +38,10 @@ static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *er
             }
             return rc;
         }
-        mar_buf_append(out, r.out.data, r.out.len);
-        if (errout) {
-            mar_buf_append(errout, r.errout.data, r.errout.len);
+        if (mar_buf_append(out, r.out.data, r.out.len) < 0 ||
+            (errout && mar_buf_append(errout, r.errout.data, r.errout.len) < 0)) {
+            mar_proc_result_release(&r);
+            return mar_err_set(err, MAR_EFAIL, 0, "the output of '%s' is too long", argv[0]);
         }
         *ret_status = r.status;
         mar_proc_result_release(&r);

@@ -36,6 +36,7 @@ typedef struct vm_target {
     bool ia32;             /* an amd64 kernel that also executes 32-bit x86 */
     int amd64_level;       /* 0 when unknown */
     bool binfmt_known;     /* handlers were read (host) or are part of the profile */
+    int macos_major;       /* the Mac under an apple-silicon VM: 13, 14, 15, 26; 0 unknown */
     vm_handler handlers[VM_MAX_HANDLERS];
     size_t n_handlers;
 } vm_target;
@@ -44,8 +45,16 @@ typedef struct vm_target {
 void vm_target_from_host(const oci_host *host, vm_target *ret);
 void vm_target_add_handler(vm_target *t, const vm_handler *h);
 
-/* A named profile (`apple-silicon`, `apple-silicon-qemu`, `intel-mac`) or a platform, optionally
- * with "+qemu" (QEMU user-mode registered for every other architecture). Errors: MAR_EUSAGE. */
+/* The macOS `--target apple-silicon` models unless told (`apple-silicon:macos14`): the current
+ * release. Rosetta translates AVX and AVX2 from VM_MACOS_ROSETTA_AVX on, and Rosetta for Linux
+ * exists from VM_MACOS_ROSETTA_LINUX on (docs/internals/binfmt-and-rosetta.md §11). */
+#define VM_MACOS_CURRENT       26
+#define VM_MACOS_ROSETTA_AVX   15
+#define VM_MACOS_ROSETTA_LINUX 13
+
+/* A named profile (`apple-silicon`, `apple-silicon-qemu`, `intel-mac`; the Apple Silicon ones
+ * with `:macosN` naming the Mac's macOS major version, N from 13) or a platform, optionally with
+ * "+qemu" (QEMU user-mode registered for every other architecture). Errors: MAR_EUSAGE. */
 int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, mar_err **err);
 
 /* Names of the profiles, for help texts. */
@@ -63,6 +72,7 @@ typedef struct vm_verdict {
     vm_run_mode mode;
     vm_emulator emu;
     bool foreign;     /* not executable by the CPU itself: needs an emulator */
+    bool uncertain;   /* emulated, but it may fail for the reason given */
     char reason[256]; /* why, for unavailable or caveats; empty otherwise */
     char fix[256];    /* a command or setting that would make it run; may be empty */
 } vm_verdict;
@@ -70,7 +80,8 @@ typedef struct vm_verdict {
 /* How the target would execute a binary of platform p. */
 void vm_plan_platform(const vm_target *t, const oci_platform *p, vm_verdict *ret);
 
-/* The ON THIS HOST text: "native", "emulated (qemu)", "emulated (rosetta)", "no emulator". */
+/* The ON THIS HOST text: "native", "emulated (qemu)", "emulated (rosetta)", "emulated (rosetta),
+ * may fail", "no emulator". */
 void vm_verdict_label(const vm_verdict *v, char *buf, size_t n);
 
 /* The matcher containerd would use by default on the target (Only(platform)). */
@@ -397,6 +408,11 @@ typedef struct vm_runner {
 
 /* The real runner: fork and exec, or execvp. */
 extern const vm_runner vm_runner_system;
+
+/* The macOS release of this Mac from `sw_vers -productVersion` ("15.1", "26.0.1") through the
+ * runner. Errors: MAR_ENOTFOUND (no sw_vers: not macOS), MAR_EFAIL (it failed), MAR_EINTEGRITY
+ * (an answer that is not a version). */
+int vm_macos_version(const vm_runner *r, int *ret_major, int *ret_minor, mar_err **err);
 
 typedef struct vm_lima_spec {
     char name[64];

@@ -2,7 +2,7 @@
 # The test bed: real services on loopback or private sockets, each with a private data directory
 # under BED_DIR, torn down by `down`. Never touches a system-wide instance.
 #
-#   bed.sh up BED_DIR [registry|fixtures|auth|tls|containerd|binfmt ...]   (default: all)
+#   bed.sh up BED_DIR [registry|registry2|fixtures|auth|tls|containerd|binfmt ...]   (default: all)
 #   bed.sh down BED_DIR
 #
 # `up` writes BED_DIR/env (shell syntax) with the addresses tests use:
@@ -13,6 +13,7 @@
 #   MAR_TEST_TOKEN_LOG        the token server's request log (JSON lines)
 #   MAR_TEST_TLS_REGISTRY     the same content over HTTPS, certificate from MAR_TEST_TLS_CA
 #   MAR_TEST_FIXTURES         summary of the pushed sample images (JSON)
+#   MAR_TEST_REGISTRY2        a second, empty plain-HTTP registry (cross-registry copies)
 #   MAR_TEST_CONTAINERD       containerd's private gRPC socket
 #   MAR_TEST_BINFMT           "1" when QEMU handlers are registered
 # Environment: MAR_FIXTURES_BIN (the mar-fixtures program), MAR_CACHE_DIR (busybox cache,
@@ -97,6 +98,14 @@ up_registry() {
     addr=$(start_registry registry "$BED/storage")
     setenv MAR_TEST_REGISTRY "$addr"
     log "registry on $addr"
+}
+
+up_registry2() {
+    mkdir -p "$BED/storage2"
+    local addr
+    addr=$(start_registry registry2 "$BED/storage2")
+    setenv MAR_TEST_REGISTRY2 "$addr"
+    log "second registry on $addr"
 }
 
 # Debian's static busybox for 8 architectures, from a private apt state (no change to the
@@ -269,12 +278,13 @@ cmd_up() {
     BED=$1
     shift
     local parts=("$@")
-    [ ${#parts[@]} -eq 0 ] && parts=(registry fixtures auth tls containerd binfmt)
+    [ ${#parts[@]} -eq 0 ] && parts=(registry registry2 fixtures auth tls containerd binfmt)
     mkdir -p "$BED/pids" "$BED/log"
     touch "$BED/env"
     for p in "${parts[@]}"; do
         case $p in
         registry) up_registry ;;
+        registry2) up_registry2 ;;
         fixtures) up_fixtures ;;
         auth) up_auth ;;
         tls) up_tls ;;

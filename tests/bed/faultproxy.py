@@ -28,7 +28,8 @@ Faults:
   status        answers `status` (500, 502, 503, 504, 401, ...) with an empty error body; a 401
                 carries `www_authenticate` (default a Basic challenge)
   ratelimit     429 with Retry-After: `retry_after` and ratelimit-* headers
-  stall         sends `fraction` of the body, then nothing for `seconds`, then closes
+  stall         sends `fraction` of the body, then nothing for `seconds`, then closes; a client
+                that hangs up first is counted in the path's `abandoned` (and ends the stall)
   redirect      307 to the same path on the redirect target (another host name for loopback);
                 the target records which headers arrived and serves the answer
   redirect-http 307 to http://example.invalid/ (for clients that must refuse plain HTTP)
@@ -48,6 +49,7 @@ Environment: FAULTPROXY_TARGET_AUTH, an Authorization value the redirect target 
 import http.client
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -133,6 +135,22 @@ def note(path, status, nbytes, rng, method="GET", sent=0):
         s["methods"].append(method)
         if rng:
             s["ranges"].append(rng)
+
+
+def client_left(conn, seconds):
+    """Waits up to `seconds` for the client to hang up; True when it did."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        r, _, _ = select.select([conn], [], [], left)
+        if r:
+            try:
+                if not conn.recv(4096):
+                    return True
+            except OSError:
+                return True
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -257,7 +275,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:cut])
             self.wfile.flush()
             if kind == "stall":
-                time.sleep(float(f.get("seconds", 60)))
+                if client_left(self.connection, float(f.get("seconds", 60))):
+                    with lock:
+                        s = stats[self.path.split("?")[0]]
+                        s["abandoned"] = s.get("abandoned", 0) + 1
             if kind == "reset":
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                            struct.pack("ii", 1, 0))

@@ -3,6 +3,7 @@
  * does not own; uninstall removes only its own and the probe fails again; the machine's previous
  * state is restored exactly. Also: installing qemu-i386 turns inspect's 386 verdict around. */
 #include "itest.h"
+#include "tbuf.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@ static char *snapshot(void)
     mar_buf out = MAR_BUF_INIT(1 << 20);
     for (size_t i = 0; i < names.n; i++) {
         char *c = read_entry(names.v[i]);
-        mar_buf_printf(&out, "== %s\n%s", names.v[i], c ? c : "(gone)\n");
+        T_BUF(mar_buf_printf(&out, "== %s\n%s", names.v[i], c ? c : "(gone)\n"));
         free(c);
     }
     mar_strv_release(&names);
@@ -53,21 +54,21 @@ static char *registration_of(const char *name, const char *text)
     mar_err *err = NULL;
     assert_int_equal(binfmt_entry_parse(name, text, &e, &err), 0);
     mar_buf l = MAR_BUF_INIT(4096);
-    mar_buf_printf(&l, ":%s:M:%u:", name, e.offset);
+    T_BUF(mar_buf_printf(&l, ":%s:M:%u:", name, e.offset));
     for (size_t i = 0; i < e.magic_len; i++) {
-        mar_buf_printf(&l, "\\x%02x", e.magic[i]);
+        T_BUF(mar_buf_printf(&l, "\\x%02x", e.magic[i]));
     }
-    mar_buf_puts(&l, ":");
+    T_BUF(mar_buf_puts(&l, ":"));
     for (size_t i = 0; e.has_mask && i < e.magic_len; i++) {
-        mar_buf_printf(&l, "\\x%02x", e.mask[i]);
+        T_BUF(mar_buf_printf(&l, "\\x%02x", e.mask[i]));
     }
-    mar_buf_printf(&l, ":%s:", e.interpreter);
+    T_BUF(mar_buf_printf(&l, ":%s:", e.interpreter));
     for (const char *f = e.flags; *f; f++) {
         /* C implies O: the kernel prints both, registration takes C alone. */
         if (*f == 'O' && strchr(e.flags, 'C')) {
             continue;
         }
-        mar_buf_append(&l, f, 1);
+        T_BUF(mar_buf_append(&l, f, 1));
     }
     return mar_buf_detach(&l, NULL);
 }
@@ -131,17 +132,10 @@ static int restore(void **state)
     return 0;
 }
 
-static const char *busybox(const char *debarch)
-{
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/busybox/%s/busybox", itest_cache_dir(), debarch);
-    return path;
-}
-
 static int run_uname(const char *debarch, char *out, size_t n)
 {
     itest_run r;
-    const char *argv[] = {busybox(debarch), "uname", "-m", NULL};
+    const char *argv[] = {itest_busybox(debarch), "uname", "-m", NULL};
     itest_runv(&r, NULL, argv);
     snprintf(out, n, "%s", r.out.data);
     int st = r.status;

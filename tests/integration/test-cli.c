@@ -1,6 +1,7 @@
 /* The command-line skeleton: help, version, and exit status 2 for every usage error. */
 #include "itest.h"
 
+#include <fcntl.h>
 #include <string.h>
 
 static void test_help_and_version(void **state)
@@ -274,12 +275,52 @@ static void test_global_options_anywhere(void **state)
     itest_run_release(&r);
 }
 
+/* Runs mar with stdout on /dev/full (every write fails with ENOSPC) and returns its status; the
+ * diagnostics land in *err. */
+static int run_full(mar_buf *err, const char *const *args)
+{
+    static int n;
+    _cleanup_free_ char *errpath = mar_xasprintf("%s/full-err%d", itest_tmpdir(), ++n);
+    int status = itest_wait(itest_mar_spawn(NULL, "/dev/full", errpath, args));
+    mar_err *e = NULL;
+    assert_int_equal(mar_read_file_at(AT_FDCWD, errpath, 1 << 20, err, &e), 0);
+    return status;
+}
+
+/* A failed write to stdout is a failure with one line on stderr (docs/mar.1.md EXIT STATUS), as
+ * for coreutils: output that was lost must not exit 0. */
+static void test_stdout_write_error(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *root = mar_xasprintf("%s/binfmt-full", itest_tmpdir());
+    const char *version[] = {"version", NULL};
+    const char *help[] = {"--help", NULL};
+    const char *status[] = {"--binfmt-root", root,     "binfmt", "status",
+                            "--no-probe",    "--json", NULL};
+    const char *const *cmds[] = {version, help, status};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        mar_buf err = MAR_BUF_INIT(1 << 20);
+        int st = run_full(&err, cmds[i]);
+        assert_int_equal(st, MAR_EIO);
+        assert_string_equal(err.data, "mar: write error: No space left on device\n");
+        mar_buf_release(&err);
+    }
+
+    /* The same commands with a working stdout still succeed (the check is about the write). */
+    itest_run r;
+    itest_mar(&r, NULL, "--binfmt-root", root, "binfmt", "status", "--no-probe", "--json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err.data, "");
+    itest_run_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_help_and_version),
             cmocka_unit_test(test_usage_errors),
             cmocka_unit_test(test_global_options_anywhere),
+            cmocka_unit_test(test_stdout_write_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* mar pull, unpack, images, rmi and gc through the real binary against the bed's registry, with
  * skopeo, umoci and the kernel's overlayfs as independent readers of what mar wrote. */
 #include "itest.h"
+#include "tbuf.h"
 #include "treecmp.h"
 
 #include <dirent.h>
@@ -203,13 +204,13 @@ static void test_layers_overlay(void **state)
 
     /* lowerdir lists the top layer first. */
     json_t *layers = json_object_get(json_array_get(json_object_get(doc, "images"), 0), "layers");
-    mar_buf opts = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&opts, "lowerdir=");
+    mar_buf opts = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&opts, "lowerdir="));
     for (size_t i = json_array_size(layers); i > 0; i--) {
         const char *c =
                 json_string_value(json_object_get(json_array_get(layers, i - 1), "chainId"));
-        mar_buf_printf(&opts, "%s%s/unpack/%s/rootfs", i == json_array_size(layers) ? "" : ":",
-                       store, strchr(c, ':') + 1);
+        T_BUF(mar_buf_printf(&opts, "%s%s/unpack/%s/rootfs",
+                             i == json_array_size(layers) ? "" : ":", store, strchr(c, ':') + 1));
     }
     _cleanup_free_ char *mnt = new_dir("mnt");
     mkdir(mnt, 0700);

@@ -4,6 +4,7 @@
  * recorded `limactl list --json`, shell, `mar run` forwarded into the guest, a failing limactl
  * and a missing one. Lima itself cannot run here (docs/mar-vm.1.md). */
 #include "itest.h"
+#include "tbuf.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -42,7 +43,7 @@ static char *read_text(const char *path)
     if (mar_read_file_at(AT_FDCWD, path, 1u << 20, &b, &e) < 0) {
         fail_msg("%s", e->msg);
     }
-    mar_buf_append(&b, "", 1);
+    T_BUF(mar_buf_append(&b, "", 1));
     return (char *)b.data;
 }
 

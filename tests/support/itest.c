@@ -1,5 +1,6 @@
 /* Integration-test helpers. */
 #include "itest.h"
+#include "tbuf.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -47,7 +48,7 @@ static void load_env(void)
                 if (*p == '\\' && p[1]) {
                     p++;
                 }
-                mar_buf_append(&v, p, 1);
+                T_BUF(mar_buf_append(&v, p, 1));
             }
             json_object_set_new(bed_env, line, json_string(v.data));
             mar_buf_release(&v);
@@ -108,6 +109,23 @@ const char *itest_cache_dir(void)
         }
     }
     return dir;
+}
+
+const char *itest_busybox(const char *debarch)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/busybox/%s/busybox", itest_cache_dir(), debarch);
+    return path;
+}
+
+bool itest_host_runs(const char *debarch)
+{
+    itest_run r;
+    const char *argv[] = {itest_busybox(debarch), "true", NULL};
+    itest_runv(&r, NULL, argv);
+    bool ok = r.status == 0;
+    itest_run_release(&r);
+    return ok;
 }
 
 static pid_t tmpdir_owner;

@@ -36,6 +36,11 @@ json_t *itest_fixtures(void);
 const char *itest_fixture_ref(const char *name);
 /* Where the bed caches the busybox binaries: $MAR_CACHE_DIR, else ~/.cache/mar (as bed.sh). */
 const char *itest_cache_dir(void);
+/* The bed's cached static busybox of a Debian architecture (amd64, i386, arm64, armhf, ...). */
+const char *itest_busybox(const char *debarch);
+/* True when this host executes that busybox, natively or through a binfmt_misc handler: an
+ * observation independent of mar, for tests whose answer depends on the kernel. */
+bool itest_host_runs(const char *debarch);
 /* A scratch directory unique to this test program (created). */
 const char *itest_tmpdir(void);
 /* Writes a file under the scratch dir and returns its path (static storage per call site). */

@@ -6,6 +6,7 @@
  * usage: mar-fixtures BUSYBOX_DIR HOST:PORT SUMMARY.json
  *   BUSYBOX_DIR/<debian-arch>/busybox for amd64 arm64 armhf armel i386 ppc64el s390x mips64el */
 #include "tarw.h"
+#include "tbuf.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static void blob_set(blob *b, const char *mt, mar_buf *data)
 {
     b->media_type = mt;
     b->data = *data;
-    *data = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    *data = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     mar_digest_of(MAR_DIGEST_SHA256, b->data.data, b->data.len, &b->digest);
 }
 
@@ -57,8 +58,8 @@ static void die(const char *fmt, ...)
 
 static size_t sink(char *p, size_t s, size_t n, void *ud)
 {
-    mar_buf_append(ud, p, s * n);
-    return s * n;
+    /* Less than was given fails the transfer (CURLE_WRITE_ERROR). */
+    return mar_buf_append(ud, p, s * n) < 0 ? 0 : s * n;
 }
 
 static size_t hsink(char *p, size_t s, size_t n, void *ud)
@@ -221,7 +222,7 @@ static void make_layer(mar_buf *tar, codec c, const char *mt, blob *ret, mar_dig
 {
     tarw_finish(tar);
     mar_digest_of(MAR_DIGEST_SHA256, tar->data, tar->len, diff_id);
-    mar_buf z = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf z = MAR_BUF_INIT(MAR_BUF_NOCAP);
     if (c == C_GZIP) {
         tarw_gzip(tar, &z);
     } else {
@@ -234,8 +235,8 @@ static void make_layer(mar_buf *tar, codec c, const char *mt, blob *ret, mar_dig
 static void json_blob(json_t *doc, const char *mt, blob *ret)
 {
     char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&b, s);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&b, s));
     free(s);
     blob_set(ret, mt, &b);
 }
@@ -341,7 +342,7 @@ static void build_platform(const char *repo, const platform_spec *ps, codec c, b
     memset(ret, 0, sizeof(*ret));
     ret->spec = *ps;
     mar_buf bb = read_busybox(ps->debarch);
-    mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &tar);
     mar_buf_release(&bb);
     make_layer(&tar, c,
@@ -366,12 +367,12 @@ static void build_attestation(const char *repo, const blob *subject, blob *ret)
              "\"https://slsa.dev/provenance/v0.2\",\"subject\":[{\"name\":\"mar-test\","
              "\"digest\":{\"sha256\":\"%s\"}}],\"predicate\":{}}",
              mar_digest_hex(&subject->digest));
-    mar_buf sb = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&sb, stmt);
+    mar_buf sb = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&sb, stmt));
     blob layer;
     blob_set(&layer, "application/vnd.in-toto+json", &sb);
-    mar_buf cb = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&cb, "{}");
+    mar_buf cb = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&cb, "{}"));
     blob config;
     blob_set(&config, "application/vnd.docker.attestation.config.v1+json", &cb);
     json_t *ld = descriptor(&layer);
@@ -435,6 +436,18 @@ static void record(const char *name, const char *repo, const char *tag, const bl
                                   "mediaType", top->media_type, "platforms", plats));
 }
 
+/* The index entry of a buildx attestation manifest describing subject. */
+static json_t *attestation_entry(const blob *att, const blob *subject)
+{
+    json_t *d = descriptor(att);
+    json_object_set_new(d, "annotations",
+                        json_pack("{s:s, s:s}", "vnd.docker.reference.digest", subject->digest.str,
+                                  "vnd.docker.reference.type", "attestation-manifest"));
+    json_object_set_new(d, "platform",
+                        json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
+    return d;
+}
+
 static void push_index(const char *name, const char *repo, const char *tag, built *parts, size_t n,
                        size_t attestations, bool docker)
 {
@@ -445,14 +458,7 @@ static void push_index(const char *name, const char *repo, const char *tag, buil
     for (size_t i = 0; i < attestations && i < n; i++) {
         blob att;
         build_attestation(repo, &parts[i].manifest, &att);
-        json_t *d = descriptor(&att);
-        json_object_set_new(d, "annotations",
-                            json_pack("{s:s, s:s}", "vnd.docker.reference.digest",
-                                      parts[i].manifest.digest.str, "vnd.docker.reference.type",
-                                      "attestation-manifest"));
-        json_object_set_new(d, "platform",
-                            json_pack("{s:s, s:s}", "architecture", "unknown", "os", "unknown"));
-        json_array_append_new(ms, d);
+        json_array_append_new(ms, attestation_entry(&att, &parts[i].manifest));
         mar_buf_release(&att.data);
     }
     const char *mt = docker ? MT_DOCKER_LIST : MT_OCI_INDEX;
@@ -480,6 +486,34 @@ static void fixture_multi(void)
         build_platform("mar/multi", &all8[i], C_GZIP, false, &b[i]);
     }
     push_index("multi", "mar/multi", "latest", b, 8, 2, false);
+    /* The same 8 images one repository each, as per-architecture CI jobs push them: the first
+     * two as an index of the image and its attestation (buildx's default), the others as a
+     * single manifest. mar index create of the 8 gives mar/multi's entries back. */
+    for (size_t i = 0; i < 8; i++) {
+        char repo[64], name[64];
+        snprintf(repo, sizeof(repo), "mar/arch-%s", all8[i].debarch);
+        snprintf(name, sizeof(name), "arch-%s", all8[i].debarch);
+        push_blob(repo, &b[i].layer);
+        push_blob(repo, &b[i].config);
+        push_manifest(repo, b[i].manifest.digest.str, &b[i].manifest);
+        if (i >= 2) {
+            push_manifest(repo, "latest", &b[i].manifest);
+            record(name, repo, "latest", &b[i].manifest, &b[i], 1);
+            continue;
+        }
+        blob att;
+        build_attestation(repo, &b[i].manifest, &att);
+        json_t *idx =
+                json_pack("{s:i, s:s, s:[o, o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX,
+                          "manifests", index_entry(&b[i]), attestation_entry(&att, &b[i].manifest));
+        blob top;
+        json_blob(idx, MT_OCI_INDEX, &top);
+        json_decref(idx);
+        push_manifest(repo, "latest", &top);
+        record(name, repo, "latest", &top, &b[i], 1);
+        mar_buf_release(&top.data);
+        mar_buf_release(&att.data);
+    }
     for (size_t i = 0; i < 8; i++) {
         built_release(&b[i]);
     }
@@ -551,7 +585,7 @@ static void fixture_whiteout(void)
     mar_buf bb = read_busybox("amd64");
     blob layers[3];
     mar_digest ids[3];
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &t);
     mar_buf_release(&bb);
     add_dir(&t, "data/", 0755);
@@ -567,7 +601,7 @@ static void fixture_whiteout(void)
     mar_buf_release(&foreign);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[0], &ids[0]);
 
-    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    t = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     add_dir(&t, "data/", 0755);
     add_file(&t, "data/.wh.gone", 0644, "", 0);
     add_dir(&t, "data/opaque/", 0755);
@@ -577,7 +611,7 @@ static void fixture_whiteout(void)
     add_file(&t, "usr/bin/.wh.foreign", 0644, "", 0);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[1], &ids[1]);
 
-    t = (mar_buf)MAR_BUF_INIT(SIZE_MAX / 2);
+    t = (mar_buf)MAR_BUF_INIT(MAR_BUF_NOCAP);
     add_dir(&t, "data/", 0755);
     add_file(&t, "data/added", 0644, "added\n", 6);
     make_layer(&t, C_GZIP, MT_OCI_LAYER_GZ, &layers[2], &ids[2]);
@@ -600,7 +634,7 @@ static void single_layer_image(const char *name, const char *repo, const char *e
                                const mar_buf *extra, const char *entrypoint, bool as_index)
 {
     mar_buf bb = read_busybox("amd64");
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
     rootfs_tar(&bb, &t);
     mar_buf_release(&bb);
     add_dir(&t, "usr/", 0755);
@@ -674,7 +708,7 @@ static void fixture_shared(void)
 {
     mar_buf bb = read_busybox("amd64");
     for (int i = 1; i <= 4; i++) {
-        mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+        mar_buf t[2] = {MAR_BUF_INIT(MAR_BUF_NOCAP), MAR_BUF_INIT(MAR_BUF_NOCAP)};
         rootfs_tar(&bb, &t[0]);
         char content[32];
         int cl = snprintf(content, sizeof(content), "shared image %d\n", i);
@@ -693,7 +727,7 @@ static void fixture_shared(void)
 static void fixture_big(void)
 {
     mar_buf bb = read_busybox("amd64");
-    mar_buf t[2] = {MAR_BUF_INIT(SIZE_MAX / 2), MAR_BUF_INIT(SIZE_MAX / 2)};
+    mar_buf t[2] = {MAR_BUF_INIT(MAR_BUF_NOCAP), MAR_BUF_INIT(MAR_BUF_NOCAP)};
     rootfs_tar(&bb, &t[0]);
     mar_buf_release(&bb);
     size_t n = 64u << 20;
@@ -941,6 +975,52 @@ static void fixture_noos(void)
     built_release(&b);
 }
 
+/* mar run's choices (docs/mar-run.1.md): a single-platform arm64 image; one repository with an
+ * arm/v7-only index (tag v1) and the same plus arm64 (tag v2), so a test can move a tag from one
+ * to the other; an arm64-labeled entry whose config and binaries are amd64; amd64/v3 and v4
+ * entries; an image whose /etc/passwd is over mar run's 1 MiB cap. */
+static void fixture_runpick(void)
+{
+    built b;
+    build_platform("mar/single-arm64", &all8[1], C_GZIP, false, &b);
+    push_manifest("mar/single-arm64", "latest", &b.manifest);
+    record("single-arm64", "mar/single-arm64", "latest", &b.manifest, &b, 1);
+    built_release(&b);
+
+    built s[2];
+    build_platform("mar/stale", &all8[2], C_GZIP, false, &s[0]);
+    build_platform("mar/stale", &all8[1], C_GZIP, false, &s[1]);
+    push_index("stale-v1", "mar/stale", "v1", s, 1, 0, false);
+    push_index("stale-v2", "mar/stale", "v2", s, 2, 0, false);
+    built_release(&s[0]);
+    built_release(&s[1]);
+
+    /* amd64 binaries, a config that says so, an index entry labeled arm64. */
+    built l;
+    platform_spec lab = {"amd64", "arm64", "v8", "amd64"};
+    build_platform("mar/labelonly", &lab, C_GZIP, false, &l);
+    push_index("labelonly", "mar/labelonly", "latest", &l, 1, 0, false);
+    built_release(&l);
+
+    /* Entries that ask for x86-64-v3 (AVX2) and v4 (AVX-512), for the Rosetta model. */
+    built lv[2];
+    platform_spec v3 = {"amd64", "amd64", "v3", NULL}, v4 = {"amd64", "amd64", "v4", NULL};
+    build_platform("mar/amd64levels", &v3, C_GZIP, false, &lv[0]);
+    build_platform("mar/amd64levels", &v4, C_GZIP, false, &lv[1]);
+    push_index("amd64levels", "mar/amd64levels", "latest", lv, 2, 0, false);
+    built_release(&lv[0]);
+    built_release(&lv[1]);
+
+    mar_buf pw = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&pw, "root:x:0:0:root:/root:/bin/sh\n");
+    while (pw.len <= (1u << 20)) {
+        mar_buf_xputs(&pw, "# filler to take /etc/passwd over the cap of mar run\n");
+    }
+    mar_buf_xputs(&pw, "last:x:4242:4242:last:/:/bin/sh\n");
+    single_layer_image("bigpasswd", "mar/bigpasswd", "etc/passwd", &pw, NULL, false);
+    mar_buf_release(&pw);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -973,6 +1053,7 @@ int main(int argc, char **argv)
     fixture_unknownmt();
     fixture_reftypes();
     fixture_noos();
+    fixture_runpick();
     if (json_dump_file(summary, argv[3], JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         die("cannot write %s", argv[3]);
     }

@@ -1,5 +1,6 @@
 /* Replay transport for registry unit tests. */
 #include "replay.h"
+#include "tbuf.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -55,13 +56,13 @@ static char *expand(const replay *r, const char *s)
     while (*s) {
         const char *open = strstr(s, "{{");
         if (!open) {
-            mar_buf_puts(&out, s);
+            T_BUF(mar_buf_puts(&out, s));
             break;
         }
-        mar_buf_append(&out, s, (size_t)(open - s));
+        T_BUF(mar_buf_append(&out, s, (size_t)(open - s)));
         const char *close = strstr(open, "}}");
         if (!close) {
-            mar_buf_puts(&out, open);
+            T_BUF(mar_buf_puts(&out, open));
             break;
         }
         char key[256];
@@ -78,9 +79,9 @@ static char *expand(const replay *r, const char *s)
             } else if (strcmp(key, "digest") == 0) {
                 mar_digest d;
                 mar_digest_of(MAR_DIGEST_SHA256, f.data, f.len, &d);
-                mar_buf_puts(&out, d.str);
+                T_BUF(mar_buf_puts(&out, d.str));
             } else if (strcmp(key, "size") == 0) {
-                mar_buf_printf(&out, "%zu", f.len);
+                T_BUF(mar_buf_printf(&out, "%zu", f.len));
             }
             mar_buf_release(&f);
         }
@@ -167,7 +168,7 @@ replay *replay_load(const char *dir)
                     e = mar_err_free(e);
                 }
             } else if (mar_str_startswith(v, "body ")) {
-                mar_buf_puts(&cur->body, v + 5);
+                T_BUF(mar_buf_puts(&cur->body, v + 5));
             } else {
                 mar_strv_push(&cur->headers, v);
             }
@@ -292,35 +293,35 @@ static void check_rules(replay *r, const block *b, const reg_http_req *req, cons
             found = found || strstr(req->headers.v[h], b->has.v[k]);
         }
         if (!found) {
-            mar_buf_printf(&r->report, "%s %s: no header with '%s'\n", req->method, req->url,
-                           b->has.v[k]);
+            T_BUF(mar_buf_printf(&r->report, "%s %s: no header with '%s'\n", req->method, req->url,
+                                 b->has.v[k]));
             r->violations++;
         }
     }
     for (size_t k = 0; k < b->lacks.n; k++) {
         for (size_t h = 0; h < req->headers.n; h++) {
             if (mar_str_startswith(req->headers.v[h], b->lacks.v[k])) {
-                mar_buf_printf(&r->report, "%s %s: must not send '%s'\n", req->method, req->url,
-                               b->lacks.v[k]);
+                T_BUF(mar_buf_printf(&r->report, "%s %s: must not send '%s'\n", req->method,
+                                     req->url, b->lacks.v[k]));
                 r->violations++;
             }
         }
     }
     for (size_t k = 0; k < b->body_has.n; k++) {
         if (!strstr(sent->data, b->body_has.v[k])) {
-            mar_buf_printf(&r->report, "%s %s: body lacks '%s'\n", req->method, req->url,
-                           b->body_has.v[k]);
+            T_BUF(mar_buf_printf(&r->report, "%s %s: body lacks '%s'\n", req->method, req->url,
+                                 b->body_has.v[k]));
             r->violations++;
         }
     }
     if (b->body_len >= 0 && (int64_t)sent->len != b->body_len) {
-        mar_buf_printf(&r->report, "%s %s: body of %zu bytes, want %lld\n", req->method, req->url,
-                       sent->len, (long long)b->body_len);
+        T_BUF(mar_buf_printf(&r->report, "%s %s: body of %zu bytes, want %lld\n", req->method,
+                             req->url, sent->len, (long long)b->body_len));
         r->violations++;
     }
     char why[512];
     if (b->body_is && !body_matches(r, b->body_is, sent, why, sizeof(why))) {
-        mar_buf_printf(&r->report, "%s %s: %s\n", req->method, req->url, why);
+        T_BUF(mar_buf_printf(&r->report, "%s %s: %s\n", req->method, req->url, why));
         r->violations++;
     }
 }
@@ -364,7 +365,8 @@ static bool read_body(replay *r, pending *p)
             return false;
         }
         if (mar_buf_append(&p->sent, buf, (size_t)n) < 0) {
-            mar_buf_printf(&r->report, "%s %s: request body over 256 MiB\n", req->method, req->url);
+            T_BUF(mar_buf_printf(&r->report, "%s %s: request body over 256 MiB\n", req->method,
+                                 req->url));
             r->violations++;
             req->result = REG_HTTP_EABORT;
             finish(p);
@@ -378,19 +380,19 @@ static bool begin(replay *r, pending *p)
 {
     reg_http_req *req = p->req;
     r->requests++;
-    mar_buf_printf(&r->transcript, "%s %s\n", req->method, req->url);
+    T_BUF(mar_buf_printf(&r->transcript, "%s %s\n", req->method, req->url));
     for (size_t h = 0; h < req->headers.n; h++) {
-        mar_buf_printf(&r->transcript, "  %s\n", req->headers.v[h]);
+        T_BUF(mar_buf_printf(&r->transcript, "  %s\n", req->headers.v[h]));
     }
     if (req->body_kind == REG_BODY_MEMORY && strcmp(req->method, "POST") == 0) {
-        mar_buf_printf(&r->transcript, "  body: %.*s\n", (int)p->sent.len, p->sent.data);
+        T_BUF(mar_buf_printf(&r->transcript, "  body: %.*s\n", (int)p->sent.len, p->sent.data));
     } else if (p->sent.len) {
-        mar_buf_printf(&r->transcript, "  body: %zu bytes\n", p->sent.len);
+        T_BUF(mar_buf_printf(&r->transcript, "  body: %zu bytes\n", p->sent.len));
     }
     block *b = match(r, req);
     mar_buf_init(&req->resp_body, req->body_cap);
     if (!b) {
-        mar_buf_printf(&r->report, "unexpected request %s %s\n", req->method, req->url);
+        T_BUF(mar_buf_printf(&r->report, "unexpected request %s %s\n", req->method, req->url));
         r->violations++;
         req->result = REG_HTTP_ECONNECT;
         snprintf(req->errmsg, sizeof(req->errmsg), "replay: no exchange for this request");
@@ -511,7 +513,8 @@ static int run(void *ctx, mar_err **err)
         r->nparked = 0;
         for (size_t i = 0; i < ns; i++) {
             pending *p = stuck[i];
-            mar_buf_printf(&r->report, "%s %s: paused forever\n", p->req->method, p->req->url);
+            T_BUF(mar_buf_printf(&r->report, "%s %s: paused forever\n", p->req->method,
+                                 p->req->url));
             r->violations++;
             p->req->result = REG_HTTP_ECONNECT;
             snprintf(p->req->errmsg, sizeof(p->req->errmsg), "replay: paused forever");

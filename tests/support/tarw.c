@@ -1,5 +1,6 @@
 /* Test tar writer (POSIX.1-2001 ustar + pax). */
 #include "tarw.h"
+#include "tbuf.h"
 
 #include <string.h>
 
@@ -60,7 +61,7 @@ static void header(mar_buf *out, const tarw_entry *e, const char *name, char typ
     }
     snprintf((char *)h + 148, 8, "%06o", sum);
     h[155] = ' ';
-    mar_buf_append(out, h, sizeof(h));
+    T_BUF(mar_buf_append(out, h, sizeof(h)));
 }
 
 static void pad(mar_buf *out, size_t n)
@@ -68,7 +69,7 @@ static void pad(mar_buf *out, size_t n)
     static const char zeros[512];
     size_t rem = n % 512;
     if (rem) {
-        mar_buf_append(out, zeros, 512 - rem);
+        T_BUF(mar_buf_append(out, zeros, 512 - rem));
     }
 }
 
@@ -85,7 +86,7 @@ static void pax_record(mar_buf *rec, const char *kv)
         }
         len = body + digits;
     }
-    mar_buf_printf(rec, "%zu %s\n", len, kv);
+    T_BUF(mar_buf_printf(rec, "%zu %s\n", len, kv));
 }
 
 void tarw_add_raw(mar_buf *out, const tarw_entry *e)
@@ -93,14 +94,14 @@ void tarw_add_raw(mar_buf *out, const tarw_entry *e)
     uint64_t size = e->header_size > 0 ? (uint64_t)e->header_size : e->size;
     header(out, e, e->name, e->type, e->type == '0' ? size : 0);
     if (e->type == '0' && e->size) {
-        mar_buf_append(out, e->data, e->size);
+        T_BUF(mar_buf_append(out, e->data, e->size));
         pad(out, e->size);
     }
 }
 
 void tarw_add(mar_buf *out, const tarw_entry *e)
 {
-    mar_buf rec = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf rec = MAR_BUF_INIT(MAR_BUF_NOCAP);
     if (strlen(e->name) > 100) {
         _cleanup_free_ char *kv = mar_xasprintf("path=%s", e->name);
         pax_record(&rec, kv);
@@ -116,17 +117,97 @@ void tarw_add(mar_buf *out, const tarw_entry *e)
         tarw_entry px = *e;
         px.mode = 0644;
         header(out, &px, "PaxHeader", 'x', rec.len);
-        mar_buf_append(out, rec.data, rec.len);
+        T_BUF(mar_buf_append(out, rec.data, rec.len));
         pad(out, rec.len);
     }
     mar_buf_release(&rec);
     tarw_add_raw(out, e);
 }
 
+static void checksum(unsigned char *h)
+{
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (size_t i = 0; i < 512; i++) {
+        sum += h[i];
+    }
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+}
+
+void tarw_add_sparse(mar_buf *out, const char *name, uint64_t realsize, uint64_t off,
+                     const char *data, bool old_gnu)
+{
+    size_t dl = strlen(data);
+    if (!old_gnu) {
+        /* PAX 1.0: the map ("count\noffset\nsize\n", padded to a block) leads the data. */
+        _cleanup_free_ char *nm = mar_xasprintf("GNU.sparse.name=%s", name);
+        _cleanup_free_ char *rs =
+                mar_xasprintf("GNU.sparse.realsize=%llu", (unsigned long long)realsize);
+        const char *pax[] = {"GNU.sparse.major=1", "GNU.sparse.minor=0", nm, rs, NULL};
+        char map[512];
+        memset(map, 0, sizeof(map));
+        snprintf(map, sizeof(map), "1\n%llu\n%zu\n", (unsigned long long)off, dl);
+        mar_buf body = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf_xappend(&body, map, sizeof(map));
+        mar_buf_xappend(&body, data, dl);
+        _cleanup_free_ char *stored = mar_xasprintf("GNUSparseFile.0/%s", name);
+        tarw_add(out, &(tarw_entry){.name = stored,
+                                    .type = '0',
+                                    .mode = 0644,
+                                    .mtime = 1700000000,
+                                    .data = body.data,
+                                    .size = body.len,
+                                    .pax = pax});
+        mar_buf_release(&body);
+        return;
+    }
+    /* Old GNU: type 'S', magic "ustar  ", one map entry at 386, the real size at 483. */
+    unsigned char h[512];
+    memset(h, 0, sizeof(h));
+    size_t nl = strlen(name);
+    memcpy(h, name, nl > 99 ? 99 : nl);
+    octal((char *)h + 100, 8, 0644);
+    octal((char *)h + 108, 8, 0);
+    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 124, 12, dl);
+    octal((char *)h + 136, 12, 1700000000);
+    h[156] = 'S';
+    memcpy(h + 257, "ustar  ", 8);
+    octal((char *)h + 386, 12, off);
+    octal((char *)h + 398, 12, dl);
+    octal((char *)h + 483, 12, realsize);
+    checksum(h);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
+    pad(out, dl);
+}
+
+void tarw_add_gnu_prefixed(mar_buf *out, const char *prefix, const char *name, const char *data)
+{
+    unsigned char h[512];
+    memset(h, 0, sizeof(h));
+    size_t dl = strlen(data);
+    memcpy(h, name, strlen(name) > 99 ? 99 : strlen(name));
+    octal((char *)h + 100, 8, 0644);
+    octal((char *)h + 108, 8, 0);
+    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 124, 12, dl);
+    octal((char *)h + 136, 12, 1700000000);
+    h[156] = '0';
+    memcpy(h + 257, "ustar  ", 8);
+    /* The USTAR prefix field (345, 155 bytes) overlays GNU atime, ctime and what follows. */
+    memcpy(h + 345, prefix, strlen(prefix) > 154 ? 154 : strlen(prefix));
+    checksum(h);
+    mar_buf_xappend(out, h, sizeof(h));
+    mar_buf_xappend(out, data, dl);
+    pad(out, dl);
+}
+
 void tarw_finish(mar_buf *out)
 {
     static const char zeros[1024];
-    mar_buf_append(out, zeros, sizeof(zeros));
+    T_BUF(mar_buf_append(out, zeros, sizeof(zeros)));
 }
 
 void tarw_gzip(const mar_buf *in, mar_buf *out)
@@ -142,7 +223,7 @@ void tarw_gzip(const mar_buf *in, mar_buf *out)
     z.next_out = buf;
     z.avail_out = (uInt)bound;
     deflate(&z, Z_FINISH);
-    mar_buf_append(out, buf, bound - z.avail_out);
+    T_BUF(mar_buf_append(out, buf, bound - z.avail_out));
     deflateEnd(&z);
     free(buf);
 }
@@ -153,7 +234,7 @@ void tarw_zstd(const mar_buf *in, mar_buf *out)
     void *buf = mar_xmalloc(bound);
     size_t n = ZSTD_compress(buf, bound, in->data, in->len, 3);
     if (!ZSTD_isError(n)) {
-        mar_buf_append(out, buf, n);
+        T_BUF(mar_buf_append(out, buf, n));
     }
     free(buf);
 }

@@ -1,5 +1,6 @@
 /* Tree listings for comparing unpack results (see treecmp.h). */
 #include "treecmp.h"
+#include "tbuf.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -125,9 +126,9 @@ char *tree_listing(const char *root, unsigned flags)
     walker w = {.lines = MAR_STRV_INIT, .flags = flags};
     walk(&w, fd, "");
     close(fd);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < w.lines.n; i++) {
-        mar_buf_printf(&b, "%s\n", w.lines.v[i]);
+        T_BUF(mar_buf_printf(&b, "%s\n", w.lines.v[i]));
     }
     mar_strv_release(&w.lines);
     for (size_t i = 0; i < w.n_seen; i++) {

@@ -188,7 +188,7 @@ static int fake_teardown(void **state)
     char *argv[] = {"sh", "-c", cmd, NULL};
     mar_proc_result r;
     mar_err *e = NULL;
-    mar_proc_run(argv, NULL, 0, 1024, 1024, 10000, &r, &e);
+    assert_int_equal(mar_proc_run(argv, NULL, 0, 1024, 1024, 10000, &r, &e), 0);
     mar_proc_result_release(&r);
     close(f->dfd);
     free(f);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "vm/vm.h"
+#include "tbuf.h"
 
 #include <string.h>
 
@@ -29,16 +30,16 @@ static int fake_call(void *ctx, const char *path, const void *req, size_t req_le
     f->calls++;
     snprintf(f->path, sizeof(f->path), "%s", path);
     mar_buf_release(&f->req);
-    mar_buf_init(&f->req, SIZE_MAX / 2);
-    mar_buf_append(&f->req, req, req_len);
+    mar_buf_init(&f->req, MAR_BUF_NOCAP);
+    T_BUF(mar_buf_append(&f->req, req, req_len));
     *ret_status = f->status;
     if (f->status != 0) {
         return mar_err_set(err, f->status == 5 ? MAR_ENOTFOUND : MAR_EFAIL, 0,
                            "containerd: %s: status %d", strrchr(path, '/') + 1, f->status);
     }
     mar_buf_release(resp);
-    mar_buf_init(resp, SIZE_MAX / 2);
-    mar_buf_append(resp, f->answer.data, f->answer.len);
+    mar_buf_init(resp, MAR_BUF_NOCAP);
+    T_BUF(mar_buf_append(resp, f->answer.data, f->answer.len));
     return 0;
 }
 
@@ -47,11 +48,11 @@ static const vm_grpc_ops fake_ops = {.call = fake_call};
 static void answer(fake *f, const ProtobufCMessage *m)
 {
     mar_buf_release(&f->answer);
-    mar_buf_init(&f->answer, SIZE_MAX / 2);
+    mar_buf_init(&f->answer, MAR_BUF_NOCAP);
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *b = mar_xmalloc(n + 1);
     protobuf_c_message_pack(m, b);
-    mar_buf_append(&f->answer, b, n);
+    T_BUF(mar_buf_append(&f->answer, b, n));
     free(b);
 }
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 #include "treecmp.h"
 
 #include <archive.h>
@@ -196,7 +197,7 @@ static int cmp_xattr_name(const void *a, const void *b)
 static void hex(mar_buf *b, const void *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        mar_buf_printf(b, "%02x", ((const unsigned char *)p)[i]);
+        T_BUF(mar_buf_printf(b, "%02x", ((const unsigned char *)p)[i]));
     }
 }
 
@@ -212,19 +213,20 @@ static char *mar_listing(const char *blob, mar_digest *ret_diff)
         fail_msg("mar cannot open '%s': %s", blob, err->msg);
     }
     static const char kinds[] = "fdlhcbpswoa";
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     const oci_layer_entry *e;
     int rc;
     while ((rc = oci_layer_next(r, &e, &err)) == 1) {
-        mar_buf_printf(&b, "%c %s %04o %lld:%lld %lld %lld", kinds[e->kind], e->path, e->mode,
-                       (long long)e->uid, (long long)e->gid,
-                       (long long)(e->kind == OCI_ENTRY_FILE ? e->size : 0), (long long)e->mtime);
+        T_BUF(mar_buf_printf(&b, "%c %s %04o %lld:%lld %lld %lld", kinds[e->kind], e->path, e->mode,
+                             (long long)e->uid, (long long)e->gid,
+                             (long long)(e->kind == OCI_ENTRY_FILE ? e->size : 0),
+                             (long long)e->mtime));
         if (e->kind == OCI_ENTRY_SYMLINK || e->kind == OCI_ENTRY_HARDLINK) {
-            mar_buf_printf(&b, " -> %s", e->link);
+            T_BUF(mar_buf_printf(&b, " -> %s", e->link));
         }
         if (e->kind == OCI_ENTRY_CHAR || e->kind == OCI_ENTRY_BLOCK) {
-            mar_buf_printf(&b, " dev %llu,%llu", (unsigned long long)e->devmajor,
-                           (unsigned long long)e->devminor);
+            T_BUF(mar_buf_printf(&b, " dev %llu,%llu", (unsigned long long)e->devmajor,
+                                 (unsigned long long)e->devminor));
         }
         oci_xattr *xs = mar_xcalloc(e->n_xattrs + 1, sizeof(*xs));
         if (e->n_xattrs) {
@@ -232,11 +234,11 @@ static char *mar_listing(const char *blob, mar_digest *ret_diff)
         }
         qsort(xs, e->n_xattrs, sizeof(*xs), cmp_xattr_name);
         for (size_t i = 0; i < e->n_xattrs; i++) {
-            mar_buf_printf(&b, " x:%s=", xs[i].name);
+            T_BUF(mar_buf_printf(&b, " x:%s=", xs[i].name));
             hex(&b, xs[i].value, xs[i].size);
         }
         free(xs);
-        mar_buf_puts(&b, "\n");
+        T_BUF(mar_buf_puts(&b, "\n"));
     }
     if (rc < 0) {
         fail_msg("mar cannot read '%s': %s", blob, err->msg);
@@ -361,8 +363,8 @@ static void meta_walk(mar_strv *lines, const char *root, const char *rel, bool k
         if (S_ISSOCK(st.st_mode)) {
             continue;
         }
-        mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_printf(&b, "%s %lld", r, (long long)st.st_mtim.tv_sec);
+        mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        T_BUF(mar_buf_printf(&b, "%s %lld", r, (long long)st.st_mtim.tv_sec));
         char names[4096];
         ssize_t n = llistxattr(p, names, sizeof(names));
         mar_strv xs = MAR_STRV_INIT;
@@ -376,14 +378,14 @@ static void meta_walk(mar_strv *lines, const char *root, const char *rel, bool k
             unsigned char v[4096];
             ssize_t vl = lgetxattr(p, nm, v, sizeof(v));
             assert_true(vl >= 0);
-            mar_buf hb = MAR_BUF_INIT(SIZE_MAX / 2);
+            mar_buf hb = MAR_BUF_INIT(MAR_BUF_NOCAP);
             hex(&hb, v, (size_t)vl);
             mar_strv_push_take(&xs, mar_xasprintf("x:%s=%s", nm, hb.data));
             mar_buf_release(&hb);
         }
         mar_strv_sort(&xs);
         for (size_t i = 0; i < xs.n; i++) {
-            mar_buf_printf(&b, " %s", xs.v[i]);
+            T_BUF(mar_buf_printf(&b, " %s", xs.v[i]));
         }
         mar_strv_release(&xs);
         mar_strv_push_take(lines, mar_buf_detach(&b, NULL));
@@ -399,9 +401,9 @@ static char *meta_listing(const char *root, bool keep_all)
     mar_strv lines = MAR_STRV_INIT;
     meta_walk(&lines, root, "", keep_all);
     mar_strv_sort(&lines);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < lines.n; i++) {
-        mar_buf_printf(&b, "%s\n", lines.v[i]);
+        T_BUF(mar_buf_printf(&b, "%s\n", lines.v[i]));
     }
     mar_strv_release(&lines);
     return mar_buf_detach(&b, NULL);
@@ -412,13 +414,13 @@ static char *listing_no_sockets(const char *root)
 {
     _cleanup_free_ char *all = tree_listing(root, TREE_INODES | TREE_DIR_TIMES);
     assert_non_null(all);
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (char *line = all; *line;) {
         char *nl = strchr(line, '\n');
         size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
         char *sp = memchr(line, ' ', n);
         if (!(sp && sp[1] == 's' && sp[2] == ' ')) {
-            mar_buf_append(&b, line, n);
+            T_BUF(mar_buf_append(&b, line, n));
         }
         line += n;
     }
@@ -557,7 +559,7 @@ static void test_tarw_encoding(void **state)
 {
     (void)state;
     _cleanup_free_ char *T = mktemp_dir();
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     _cleanup_tarw_ oci_tarw *w = oci_tarw_new(NULL, buf_sink, &b);
     mar_err *err = NULL;
     char longp[400];
@@ -642,7 +644,7 @@ static void test_tarw_huge_size(void **state)
 {
     (void)state;
     _cleanup_free_ char *T = mktemp_dir();
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     _cleanup_tarw_ oci_tarw *w = oci_tarw_new(NULL, buf_sink, &b);
     mar_err *err = NULL;
     oci_layer_entry e = {.kind = OCI_ENTRY_FILE, .path = "huge", .mode = 0644, .size = 10ll << 30};
@@ -665,7 +667,7 @@ static void test_tarw_huge_size(void **state)
 
 static void expect_refused(const oci_layer_entry *e, int code, const char *what)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     _cleanup_tarw_ oci_tarw *w = oci_tarw_new(NULL, buf_sink, &b);
     mar_err *err = NULL;
     int rc = oci_tarw_add(w, e, &err);
@@ -700,7 +702,7 @@ static void test_tarw_refusals(void **state)
             &(oci_layer_entry){.kind = OCI_ENTRY_FILE, .path = "x", .xattrs = &bad, .n_xattrs = 1},
             MAR_EUNSUPPORTED, "xattr name with '='");
     /* More data than announced, and a writer that failed stays failed. */
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     _cleanup_tarw_ oci_tarw *w = oci_tarw_new(NULL, buf_sink, &b);
     mar_err *err = NULL;
     oci_layer_entry e = {.kind = OCI_ENTRY_FILE, .path = "f", .size = 2};
@@ -720,7 +722,7 @@ static void test_tarw_add_fd_sizes(void **state)
         int fd = memfd_create("f", MFD_CLOEXEC);
         assert_int_equal(write(fd, "12345", 5), 5);
         lseek(fd, 0, SEEK_SET);
-        mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+        mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
         _cleanup_tarw_ oci_tarw *w = oci_tarw_new(NULL, buf_sink, &b);
         mar_err *err = NULL;
         oci_layer_entry e = {.kind = OCI_ENTRY_FILE, .path = "f", .size = grow ? 4 : 6};
@@ -882,7 +884,7 @@ static void test_roundtrip_zstd(void **state)
 
 static char *read_all(const char *path, size_t *n)
 {
-    mar_buf b = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     mar_err *err = NULL;
     if (mar_read_file_at(AT_FDCWD, path, SIZE_MAX / 2, &b, &err) < 0) {
         fail_msg("%s", err->msg);
@@ -1077,7 +1079,7 @@ static void test_symlinks_not_followed(void **state)
                                               "l to-secret 0777 0:0 0 %%d -> ../outside/secret\n",
                                               outside);
     /* Symlink times are whatever the clock said: compare without them. */
-    mar_buf got = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf got = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (char *line = m; *line;) {
         char *nl = strchr(line, '\n');
         char *t = line;
@@ -1085,8 +1087,8 @@ static void test_symlinks_not_followed(void **state)
             sp += *t == ' ';
         }
         char *end = strchr(t, ' ');
-        mar_buf_printf(&got, "%.*s%%d%.*s", (int)(t - line), line, (int)(nl - end), end);
-        mar_buf_puts(&got, "\n");
+        T_BUF(mar_buf_printf(&got, "%.*s%%d%.*s", (int)(t - line), line, (int)(nl - end), end));
+        T_BUF(mar_buf_puts(&got, "\n"));
         line = nl + 1;
     }
     assert_same(got.data, want, "mar", "expected");

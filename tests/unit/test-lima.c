@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "vm/vm.h"
+#include "tbuf.h"
 
 static const vm_host_facts apple = {.os = "darwin", .arch = "arm64"};
 static const vm_host_facts intel_mac = {.os = "darwin", .arch = "amd64"};
@@ -34,7 +35,7 @@ static char *slurp(const char *path)
     if (mar_read_file_at(AT_FDCWD, path, 1u << 20, &b, &e) < 0) {
         fail_msg("%s", e->msg);
     }
-    mar_buf_append(&b, "", 1);
+    T_BUF(mar_buf_append(&b, "", 1));
     return (char *)b.data;
 }
 
@@ -258,10 +259,10 @@ static int fake_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *e
     fake *f = ctx;
     record(f, argv);
     if (out && f->out) {
-        mar_buf_append(out, f->out, strlen(f->out));
+        T_BUF(mar_buf_append(out, f->out, strlen(f->out)));
     }
     if (errout && f->errout) {
-        mar_buf_append(errout, f->errout, strlen(f->errout));
+        T_BUF(mar_buf_append(errout, f->errout, strlen(f->errout)));
     }
     *ret_status = f->status;
     return 0;

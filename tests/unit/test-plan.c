@@ -94,14 +94,59 @@ static void test_apple_silicon(void **state)
     expect(&t, "linux/arm/v7", "emulated (qemu)");
     expect(&t, "linux/arm/v6", "emulated (qemu)");
     expect(&t, "linux/s390x", "emulated (qemu)");
-    expect(&t, "linux/amd64/v3", "unavailable");
+    /* The current macOS: Rosetta translates AVX2 but hides it from CPUID (may fail); never
+     * AVX-512. */
+    assert_int_equal(t.macos_major, VM_MACOS_CURRENT);
+    expect(&t, "linux/amd64/v3", "emulated (rosetta), may fail");
+    expect(&t, "linux/amd64/v4", "unavailable");
     oci_platform p = P("linux/arm/v7");
     vm_verdict v;
     vm_plan_platform(&t, &p, &v);
     assert_non_null(strstr(v.reason, "AArch32"));
     p = P("linux/amd64/v3");
     vm_plan_platform(&t, &p, &v);
-    assert_non_null(strstr(v.reason, "Rosetta"));
+    assert_true(v.uncertain);
+    assert_non_null(strstr(v.reason, "CPUID"));
+    p = P("linux/amd64/v4");
+    vm_plan_platform(&t, &p, &v);
+    assert_non_null(strstr(v.reason, "AVX-512"));
+    p = P("linux/amd64/v2");
+    vm_plan_platform(&t, &p, &v);
+    assert_false(v.uncertain);
+
+    /* An older Mac: no AVX2 at all before macOS 15, a certain refusal with the fix. */
+    assert_int_equal(vm_target_parse("apple-silicon:macos14", &host, &t, &e), 0);
+    assert_int_equal(t.macos_major, 14);
+    expect(&t, "linux/amd64/v3", "unavailable");
+    expect(&t, "linux/amd64/v2", "emulated (rosetta)");
+    p = P("linux/amd64/v3");
+    vm_plan_platform(&t, &p, &v);
+    assert_non_null(strstr(v.reason, "macOS 14"));
+    assert_non_null(strstr(v.fix, "macOS 15"));
+    assert_int_equal(vm_target_parse("apple-silicon:macos15", &host, &t, &e), 0);
+    expect(&t, "linux/amd64/v3", "emulated (rosetta), may fail");
+    assert_int_equal(vm_target_parse("apple-silicon-qemu:macos13", &host, &t, &e), 0);
+    expect(&t, "linux/amd64/v3", "emulated (qemu)");
+    static const char *const bad[] = {"apple-silicon:macos12", "apple-silicon:14",
+                                      "apple-silicon:macos", "apple-silicon:macosX", NULL};
+    for (size_t i = 0; bad[i]; i++) {
+        assert_int_equal(vm_target_parse(bad[i], &host, &t, &e), -MAR_EUSAGE);
+        assert_non_null(strstr(e->msg, "macosN"));
+        mar_err_free(TAKE_PTR(e));
+    }
+
+    /* A Linux machine with a Rosetta handler (inside the VM): the Mac's release is unknown. */
+    oci_host lh = {0};
+    lh.platform = P("linux/arm64");
+    vm_target_from_host(&lh, &t);
+    vm_handler ros = {
+            .arch = "amd64", .emu = VM_EMU_ROSETTA, .fix_binary = true, .entry = "rosetta"};
+    vm_target_add_handler(&t, &ros);
+    p = P("linux/amd64/v3");
+    vm_plan_platform(&t, &p, &v);
+    assert_int_equal(v.mode, VM_RUN_EMULATED);
+    assert_true(v.uncertain);
+    assert_non_null(strstr(v.reason, "unknown"));
 
     assert_int_equal(vm_target_parse("apple-silicon-qemu", &host, &t, &e), 0);
     expect(&t, "linux/amd64", "emulated (qemu)");
@@ -143,6 +188,59 @@ static void test_matcher_and_names(void **state)
     assert_null(vm_emulator_name(VM_EMU_NONE));
 }
 
+/* sw_vers answers, recorded. */
+typedef struct fake_sw {
+    const char *out;
+    int status;
+    bool missing;
+} fake_sw;
+
+static int sw_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *errout,
+                  int *ret_status, mar_err **err)
+{
+    (void)errout;
+    const fake_sw *f = ctx;
+    assert_string_equal(argv[0], "sw_vers");
+    assert_string_equal(argv[1], "-productVersion");
+    if (f->missing) {
+        return mar_err_set(err, MAR_ENOTFOUND, 0, "no program 'sw_vers'");
+    }
+    assert_int_equal(mar_buf_append(out, f->out, strlen(f->out)), 0);
+    *ret_status = f->status;
+    return 0;
+}
+
+static void test_macos_version(void **state)
+{
+    (void)state;
+    static const struct {
+        fake_sw f;
+        int rc, major, minor;
+    } cases[] = {
+            {{"15.1\n", 0, false}, 0, 15, 1},
+            {{"14.6.1\n", 0, false}, 0, 14, 6},
+            {{"26.0", 0, false}, 0, 26, 0},
+            {{"10.15.7\n", 0, false}, 0, 10, 15},
+            {{"Sequoia\n", 0, false}, -MAR_EINTEGRITY, 0, 0},
+            {{"15\n", 0, false}, -MAR_EINTEGRITY, 0, 0},
+            {{"", 1, false}, -MAR_EFAIL, 0, 0},
+            {{NULL, 0, true}, -MAR_ENOTFOUND, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        vm_runner r = {.run = sw_run, .ctx = (void *)&cases[i].f};
+        int major = -1, minor = -1;
+        mar_err *e = NULL;
+        assert_int_equal(vm_macos_version(&r, &major, &minor, &e), cases[i].rc);
+        if (cases[i].rc == 0) {
+            assert_int_equal(major, cases[i].major);
+            assert_int_equal(minor, cases[i].minor);
+        } else {
+            assert_non_null(e);
+            mar_err_free(e);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +248,7 @@ int main(void)
             cmocka_unit_test(test_apple_silicon),
             cmocka_unit_test(test_platform_targets),
             cmocka_unit_test(test_matcher_and_names),
+            cmocka_unit_test(test_macos_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 
 static oci_platform plat(const char *os, const char *arch, const char *variant)
 {
@@ -258,39 +259,41 @@ static void test_only(void **state)
 static oci_manifest *index_of(const char *const *entries)
 {
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    mar_buf_puts(&b, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":[");
+    T_BUF(mar_buf_puts(&b,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":["));
     for (size_t i = 0; entries[i]; i++) {
-        mar_buf_printf(&b,
-                       "%s{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"size\":100,\"digest\":"
-                       "\"sha256:%064zx\"",
-                       i ? "," : "", i + 1);
+        T_BUF(mar_buf_printf(&b,
+                             "%s{\"mediaType\":\"" OCI_MT_MANIFEST "\",\"size\":100,\"digest\":"
+                             "\"sha256:%064zx\"",
+                             i ? "," : "", i + 1));
         if (strcmp(entries[i], "att") == 0) {
-            mar_buf_puts(&b, ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
-                             "\"annotations\":{\"vnd.docker.reference.type\":"
-                             "\"attestation-manifest\"}");
+            T_BUF(mar_buf_puts(&b,
+                               ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
+                               "\"annotations\":{\"vnd.docker.reference.type\":"
+                               "\"attestation-manifest\"}"));
         } else if (strcmp(entries[i], "-") != 0) {
             oci_platform p = parse_or_die(entries[i]);
-            mar_buf_printf(&b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"", p.os,
-                           p.arch);
+            T_BUF(mar_buf_printf(&b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"", p.os,
+                                 p.arch));
             if (p.variant[0]) {
-                mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant);
+                T_BUF(mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant));
             }
             if (p.os_version[0]) {
-                mar_buf_printf(&b, ",\"os.version\":\"%s\"", p.os_version);
+                T_BUF(mar_buf_printf(&b, ",\"os.version\":\"%s\"", p.os_version));
             }
             if (p.features[0]) {
                 /* Plain names only in these cases: no escapes to undo. */
-                mar_buf_puts(&b, ",\"os.features\":[\"");
+                T_BUF(mar_buf_puts(&b, ",\"os.features\":[\""));
                 for (const char *f = p.features; *f; f++) {
-                    mar_buf_puts(&b, *f == '+' ? "\",\"" : (char[]){*f, '\0'});
+                    T_BUF(mar_buf_puts(&b, *f == '+' ? "\",\"" : (char[]){*f, '\0'}));
                 }
-                mar_buf_puts(&b, "\"]");
+                T_BUF(mar_buf_puts(&b, "\"]"));
             }
-            mar_buf_puts(&b, "}");
+            T_BUF(mar_buf_puts(&b, "}"));
         }
-        mar_buf_puts(&b, "}");
+        T_BUF(mar_buf_puts(&b, "}"));
     }
-    mar_buf_puts(&b, "]}");
+    T_BUF(mar_buf_puts(&b, "]}"));
     oci_manifest *m = NULL;
     mar_err *e = NULL;
     if (oci_manifest_parse(b.data, b.len, OCI_MT_INDEX, &m, &e) < 0) {

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 
 #include "registry/push-internal.h"
+#include "tbuf.h"
 #include "replay.h"
 
 #define CANARY "MARCANARY"
@@ -19,7 +20,7 @@ static mar_buf diag_log = MAR_BUF_INIT(16u << 20);
 static void capture(mar_diag_level level, const char *msg, void *ud)
 {
     (void)ud;
-    mar_buf_printf(&diag_log, "%d %s\n", (int)level, msg);
+    T_BUF(mar_buf_printf(&diag_log, "%d %s\n", (int)level, msg));
 }
 
 static const char *meta(json_t *m, const char *key)

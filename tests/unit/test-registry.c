@@ -10,6 +10,7 @@
 #include <fcntl.h>
 
 #include "registry/registry-internal.h"
+#include "tbuf.h"
 #include "replay.h"
 
 #define CANARY "MARCANARY"
@@ -19,7 +20,7 @@ static mar_buf diag_log = MAR_BUF_INIT(16u << 20);
 static void capture(mar_diag_level level, const char *msg, void *ud)
 {
     (void)ud;
-    mar_buf_printf(&diag_log, "%d %s\n", (int)level, msg);
+    T_BUF(mar_buf_printf(&diag_log, "%d %s\n", (int)level, msg));
 }
 
 typedef struct outcome {
@@ -85,10 +86,10 @@ static char *expand_file_refs(const char *dir, const char *s)
     while (*s) {
         const char *o = strstr(s, "{{digest:");
         if (!o) {
-            mar_buf_puts(&out, s);
+            T_BUF(mar_buf_puts(&out, s));
             break;
         }
-        mar_buf_append(&out, s, (size_t)(o - s));
+        T_BUF(mar_buf_append(&out, s, (size_t)(o - s)));
         const char *c = strstr(o, "}}");
         _cleanup_free_ char *path = mar_xasprintf("%s/%.*s", dir, (int)(c - o - 9), o + 9);
         mar_buf f = MAR_BUF_INIT(1 << 20);
@@ -96,7 +97,7 @@ static char *expand_file_refs(const char *dir, const char *s)
         assert_int_equal(mar_read_file_at(AT_FDCWD, path, 1 << 20, &f, &e), 0);
         mar_digest d;
         mar_digest_of(MAR_DIGEST_SHA256, f.data, f.len, &d);
-        mar_buf_puts(&out, d.str);
+        T_BUF(mar_buf_puts(&out, d.str));
         mar_buf_release(&f);
         s = c + 2;
     }
@@ -371,11 +372,11 @@ static void test_challenges(void **state)
 
     /* Values are capped. */
     mar_buf big = MAR_BUF_INIT(1 << 20);
-    mar_buf_puts(&big, "Bearer realm=\"");
+    T_BUF(mar_buf_puts(&big, "Bearer realm=\""));
     for (int i = 0; i < 5000; i++) {
-        mar_buf_puts(&big, "a");
+        T_BUF(mar_buf_puts(&big, "a"));
     }
-    mar_buf_puts(&big, "\"");
+    T_BUF(mar_buf_puts(&big, "\""));
     assert_int_equal(reg__challenge_parse(big.data, ch, 4), -1);
     mar_buf_release(&big);
 }

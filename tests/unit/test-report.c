@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cli/cli-internal.h"
+#include "tbuf.h"
 
 static mar_digest dig(unsigned id)
 {
@@ -43,32 +44,35 @@ static void entry_json(mar_buf *b, const char *spec)
     const char *mt = kind == 'i'   ? OCI_MT_INDEX
                      : kind == 'u' ? "application/vnd.oci.artifact.manifest.v1+json"
                                    : OCI_MT_MANIFEST;
-    mar_buf_printf(b, "{\"mediaType\":\"%s\",\"size\":100,\"digest\":\"%s\"", mt, dig(id).str);
+    T_BUF(mar_buf_printf(b, "{\"mediaType\":\"%s\",\"size\":100,\"digest\":\"%s\"", mt,
+                         dig(id).str));
     if (kind == 'a') {
-        mar_buf_printf(b,
-                       ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
-                       "\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\","
-                       "\"vnd.docker.reference.digest\":\"%s\"}",
-                       dig((unsigned)atoi(extra + 1)).str);
+        T_BUF(mar_buf_printf(
+                b,
+                ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
+                "\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\","
+                "\"vnd.docker.reference.digest\":\"%s\"}",
+                dig((unsigned)atoi(extra + 1)).str));
     } else if (strcmp(ps, "-") != 0) {
         char os[16], arch[16];
         sscanf(ps, "%15[^/]/%15s", os, arch);
-        mar_buf_printf(b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"}", os, arch);
+        T_BUF(mar_buf_printf(b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"}", os, arch));
     }
-    mar_buf_puts(b, "}");
+    T_BUF(mar_buf_puts(b, "}"));
 }
 
 static oci_manifest *index_of(const char *const *specs)
 {
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    mar_buf_puts(&b, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":[");
+    T_BUF(mar_buf_puts(&b,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":["));
     for (size_t i = 0; specs[i]; i++) {
         if (i) {
-            mar_buf_puts(&b, ",");
+            T_BUF(mar_buf_puts(&b, ","));
         }
         entry_json(&b, specs[i]);
     }
-    mar_buf_puts(&b, "]}");
+    T_BUF(mar_buf_puts(&b, "]}"));
     oci_manifest *m = parse(b.data, OCI_MT_INDEX);
     mar_buf_release(&b);
     return m;

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "binfmt/binfmt.h"
+#include "tbuf.h"
 #include "tarw.h"
 
 static mar_buf elf_of(const char *arch)
@@ -59,8 +60,8 @@ static mar_buf dynamic_amd64(const char *interp, int level)
     n[19] = 0xc0;
     n[20] = 4;
     n[24] = (unsigned char)(1u << (level - 1));
-    mar_buf out = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_append(&out, b, 432);
+    mar_buf out = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_append(&out, b, 432));
     return out;
 }
 
@@ -99,7 +100,7 @@ static void dir(builder *b, const char *name)
 static oci_scan_layer *scan(builder *b)
 {
     tarw_finish(&b->tar);
-    mar_buf gz = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf gz = MAR_BUF_INIT(MAR_BUF_NOCAP);
     tarw_gzip(&b->tar, &gz);
     int fd = memfd_create("layer", MFD_CLOEXEC);
     assert_int_equal(write(fd, gz.data, gz.len), (ssize_t)gz.len);
@@ -116,7 +117,7 @@ static oci_scan_layer *scan(builder *b)
     close(fd);
     mar_buf_release(&gz);
     mar_buf_release(&b->tar);
-    mar_buf_init(&b->tar, SIZE_MAX / 2);
+    mar_buf_init(&b->tar, MAR_BUF_NOCAP);
     return l;
 }
 
@@ -155,7 +156,7 @@ static void summarize(oci_scan_layer **ls, size_t n, oci_config *cfg, const char
 static void test_whiteouts_opaque_hardlinks(void **state)
 {
     (void)state;
-    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    builder b = {MAR_BUF_INIT(MAR_BUF_NOCAP)};
     mar_buf amd = elf_of("amd64"), arm = elf_of("arm64");
     dir(&b, "bin/");
     file(&b, "bin/busybox", &amd);
@@ -194,7 +195,7 @@ static void test_whiteouts_opaque_hardlinks(void **state)
 static void test_entrypoint_resolution(void **state)
 {
     (void)state;
-    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    builder b = {MAR_BUF_INIT(MAR_BUF_NOCAP)};
     mar_buf arm = elf_of("arm64");
     link_(&b, "bin", '2', "usr/bin");
     link_(&b, "lib", '2', "/usr/lib");
@@ -247,7 +248,7 @@ static void test_entrypoint_resolution(void **state)
 static void test_loaders_and_isa(void **state)
 {
     (void)state;
-    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    builder b = {MAR_BUF_INIT(MAR_BUF_NOCAP)};
     mar_buf app = dynamic_amd64("/lib64/ld-linux-x86-64.so.2", 3);
     mar_buf musl = dynamic_amd64("/lib/ld-musl-x86_64.so.1", 1);
     file(&b, "usr/bin/app", &app);
@@ -283,7 +284,7 @@ static void test_loaders_and_isa(void **state)
 static void test_no_elf_and_every_arch(void **state)
 {
     (void)state;
-    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    builder b = {MAR_BUF_INIT(MAR_BUF_NOCAP)};
     text(&b, "etc/motd", "hello");
     oci_scan_layer *l = scan(&b);
     oci_scan_layer *ls[] = {l};
@@ -313,7 +314,7 @@ static void test_no_elf_and_every_arch(void **state)
 static void test_symlink_hops(void **state)
 {
     (void)state;
-    builder b = {MAR_BUF_INIT(SIZE_MAX / 2)};
+    builder b = {MAR_BUF_INIT(MAR_BUF_NOCAP)};
     text(&b, "d/f", "x");
     /* l0 -> d, l1 -> ../top/l0, ...: reaching d from l<i> follows i + 1 links. */
     link_(&b, "top/l0", '2', "/../d");

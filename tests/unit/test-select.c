@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 
 static mar_digest dig(unsigned id)
 {
@@ -27,7 +28,8 @@ static mar_digest dig(unsigned id)
 static oci_manifest *index_of(const char *const *specs)
 {
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    mar_buf_puts(&b, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":[");
+    T_BUF(mar_buf_puts(&b,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_INDEX "\",\"manifests\":["));
     for (size_t i = 0; specs[i]; i++) {
         char kind = specs[i][0];
         unsigned id = (unsigned)strtoul(specs[i] + 2, NULL, 10);
@@ -40,40 +42,40 @@ static oci_manifest *index_of(const char *const *specs)
         const char *mt = kind == 'i'   ? OCI_MT_INDEX
                          : kind == 'u' ? "application/vnd.oci.artifact.manifest.v1+json"
                                        : OCI_MT_MANIFEST;
-        mar_buf_printf(&b, "%s{\"mediaType\":\"%s\",\"size\":100,\"digest\":\"%s\"", i ? "," : "",
-                       mt, dig(id).str);
+        T_BUF(mar_buf_printf(&b, "%s{\"mediaType\":\"%s\",\"size\":100,\"digest\":\"%s\"",
+                             i ? "," : "", mt, dig(id).str));
         if (kind == 'a') {
-            mar_buf_printf(&b,
-                           ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
-                           "\"annotations\":{\"vnd.docker.reference.type\":"
-                           "\"attestation-manifest\",\"vnd.docker.reference.digest\":\"%s\"}",
-                           dig((unsigned)atoi(extra)).str);
+            T_BUF(mar_buf_printf(&b,
+                                 ",\"platform\":{\"os\":\"unknown\",\"architecture\":\"unknown\"},"
+                                 "\"annotations\":{\"vnd.docker.reference.type\":"
+                                 "\"attestation-manifest\",\"vnd.docker.reference.digest\":\"%s\"}",
+                                 dig((unsigned)atoi(extra)).str));
         } else if (strcmp(ps, "-") != 0) {
             oci_platform p;
             oci_platform host = {.os = "linux", .arch = "amd64"};
             mar_err *e = NULL;
             assert_int_equal(oci_platform_parse(ps, &host, &p, &e), 0);
-            mar_buf_printf(&b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"", p.os,
-                           p.arch);
+            T_BUF(mar_buf_printf(&b, ",\"platform\":{\"os\":\"%s\",\"architecture\":\"%s\"", p.os,
+                                 p.arch));
             if (p.variant[0]) {
-                mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant);
+                T_BUF(mar_buf_printf(&b, ",\"variant\":\"%s\"", p.variant));
             }
             if (kind == 'e') {
-                mar_buf_puts(&b, ",\"os.features\":[");
+                T_BUF(mar_buf_puts(&b, ",\"os.features\":["));
                 for (int k = 0; k < 30; k++) {
-                    mar_buf_printf(&b, "%s\"a feature with spaces %d\"", k ? "," : "", k);
+                    T_BUF(mar_buf_printf(&b, "%s\"a feature with spaces %d\"", k ? "," : "", k));
                 }
-                mar_buf_puts(&b, "]");
+                T_BUF(mar_buf_puts(&b, "]"));
             }
-            mar_buf_puts(&b, "}");
+            T_BUF(mar_buf_puts(&b, "}"));
             if (kind == 'x') {
-                mar_buf_printf(&b, ",\"annotations\":{\"vnd.docker.reference.type\":\"%s\"}",
-                               extra);
+                T_BUF(mar_buf_printf(&b, ",\"annotations\":{\"vnd.docker.reference.type\":\"%s\"}",
+                                     extra));
             }
         }
-        mar_buf_puts(&b, "}");
+        T_BUF(mar_buf_puts(&b, "}"));
     }
-    mar_buf_puts(&b, "]}");
+    T_BUF(mar_buf_puts(&b, "]}"));
     oci_manifest *m = NULL;
     mar_err *e = NULL;
     if (oci_manifest_parse(b.data, b.len, OCI_MT_INDEX, &m, &e) < 0) {

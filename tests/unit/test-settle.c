@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 #include "tarw.h"
 #include "treecmp.h"
 
@@ -31,7 +32,7 @@ typedef struct layers {
 static mar_buf *next(layers *l)
 {
     assert_true(l->n < MAXL);
-    mar_buf_init(&l->tar[l->n], SIZE_MAX / 2);
+    mar_buf_init(&l->tar[l->n], MAR_BUF_NOCAP);
     return &l->tar[l->n++];
 }
 
@@ -245,7 +246,7 @@ static void run(const scase *k, const char *T)
     _cleanup_close_ int flatfd = mar_root_open(flat, &err);
     assert_true(flatfd >= 0);
     int lfd[MAXL];
-    mar_buf lower = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf lower = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < l.n; i++) {
         _cleanup_close_ int b1 = memfd_of(&l.tar[i]);
         oci_unpack_opts ao = {.mode = OCI_UNPACK_APPLY};
@@ -276,13 +277,13 @@ static void run(const scase *k, const char *T)
             fail_msg("%s: settle layer %zu: %s", k->name, i, err->msg);
         }
         oci_unpack_result_release(&lr);
-        mar_buf_printf(&lower, "%s%s", i ? ":" : "", ld);
+        T_BUF(mar_buf_printf(&lower, "%s%s", i ? ":" : "", ld));
     }
     /* overlayfs lists lowerdir top first. */
-    mar_buf opts = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&opts, "lowerdir=");
+    mar_buf opts = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&opts, "lowerdir="));
     for (size_t i = l.n; i > 0; i--) {
-        mar_buf_printf(&opts, "%s%s/l%zu", i == l.n ? "" : ":", dir, i - 1);
+        T_BUF(mar_buf_printf(&opts, "%s%s/l%zu", i == l.n ? "" : ":", dir, i - 1));
     }
     if (mount("overlay", mnt, "overlay", MS_RDONLY, opts.data) < 0) {
         fail_msg("%s: mount overlay (%s): %s", k->name, opts.data, strerror(errno));
@@ -344,7 +345,7 @@ static void test_cases(void **state)
     }
     char *argv[] = {"rm", "-rf", T, NULL};
     mar_proc_result pr;
-    mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &pr, NULL);
+    assert_int_equal(mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &pr, NULL), 0);
     mar_proc_result_release(&pr);
 }
 
@@ -354,7 +355,7 @@ static void test_link_to_nothing(void **state)
     (void)state;
     char T[] = "/tmp/mar-settle-XXXXXX";
     assert_non_null(mkdtemp(T));
-    mar_buf t = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
     H(&t, "l", "etc/shadow");
     tarw_finish(&t);
     mar_err *err = NULL;
@@ -427,7 +428,7 @@ static void test_lview_symlink_hops(void **state)
     close(fds[1]);
     char *argv[] = {"rm", "-rf", T, NULL};
     mar_proc_result pr;
-    mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &pr, NULL);
+    assert_int_equal(mar_proc_run(argv, NULL, 0, 4096, 4096, 60000, &pr, NULL), 0);
     mar_proc_result_release(&pr);
 }
 

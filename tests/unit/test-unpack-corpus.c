@@ -25,6 +25,7 @@
 #include <sys/xattr.h>
 
 #include "oci/oci.h"
+#include "tbuf.h"
 #include "tarw.h"
 
 typedef enum { CONTAIN, REJECT, DROP } klass;
@@ -56,7 +57,7 @@ typedef struct kase {
 static mar_buf *L(ctx *c)
 {
     if (c->n == 0) {
-        mar_buf_init(&c->tar[c->n++], SIZE_MAX / 2);
+        mar_buf_init(&c->tar[c->n++], MAR_BUF_NOCAP);
     }
     return &c->tar[c->n - 1];
 }
@@ -64,7 +65,7 @@ static mar_buf *L(ctx *c)
 static mar_buf *next_layer(ctx *c)
 {
     assert_true(c->n < sizeof(c->tar) / sizeof(c->tar[0]));
-    mar_buf_init(&c->tar[c->n++], SIZE_MAX / 2);
+    mar_buf_init(&c->tar[c->n++], MAR_BUF_NOCAP);
     return &c->tar[c->n - 1];
 }
 
@@ -448,10 +449,10 @@ static void c25(ctx *c)
 }
 static void c26(ctx *c)
 {
-    mar_buf big = MAR_BUF_INIT(SIZE_MAX / 2);
-    mar_buf_puts(&big, "SCHILY.xattr.user.big=");
+    mar_buf big = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    T_BUF(mar_buf_puts(&big, "SCHILY.xattr.user.big="));
     while (big.len < (2u << 20)) {
-        mar_buf_puts(&big, "0123456789abcdef");
+        T_BUF(mar_buf_puts(&big, "0123456789abcdef"));
     }
     const char *pax[] = {big.data, NULL};
     tarw_add(L(c), &(tarw_entry){.name = "f", .type = '0', .mode = 0644, .pax = pax});
@@ -466,11 +467,11 @@ static void c27a(ctx *c)
 }
 static void c27b(ctx *c)
 {
-    mar_buf p = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf p = MAR_BUF_INIT(MAR_BUF_NOCAP);
     while (p.len < 4200) {
-        mar_buf_puts(&p, "component/");
+        T_BUF(mar_buf_puts(&p, "component/"));
     }
-    mar_buf_puts(&p, "f");
+    T_BUF(mar_buf_puts(&p, "f"));
     F(L(c), p.data, "long path");
     mar_buf_release(&p);
 }
@@ -535,6 +536,63 @@ static void c_outside_hardlink(ctx *c)
     H(L(c), "h", "../../etc/passwd");
 }
 
+/* Sparse entries (issue 13.1): apparent sizes count against the per-layer limit (the case's cap,
+ * 64 MiB) before anything is written, and holes stay holes. */
+static void c_sparse_budget(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", false);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", false);
+}
+static void c_sparse_budget_gnu(ctx *c)
+{
+    tarw_add_sparse(L(c), "s1", 48u << 20, 1u << 20, "x", true);
+    tarw_add_sparse(L(c), "s2", 48u << 20, 1u << 20, "x", true);
+}
+static void c_sparse_holes(ctx *c)
+{
+    tarw_add_sparse(L(c), "pax", 256u << 20, 128u << 20, "data", false);
+    tarw_add_sparse(L(c), "gnu", 256u << 20, 128u << 20, "data", true);
+}
+static bool sparse_ok(ctx *c, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", c->root, rel);
+    struct stat st;
+    char head[4] = {1}, at[5] = {0};
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_size == (256 << 20) &&
+              (uint64_t)st.st_blocks * 512 <= (1u << 20) && pread(fd, head, 1, 0) == 1 &&
+              head[0] == 0 && pread(fd, at, 4, 128 << 20) == 4 && strcmp(at, "data") == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+static bool k_sparse_holes(ctx *c)
+{
+    return sparse_ok(c, "pax") && sparse_ok(c, "gnu");
+}
+
+/* Owner ids that do not fit uid_t/gid_t, or are -1 (issue 13.4): a setuid file must not end up
+ * root's (2^32 wraps to 0) or the unpacker's (-1 is "unchanged" to chown). */
+static void c_uid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 4294967295u});
+}
+static void c_gid_max(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .gid = 4294967295u});
+}
+static void c_uid_wrap(ctx *c)
+{
+    const char *pax[] = {"uid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "su", .type = '0', .mode = 04755, .uid = 1, .pax = pax});
+}
+static void c_gid_wrap(ctx *c)
+{
+    const char *pax[] = {"gid=4294967296", NULL};
+    tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .pax = pax});
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -581,6 +639,15 @@ static const kase cases[] = {
         {"usrmerge: bin -> usr/bin, then bin/x", ALL(CONTAIN), c_usrmerge, k_usrmerge, true, 0},
         {"./ prefixes and // in names", ALL(CONTAIN), c_dotslash, k_dotslash, false, 0},
         {"hard link climbing out", ALL(REJECT), c_outside_hardlink, NULL, false, 0},
+        {"sparse PAX 1.0 entries over the cap", ALL(REJECT), c_sparse_budget, NULL, false,
+         64u << 20},
+        {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
+         64u << 20},
+        {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
+        {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
+        {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
+        {"PAX gid=2^32 on a setgid file", ALL(REJECT), c_gid_wrap, NULL, false, 0},
+        {"sparse entries keep their holes", ALL(CONTAIN), c_sparse_holes, k_sparse_holes, false, 0},
 };
 
 /* ---- the oracle ----------------------------------------------------------------------------- */
@@ -589,12 +656,13 @@ static void record(const char *path, const char *label, mar_buf *out)
 {
     struct stat st;
     if (lstat(path, &st) < 0) {
-        mar_buf_printf(out, "%s: missing\n", label);
+        T_BUF(mar_buf_printf(out, "%s: missing\n", label));
         return;
     }
-    mar_buf_printf(out, "%s: %o %u:%u %lld %lld.%09ld nlink %lu", label, st.st_mode,
-                   (unsigned)st.st_uid, (unsigned)st.st_gid, (long long)st.st_size,
-                   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (unsigned long)st.st_nlink);
+    T_BUF(mar_buf_printf(out, "%s: %o %u:%u %lld %lld.%09ld nlink %lu", label, st.st_mode,
+                         (unsigned)st.st_uid, (unsigned)st.st_gid, (long long)st.st_size,
+                         (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                         (unsigned long)st.st_nlink));
     if (S_ISREG(st.st_mode)) {
         mar_buf b = MAR_BUF_INIT(64u << 20);
         mar_err *e = NULL;
@@ -602,7 +670,7 @@ static void record(const char *path, const char *label, mar_buf *out)
         if (mar_read_file_at(AT_FDCWD, path, 64u << 20, &b, &e) == 0) {
             mar_digest d;
             mar_digest_of(MAR_DIGEST_SHA256, b.data, b.len, &d);
-            mar_buf_printf(out, " %s", d.str);
+            T_BUF(mar_buf_printf(out, " %s", d.str));
         }
         chmod(path, st.st_mode & 07777);
         mar_err_free(e);
@@ -611,14 +679,14 @@ static void record(const char *path, const char *label, mar_buf *out)
         char t[4096];
         ssize_t n = readlink(path, t, sizeof(t) - 1);
         t[n > 0 ? n : 0] = '\0';
-        mar_buf_printf(out, " -> %s", t);
+        T_BUF(mar_buf_printf(out, " -> %s", t));
     }
     char names[4096];
     ssize_t nl = llistxattr(path, names, sizeof(names));
     for (ssize_t i = 0; i < nl; i += (ssize_t)strlen(names + i) + 1) {
-        mar_buf_printf(out, " x:%s", names + i);
+        T_BUF(mar_buf_printf(out, " x:%s", names + i));
     }
-    mar_buf_puts(out, "\n");
+    T_BUF(mar_buf_puts(out, "\n"));
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
         mar_strv kids = MAR_STRV_INIT;
@@ -637,7 +705,7 @@ static void record(const char *path, const char *label, mar_buf *out)
             _cleanup_free_ char *l = mar_xasprintf("%s/%s", label, kids.v[i]);
             if (strcmp(label, "T") == 0) {
                 /* $T itself: its listing, not the contents of root/ */
-                mar_buf_printf(out, "T/%s\n", kids.v[i]);
+                T_BUF(mar_buf_printf(out, "T/%s\n", kids.v[i]));
                 if (strcmp(kids.v[i], "outside") == 0) {
                     record(p, l, out);
                 }
@@ -682,8 +750,9 @@ static void remove_tree(ctx *c)
 {
     int fd = open("/tmp", O_RDONLY | O_DIRECTORY);
     mar_err *e = NULL;
-    oci_remove_at(fd, c->T + 5, &e);
-    mar_err_free(e);
+    if (oci_remove_at(fd, c->T + 5, &e) < 0) {
+        fail_msg("cannot remove '%s': %s", c->T, e->msg);
+    }
     close(fd);
 }
 
@@ -692,16 +761,16 @@ static klass run_layers(ctx *c, const kase *k, int codec, mar_err **err)
 {
     size_t dropped = 0;
     for (size_t i = 0; i < c->n; i++) {
-        mar_buf blob = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf tar = MAR_BUF_INIT(SIZE_MAX / 2);
-        mar_buf_append(&tar, c->tar[i].data, c->tar[i].len);
+        mar_buf blob = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        T_BUF(mar_buf_append(&tar, c->tar[i].data, c->tar[i].len));
         tarw_finish(&tar);
         if (codec == 1) {
             tarw_gzip(&tar, &blob);
         } else if (codec == 2) {
             tarw_zstd(&tar, &blob);
         } else {
-            mar_buf_append(&blob, tar.data, tar.len);
+            T_BUF(mar_buf_append(&blob, tar.data, tar.len));
         }
         mar_buf_release(&tar);
         int fd = memfd_create("layer", MFD_CLOEXEC);
@@ -739,7 +808,7 @@ static void run_case(const kase *k, int codec, bool rootless, oci_unpack_mode mo
     ctx c = {.rootless = rootless, .mode = mode};
     setup_tree(&c);
     k->build(&c);
-    mar_buf before = MAR_BUF_INIT(SIZE_MAX / 2), after = MAR_BUF_INIT(SIZE_MAX / 2);
+    mar_buf before = MAR_BUF_INIT(MAR_BUF_NOCAP), after = MAR_BUF_INIT(MAR_BUF_NOCAP);
     record(c.T, "T", &before);
     klass got;
     char msg[512] = "";
@@ -867,9 +936,9 @@ static void test_passwd_reads(void **state)
     mar_err *e = NULL;
     int rootfd = mar_root_open(c.root, &e);
     mar_buf b = MAR_BUF_INIT(1 << 20);
-    uint64_t t0 = mar_now_ms();
+    /* Refused without opening it for reading: an open would block forever on the FIFO (and the
+     * test would end by CTest's timeout). */
     assert_true(mar_in_root_read(rootfd, "/etc/passwd", 1 << 20, &b, &e) < 0);
-    assert_true(mar_now_ms() - t0 < 2000); /* no hang on the FIFO */
     e = mar_err_free(e);
     assert_true(mar_in_root_read(rootfd, "etc/group", 1 << 20, &b, &e) < 0);
     e = mar_err_free(e);

@@ -502,11 +502,11 @@ static void test_proc(void **state)
     assert_string_equal(r.errout.data, "err\n");
     mar_proc_result_release(&r);
 
+    /* Killed at the timeout: a child that ran to its end would exit 0 and not be timed out. */
     char *slow[] = {"sleep", "10", NULL};
-    uint64_t t0 = mar_now_ms();
     assert_int_equal(mar_proc_run(slow, NULL, 0, 1024, 1024, 200, &r, &e), 0);
     assert_true(r.timed_out);
-    assert_true(mar_now_ms() - t0 < 5000);
+    assert_int_not_equal(r.status, 0);
     mar_proc_result_release(&r);
 
     char *flood[] = {"sh", "-c", "yes | head -c 100000", NULL};

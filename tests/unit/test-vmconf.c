@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "vm/vm.h"
+#include "tbuf.h"
 
 static char *home(const char *which)
 {
@@ -137,10 +138,10 @@ static char *findings(const vm_confs *c, const vm_conf *x, const vm_host_facts *
         }
         char *line = mar_xasprintf("%s@%zu: %s\n", vm_severity_name(f.v[i].severity), f.v[i].line,
                                    f.v[i].message);
-        mar_buf_append(&b, line, strlen(line));
+        T_BUF(mar_buf_append(&b, line, strlen(line)));
         free(line);
     }
-    mar_buf_append(&b, "", 1);
+    T_BUF(mar_buf_append(&b, "", 1));
     vm_findings_release(&f);
     return (char *)b.data;
 }
