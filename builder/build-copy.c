@@ -305,6 +305,48 @@ static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **
     return 0;
 }
 
+/* COPY <<EOF /dest: the body (expanded unless the delimiter was quoted) becomes a file, named
+ * after the delimiter when the destination is a directory. */
+static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+                        const bld_heredoc *h, const char *resolved, bool dir_dest, mar_err **err)
+{
+    _cleanup_free_ char *content = NULL;
+    if (h->expand) {
+        if (bld_expand_word(h->content, '\\', BLD_X_NO_QUOTES, bld_scope_lookup, st->scope,
+                            &content, NULL, err) < 0) {
+            return mar_err_wrap(err, "%s:%u", j->c->df->filename, j->in->line);
+        }
+    } else {
+        content = mar_xstrdup(h->content);
+    }
+    _cleanup_free_ char *target = dir_dest ? (*resolved ? mar_xasprintf("%s/%s", resolved, h->name)
+                                                        : mar_xstrdup(h->name))
+                                           : mar_xstrdup(resolved);
+    if (!*target || strchr(h->name, '/')) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: cannot write the heredoc '%s' there",
+                           j->c->df->filename, j->in->line, h->name);
+    }
+    if (make_parents(j, stagefd, v, target, false, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    const char *base = strrchr(target, '/');
+    _cleanup_free_ char *pdir = base ? mar_xstrndup(target, (size_t)(base - target)) : NULL;
+    _cleanup_close_ int dd = pdir ? mar_in_root_open(stagefd, pdir, O_RDONLY | O_DIRECTORY, 0)
+                                  : openat(stagefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *name = base ? base + 1 : target;
+    _cleanup_close_ int fd =
+            dd < 0 ? -1
+                   : openat(dd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    size_t len = strlen(content);
+    if (fd < 0 || write(fd, content, len) != (ssize_t)len ||
+        fchown(fd, j->chown ? j->uid : 0, j->chown ? j->gid : 0) < 0 ||
+        fchmod(fd, j->chmod ? j->mode : 0644) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s' in the staging directory",
+                           target);
+    }
+    return 0;
+}
+
 static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd, mar_err **err)
 {
     const bld_instr *in = j->in;
@@ -313,7 +355,7 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
     if (bld__expand(c, st, in, in->dest, &dest, err) < 0) {
         return -MAR_EUSAGE;
     }
-    bool dir_dest = mar_str_endswith(dest, "/") || in->args.n > 1;
+    bool dir_dest = mar_str_endswith(dest, "/") || in->args.n + in->n_heredocs > 1;
     const char *wd = json_string_value(json_object_get(bld__cfg(&st->img), "WorkingDir"));
     _cleanup_free_ char *abs =
             dest[0] == '/' ? mar_xstrdup(dest) : mar_xasprintf("%s/%s", wd ? wd : "", dest);
@@ -416,6 +458,11 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
         }
         if (set_meta(j, dd, dname, &sst, false) < 0) {
             return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", dname);
+        }
+    }
+    for (size_t i = 0; i < in->n_heredocs; i++) {
+        if (copy_heredoc(j, st, v, stagefd, &in->heredocs[i], resolved, dir_dest, err) < 0) {
+            return -mar_err_code(*err);
         }
     }
     return 0;

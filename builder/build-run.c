@@ -138,31 +138,90 @@ static int connect_ctd(bld__ctx *c, mar_err **err)
     return 0;
 }
 
-/* The command a RUN executes: the JSON array, or the stage's SHELL with the line. */
-static void run_argv(const bld__stage *st, const bld_instr *in, mar_strv *av)
-{
-    if (in->json) {
-        for (size_t i = 0; i < in->args.n; i++) {
-            mar_strv_push(av, in->args.v[i]);
-        }
-        return;
-    }
-    for (size_t i = 0; i < st->img.shell.n; i++) {
-        mar_strv_push(av, st->img.shell.v[i]);
-    }
-    mar_strv_push(av, in->args.n ? in->args.v[0] : "");
-}
-
 typedef struct run_job {
     char *dir, *id, *iodir, *spec, *cgroup;
     mar_strv av, env;
     vm_mount rootfs;
-    vm_bind binds[2];
+    vm_bind binds[3];
     size_t n_binds;
     vm_io io;
     int pipe[2];
     bool container, task;
 } run_job;
+
+/* A command line that is one heredoc word ("<<EOF", "<<-'EOF'"), nothing else. */
+static bool single_heredoc(const char *line)
+{
+    line += strspn(line, " \t");
+    size_t n = strcspn(line, " \t");
+    return mar_str_startswith(line, "<<") && line[n + strspn(line + n, " \t")] == '\0';
+}
+
+/* A heredoc that is a script (#!) runs as a file of its own, as BuildKit runs it from
+ * /dev/pipes (docs/internals/dockerfile.md §6). */
+static int heredoc_script(bld__ctx *c, const bld_heredoc *h, run_job *j, mar_err **err)
+{
+    _cleanup_free_ char *dir = NULL;
+    if (bld__mkwork(c, "heredoc", &dir, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    char *path = mar_xasprintf("%s/script", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    size_t len = strlen(h->content);
+    if (fd < 0 || write(fd, h->content, len) != (ssize_t)len || fchmod(fd, 0755) < 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(path);
+        return mar_err_set(err, MAR_EIO, e, "cannot write the heredoc '%s'", h->name);
+    }
+    close(fd);
+    char *name = mar_xstrdup(h->name);
+    for (char *p = name; *p; p++) {
+        *p = *p == '/' ? '_' : *p;
+    }
+    j->binds[j->n_binds++] = (vm_bind){
+            .source = path, .dest = mar_xasprintf("/dev/pipes/%s", name), .readonly = true};
+    free(name);
+    mar_strv_push(&j->av, j->binds[j->n_binds - 1].dest);
+    return 0;
+}
+
+/* The command a RUN executes: the JSON array, or the stage's SHELL with the line; with
+ * heredocs, BuildKit's three ways (docs/internals/dockerfile.md §6). */
+static int run_argv(bld__ctx *c, const bld__stage *st, const bld_instr *in, run_job *j,
+                    mar_err **err)
+{
+    if (in->json) {
+        for (size_t i = 0; i < in->args.n; i++) {
+            mar_strv_push(&j->av, in->args.v[i]);
+        }
+        return 0;
+    }
+    const char *line = in->args.n ? in->args.v[0] : "";
+    bool single = in->n_heredocs == 1 && single_heredoc(line);
+    if (single && mar_str_startswith(in->heredocs[0].content, "#!")) {
+        return heredoc_script(c, &in->heredocs[0], j, err);
+    }
+    for (size_t i = 0; i < st->img.shell.n; i++) {
+        mar_strv_push(&j->av, st->img.shell.v[i]);
+    }
+    if (single) {
+        mar_strv_push(&j->av, in->heredocs[0].content);
+    } else if (in->n_heredocs) {
+        char *cmd = mar_xstrdup(line);
+        for (size_t i = 0; i < in->n_heredocs; i++) {
+            char *next = mar_xasprintf("%s\n%s%s", cmd, in->heredocs[i].raw, in->heredocs[i].name);
+            free(cmd);
+            cmd = next;
+        }
+        mar_strv_push_take(&j->av, cmd);
+    } else {
+        mar_strv_push(&j->av, line);
+    }
+    return 0;
+}
 
 static void job_release(run_job *j)
 {
@@ -189,7 +248,9 @@ static void job_release(run_job *j)
 static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j, mar_err **err)
 {
     json_t *cfg = bld__cfg(&st->img);
-    run_argv(st, in, &j->av);
+    if (run_argv(c, st, in, j, err) < 0) {
+        return -mar_err_code(*err);
+    }
     bld_scope_run_env(st->scope, &j->env);
     bool has_path = false;
     for (size_t i = 0; i < j->env.n; i++) {
@@ -207,7 +268,7 @@ static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j,
     const char *cwd = json_string_value(json_object_get(cfg, "WorkingDir"));
     bool host_net = in->network != BLD_NET_NONE;
     static const char *const netfiles[] = {"/etc/resolv.conf", "/etc/hosts"};
-    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles); i++) {
+    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles) && j->n_binds < 3; i++) {
         char *real = realpath(netfiles[i], NULL);
         if (real) {
             j->binds[j->n_binds++] =

@@ -61,15 +61,9 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
         if (in->n_mounts) {
             return refuse(df, in, err, "RUN --mount");
         }
-        if (in->n_heredocs) {
-            return refuse(df, in, err, "a RUN here-document");
-        }
         return 0;
     case BLD_COPY:
     case BLD_ADD:
-        if (in->n_heredocs) {
-            return refuse(df, in, err, "a COPY here-document");
-        }
         if (in->excludes.n) {
             return refuse(df, in, err, "--exclude");
         }

@@ -567,6 +567,24 @@ static void test_explain(void **state)
     check_nothing_left();
 }
 
+/* Here-documents: RUN with a shell body, a #! script, a command reading two heredocs, COPY of
+ * an expanded and a quoted heredoc (testdata/build/heredoc). */
+static void test_heredoc(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/arm/v7",    "-t",
+                       "built:heredoc", "--build-arg", base_arg,     corpus("heredoc"), NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm/v7", "built:heredoc", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "shell body as 0\nscript ran as /dev/pipes/EOT\nfirst\n"
+                                    "second\nhello world\nkept ${NAME}\none\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -640,11 +658,11 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),        cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
