@@ -363,6 +363,63 @@ static int execute(bld__ctx *c, run_job *j, const char *prefix, uint32_t *ret_st
     return rc < 0 ? -mar_err_code(*err) : 0;
 }
 
+/* Removes from path (in the upper directory) an empty file or directory the stage's layers do
+ * not have, and then its parents likewise. */
+static void drop_created(const oci_lview *v, int ufd, const char *path)
+{
+    _cleanup_free_ char *p = mar_xstrdup(path);
+    while (*p) {
+        struct stat st;
+        size_t layer;
+        mar_err *e = NULL;
+        if (fstatat(ufd, p, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            return;
+        }
+        if (oci_lview_stat(v, p, &layer, &st, NULL, &e) == 0) {
+            return; /* the stage has it: the upper entry is a real change or a copy-up */
+        }
+        mar_err_free(e);
+        if (fstatat(ufd, p, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (S_ISDIR(st.st_mode)
+                     ? unlinkat(ufd, p, AT_REMOVEDIR)
+                     : (S_ISREG(st.st_mode) && st.st_size == 0 ? unlinkat(ufd, p, 0) : -1)) < 0) {
+            return; /* not empty: the step made it */
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash) {
+            return;
+        }
+        *slash = '\0';
+    }
+}
+
+/* The mountpoints runc makes for the container (/proc, /dev, /sys and what is under them, the
+ * bound /etc/hosts and /etc/resolv.conf, and every bind target) are no change of the step's:
+ * where the stage's layers lack them, their empty traces leave the upper directory before it
+ * becomes a layer, as BuildKit leaves them out. */
+static void drop_mountpoints(const bld__ctx *c, const bld__image *im, const run_job *j, int ufd)
+{
+    int fds[OCI_LVIEW_MAX_LAYERS];
+    size_t n = 0;
+    mar_err *e = NULL;
+    if (im->n_layers > OCI_LVIEW_MAX_LAYERS || bld__open_layers(c, im, fds, &n, &e) < 0) {
+        mar_err_free(e);
+        return;
+    }
+    oci_lview v = {.fds = fds, .n = n};
+    static const char *const runtime[] = {"dev/pts", "dev/shm", "dev/mqueue", "dev",
+                                          "proc",    "sys",     "etc/hosts",  "etc/resolv.conf"};
+    for (size_t i = 0; i < j->n_binds; i++) {
+        drop_created(&v, ufd, j->binds[i].dest + strspn(j->binds[i].dest, "/"));
+    }
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(runtime); i++) {
+        drop_created(&v, ufd, runtime[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+}
+
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err)
 {
     run_job j = {.pipe = {-1, -1}, .io = VM_IO_INIT};
@@ -397,6 +454,7 @@ int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefi
         if (ufd < 0) {
             rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", up);
         } else {
+            drop_mountpoints(c, &st->img, &j, ufd);
             rc = bld__commit_tree(c, &st->img, ufd, true, err);
         }
     }

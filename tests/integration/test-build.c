@@ -168,6 +168,21 @@ static void check_config(const json_t *index)
         assert_int_equal(with_layer, n_layers);
         /* The base's layer, then COPY --from, COPY, COPY, RUN. */
         assert_int_equal(n_layers, 5);
+        /* The RUN layer: the whiteout and the file it made, none of runc's mountpoints. */
+        const char *last = json_string_value(
+                json_object_get(json_array_get(json_object_get(man, "layers"), 4), "digest"));
+        _cleanup_free_ char *lp = mar_xasprintf("%s/blobs/sha256/%s", store, last + 7);
+        const char *tar[] = {"tar", "-tzf", lp, NULL};
+        itest_run t;
+        itest_runv(&t, NULL, tar);
+        assert_int_equal(t.status, 0);
+        assert_contains(t.out.data, "bin/.wh.wc\n");
+        assert_contains(t.out.data, "app/ran\n");
+        assert_not_contains(t.out.data, "proc/");
+        assert_not_contains(t.out.data, "sys/");
+        assert_not_contains(t.out.data, "dev/");
+        assert_not_contains(t.out.data, "resolv.conf");
+        itest_run_release(&t);
     }
 }
 
