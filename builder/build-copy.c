@@ -258,8 +258,7 @@ static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v, mar_er
     return 0;
 }
 
-/* Mounts the image of --from read-only under the work directory. */
-static int mount_from(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
+int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
 {
     if (bld__mkwork(c, "from", ret_mnt, err) < 0) {
         return -mar_err_code(*err);
@@ -468,6 +467,23 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
     return 0;
 }
 
+const bld__image *bld__from_image(bld__ctx *c, const char *from, size_t before, bld__image *tmp,
+                                  mar_err **err)
+{
+    memset(tmp, 0, sizeof(*tmp));
+    long si = bld__stage_ref(c->df, from, before);
+    if (si >= 0) {
+        return &c->stages[si].img;
+    }
+    for (size_t k = 0; k < c->n_extra; k++) {
+        if (c->extra[k].name && strcmp(c->extra[k].name, from) == 0) {
+            return bld__image_from_store(c->o->store, &c->extra[k], tmp, err) == 0 ? tmp : NULL;
+        }
+    }
+    mar_err_set(err, MAR_ENOTFOUND, 0, "--from=%s: no such stage or image", from);
+    return NULL;
+}
+
 long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
 {
     for (size_t i = 0; i < before && i < df->n_stages; i++) {
@@ -513,28 +529,13 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
         if (bld__expand(c, st, in, in->from, &from, err) < 0) {
             goto out;
         }
-        long si = bld__stage_ref(c->df, from, (size_t)(st - c->stages));
-        const bld__image *src = NULL;
         bld__image tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        if (si >= 0) {
-            src = &c->stages[si].img;
-        } else {
-            for (size_t k = 0; k < c->n_extra && !src; k++) {
-                if (c->extra[k].name && strcmp(c->extra[k].name, from) == 0 &&
-                    bld__image_from_store(c->o->store, &c->extra[k], &tmp, err) == 0) {
-                    src = &tmp;
-                }
-            }
-            if (!src) {
-                if (!*err) {
-                    mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: --from=%s: no such stage or image",
-                                c->df->filename, in->line, from);
-                }
-                goto out;
-            }
+        const bld__image *src = bld__from_image(c, from, (size_t)(st - c->stages), &tmp, err);
+        if (!src) {
+            mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
+            goto out;
         }
-        rc = mount_from(c, src, &mnt, err);
+        rc = bld__mount_image(c, src, &mnt, err);
         bld__image_release(&tmp);
         if (rc < 0) {
             rc = -1;

@@ -110,6 +110,26 @@ int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
  * those of the layer reader. */
 int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
 
+/* Mounts the image's layers read-only as an overlay at a new directory under the work
+ * directory (*ret_mnt; the caller unmounts it). Errors: MAR_EIO. */
+int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err);
+/* The image a --from (or mount from=) names: a stage built before `before`, or an image pulled
+ * for the build (*tmp then holds it: release it). NULL with *err set when neither. */
+const bld__image *bld__from_image(bld__ctx *c, const char *from, size_t before, bld__image *tmp,
+                                  mar_err **err);
+
+/* RUN --mount (build-mount.c): the binds a step's mounts make, set up under the work directory
+ * (cache directories in the store), and what to undo afterwards. */
+typedef struct bld__mounts {
+    vm_bind *binds;
+    size_t n;
+    mar_strv env;     /* secrets given as environment variables, "K=V" */
+    mar_strv unmount; /* stage mounts to undo */
+} bld__mounts;
+int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in, bld__mounts *ret,
+                      mar_err **err);
+void bld__mounts_release(bld__mounts *m);
+
 /* RUN (build-run.c). */
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err);
 /* COPY and ADD (build-copy.c). */

@@ -142,8 +142,9 @@ typedef struct run_job {
     char *dir, *id, *iodir, *spec, *cgroup;
     mar_strv av, env;
     vm_mount rootfs;
-    vm_bind binds[3];
+    vm_bind *binds; /* heredoc script, host network files, then the mounts' */
     size_t n_binds;
+    bld__mounts mounts;
     vm_io io;
     int pipe[2];
     bool container, task;
@@ -235,6 +236,8 @@ static void job_release(run_job *j)
         free(j->binds[i].source);
         free(j->binds[i].dest);
     }
+    free(j->binds);
+    bld__mounts_release(&j->mounts);
     free(j->dir);
     free(j->id);
     free(j->iodir);
@@ -248,6 +251,7 @@ static void job_release(run_job *j)
 static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j, mar_err **err)
 {
     json_t *cfg = bld__cfg(&st->img);
+    j->binds = mar_xcalloc(3, sizeof(*j->binds));
     if (run_argv(c, st, in, j, err) < 0) {
         return -mar_err_code(*err);
     }
@@ -268,12 +272,23 @@ static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j,
     const char *cwd = json_string_value(json_object_get(cfg, "WorkingDir"));
     bool host_net = in->network != BLD_NET_NONE;
     static const char *const netfiles[] = {"/etc/resolv.conf", "/etc/hosts"};
-    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles) && j->n_binds < 3; i++) {
+    for (size_t i = 0; host_net && i < MAR_ARRAY_SIZE(netfiles); i++) {
         char *real = realpath(netfiles[i], NULL);
         if (real) {
             j->binds[j->n_binds++] =
                     (vm_bind){.source = real, .dest = mar_xstrdup(netfiles[i]), .readonly = true};
         }
+    }
+    if (bld__mounts_setup(c, st, in, &j->mounts, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    j->binds = mar_xrealloc(j->binds, (j->n_binds + j->mounts.n + 1) * sizeof(*j->binds));
+    for (size_t i = 0; i < j->mounts.n; i++) {
+        j->binds[j->n_binds++] = j->mounts.binds[i];
+    }
+    j->mounts.n = 0; /* the binds are j's now */
+    for (size_t i = 0; i < j->mounts.env.n; i++) {
+        mar_strv_push(&j->env, j->mounts.env.v[i]);
     }
     char idbuf[40];
     random_id(idbuf, sizeof(idbuf));

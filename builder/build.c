@@ -58,8 +58,17 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
 {
     switch (in->kind) {
     case BLD_RUN:
-        if (in->n_mounts) {
-            return refuse(df, in, err, "RUN --mount");
+        for (size_t i = 0; i < in->n_mounts; i++) {
+            const bld_mount *m = &in->mounts[i];
+            if (m->deferred) {
+                continue; /* checked when the step runs, with the stage's variables */
+            }
+            if (m->type == BLD_MOUNT_BIND && !m->readonly) {
+                return refuse(df, in, err, "a writable RUN --mount=type=bind");
+            }
+            if (m->type == BLD_MOUNT_CACHE && m->from) {
+                return refuse(df, in, err, "RUN --mount=type=cache,from=");
+            }
         }
         return 0;
     case BLD_COPY:

@@ -450,6 +450,13 @@ typedef struct bld_hooks {
     void *ud;
 } bld_hooks;
 
+/* A secret a RUN --mount=type=secret may use (--secret id=ID,src=PATH|env=VAR). */
+typedef struct bld_secret {
+    const char *id;
+    const char *path;  /* a file, or NULL */
+    const char *value; /* from an environment variable, or NULL */
+} bld_secret;
+
 typedef struct bld_opts {
     const char *context;         /* the context directory */
     const char *dockerfile_name; /* "Dockerfile", names it in messages */
@@ -467,6 +474,8 @@ typedef struct bld_opts {
     const vm_security *security;
     const char *ctd_address, *ctd_namespace;
     int sigfd; /* a signalfd of SIGINT/SIGTERM/SIGHUP: forwarded to a RUN, an abort between */
+    const bld_secret *secrets;
+    size_t n_secrets;
     bool allow_mislabeled; /* the truth gate warns instead of failing */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;

@@ -127,6 +127,53 @@ static int parse_output(const cmd_def *def, const char *spec, build_output *ret)
     return 0;
 }
 
+/* --secret id=ID,src=FILE | id=ID,env=VAR (buildx's spelling; src= also as source=). The value
+ * of env= is read here, the file when the step runs. */
+static int parse_secrets(const cmd_def *def, const cmd_args *args, bld_secret **ret, size_t *ret_n,
+                         mar_strv *keep)
+{
+    const mar_strv *l = cmd_list(args, "secret");
+    size_t n = l ? l->n : 0;
+    bld_secret *v = mar_xcalloc(n + 1, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        char *copy = mar_xstrdup(l->v[i]);
+        mar_strv_push_take(keep, copy);
+        const char *env = NULL;
+        for (char *f = copy, *next; f; f = next) {
+            next = strchr(f, ',');
+            if (next) {
+                *next++ = '\0';
+            }
+            if (mar_str_startswith(f, "id=")) {
+                v[i].id = f + 3;
+            } else if (mar_str_startswith(f, "src=")) {
+                v[i].path = f + 4;
+            } else if (mar_str_startswith(f, "source=")) {
+                v[i].path = f + 7;
+            } else if (mar_str_startswith(f, "env=")) {
+                env = f + 4;
+            } else {
+                free(v);
+                return cmd_usage_error(def, "--secret: unknown field '%s'", f);
+            }
+        }
+        if (!v[i].id || !*v[i].id || (!v[i].path && !env) || (v[i].path && env)) {
+            free(v);
+            return cmd_usage_error(def, "--secret is id=ID,src=FILE or id=ID,env=VAR");
+        }
+        if (env) {
+            v[i].value = getenv(env);
+            if (!v[i].value) {
+                free(v);
+                return cmd_usage_error(def, "--secret %s: $%s is not set", v[i].id, env);
+            }
+        }
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 /* --push: the tagged result, through the push engine as `mar push NAME` sends it. */
 static int push_result(const cmd_args *args, reg_store *s, const char *name, bool quiet,
                        mar_err **err)
@@ -338,6 +385,13 @@ int cmd_build(const cmd_def *def, cmd_args *args)
     if (!ns) {
         ns = getenv("CONTAINERD_NAMESPACE");
     }
+    _cleanup_strv_ mar_strv secret_text = MAR_STRV_INIT;
+    _cleanup_free_ bld_secret *secrets = NULL;
+    size_t n_secrets = 0;
+    int src = parse_secrets(def, args, &secrets, &n_secrets, &secret_text);
+    if (src) {
+        return src;
+    }
     build_ui ui = {.args = args, .s = s, .quiet = cmd_flag(args, "quiet")};
     bld_opts o = {
             .context = context,
@@ -357,6 +411,8 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .ctd_address = address && *address ? address : DEFAULT_ADDRESS,
             .ctd_namespace = ns && *ns ? ns : DEFAULT_NS,
             .sigfd = sigfd,
+            .secrets = secrets,
+            .n_secrets = n_secrets,
             .allow_mislabeled = cmd_flag(args, "allow-mislabeled"),
             .has_epoch = has_epoch,
             .epoch = epoch,

@@ -157,6 +157,8 @@ static const cmd_opt build_opts[] = {
          "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
         {"output", 'o', CMD_OPT_LIST, "type=oci-layout,dest=DIR|type=oci,dest=FILE",
          "also write the result as an OCI image layout directory or tar (repeatable)"},
+        {"secret", 0, CMD_OPT_LIST, "id=ID,src=FILE|id=ID,env=VAR",
+         "a secret for RUN --mount=type=secret (repeatable; never written to a layer)"},
         {"push", 0, CMD_OPT_FLAG, NULL, "then push NAME to its registry (as mar push)"},
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print how each stage's RUN steps would execute here, and build nothing"},
