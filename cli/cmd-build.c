@@ -164,8 +164,9 @@ static int parse_secrets(const cmd_def *def, const cmd_args *args, bld_secret **
         if (env) {
             v[i].value = getenv(env);
             if (!v[i].value) {
+                int rc = cmd_usage_error(def, "--secret %s: $%s is not set", v[i].id, env);
                 free(v);
-                return cmd_usage_error(def, "--secret %s: $%s is not set", v[i].id, env);
+                return rc;
             }
         }
     }
