@@ -71,6 +71,8 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
             }
         }
         return 0;
+    case BLD_ONBUILD:
+        return in->trigger ? check_instr(df, ctxfd, in->trigger, err) : 0;
     case BLD_COPY:
     case BLD_ADD:
         if (in->excludes.n) {
@@ -222,6 +224,8 @@ static int plan(const bld__ctx *c, mar_err **err)
 }
 
 /* Pulls (through the caller) every base image and every image a COPY --from names. */
+static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret, mar_err **err);
+
 static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
 {
     const bld_hooks *h = &c->o->hooks;
@@ -237,21 +241,23 @@ static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
                 return mar_err_wrap(err, "%s:%u: FROM %s", c->df->filename,
                                     c->df->stages[i].instrs[0].line, n->base);
             }
-            const json_t *ob = NULL;
+            /* Its ONBUILD triggers must pass the same refusals before anything runs. */
             _cleanup_buf_ mar_buf b = MAR_BUF_INIT(MAR_CAP_CONFIG);
             json_t *doc = NULL;
-            mar_err *e = NULL;
             if (reg_store_read(c->o->store, &bases[i].manifest->config.digest, MAR_CAP_CONFIG, &b,
-                               &e) == 0 &&
-                mar_json_load(b.data, b.len, "config", &doc, &e) == 0) {
-                ob = json_object_get(json_object_get(doc, "config"), "OnBuild");
+                               err) < 0 ||
+                mar_json_load(b.data, b.len, "config", &doc, err) < 0) {
+                return -mar_err_code(*err);
             }
-            mar_err_free(e);
-            bool triggers = json_is_array(ob) && json_array_size(ob) > 0;
+            _cleanup_dockerfile_ bld_dockerfile *tdf = NULL;
+            int rc = parse_triggers(json_object_get(doc, "config"), n->base, &tdf, err);
             json_decref(doc);
-            if (triggers) {
-                return refuse(c->df, &c->df->stages[i].instrs[0], err,
-                              "a base image with ONBUILD triggers");
+            bool all = true;
+            if (rc == 0 && tdf && bld__check_dockerfile(tdf, c->context_fd, &all, err) < 0) {
+                rc = -MAR_EUSAGE;
+            }
+            if (rc < 0) {
+                return rc;
             }
         }
         for (size_t k = 0; k < n->images.n; k++) {
@@ -329,19 +335,17 @@ static char *history_text(const bld__stage *st, const bld_instr *in)
     return mar_xstrdup(in->original);
 }
 
-static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
+/* Executes instructions in order (the stage's, or ONBUILD triggers); `what` names them in the
+ * step prefix. */
+static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr *v, size_t n, const char *what,
+                       mar_err **err)
 {
-    const bld_stage *s = &c->df->stages[i];
-    bld__stage *st = &c->stages[i];
     const bld_hooks *h = &c->o->hooks;
-    if (start_stage(c, i, base, err) < 0) {
-        return -mar_err_code(*err);
-    }
-    for (size_t k = 1; k < s->n_instrs; k++) {
-        const bld_instr *in = &s->instrs[k];
-        char prefix[OCI_PLATFORM_STR_MAX + 96];
-        snprintf(prefix, sizeof(prefix), "[%s %s %zu/%zu]", c->target_str, st->name, k,
-                 s->n_instrs - 1);
+    for (size_t k = 0; k < n; k++) {
+        const bld_instr *in = &v[k];
+        char prefix[OCI_PLATFORM_STR_MAX + 128];
+        snprintf(prefix, sizeof(prefix), "[%s %s%s %zu/%zu]", c->target_str, st->name, what, k + 1,
+                 n);
         if (h->step) {
             h->step(h->ud, prefix, in->original);
         }
@@ -382,6 +386,67 @@ static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_e
         }
         _cleanup_free_ char *hist = history_text(st, in);
         bld__history(c, &st->img, hist, !layer);
+    }
+    return 0;
+}
+
+/* The ONBUILD triggers of the base's config as a document of their own ("FROM scratch" and one
+ * line each), named "BASE ONBUILD" in messages; NULL when there are none. */
+static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret, mar_err **err)
+{
+    *ret = NULL;
+    const json_t *ob = json_object_get(cfg, "OnBuild");
+    if (!json_is_array(ob) || json_array_size(ob) == 0) {
+        return 0;
+    }
+    mar_buf b = MAR_BUF_INIT(BLD_CAP_DOCKERFILE);
+    int rc = mar_buf_puts(&b, "FROM scratch\n");
+    size_t i;
+    json_t *t;
+    json_array_foreach(ob, i, t)
+    {
+        if (rc == 0 && json_is_string(t)) {
+            rc = mar_buf_printf(&b, "%s\n", json_string_value(t));
+        }
+    }
+    if (rc < 0) {
+        mar_buf_release(&b);
+        return mar_err_set(err, MAR_EUSAGE, 0, "the ONBUILD triggers of %s are too long", base);
+    }
+    _cleanup_free_ char *name = mar_xasprintf("%s ONBUILD", base);
+    rc = bld_dockerfile_parse(b.data, b.len, name, ret, err);
+    mar_buf_release(&b);
+    return rc < 0 ? -mar_err_code(*err) : 0;
+}
+
+/* Runs the base's ONBUILD triggers at the start of the stage built on it (Dockerfile
+ * reference, "ONBUILD"); the image built keeps none of them. */
+static int run_triggers(bld__ctx *c, bld__stage *st, const char *base, mar_err **err)
+{
+    json_t *cfg = bld__cfg(&st->img);
+    _cleanup_dockerfile_ bld_dockerfile *tdf = NULL;
+    if (parse_triggers(cfg, base, &tdf, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    json_object_del(cfg, "OnBuild");
+    if (!tdf) {
+        return 0;
+    }
+    const bld_dockerfile *saved = c->df;
+    c->df = tdf;
+    int rc = exec_instrs(c, st, tdf->stages[0].instrs + 1, tdf->stages[0].n_instrs - 1, " ONBUILD",
+                         err);
+    c->df = saved;
+    return rc;
+}
+
+static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
+{
+    const bld_stage *s = &c->df->stages[i];
+    bld__stage *st = &c->stages[i];
+    if (start_stage(c, i, base, err) < 0 || run_triggers(c, st, c->graph->nodes[i].base, err) < 0 ||
+        exec_instrs(c, st, s->instrs + 1, s->n_instrs - 1, "", err) < 0) {
+        return -mar_err_code(*err);
     }
     st->done = true;
     return 0;

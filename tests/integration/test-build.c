@@ -647,6 +647,71 @@ static void test_mounts(void **state)
     check_nothing_left();
 }
 
+/* The config of the single platform of a stored index. */
+static json_t *only_config(const char *suffix)
+{
+    _cleanup_json_ json_t *index = stored_index(suffix);
+    assert_non_null(index);
+    _cleanup_json_ json_t *man = read_blob(json_string_value(
+            json_object_get(json_array_get(json_object_get(index, "manifests"), 0), "digest")));
+    return read_blob(json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
+}
+
+/* ONBUILD (testdata/build/onbuild): recorded in the base stage's config, run (RUN and COPY from
+ * the context) at the start of a stage built on it, whether the base is a stage or a stored
+ * image, and not kept in the result. */
+static void test_onbuild(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/arm64",     "-t",
+                       "built:onbuild", "--build-arg", base_arg,     corpus("onbuild"), NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm64", "built:onbuild", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "triggered with plain\ncopied by a trigger\n");
+    itest_run_release(&r);
+    _cleanup_json_ json_t *cfg = only_config("/built:onbuild");
+    assert_null(json_object_get(json_object_get(cfg, "config"), "OnBuild"));
+
+    const char *t[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/arm64",
+                       "--target",
+                       "base",
+                       "-t",
+                       "built:onbuild-base",
+                       "--build-arg",
+                       base_arg,
+                       corpus("onbuild"),
+                       NULL};
+    mar(&r, 0, t);
+    itest_run_release(&r);
+    _cleanup_json_ json_t *bcfg = only_config("/built:onbuild-base");
+    const json_t *ob = json_object_get(json_object_get(bcfg, "config"), "OnBuild");
+    assert_int_equal(json_array_size(ob), 2);
+    assert_string_equal(json_string_value(json_array_get(ob, 1)), "COPY note.txt /note.txt");
+
+    /* The stored image as a base: its triggers run with this context. */
+    _cleanup_free_ char *dir = mar_xasprintf("%s/onbuild-user", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("onbuild-user/note.txt", "another context\n", 0644));
+    free(itest_write("onbuild-user/Dockerfile",
+                     "FROM built:onbuild-base\nCMD [\"cat\", \"/triggered\", \"/note.txt\"]\n",
+                     0644));
+    const char *u[] = {"build", "-q", "--platform", "linux/arm64", "-t", "built:onbuild-user",
+                       dir,     NULL};
+    mar(&r, 0, u);
+    itest_run_release(&r);
+    const char *run2[] = {"run", "-q", "--platform", "linux/arm64", "built:onbuild-user", NULL};
+    mar(&r, 0, run2);
+    assert_string_equal(r.out.data, "triggered with plain\nanother context\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -722,12 +787,12 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),        cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),     cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
