@@ -259,8 +259,7 @@ MAR_MUST_USE static int resolve_chown(copy_job *j, bld__stage *st, const oci_lvi
     return 0;
 }
 
-/* Mounts the image of --from read-only under the work directory. */
-MAR_MUST_USE static int mount_from(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
+MAR_MUST_USE int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
 {
     if (bld__mkwork(c, "from", ret_mnt, err) < 0) {
         return -mar_err_code(*err);
@@ -306,6 +305,49 @@ MAR_MUST_USE static int expand_source(copy_job *j, const char *src, mar_strv *re
     return 0;
 }
 
+/* COPY <<EOF /dest: the body (expanded unless the delimiter was quoted) becomes a file, named
+ * after the delimiter when the destination is a directory. */
+MAR_MUST_USE static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+                                     const bld_heredoc *h, const char *resolved, bool dir_dest,
+                                     mar_err **err)
+{
+    _cleanup_free_ char *content = NULL;
+    if (h->expand) {
+        if (bld_expand_word(h->content, '\\', BLD_X_NO_QUOTES, bld_scope_lookup, st->scope,
+                            &content, NULL, err) < 0) {
+            return mar_err_wrap(err, "%s:%u", j->c->df->filename, j->in->line);
+        }
+    } else {
+        content = mar_xstrdup(h->content);
+    }
+    _cleanup_free_ char *target = dir_dest ? (*resolved ? mar_xasprintf("%s/%s", resolved, h->name)
+                                                        : mar_xstrdup(h->name))
+                                           : mar_xstrdup(resolved);
+    if (!*target || strchr(h->name, '/')) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: cannot write the heredoc '%s' there",
+                           j->c->df->filename, j->in->line, h->name);
+    }
+    if (make_parents(j, stagefd, v, target, false, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    const char *base = strrchr(target, '/');
+    _cleanup_free_ char *pdir = base ? mar_xstrndup(target, (size_t)(base - target)) : NULL;
+    _cleanup_close_ int dd = pdir ? mar_in_root_open(stagefd, pdir, O_RDONLY | O_DIRECTORY, 0)
+                                  : openat(stagefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *name = base ? base + 1 : target;
+    _cleanup_close_ int fd =
+            dd < 0 ? -1
+                   : openat(dd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    size_t len = strlen(content);
+    if (fd < 0 || write(fd, content, len) != (ssize_t)len ||
+        fchown(fd, j->chown ? j->uid : 0, j->chown ? j->gid : 0) < 0 ||
+        fchmod(fd, j->chmod ? j->mode : 0644) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot write '%s' in the staging directory",
+                           target);
+    }
+    return 0;
+}
+
 MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
                                 mar_err **err)
 {
@@ -315,7 +357,7 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
     if (bld__expand(c, st, in, in->dest, &dest, err) < 0) {
         return -MAR_EUSAGE;
     }
-    bool dir_dest = mar_str_endswith(dest, "/") || in->args.n > 1;
+    bool dir_dest = mar_str_endswith(dest, "/") || in->args.n + in->n_heredocs > 1;
     const char *wd = json_string_value(json_object_get(bld__cfg(&st->img), "WorkingDir"));
     _cleanup_free_ char *abs =
             dest[0] == '/' ? mar_xstrdup(dest) : mar_xasprintf("%s/%s", wd ? wd : "", dest);
@@ -420,7 +462,29 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
             return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", dname);
         }
     }
+    for (size_t i = 0; i < in->n_heredocs; i++) {
+        if (copy_heredoc(j, st, v, stagefd, &in->heredocs[i], resolved, dir_dest, err) < 0) {
+            return -mar_err_code(*err);
+        }
+    }
     return 0;
+}
+
+const bld__image *bld__from_image(bld__ctx *c, const char *from, size_t before, bld__image *tmp,
+                                  mar_err **err)
+{
+    memset(tmp, 0, sizeof(*tmp));
+    long si = bld__stage_ref(c->df, from, before);
+    if (si >= 0) {
+        return &c->stages[si].img;
+    }
+    for (size_t k = 0; k < c->n_extra; k++) {
+        if (c->extra[k].name && strcmp(c->extra[k].name, from) == 0) {
+            return bld__image_from_store(c->o->store, &c->extra[k], tmp, err) == 0 ? tmp : NULL;
+        }
+    }
+    mar_err_set(err, MAR_ENOTFOUND, 0, "--from=%s: no such stage or image", from);
+    return NULL;
 }
 
 long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
@@ -468,28 +532,13 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
         if (bld__expand(c, st, in, in->from, &from, err) < 0) {
             goto out;
         }
-        long si = bld__stage_ref(c->df, from, (size_t)(st - c->stages));
-        const bld__image *src = NULL;
         bld__image tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        if (si >= 0) {
-            src = &c->stages[si].img;
-        } else {
-            for (size_t k = 0; k < c->n_extra && !src; k++) {
-                if (c->extra[k].name && strcmp(c->extra[k].name, from) == 0 &&
-                    bld__image_from_store(c->o->store, &c->extra[k], &tmp, err) == 0) {
-                    src = &tmp;
-                }
-            }
-            if (!src) {
-                if (!*err) {
-                    mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: --from=%s: no such stage or image",
-                                c->df->filename, in->line, from);
-                }
-                goto out;
-            }
+        const bld__image *src = bld__from_image(c, from, (size_t)(st - c->stages), &tmp, err);
+        if (!src) {
+            mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
+            goto out;
         }
-        rc = mount_from(c, src, &mnt, err);
+        rc = bld__mount_image(c, src, &mnt, err);
         bld__image_release(&tmp);
         if (rc < 0) {
             rc = -1;

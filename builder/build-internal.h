@@ -56,6 +56,19 @@ typedef struct bld__ctx {
     size_t n_extra;
 } bld__ctx;
 
+/* A platform's build: scopes, graph, needed stages (build.c). Errors: those of the frontend. */
+MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                               mar_err **err);
+void bld__ctx_release(bld__ctx *c);
+/* The platform a stage runs as: its FROM --platform, this host's for $BUILDPLATFORM, else the
+ * target. */
+void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret);
+/* Refuses, as "FILE:LINE: X is not supported by mar build yet" (MAR_EUSAGE), what the
+ * executor does not execute in the needed stages. */
+MAR_MUST_USE int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
+                                       mar_err **err);
+bool bld__stage_runs(const bld_stage *s);
+
 void bld__image_release(bld__image *im);
 /* A deep copy (a stage based on another stage). */
 void bld__image_copy(const bld__image *in, bld__image *out);
@@ -99,6 +112,26 @@ MAR_MUST_USE int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool o
  * be of the image's architecture. Errors: MAR_EFAIL (unless allowed: then a warning), MAR_EIO,
  * those of the layer reader. */
 MAR_MUST_USE int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
+
+/* Mounts the image's layers read-only as an overlay at a new directory under the work
+ * directory (*ret_mnt; the caller unmounts it). Errors: MAR_EIO. */
+MAR_MUST_USE int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err);
+/* The image a --from (or mount from=) names: a stage built before `before`, or an image pulled
+ * for the build (*tmp then holds it: release it). NULL with *err set when neither. */
+const bld__image *bld__from_image(bld__ctx *c, const char *from, size_t before, bld__image *tmp,
+                                  mar_err **err);
+
+/* RUN --mount (build-mount.c): the binds a step's mounts make, set up under the work directory
+ * (cache directories in the store), and what to undo afterwards. */
+typedef struct bld__mounts {
+    vm_bind *binds;
+    size_t n;
+    mar_strv env;     /* secrets given as environment variables, "K=V" */
+    mar_strv unmount; /* stage mounts to undo */
+} bld__mounts;
+MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,
+                                   bld__mounts *ret, mar_err **err);
+void bld__mounts_release(bld__mounts *m);
 
 /* RUN (build-run.c). */
 MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,

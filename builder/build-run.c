@@ -143,31 +143,91 @@ MAR_MUST_USE static int connect_ctd(bld__ctx *c, mar_err **err)
     return 0;
 }
 
-/* The command a RUN executes: the JSON array, or the stage's SHELL with the line. */
-static void run_argv(const bld__stage *st, const bld_instr *in, mar_strv *av)
-{
-    if (in->json) {
-        for (size_t i = 0; i < in->args.n; i++) {
-            mar_strv_push(av, in->args.v[i]);
-        }
-        return;
-    }
-    for (size_t i = 0; i < st->img.shell.n; i++) {
-        mar_strv_push(av, st->img.shell.v[i]);
-    }
-    mar_strv_push(av, in->args.n ? in->args.v[0] : "");
-}
-
 typedef struct run_job {
     char *dir, *id, *iodir, *spec, *cgroup;
     mar_strv av, env;
     vm_mount rootfs;
-    vm_bind binds[2];
+    vm_bind *binds; /* heredoc script, host network files, then the mounts' */
     size_t n_binds;
+    bld__mounts mounts;
     vm_io io;
     int pipe[2];
     bool container, task;
 } run_job;
+
+/* A command line that is one heredoc word ("<<EOF", "<<-'EOF'"), nothing else. */
+static bool single_heredoc(const char *line)
+{
+    line += strspn(line, " \t");
+    size_t n = strcspn(line, " \t");
+    return mar_str_startswith(line, "<<") && line[n + strspn(line + n, " \t")] == '\0';
+}
+
+/* A heredoc that is a script (#!) runs as a file of its own, as BuildKit runs it from
+ * /dev/pipes (docs/internals/dockerfile.md §6). */
+static int heredoc_script(bld__ctx *c, const bld_heredoc *h, run_job *j, mar_err **err)
+{
+    _cleanup_free_ char *dir = NULL;
+    if (bld__mkwork(c, "heredoc", &dir, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    char *path = mar_xasprintf("%s/script", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    size_t len = strlen(h->content);
+    if (fd < 0 || write(fd, h->content, len) != (ssize_t)len || fchmod(fd, 0755) < 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(path);
+        return mar_err_set(err, MAR_EIO, e, "cannot write the heredoc '%s'", h->name);
+    }
+    close(fd);
+    char *name = mar_xstrdup(h->name);
+    for (char *p = name; *p; p++) {
+        *p = *p == '/' ? '_' : *p;
+    }
+    j->binds[j->n_binds++] = (vm_bind){
+            .source = path, .dest = mar_xasprintf("/dev/pipes/%s", name), .readonly = true};
+    free(name);
+    mar_strv_push(&j->av, j->binds[j->n_binds - 1].dest);
+    return 0;
+}
+
+/* The command a RUN executes: the JSON array, or the stage's SHELL with the line; with
+ * heredocs, BuildKit's three ways (docs/internals/dockerfile.md §6). */
+static int run_argv(bld__ctx *c, const bld__stage *st, const bld_instr *in, run_job *j,
+                    mar_err **err)
+{
+    if (in->json) {
+        for (size_t i = 0; i < in->args.n; i++) {
+            mar_strv_push(&j->av, in->args.v[i]);
+        }
+        return 0;
+    }
+    const char *line = in->args.n ? in->args.v[0] : "";
+    bool single = in->n_heredocs == 1 && single_heredoc(line);
+    if (single && mar_str_startswith(in->heredocs[0].content, "#!")) {
+        return heredoc_script(c, &in->heredocs[0], j, err);
+    }
+    for (size_t i = 0; i < st->img.shell.n; i++) {
+        mar_strv_push(&j->av, st->img.shell.v[i]);
+    }
+    if (single) {
+        mar_strv_push(&j->av, in->heredocs[0].content);
+    } else if (in->n_heredocs) {
+        char *cmd = mar_xstrdup(line);
+        for (size_t i = 0; i < in->n_heredocs; i++) {
+            char *next = mar_xasprintf("%s\n%s%s", cmd, in->heredocs[i].raw, in->heredocs[i].name);
+            free(cmd);
+            cmd = next;
+        }
+        mar_strv_push_take(&j->av, cmd);
+    } else {
+        mar_strv_push(&j->av, line);
+    }
+    return 0;
+}
 
 static void job_release(run_job *j)
 {
@@ -181,6 +241,8 @@ static void job_release(run_job *j)
         free(j->binds[i].source);
         free(j->binds[i].dest);
     }
+    free(j->binds);
+    bld__mounts_release(&j->mounts);
     free(j->dir);
     free(j->id);
     free(j->iodir);
@@ -195,7 +257,10 @@ MAR_MUST_USE static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in
                                 mar_err **err)
 {
     json_t *cfg = bld__cfg(&st->img);
-    run_argv(st, in, &j->av);
+    j->binds = mar_xcalloc(3, sizeof(*j->binds));
+    if (run_argv(c, st, in, j, err) < 0) {
+        return -mar_err_code(*err);
+    }
     bld_scope_run_env(st->scope, &j->env);
     bool has_path = false;
     for (size_t i = 0; i < j->env.n; i++) {
@@ -219,6 +284,17 @@ MAR_MUST_USE static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in
             j->binds[j->n_binds++] =
                     (vm_bind){.source = real, .dest = mar_xstrdup(netfiles[i]), .readonly = true};
         }
+    }
+    if (bld__mounts_setup(c, st, in, &j->mounts, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    j->binds = mar_xrealloc(j->binds, (j->n_binds + j->mounts.n + 1) * sizeof(*j->binds));
+    for (size_t i = 0; i < j->mounts.n; i++) {
+        j->binds[j->n_binds++] = j->mounts.binds[i];
+    }
+    j->mounts.n = 0; /* the binds are j's now */
+    for (size_t i = 0; i < j->mounts.env.n; i++) {
+        mar_strv_push(&j->env, j->mounts.env.v[i]);
     }
     char idbuf[40];
     random_id(idbuf, sizeof(idbuf));
@@ -309,6 +385,63 @@ MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uin
     return rc < 0 ? -mar_err_code(*err) : 0;
 }
 
+/* Removes from path (in the upper directory) an empty file or directory the stage's layers do
+ * not have, and then its parents likewise. */
+static void drop_created(const oci_lview *v, int ufd, const char *path)
+{
+    _cleanup_free_ char *p = mar_xstrdup(path);
+    while (*p) {
+        struct stat st;
+        size_t layer;
+        mar_err *e = NULL;
+        if (fstatat(ufd, p, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            return;
+        }
+        if (oci_lview_stat(v, p, &layer, &st, NULL, &e) == 0) {
+            return; /* the stage has it: the upper entry is a real change or a copy-up */
+        }
+        mar_err_free(e);
+        if (fstatat(ufd, p, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (S_ISDIR(st.st_mode)
+                     ? unlinkat(ufd, p, AT_REMOVEDIR)
+                     : (S_ISREG(st.st_mode) && st.st_size == 0 ? unlinkat(ufd, p, 0) : -1)) < 0) {
+            return; /* not empty: the step made it */
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash) {
+            return;
+        }
+        *slash = '\0';
+    }
+}
+
+/* The mountpoints runc makes for the container (/proc, /dev, /sys and what is under them, the
+ * bound /etc/hosts and /etc/resolv.conf, and every bind target) are no change of the step's:
+ * where the stage's layers lack them, their empty traces leave the upper directory before it
+ * becomes a layer, as BuildKit leaves them out. */
+static void drop_mountpoints(const bld__ctx *c, const bld__image *im, const run_job *j, int ufd)
+{
+    int fds[OCI_LVIEW_MAX_LAYERS];
+    size_t n = 0;
+    mar_err *e = NULL;
+    if (im->n_layers > OCI_LVIEW_MAX_LAYERS || bld__open_layers(c, im, fds, &n, &e) < 0) {
+        mar_err_free(e);
+        return;
+    }
+    oci_lview v = {.fds = fds, .n = n};
+    static const char *const runtime[] = {"dev/pts", "dev/shm", "dev/mqueue", "dev",
+                                          "proc",    "sys",     "etc/hosts",  "etc/resolv.conf"};
+    for (size_t i = 0; i < j->n_binds; i++) {
+        drop_created(&v, ufd, j->binds[i].dest + strspn(j->binds[i].dest, "/"));
+    }
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(runtime); i++) {
+        drop_created(&v, ufd, runtime[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+}
+
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err)
 {
     run_job j = {.pipe = {-1, -1}, .io = VM_IO_INIT};
@@ -343,6 +476,7 @@ int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefi
         if (ufd < 0) {
             rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", up);
         } else {
+            drop_mountpoints(c, &st->img, &j, ufd);
             rc = bld__commit_tree(c, &st->img, ufd, true, err);
         }
     }

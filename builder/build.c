@@ -59,18 +59,23 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
 {
     switch (in->kind) {
     case BLD_RUN:
-        if (in->n_mounts) {
-            return refuse(df, in, err, "RUN --mount");
-        }
-        if (in->n_heredocs) {
-            return refuse(df, in, err, "a RUN here-document");
+        for (size_t i = 0; i < in->n_mounts; i++) {
+            const bld_mount *m = &in->mounts[i];
+            if (m->deferred) {
+                continue; /* checked when the step runs, with the stage's variables */
+            }
+            if (m->type == BLD_MOUNT_BIND && !m->readonly) {
+                return refuse(df, in, err, "a writable RUN --mount=type=bind");
+            }
+            if (m->type == BLD_MOUNT_CACHE && m->from) {
+                return refuse(df, in, err, "RUN --mount=type=cache,from=");
+            }
         }
         return 0;
+    case BLD_ONBUILD:
+        return in->trigger ? check_instr(df, ctxfd, in->trigger, err) : 0;
     case BLD_COPY:
     case BLD_ADD:
-        if (in->n_heredocs) {
-            return refuse(df, in, err, "a COPY here-document");
-        }
         if (in->excludes.n) {
             return refuse(df, in, err, "--exclude");
         }
@@ -104,8 +109,8 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
     }
 }
 
-MAR_MUST_USE static int check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
-                                         mar_err **err)
+MAR_MUST_USE int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
+                                       mar_err **err)
 {
     for (size_t s = 0; s < df->n_stages; s++) {
         for (size_t i = 1; needed[s] && i < df->stages[s].n_instrs; i++) {
@@ -119,7 +124,7 @@ MAR_MUST_USE static int check_dockerfile(const bld_dockerfile *df, int ctxfd, co
 
 /* ---- per platform ---------------------------------------------------------------------------- */
 
-static bool stage_runs(const bld_stage *s)
+bool bld__stage_runs(const bld_stage *s)
 {
     for (size_t i = 1; i < s->n_instrs; i++) {
         if (s->instrs[i].kind == BLD_RUN) {
@@ -129,7 +134,7 @@ static bool stage_runs(const bld_stage *s)
     return false;
 }
 
-static void stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
+void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
 {
     const bld_node *n = &c->graph->nodes[i];
     if (n->build_platform) {
@@ -141,7 +146,7 @@ static void stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
     }
 }
 
-static void ctx_release(bld__ctx *c)
+void bld__ctx_release(bld__ctx *c)
 {
     for (size_t i = 0; i < c->n_stages; i++) {
         bld__image_release(&c->stages[i].img);
@@ -156,8 +161,8 @@ static void ctx_release(bld__ctx *c)
     bld_scope_free(c->global);
 }
 
-MAR_MUST_USE static int ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df,
-                                 size_t pi, mar_err **err)
+MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                               mar_err **err)
 {
     c->o = o;
     c->df = df;
@@ -194,11 +199,11 @@ MAR_MUST_USE static int plan(const bld__ctx *c, mar_err **err)
 {
     for (size_t i = 0; i < c->n_stages; i++) {
         const bld_stage *s = &c->df->stages[i];
-        if (!c->stages[i].needed || !stage_runs(s)) {
+        if (!c->stages[i].needed || !bld__stage_runs(s)) {
             continue;
         }
         oci_platform p;
-        stage_platform(c, i, &p);
+        bld__stage_platform(c, i, &p);
         vm_verdict v;
         vm_plan_platform(c->o->vm, &p, &v);
         if (v.mode == VM_RUN_EMULATED && v.reason[0] && strstr(v.reason, "lacks the F flag")) {
@@ -221,6 +226,9 @@ MAR_MUST_USE static int plan(const bld__ctx *c, mar_err **err)
 }
 
 /* Pulls (through the caller) every base image and every image a COPY --from names. */
+MAR_MUST_USE static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret,
+                                       mar_err **err);
+
 MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
 {
     const bld_hooks *h = &c->o->hooks;
@@ -231,26 +239,28 @@ MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_
         }
         if (n->base_kind == BLD_BASE_IMAGE) {
             oci_platform p;
-            stage_platform(c, i, &p);
+            bld__stage_platform(c, i, &p);
             if (h->image(h->ud, n->base, &p, &bases[i], err) < 0) {
                 return mar_err_wrap(err, "%s:%u: FROM %s", c->df->filename,
                                     c->df->stages[i].instrs[0].line, n->base);
             }
-            const json_t *ob = NULL;
+            /* Its ONBUILD triggers must pass the same refusals before anything runs. */
             _cleanup_buf_ mar_buf b = MAR_BUF_INIT(MAR_CAP_CONFIG);
             json_t *doc = NULL;
-            mar_err *e = NULL;
             if (reg_store_read(c->o->store, &bases[i].manifest->config.digest, MAR_CAP_CONFIG, &b,
-                               &e) == 0 &&
-                mar_json_load(b.data, b.len, "config", &doc, &e) == 0) {
-                ob = json_object_get(json_object_get(doc, "config"), "OnBuild");
+                               err) < 0 ||
+                mar_json_load(b.data, b.len, "config", &doc, err) < 0) {
+                return -mar_err_code(*err);
             }
-            mar_err_free(e);
-            bool triggers = json_is_array(ob) && json_array_size(ob) > 0;
+            _cleanup_dockerfile_ bld_dockerfile *tdf = NULL;
+            int rc = parse_triggers(json_object_get(doc, "config"), n->base, &tdf, err);
             json_decref(doc);
-            if (triggers) {
-                return refuse(c->df, &c->df->stages[i].instrs[0], err,
-                              "a base image with ONBUILD triggers");
+            bool all = true;
+            if (rc == 0 && tdf && bld__check_dockerfile(tdf, c->context_fd, &all, err) < 0) {
+                rc = -MAR_EUSAGE;
+            }
+            if (rc < 0) {
+                return rc;
             }
         }
         for (size_t k = 0; k < n->images.n; k++) {
@@ -283,7 +293,7 @@ MAR_MUST_USE static int start_stage(bld__ctx *c, size_t i, const reg_store_image
     bld__stage *st = &c->stages[i];
     const bld_node *n = &c->graph->nodes[i];
     oci_platform p;
-    stage_platform(c, i, &p);
+    bld__stage_platform(c, i, &p);
     if (n->base_kind == BLD_BASE_STAGE) {
         bld__image_copy(&c->stages[n->base_stage].img, &st->img);
         st->scope = bld_scope_stage(c->global, c->stages[n->base_stage].scope);
@@ -329,20 +339,17 @@ static char *history_text(const bld__stage *st, const bld_instr *in)
     return mar_xstrdup(in->original);
 }
 
-MAR_MUST_USE static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base,
-                                    mar_err **err)
+/* Executes instructions in order (the stage's, or ONBUILD triggers); `what` names them in the
+ * step prefix. */
+MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr *v, size_t n,
+                                    const char *what, mar_err **err)
 {
-    const bld_stage *s = &c->df->stages[i];
-    bld__stage *st = &c->stages[i];
     const bld_hooks *h = &c->o->hooks;
-    if (start_stage(c, i, base, err) < 0) {
-        return -mar_err_code(*err);
-    }
-    for (size_t k = 1; k < s->n_instrs; k++) {
-        const bld_instr *in = &s->instrs[k];
-        char prefix[OCI_PLATFORM_STR_MAX + 96];
-        snprintf(prefix, sizeof(prefix), "[%s %s %zu/%zu]", c->target_str, st->name, k,
-                 s->n_instrs - 1);
+    for (size_t k = 0; k < n; k++) {
+        const bld_instr *in = &v[k];
+        char prefix[OCI_PLATFORM_STR_MAX + 128];
+        snprintf(prefix, sizeof(prefix), "[%s %s%s %zu/%zu]", c->target_str, st->name, what, k + 1,
+                 n);
         if (h->step) {
             h->step(h->ud, prefix, in->original);
         }
@@ -383,6 +390,67 @@ MAR_MUST_USE static int build_stage(bld__ctx *c, size_t i, const reg_store_image
         }
         _cleanup_free_ char *hist = history_text(st, in);
         bld__history(c, &st->img, hist, !layer);
+    }
+    return 0;
+}
+
+/* The ONBUILD triggers of the base's config as a document of their own ("FROM scratch" and one
+ * line each), named "BASE ONBUILD" in messages; NULL when there are none. */
+static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret, mar_err **err)
+{
+    *ret = NULL;
+    const json_t *ob = json_object_get(cfg, "OnBuild");
+    if (!json_is_array(ob) || json_array_size(ob) == 0) {
+        return 0;
+    }
+    mar_buf b = MAR_BUF_INIT(BLD_CAP_DOCKERFILE);
+    int rc = mar_buf_puts(&b, "FROM scratch\n");
+    size_t i;
+    json_t *t;
+    json_array_foreach(ob, i, t)
+    {
+        if (rc == 0 && json_is_string(t)) {
+            rc = mar_buf_printf(&b, "%s\n", json_string_value(t));
+        }
+    }
+    if (rc < 0) {
+        mar_buf_release(&b);
+        return mar_err_set(err, MAR_EUSAGE, 0, "the ONBUILD triggers of %s are too long", base);
+    }
+    _cleanup_free_ char *name = mar_xasprintf("%s ONBUILD", base);
+    rc = bld_dockerfile_parse(b.data, b.len, name, ret, err);
+    mar_buf_release(&b);
+    return rc < 0 ? -mar_err_code(*err) : 0;
+}
+
+/* Runs the base's ONBUILD triggers at the start of the stage built on it (Dockerfile
+ * reference, "ONBUILD"); the image built keeps none of them. */
+static int run_triggers(bld__ctx *c, bld__stage *st, const char *base, mar_err **err)
+{
+    json_t *cfg = bld__cfg(&st->img);
+    _cleanup_dockerfile_ bld_dockerfile *tdf = NULL;
+    if (parse_triggers(cfg, base, &tdf, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    json_object_del(cfg, "OnBuild");
+    if (!tdf) {
+        return 0;
+    }
+    const bld_dockerfile *saved = c->df;
+    c->df = tdf;
+    int rc = exec_instrs(c, st, tdf->stages[0].instrs + 1, tdf->stages[0].n_instrs - 1, " ONBUILD",
+                         err);
+    c->df = saved;
+    return rc;
+}
+
+static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
+{
+    const bld_stage *s = &c->df->stages[i];
+    bld__stage *st = &c->stages[i];
+    if (start_stage(c, i, base, err) < 0 || run_triggers(c, st, c->graph->nodes[i].base, err) < 0 ||
+        exec_instrs(c, st, s->instrs + 1, s->n_instrs - 1, "", err) < 0) {
+        return -mar_err_code(*err);
     }
     st->done = true;
     return 0;
@@ -605,13 +673,13 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     int rc = 0;
     /* Everything that can be refused is refused for every platform before anything runs. */
     for (size_t p = 0; p < np && rc == 0; p++) {
-        rc = ctx_init(&cs[p], o, df, p, err);
+        rc = bld__ctx_init(&cs[p], o, df, p, err);
         if (rc == 0) {
             bool *needed = mar_xcalloc(df->n_stages + 1, sizeof(*needed));
             for (size_t i = 0; i < df->n_stages; i++) {
                 needed[i] = cs[p].stages[i].needed;
             }
-            rc = check_dockerfile(df, ctxfd, needed, err);
+            rc = bld__check_dockerfile(df, ctxfd, needed, err);
             free(needed);
         }
         if (rc == 0) {
@@ -634,7 +702,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         c->work_rel = work_rel;
         rc = build_platform(c, err);
         if (rc == 0) {
-            stage_platform(c, fin, &plats[p]);
+            bld__stage_platform(c, fin, &plats[p]);
             rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);
         }
         if (rc == 0) {
@@ -650,7 +718,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     }
     for (size_t p = 0; p < np; p++) {
         vm_ctd_free(cs[p].ctd);
-        ctx_release(&cs[p]);
+        bld__ctx_release(&cs[p]);
     }
     free(cs);
     free(digests);

@@ -454,6 +454,13 @@ typedef struct bld_hooks {
     void *ud;
 } bld_hooks;
 
+/* A secret a RUN --mount=type=secret may use (--secret id=ID,src=PATH|env=VAR). */
+typedef struct bld_secret {
+    const char *id;
+    const char *path;  /* a file, or NULL */
+    const char *value; /* from an environment variable, or NULL */
+} bld_secret;
+
 typedef struct bld_opts {
     const char *context;         /* the context directory */
     const char *dockerfile_name; /* "Dockerfile", names it in messages */
@@ -471,6 +478,8 @@ typedef struct bld_opts {
     const vm_security *security;
     const char *ctd_address, *ctd_namespace;
     int sigfd; /* a signalfd of SIGINT/SIGTERM/SIGHUP: forwarded to a RUN, an abort between */
+    const bld_secret *secrets;
+    size_t n_secrets;
     bool allow_mislabeled; /* the truth gate warns instead of failing */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
@@ -491,5 +500,45 @@ void bld_result_release(bld_result *r);
  * MAR_ENOTFOUND (a missing COPY source, a base image), MAR_EFAIL (a RUN step failed: platform,
  * stage, line, command, exit status), those of the pull path, MAR_EIO. */
 MAR_MUST_USE int bld_build(const bld_opts *o, bld_result *ret, mar_err **err);
+
+/* Copies the stored index `index` (size bytes) with every manifest, config and layer it reaches
+ * into an OCI image layout at dir (created, or an existing directory that holds no layout yet),
+ * its index.json naming it `name` (the tag for skopeo, the whole name for containerd).
+ * index.json is written last. Errors: MAR_EUSAGE (dir holds a layout, or is no directory),
+ * MAR_EIO, those of reg_store_read. */
+MAR_MUST_USE int bld_output_layout(reg_store *s, const char *name, const mar_digest *index,
+                                   int64_t size, const char *dir, mar_err **err);
+/* The same layout as one tar file (entries sorted, owner 0, times mtime), written to a temporary
+ * name beside file and renamed into place. Errors: as bld_output_layout. */
+MAR_MUST_USE int bld_output_tar(reg_store *s, const char *name, const mar_digest *index,
+                                int64_t size, int64_t mtime, const char *file, mar_err **err);
+
+/* What a build would do here, without pulling or running anything (mar build --explain): for
+ * every target platform and needed stage, its base, the platform its RUN steps run as and how
+ * this host would execute them. */
+typedef struct bld_plan_stage {
+    char target[OCI_PLATFORM_STR_MAX];   /* the target platform */
+    char platform[OCI_PLATFORM_STR_MAX]; /* what the stage runs as */
+    char *stage;                         /* its name, or "stage-N" */
+    char *base;                          /* the expanded FROM: an image, a stage, "scratch" */
+    bld_base_kind base_kind;
+    bool build_platform; /* FROM --platform=$BUILDPLATFORM: runs as this host */
+    size_t n_run;        /* RUN steps */
+    unsigned first_run_line;
+    vm_verdict verdict; /* for its platform; meaningful when n_run > 0 */
+    char *advice;       /* an emulated stage with RUN steps: the cross-build rewrite, or NULL */
+} bld_plan_stage;
+
+typedef struct bld_plan {
+    bld_plan_stage *v;
+    size_t n;
+    size_t n_emulated;    /* RUN steps that would run under an emulator */
+    size_t n_unavailable; /* stages whose RUN steps cannot run here */
+} bld_plan;
+
+/* Parses, validates (the refusals of bld_build) and plans. Uses o's Dockerfile, context,
+ * platforms, build arguments, target and vm only. Errors: as bld_build's refusals. */
+MAR_MUST_USE int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err);
+void bld_plan_release(bld_plan *p);
 
 #endif

@@ -155,6 +155,14 @@ static const cmd_opt build_opts[] = {
         {"target", 0, CMD_OPT_VALUE, "STAGE", "build this stage (default: the last one)"},
         {"source-date-epoch", 0, CMD_OPT_VALUE, "SECONDS",
          "fix the creation times and clamp file times (default $SOURCE_DATE_EPOCH)"},
+        {"output", 'o', CMD_OPT_LIST, "type=oci-layout,dest=DIR|type=oci,dest=FILE",
+         "also write the result as an OCI image layout directory or tar (repeatable)"},
+        {"secret", 0, CMD_OPT_LIST, "id=ID,src=FILE|id=ID,env=VAR",
+         "a secret for RUN --mount=type=secret (repeatable; never written to a layer)"},
+        {"push", 0, CMD_OPT_FLAG, NULL, "then push NAME to its registry (as mar push)"},
+        {"explain", 0, CMD_OPT_FLAG, NULL,
+         "print how each stage's RUN steps would execute here, and build nothing"},
+        {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
         {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
          "warn, instead of failing, when the build adds ELF files of another architecture"},
         {"security-opt", 0, CMD_OPT_LIST, "OPT",
@@ -292,7 +300,7 @@ static const cmd_def commands[] = {
          "status. Nothing is left behind unless --keep. A platform this host cannot run fails\n"
          "before anything is created (exit 7) with the command that would fix it.",
          run_opts, MAR_ARRAY_SIZE(run_opts), true},
-        {"build", cmd_build, 1, 1, "[OPTIONS] -t NAME[:TAG] CONTEXT",
+        {"build", cmd_build, 1, 1, "[OPTIONS] -t NAME[:TAG] CONTEXT | --explain CONTEXT",
          "build an image for one or more platforms from a Dockerfile",
          "Executes the stages a Dockerfile needs for each --platform: base images come through\n"
          "the pull path, RUN steps run through containerd on an overlay of the stage's layers\n"

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 static char store[256];
@@ -167,6 +168,21 @@ static void check_config(const json_t *index)
         assert_int_equal(with_layer, n_layers);
         /* The base's layer, then COPY --from, COPY, COPY, RUN. */
         assert_int_equal(n_layers, 5);
+        /* The RUN layer: the whiteout and the file it made, none of runc's mountpoints. */
+        const char *last = json_string_value(
+                json_object_get(json_array_get(json_object_get(man, "layers"), 4), "digest"));
+        _cleanup_free_ char *lp = mar_xasprintf("%s/blobs/sha256/%s", store, last + 7);
+        const char *tar[] = {"tar", "-tzf", lp, NULL};
+        itest_run t;
+        itest_runv(&t, NULL, tar);
+        assert_int_equal(t.status, 0);
+        assert_contains(t.out.data, "bin/.wh.wc\n");
+        assert_contains(t.out.data, "app/ran\n");
+        assert_not_contains(t.out.data, "proc/");
+        assert_not_contains(t.out.data, "sys/");
+        assert_not_contains(t.out.data, "dev/");
+        assert_not_contains(t.out.data, "resolv.conf");
+        itest_run_release(&t);
     }
 }
 
@@ -344,6 +360,358 @@ static void test_truth_gate(void **state)
     check_nothing_left();
 }
 
+static json_t *layout_doc(const char *dir, const char *digest)
+{
+    _cleanup_free_ char *p = digest ? mar_xasprintf("%s/blobs/sha256/%s", dir, digest + 7)
+                                    : mar_xasprintf("%s/index.json", dir);
+    mar_buf b = MAR_BUF_INIT(16u << 20);
+    mar_err *e = NULL;
+    if (mar_read_file_at(AT_FDCWD, p, 16u << 20, &b, &e) < 0) {
+        fail_msg("%s: %s", p, e->msg);
+    }
+    json_t *j = itest_json(b.data);
+    mar_buf_release(&b);
+    return j;
+}
+
+static void push_unique(mar_strv *v, const json_t *desc)
+{
+    const char *d = json_string_value(json_object_get(desc, "digest"));
+    assert_non_null(d);
+    if (!mar_strv_contains(v, d)) {
+        mar_strv_push(v, d);
+    }
+}
+
+/* Every file under DIR/blobs/sha256 hashes to its name (sha256sum -c), and they are exactly the
+ * blobs the layout's index reaches. */
+static void check_layout_blobs(const char *dir)
+{
+    _cleanup_strv_ mar_strv want = MAR_STRV_INIT;
+    _cleanup_json_ json_t *top = layout_doc(dir, NULL);
+    const json_t *m0 = json_array_get(json_object_get(top, "manifests"), 0);
+    push_unique(&want, m0);
+    _cleanup_json_ json_t *idx = layout_doc(dir, json_string_value(json_object_get(m0, "digest")));
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(idx, "manifests"), i, m)
+    {
+        push_unique(&want, m);
+        _cleanup_json_ json_t *man =
+                layout_doc(dir, json_string_value(json_object_get(m, "digest")));
+        push_unique(&want, json_object_get(man, "config"));
+        size_t k;
+        json_t *l;
+        json_array_foreach(json_object_get(man, "layers"), k, l)
+        {
+            push_unique(&want, l);
+        }
+    }
+    _cleanup_free_ char *cmd = mar_xasprintf(
+            "cd %s/blobs/sha256 && n=0 && for f in *; do echo \"$f  $f\" | sha256sum -c --quiet "
+            "|| exit 1; n=$((n+1)); done; echo $n",
+            dir);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    itest_run r;
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    _cleanup_free_ char *count = mar_xasprintf("%zu\n", want.n);
+    assert_string_equal(r.out.data, count);
+    itest_run_release(&r);
+}
+
+/* --output type=oci-layout and type=oci: layouts holding the built index, read back by
+ * skopeo per platform. */
+static void test_output(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/layout", itest_tmpdir());
+    _cleanup_free_ char *tarf = mar_xasprintf("%s/image.tar", itest_tmpdir());
+    _cleanup_free_ char *o1 = mar_xasprintf("type=oci-layout,dest=%s", dir);
+    _cleanup_free_ char *o2 = mar_xasprintf("type=oci,dest=%s", tarf);
+    itest_run r;
+    const char *b[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/amd64,linux/arm64",
+                       "-t",
+                       "built:out",
+                       "-o",
+                       o1,
+                       "--output",
+                       o2,
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *digest = built_digest(&r);
+    itest_run_release(&r);
+    check_layout_blobs(dir);
+    _cleanup_free_ char *ip = mar_xasprintf("%s/index.json", dir);
+    mar_buf ib = MAR_BUF_INIT(1 << 20);
+    mar_err *e = NULL;
+    assert_int_equal(mar_read_file_at(AT_FDCWD, ip, 1 << 20, &ib, &e), 0);
+    _cleanup_json_ json_t *idx = itest_json(ib.data);
+    mar_buf_release(&ib);
+    const json_t *m0 = json_array_get(json_object_get(idx, "manifests"), 0);
+    assert_string_equal(json_string_value(json_object_get(m0, "digest")), digest);
+    /* The tar holds the same layout. */
+    _cleanup_free_ char *untar = mar_xasprintf("%s/untarred", itest_tmpdir());
+    _cleanup_free_ char *cmd = mar_xasprintf("mkdir -p %s && tar -xf %s -C %s && cmp %s/index.json "
+                                             "%s/index.json",
+                                             untar, tarf, untar, untar, dir);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    check_layout_blobs(untar);
+    if (access("/usr/bin/skopeo", X_OK) == 0) {
+        _cleanup_free_ char *lay = mar_xasprintf("oci:%s", dir);
+        _cleanup_free_ char *arc = mar_xasprintf("oci-archive:%s", tarf);
+        const char *s1[] = {"skopeo", "inspect", "--override-arch", "arm64", lay, NULL};
+        itest_runv(&r, NULL, s1);
+        assert_int_equal(r.status, 0);
+        assert_contains(r.out.data, "\"Architecture\": \"arm64\"");
+        itest_run_release(&r);
+        const char *s2[] = {"skopeo", "inspect", "--override-arch", "amd64", arc, NULL};
+        itest_runv(&r, NULL, s2);
+        assert_int_equal(r.status, 0);
+        assert_contains(r.out.data, "\"Architecture\": \"amd64\"");
+        assert_contains(r.out.data, "org.example.corpus");
+        itest_run_release(&r);
+    }
+    /* A layout is not overwritten; a bad --output is a usage error before anything runs. */
+    mar(&r, 2, b);
+    assert_contains(r.err.data, "already holds an image layout");
+    assert_not_contains(r.err.data, "RUN");
+    itest_run_release(&r);
+    const char *bad[] = {"build", "-o", "type=docker", "-t", "built:x", corpus("multistage"), NULL};
+    mar(&r, 2, bad);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* --push: the built index goes to the registry; a fresh store pulls and runs each platform. */
+static void test_push(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *name =
+            mar_xasprintf("%s/mar/built:pushed", itest_bed("MAR_TEST_REGISTRY"));
+    itest_run r;
+    const char *b[] = {"build", "-q", "--push",      "--platform", "linux/amd64,linux/arm/v7",
+                       "-t",    name, "--build-arg", base_arg,     corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    _cleanup_free_ char *digest = built_digest(&r);
+    itest_run_release(&r);
+    _cleanup_free_ char *fresh = mar_xasprintf("%s/fresh-store", itest_tmpdir());
+    const char *env[] = {ctd_env, insecure_env, NULL};
+    itest_mar(&r, env, "--store", fresh, "run", "-q", "--platform", "linux/arm/v7", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "armv7l\n");
+    itest_run_release(&r);
+    itest_mar(&r, env, "--store", fresh, "run", "-q", "--platform", "linux/amd64", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "x86_64\n");
+    itest_run_release(&r);
+    /* The registry serves the very index the build made. */
+    itest_mar(&r, env, "--store", fresh, "images", "--json", NULL);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out.data, digest);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* --explain: the plan per platform and stage, nothing pulled or run; a platform without a
+ * handler is explained with exit 7 and refused by a real build before anything runs. */
+static void test_explain(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *e[] = {"build",       "--explain", "--platform",         "linux/amd64,linux/arm64",
+                       "--build-arg", base_arg,    corpus("multistage"), NULL};
+    mar(&r, 0, e);
+    assert_contains(r.out.data, "linux/amd64      build            linux/amd64         1  native");
+    assert_contains(r.out.data,
+                    "linux/arm64      stage-1          linux/arm64         1  emulated (qemu)");
+    assert_contains(r.out.data, "2 RUN steps would run emulated");
+    assert_contains(r.out.data, "advice: stage build runs 1 RUN step under qemu for linux/arm64");
+    assert_contains(r.out.data, "FROM --platform=$BUILDPLATFORM ${BASE} AS build` (Dockerfile:3)");
+    itest_run_release(&r);
+    const char *j[] = {"build",      "--explain",          "--json",
+                       "--platform", "linux/arm64",        "--build-arg",
+                       base_arg,     corpus("mislabeled"), NULL};
+    mar(&r, 0, j);
+    _cleanup_json_ json_t *doc = itest_json(r.out.data);
+    itest_run_release(&r);
+    const json_t *b0 = json_array_get(json_object_get(doc, "stages"), 0);
+    assert_string_equal(json_string_value(json_object_get(b0, "stage")), "builder");
+    assert_true(json_is_true(json_object_get(b0, "buildPlatform")));
+    assert_string_equal(json_string_value(json_object_get(b0, "executes")), "native");
+    assert_int_equal(json_integer_value(json_object_get(doc, "emulatedRunSteps")), 0);
+
+    _cleanup_free_ char *fake = mar_xasprintf("%s/empty-binfmt", itest_tmpdir());
+    mkdir(fake, 0700);
+    char *status = itest_write("empty-binfmt/status", "enabled\n", 0644);
+    free(status);
+    const char *u[] = {"--binfmt-root", fake,          "build",  "--explain",          "--platform",
+                       "linux/arm64",   "--build-arg", base_arg, corpus("multistage"), NULL};
+    mar(&r, 7, u);
+    assert_contains(r.out.data, "no emulator");
+    assert_contains(r.out.data, "fix: mar binfmt install arm64");
+    itest_run_release(&r);
+    const char *b[] = {"--binfmt-root",
+                       fake,
+                       "build",
+                       "-t",
+                       "built:nohandler",
+                       "--platform",
+                       "linux/arm64",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 7, b);
+    assert_contains(r.err.data, "Dockerfile:4: cannot run the RUN steps of stage build for "
+                                "linux/arm64 here: no binfmt_misc handler for arm64");
+    assert_contains(r.err.data, "mar binfmt install arm64");
+    assert_not_contains(r.err.data, "RUN mkdir");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:nohandler"));
+    check_nothing_left();
+}
+
+/* Here-documents: RUN with a shell body, a #! script, a command reading two heredocs, COPY of
+ * an expanded and a quoted heredoc (testdata/build/heredoc). */
+static void test_heredoc(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/arm/v7",    "-t",
+                       "built:heredoc", "--build-arg", base_arg,     corpus("heredoc"), NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm/v7", "built:heredoc", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "shell body as 0\nscript ran as /dev/pipes/EOT\nfirst\n"
+                                    "second\nhello world\nkept ${NAME}\none\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* RUN --mount (testdata/build/mounts): the cache survives between builds, tmpfs, binds of the
+ * context and of a stage, a secret as a file and a variable; none leaves a mountpoint, and the
+ * secret is in no blob and no unpacked layer of the store. */
+static void test_mounts(void **state)
+{
+    (void)state;
+    char *sf = itest_write("secret.txt", "MARSECRET-7f3a9c", 0600);
+    _cleanup_free_ char *sec = mar_xasprintf("id=token,src=%s", sf);
+    itest_run r;
+    for (int round = 1; round <= 2; round++) {
+        const char *b[] = {
+                "build", "-q",           "--platform",  "linux/arm64", "--secret",       sec,
+                "-t",    "built:mounts", "--build-arg", base_arg,      corpus("mounts"), NULL};
+        mar(&r, 0, b);
+        itest_run_release(&r);
+        const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm64", "built:mounts", NULL};
+        mar(&r, 0, run_cmd);
+        _cleanup_free_ char *want = mar_xasprintf(
+                "cache runs: %d\ntemp\nfrom the context\nfrom a stage\n16\nend\n", round);
+        /* No mountpoint is left in the image: ls finds none of them. */
+        assert_string_equal(r.out.data, want);
+        itest_run_release(&r);
+    }
+    free(sf);
+    /* The secret is nowhere in the store: blobs (decompressed too) and unpacked layers. */
+    _cleanup_free_ char *cmd = mar_xasprintf(
+            "cd %s && grep -rl MARSECRET-7f3a9c unpack blobs index.json; "
+            "for f in blobs/sha256/*; do zcat -f \"$f\" | grep -l --label=\"$f\" MARSECRET; done; "
+            "true",
+            store);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "");
+    itest_run_release(&r);
+    /* The same search finds what the steps did write. */
+    _cleanup_free_ char *control = mar_xasprintf(
+            "cd %s && for f in blobs/sha256/*; do zcat -f \"$f\" | grep -q 'cache runs: 2' && "
+            "echo found; done | sort -u",
+            store);
+    const char *sh2[] = {"sh", "-c", control, NULL};
+    itest_runv(&r, NULL, sh2);
+    assert_string_equal(r.out.data, "found\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* The config of the single platform of a stored index. */
+static json_t *only_config(const char *suffix)
+{
+    _cleanup_json_ json_t *index = stored_index(suffix);
+    assert_non_null(index);
+    _cleanup_json_ json_t *man = read_blob(json_string_value(
+            json_object_get(json_array_get(json_object_get(index, "manifests"), 0), "digest")));
+    return read_blob(json_string_value(json_object_get(json_object_get(man, "config"), "digest")));
+}
+
+/* ONBUILD (testdata/build/onbuild): recorded in the base stage's config, run (RUN and COPY from
+ * the context) at the start of a stage built on it, whether the base is a stage or a stored
+ * image, and not kept in the result. */
+static void test_onbuild(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/arm64",     "-t",
+                       "built:onbuild", "--build-arg", base_arg,     corpus("onbuild"), NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm64", "built:onbuild", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "triggered with plain\ncopied by a trigger\n");
+    itest_run_release(&r);
+    _cleanup_json_ json_t *cfg = only_config("/built:onbuild");
+    assert_null(json_object_get(json_object_get(cfg, "config"), "OnBuild"));
+
+    const char *t[] = {"build",
+                       "-q",
+                       "--platform",
+                       "linux/arm64",
+                       "--target",
+                       "base",
+                       "-t",
+                       "built:onbuild-base",
+                       "--build-arg",
+                       base_arg,
+                       corpus("onbuild"),
+                       NULL};
+    mar(&r, 0, t);
+    itest_run_release(&r);
+    _cleanup_json_ json_t *bcfg = only_config("/built:onbuild-base");
+    const json_t *ob = json_object_get(json_object_get(bcfg, "config"), "OnBuild");
+    assert_int_equal(json_array_size(ob), 2);
+    assert_string_equal(json_string_value(json_array_get(ob, 1)), "COPY note.txt /note.txt");
+
+    /* The stored image as a base: its triggers run with this context. */
+    _cleanup_free_ char *dir = mar_xasprintf("%s/onbuild-user", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("onbuild-user/note.txt", "another context\n", 0644));
+    free(itest_write("onbuild-user/Dockerfile",
+                     "FROM built:onbuild-base\nCMD [\"cat\", \"/triggered\", \"/note.txt\"]\n",
+                     0644));
+    const char *u[] = {"build", "-q", "--platform", "linux/arm64", "-t", "built:onbuild-user",
+                       dir,     NULL};
+    mar(&r, 0, u);
+    itest_run_release(&r);
+    const char *run2[] = {"run", "-q", "--platform", "linux/arm64", "built:onbuild-user", NULL};
+    mar(&r, 0, run2);
+    assert_string_equal(r.out.data, "triggered with plain\nanother context\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -383,12 +751,14 @@ static void test_refused(void **state)
     _cleanup_free_ char *df = mar_xasprintf("%s/Dockerfile", dir);
     FILE *f = fopen(df, "w");
     assert_non_null(f);
-    fputs("ARG BASE\nFROM ${BASE}\nRUN echo first\nRUN --mount=type=cache,target=/c true\n", f);
+    fputs("ARG BASE\nFROM ${BASE}\nRUN echo first\nRUN --mount=type=bind,target=/c,rw true\n", f);
     fclose(f);
     itest_run r;
     const char *b[] = {"build", "-t", "built:refused", "--build-arg", base_arg, dir, NULL};
+    /* A writable bind mount is what mar build does not do yet. */
     mar(&r, 2, b);
-    assert_contains(r.err.data, "Dockerfile:4: RUN --mount is not supported");
+    assert_contains(r.err.data,
+                    "Dockerfile:4: a writable RUN --mount=type=bind is not supported by mar build");
     /* Refused before anything ran. */
     assert_not_contains(r.err.data, "first");
     itest_run_release(&r);
@@ -418,7 +788,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_failing_run),
             cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
