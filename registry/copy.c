@@ -158,6 +158,7 @@ static int copy_registry(reg_client *c, const oci_ref *src, const oci_ref *dst,
     reg_push_opts po = {
             .dst = dst,
             .jobs = o->jobs,
+            .mount_sources = true,
             .progress = o->progress,
             .progress_ud = o->progress_ud,
     };

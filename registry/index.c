@@ -426,6 +426,7 @@ int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *r
         reg_push_opts po = {
                 .dst = o->dst,
                 .jobs = o->jobs,
+                .mount_sources = true,
                 .put_documents = true,
                 .progress = o->progress,
                 .progress_ud = o->progress_ud,
