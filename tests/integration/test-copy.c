@@ -179,14 +179,15 @@ static void test_layouts(void **state)
 static void test_bad_input(void **state)
 {
     (void)state;
-    const char *file = itest_write("plain-file", "not a layout\n", 0644);
+    _cleanup_free_ char *file = itest_write("plain-file", "not a layout\n", 0644);
     _cleanup_free_ char *oci = mar_xasprintf("oci:%s", file);
     itest_run r;
     itest_mar(&r, NULL, "copy", itest_fixture_ref("multi"), oci, NULL);
     must(&r, 2, "oci: naming a file");
     assert_contains(r.err.data, "not a directory");
     itest_run_release(&r);
-    itest_mar(&r, NULL, "copy", oci, reg2("never:v1"), NULL);
+    _cleanup_free_ char *never = reg2("never:v1");
+    itest_mar(&r, NULL, "copy", oci, never, NULL);
     must(&r, 2, "oci: source naming a file");
     itest_run_release(&r);
     _cleanup_free_ char *missing =
