@@ -217,6 +217,10 @@ static int settle(builder *b, mar_err **err)
                       mar_digest_eq(&b->v[k].digest, &e->subject);
         }
         e->dropped = !subject;
+        /* Listed once, however many sources carry it. */
+        for (size_t k = 0; k < i && !e->dropped; k++) {
+            e->dropped = !b->v[k].dropped && mar_digest_eq(&b->v[k].digest, &e->digest);
+        }
     }
     return 0;
 }
