@@ -160,6 +160,7 @@ MAR_MUST_USE static int copy_registry(reg_client *c, const oci_ref *src, const o
     reg_push_opts po = {
             .dst = dst,
             .jobs = o->jobs,
+            .mount_sources = true,
             .progress = o->progress,
             .progress_ud = o->progress_ud,
     };

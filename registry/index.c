@@ -218,6 +218,10 @@ MAR_MUST_USE static int settle(builder *b, mar_err **err)
                       mar_digest_eq(&b->v[k].digest, &e->subject);
         }
         e->dropped = !subject;
+        /* Listed once, however many sources carry it. */
+        for (size_t k = 0; k < i && !e->dropped; k++) {
+            e->dropped = !b->v[k].dropped && mar_digest_eq(&b->v[k].digest, &e->digest);
+        }
     }
     return 0;
 }
@@ -432,6 +436,7 @@ int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *r
         reg_push_opts po = {
                 .dst = o->dst,
                 .jobs = o->jobs,
+                .mount_sources = true,
                 .put_documents = true,
                 .progress = o->progress,
                 .progress_ud = o->progress_ud,

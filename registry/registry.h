@@ -588,6 +588,9 @@ typedef struct reg_push_opts {
     /* Put child documents without a HEAD first: for small documents the repository most
      * likely lacks (mar index create), a round trip less. */
     bool put_documents;
+    /* Mount every REG_SRC_REGISTRY blob from its own repository when that is of the
+     * destination's registry (mar copy, mar index create gather several repositories). */
+    bool mount_sources;
     reg_push_progress_fn progress;
     void *progress_ud;
 } reg_push_opts;

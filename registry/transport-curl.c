@@ -419,7 +419,10 @@ MAR_MUST_USE static int ctx_run(void *vctx, mar_err **err)
                 finished = true;
             }
         }
-        if (finished) {
+        if (finished || ctx->unpause_pending) {
+            /* A callback of this perform may have asked for an unpause: waiting for socket
+             * activity first could wait the whole timeout, when the paused transfer is what the
+             * others wait for (a copy's download and upload hold each other). */
             continue;
         }
         int wait_ms = 1000;
