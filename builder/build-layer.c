@@ -224,7 +224,9 @@ MAR_MUST_USE static int unpack_layer(bld__ctx *c, const bld__image *im, const bl
     if (lock < 0) {
         return 0; /* an identical layer on the same parents is already there */
     }
+    /* The chain's lock, held until return (the cleanup releases it). */
     _cleanup_close_ int lockfd = lock;
+    (void)lockfd;
     _cleanup_close_ int root = rootfd;
     int bfd;
     if (reg_store_blob_open(s, &l->digest, &bfd, err) < 0) {

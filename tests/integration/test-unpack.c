@@ -98,7 +98,7 @@ static void test_sparse_bomb(void **state)
         _cleanup_free_ char *dir = unpack(ref, 6, "layer entry 'big2'");
         struct stat st;
         assert_true(lstat(dir, &st) < 0 && errno == ENOENT);
-        _cleanup_free_ char *store = pull(ref, 6, "layer entry 'big2'");
+        free(pull(ref, 6, "layer entry 'big2'"));
     }
 }
 
@@ -142,8 +142,8 @@ static void test_uid_range(void **state)
         snprintf(tag, sizeof(tag), "%zu", i);
         _cleanup_free_ char *ref = itest_push_image("mar/uid-range", tag, l, 1);
         layers_release(l, 1);
-        _cleanup_free_ char *dir = unpack(ref, 6, "'bin/su' has owner");
-        _cleanup_free_ char *store = pull(ref, 6, "'bin/su' has owner");
+        free(unpack(ref, 6, "'bin/su' has owner"));
+        free(pull(ref, 6, "'bin/su' has owner"));
     }
 }
 
