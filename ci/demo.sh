@@ -4,7 +4,9 @@
 # of the samples, then runs the arm64 image through containerd under QEMU with `mar run`, gates
 # two images with `mar check`, audits a compose file for Apple Silicon, runs `mar doctor`, and
 # ends as a CI that built each architecture on its own runner: `mar index create` of the 8
-# per-architecture samples into one index, and a `mar run` of it.
+# per-architecture samples into one index, and a `mar run` of it. Last, `mar build` of a sample
+# Dockerfile (testdata/demo) for amd64 and arm64: the plan, the build (arm64 under QEMU), a run
+# of each platform, and the pushed index inspected.
 # Everything it starts is stopped on exit, and the demo's store is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,3 +58,12 @@ show doctor
 show -q index create "$MAR_TEST_REGISTRY/mar/all:latest" \
     "$MAR_TEST_REGISTRY"/mar/arch-{amd64,arm64,armhf,armel,i386,ppc64el,s390x,mips64el}:latest
 show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/all:latest" uname -m
+# Building: the plan first (which RUN steps run under QEMU), then the two-platform build, each
+# platform run, and the result pushed and inspected.
+base="$MAR_TEST_REGISTRY/mar/multi:latest"
+show build --explain --platform linux/amd64,linux/arm64 --build-arg BASE="$base" "$root/testdata/demo"
+show build --platform linux/amd64,linux/arm64 --build-arg BASE="$base" \
+    -t "$MAR_TEST_REGISTRY/mar/demo:1" --push "$root/testdata/demo"
+show run --platform linux/amd64 "$MAR_TEST_REGISTRY/mar/demo:1"
+show run --platform linux/arm64 "$MAR_TEST_REGISTRY/mar/demo:1"
+show -q inspect "$MAR_TEST_REGISTRY/mar/demo:1"

@@ -69,6 +69,29 @@ int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err)
     return 0;
 }
 
+/* Whether the store's match is what was asked for: the stored entry of an index counts only when
+ * it is exactly a requested platform (or this host's), not one further down containerd's ladder
+ * (linux/386 for linux/amd64, arm/v7 for arm64) that an earlier pull happened to store: the
+ * registry is asked then, as docker's "missing" policy does. A single-platform image is what it
+ * is. */
+static bool stored_is_asked(const reg_store_image *im, const oci_platform *platforms, size_t n)
+{
+    if (mar_digest_eq(&im->top, &im->digest)) {
+        return true;
+    }
+    if (n == 0) {
+        oci_host host;
+        oci_host_detect(&host);
+        return oci_platform_same(&im->platform, &host.platform);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (oci_platform_same(&im->platform, &platforms[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image, const char *refname,
                        const oci_matcher *m, const oci_platform *platforms, size_t n_platforms,
                        bool unpacked, reg_store_image *ret, mar_err **err)
@@ -77,7 +100,8 @@ int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image, co
     if (rc < 0 && mar_err_code(*err) != MAR_ENOTFOUND) {
         return rc;
     }
-    if (rc == 0 && (unpacked ? ret->unpacked : ret->blobs_present)) {
+    if (rc == 0 && (unpacked ? ret->unpacked : ret->blobs_present) &&
+        stored_is_asked(ret, platforms, n_platforms)) {
         return 0;
     }
     mar_err_free(TAKE_PTR(*err));

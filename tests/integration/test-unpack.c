@@ -432,6 +432,47 @@ static void test_go17_prefix(void **state)
     check_pull_equals_unpack(ref);
 }
 
+/* ---- a stored entry further down the ladder is not the platform asked for ------------------ */
+
+/* The ELF machine of a file (e_machine, little-endian in these images). */
+static unsigned elf_machine(const char *dir, const char *rel)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", dir, rel);
+    unsigned char h[20] = {0};
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(h, 1, sizeof(h), f), sizeof(h));
+    fclose(f);
+    return (unsigned)h[18] | (unsigned)h[19] << 8;
+}
+
+/* After `pull --platform linux/386`, the store's ladder match for linux/amd64 is that 386 entry;
+ * `unpack --platform linux/amd64` must still give the amd64 image (x86-64 busybox), asking the
+ * registry, as `run` does. */
+static void test_ladder_not_exact(void **state)
+{
+    (void)state;
+    const char *ref = itest_fixture_ref("multi");
+    _cleanup_free_ char *store = new_dir("store");
+    itest_run r;
+    itest_mar(&r, NULL, "-q", "pull", "--store", store, "--platform", "linux/386", ref, NULL);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    _cleanup_free_ char *dir = new_dir("flat");
+    itest_mar(&r, NULL, "-q", "unpack", "--store", store, "--platform", "linux/amd64", ref, dir,
+              NULL);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    assert_int_equal(elf_machine(dir, "bin/busybox"), 62 /* EM_X86_64 */);
+    /* And the 386 entry is still there for whoever asks for it. */
+    _cleanup_free_ char *dir386 = new_dir("flat");
+    itest_mar(&r, NULL, "-q", "unpack", "--store", store, "--platform", "linux/386", ref, dir386,
+              NULL);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    assert_int_equal(elf_machine(dir386, "bin/busybox"), 3 /* EM_386 */);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -453,6 +494,7 @@ int main(void)
             cmocka_unit_test(test_special_modes),       cmocka_unit_test(test_dotdot_symlink),
             cmocka_unit_test(test_file_then_whiteouts), cmocka_unit_test(test_dir_times),
             cmocka_unit_test(test_dead_temps),          cmocka_unit_test(test_go17_prefix),
+            cmocka_unit_test(test_ladder_not_exact),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,0 +1,3 @@
+#!/bin/sh
+cat /etc/built
+echo "running as $(uname -m)"
