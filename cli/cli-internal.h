@@ -342,6 +342,10 @@ MAR_MUST_USE int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err *
 /* Every --platform value, comma lists split. Errors: MAR_EUSAGE. */
 MAR_MUST_USE int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
                                      size_t *ret_n, mar_err **err);
+/* The same for another option that lists platforms (index create's --remove). */
+MAR_MUST_USE int cmd_parse_platform_list(const cmd_args *args, const char *option,
+                                         const oci_host *host, oci_platform **ret, size_t *ret_n,
+                                         mar_err **err);
 /* --jobs, or dflt. Errors: MAR_EUSAGE. */
 MAR_MUST_USE int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err);
 /* Pulls image into s with progress on stderr. */

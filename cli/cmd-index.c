@@ -12,35 +12,6 @@ static bool has_tag(const char *s)
     return strchr(last, ':') && !strchr(s, '@');
 }
 
-MAR_MUST_USE static int parse_removes(const cmd_args *args, const oci_host *host,
-                                      oci_platform **ret, size_t *ret_n, mar_err **err)
-{
-    const mar_strv *l = cmd_list(args, "remove");
-    oci_platform *v = NULL;
-    size_t n = 0;
-    for (size_t i = 0; l && i < l->n; i++) {
-        _cleanup_free_ char *copy = mar_xstrdup(l->v[i]);
-        for (char *s = copy, *next; s; s = next) {
-            next = strchr(s, ',');
-            if (next) {
-                *next++ = '\0';
-            }
-            if (!*s) {
-                continue;
-            }
-            v = mar_xrealloc(v, (n + 1) * sizeof(*v));
-            if (oci_platform_parse(s, &host->platform, &v[n], err) < 0) {
-                free(v);
-                return -MAR_EUSAGE;
-            }
-            n++;
-        }
-    }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
 int cmd_index_create(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
@@ -57,7 +28,7 @@ int cmd_index_create(const cmd_def *def, cmd_args *args)
     _cleanup_free_ oci_platform *removes = NULL;
     size_t n_removes = 0;
     int jobs;
-    if (parse_removes(args, &host, &removes, &n_removes, &err) < 0 ||
+    if (cmd_parse_platform_list(args, "remove", &host, &removes, &n_removes, &err) < 0 ||
         cmd_jobs(args, 16, &jobs, &err) < 0) {
         return cmd_fail(err);
     }

@@ -32,7 +32,13 @@ reg_store *cmd_existing_store(const cmd_args *args)
 int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
                         size_t *ret_n, mar_err **err)
 {
-    const mar_strv *l = cmd_list(args, "platform");
+    return cmd_parse_platform_list(args, "platform", host, ret, ret_n, err);
+}
+
+int cmd_parse_platform_list(const cmd_args *args, const char *option, const oci_host *host,
+                            oci_platform **ret, size_t *ret_n, mar_err **err)
+{
+    const mar_strv *l = cmd_list(args, option);
     oci_platform *v = NULL;
     size_t n = 0;
     for (size_t i = 0; l && i < l->n; i++) {
