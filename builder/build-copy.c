@@ -79,6 +79,57 @@ static int copy_file(int sfd, int dfd, const char *name, mar_err **err)
 }
 
 static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
+static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
+                        bool last_too, mar_err **err);
+
+int bld__archive_kind(int fd)
+{
+    struct stat st;
+    unsigned char b[512];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return BLD__ARCHIVE_NONE;
+    }
+    ssize_t n = pread(fd, b, sizeof(b), 0);
+    if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
+        (n >= 4 && memcmp(b, "\x28\xb5\x2f\xfd", 4) == 0) ||
+        (n >= 262 && memcmp(b + 257, "ustar", 5) == 0)) {
+        return BLD__ARCHIVE_TAR;
+    }
+    if ((n >= 3 && memcmp(b, "BZh", 3) == 0) || (n >= 5 && memcmp(b,
+                                                                  "\xfd"
+                                                                  "7zXZ",
+                                                                  5) == 0)) {
+        return BLD__ARCHIVE_UNSUPPORTED;
+    }
+    return BLD__ARCHIVE_NONE;
+}
+
+/* ADD of a local archive: its entries applied into the destination directory of the staging
+ * tree by oci/'s unpacker (every write inside that directory; owners and modes as archived). */
+static int extract(copy_job *j, int stagefd, const oci_lview *v, int fd, const char *src,
+                   const char *resolved, mar_err **err)
+{
+    if (make_parents(j, stagefd, v, resolved, true, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_close_ int dd =
+            *resolved ? mar_in_root_open(stagefd, resolved, O_PATH | O_DIRECTORY | O_CLOEXEC, 0)
+                      : openat(stagefd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s' in the staging directory",
+                           resolved);
+    }
+    oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+    oci_unpack_result res;
+    memset(&res, 0, sizeof(res));
+    int rc = oci_unpack(fd, dd, &uo, &res, err);
+    oci_unpack_result_release(&res);
+    if (rc < 0) {
+        return mar_err_wrap(err, "%s:%u: ADD %s", j->c->df->filename, j->in->line, src);
+    }
+    j->files += res.files;
+    return 0;
+}
 
 /* Copies one entry (name in sdir, at context path rel) to dname in ddir. */
 static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel, int ddir,
@@ -408,6 +459,23 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
         struct stat sst;
         if (fstat(sf, &sst) < 0) {
             return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", s);
+        }
+        if (j->in->kind == BLD_ADD && j->from_ctx && S_ISREG(sst.st_mode)) {
+            _cleanup_close_ int af =
+                    mar_in_root_open(j->srcroot, s, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+            int kind = af >= 0 ? bld__archive_kind(af) : BLD__ARCHIVE_NONE;
+            if (kind == BLD__ARCHIVE_UNSUPPORTED) {
+                return mar_err_set(err, MAR_EUSAGE, 0,
+                                   "%s:%u: ADD of a bzip2 or xz archive is not supported by mar "
+                                   "build yet",
+                                   c->df->filename, in->line);
+            }
+            if (kind == BLD__ARCHIVE_TAR) {
+                if (extract(j, stagefd, v, af, s, resolved, err) < 0) {
+                    return -mar_err_code(*err);
+                }
+                continue;
+            }
         }
         if (S_ISDIR(sst.st_mode)) {
             /* The directory's contents go to the destination directory. */

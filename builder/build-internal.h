@@ -130,6 +130,11 @@ int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in, bld__mou
                       mar_err **err);
 void bld__mounts_release(bld__mounts *m);
 
+/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain, gzip or
+ * zstd), or refuse it (a tar mar cannot decompress: bzip2, xz). */
+enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
+int bld__archive_kind(int fd);
+
 /* RUN (build-run.c). */
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err);
 /* COPY and ADD (build-copy.c). */

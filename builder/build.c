@@ -20,8 +20,8 @@ static int refuse(const bld_dockerfile *df, const bld_instr *in, mar_err **err, 
                        df->filename, in->line, what);
 }
 
-/* ADD extracts a local tar archive (plain or compressed); mar build does not yet. */
-static bool looks_like_archive(int ctxfd, const char *src)
+/* ADD extracts a local tar archive; mar reads plain, gzip and zstd ones, not bzip2 or xz. */
+static bool unsupported_archive(int ctxfd, const char *src)
 {
     _cleanup_free_ char *clean = NULL;
     mar_err *e = NULL;
@@ -30,28 +30,7 @@ static bool looks_like_archive(int ctxfd, const char *src)
         return false;
     }
     _cleanup_close_ int fd = mar_in_root_open(ctxfd, clean, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        return false;
-    }
-    unsigned char b[512];
-    ssize_t n = pread(fd, b, sizeof(b), 0);
-    if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
-        return true;
-    }
-    if (n >= 3 && memcmp(b, "BZh", 3) == 0) {
-        return true;
-    }
-    if (n >= 6 && memcmp(b,
-                         "\xfd"
-                         "7zXZ",
-                         5) == 0) {
-        return true;
-    }
-    if (n >= 4 && memcmp(b, "\x28\xb5\x2f\xfd", 4) == 0) {
-        return true;
-    }
-    return n >= 262 && memcmp(b + 257, "ustar", 5) == 0;
+    return fd >= 0 && bld__archive_kind(fd) == BLD__ARCHIVE_UNSUPPORTED;
 }
 
 static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in, mar_err **err)
@@ -97,8 +76,8 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
                     mar_str_startswith(s, "git@")) {
                     return refuse(df, in, err, "ADD from a URL");
                 }
-                if (!in->from && looks_like_archive(ctxfd, s)) {
-                    return refuse(df, in, err, "ADD of a local archive (extraction)");
+                if (!in->from && unsupported_archive(ctxfd, s)) {
+                    return refuse(df, in, err, "ADD of a bzip2 or xz archive");
                 }
             }
         }

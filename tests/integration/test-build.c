@@ -712,6 +712,45 @@ static void test_onbuild(void **state)
     check_nothing_left();
 }
 
+/* ADD of local archives: a gzip tar is extracted into the destination, a plain file copied; a
+ * bzip2 archive is refused before anything runs. */
+static void test_add(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/add", itest_tmpdir());
+    _cleanup_free_ char *mk =
+            mar_xasprintf("mkdir -p %s/tree/sub %s/bz && echo inner > %s/tree/sub/file.txt && "
+                          "tar -czf %s/bundle.tar.gz -C %s/tree . && echo plain > %s/plain.txt && "
+                          "tar -cf - -C %s/tree . | bzip2 > %s/bz/old.tar.bz2",
+                          dir, dir, dir, dir, dir, dir, dir, dir);
+    const char *sh[] = {"sh", "-c", mk, NULL};
+    itest_run r;
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    free(itest_write("add/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/\n"
+                     "CMD [\"sh\", \"-c\", \"cat /opt/sub/file.txt /opt/plain.txt; ls /opt\"]\n",
+                     0644));
+    const char *b[] = {"build",     "-q",          "--platform", "linux/amd64", "-t",
+                       "built:add", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/amd64", "built:add", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "inner\nplain\nplain.txt\nsub\n");
+    itest_run_release(&r);
+    _cleanup_free_ char *bz = mar_xasprintf("%s/bz", dir);
+    free(itest_write("add/bz/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\nRUN echo first\nADD old.tar.bz2 /\n", 0644));
+    const char *c[] = {"build", "-t", "built:bz", "--build-arg", base_arg, bz, NULL};
+    mar(&r, 2, c);
+    assert_contains(r.err.data, "Dockerfile:4: ADD of a bzip2 or xz archive is not supported");
+    assert_not_contains(r.err.data, "first");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -787,12 +826,13 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),        cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),     cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),     cmocka_unit_test(test_add),
+            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
