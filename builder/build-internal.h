@@ -29,6 +29,7 @@ typedef struct bld__image {
 /* A stage of one platform's build. */
 typedef struct bld__stage {
     bool needed, done;
+    bool shared; /* taken from the first platform's build (target-independent) */
     bld__image img;
     bld_scope *scope;
     const char *name; /* "build" or "stage-2" (borrowed or static storage in name_buf) */

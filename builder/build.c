@@ -210,7 +210,7 @@ static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
     const bld_hooks *h = &c->o->hooks;
     for (size_t i = 0; i < c->n_stages; i++) {
         const bld_node *n = &c->graph->nodes[i];
-        if (!c->stages[i].needed) {
+        if (!c->stages[i].needed || c->stages[i].shared) {
             continue;
         }
         if (n->base_kind == BLD_BASE_IMAGE) {
@@ -596,12 +596,36 @@ static int read_ignore(int ctxfd, const char *context, bld_ignore **ret, mar_err
     return bld_ignore_parse(b.data, b.len, ".dockerignore", ret, err);
 }
 
-static int build_platform(bld__ctx *c, mar_err **err)
+/* A stage nothing of which varies with the target platform (FROM --platform=$BUILDPLATFORM
+ * and no TARGET* in it or what it needs; docs/internals/dockerfile.md §7) is built for the first
+ * platform only and its result shared, as BuildKit shares it. */
+static void share_stage(bld__ctx *c, const bld__ctx *first, size_t i)
+{
+    bld__stage *st = &c->stages[i];
+    bld__image_copy(&first->stages[i].img, &st->img);
+    st->scope = bld_scope_stage(c->global, first->stages[i].scope);
+    st->done = true;
+    const bld_hooks *h = &c->o->hooks;
+    if (h->step) {
+        char prefix[OCI_PLATFORM_STR_MAX + 96];
+        snprintf(prefix, sizeof(prefix), "[%s %s]", c->target_str, st->name);
+        _cleanup_free_ char *text = mar_xasprintf("shared with %s", first->target_str);
+        h->step(h->ud, prefix, text);
+    }
+}
+
+static int build_platform(bld__ctx *c, const bld__ctx *first, mar_err **err)
 {
     _cleanup_free_ reg_store_image *bases = mar_xcalloc(c->n_stages + 1, sizeof(*bases));
+    for (size_t i = 0; i < c->n_stages && first != c; i++) {
+        c->stages[i].shared = c->stages[i].needed && c->graph->nodes[i].target_independent &&
+                              first->stages[i].done;
+    }
     int rc = resolve_images(c, bases, err);
     for (size_t i = 0; rc == 0 && i < c->n_stages; i++) {
-        if (c->stages[i].needed) {
+        if (c->stages[i].shared) {
+            share_stage(c, first, i);
+        } else if (c->stages[i].needed) {
             rc = build_stage(c, i, &bases[i], err);
         }
     }
@@ -674,7 +698,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         c->context_fd = ctxfd;
         c->work = work;
         c->work_rel = work_rel;
-        rc = build_platform(c, err);
+        rc = build_platform(c, &cs[0], err);
         if (rc == 0) {
             bld__stage_platform(c, fin, &plats[p]);
             rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);

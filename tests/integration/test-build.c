@@ -751,6 +751,29 @@ static void test_add(void **state)
     check_nothing_left();
 }
 
+/* A FROM --platform=$BUILDPLATFORM stage is built once and shared by every target platform. */
+static void test_shared_stage(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {
+            "build",        "--allow-mislabeled", "--platform", "linux/amd64,linux/arm64", "-t",
+            "built:shared", "--build-arg",        base_arg,     corpus("mislabeled"),      NULL};
+    mar(&r, 0, b);
+    assert_contains(r.err.data, "[linux/amd64 builder 1/1] RUN mkdir");
+    assert_contains(r.err.data, "[linux/arm64 builder] shared with linux/amd64");
+    assert_not_contains(r.err.data, "[linux/arm64 builder 1/1]");
+    itest_run_release(&r);
+    /* Both images hold the one result: the build machine's busybox. */
+    const char *run_cmd[] = {"run",         "-q",           "--platform",
+                             "linux/arm64", "built:shared", "/usr/local/bin/busybox",
+                             "echo",        "shared",       NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "shared\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -826,13 +849,13 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),        cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),     cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),     cmocka_unit_test(test_add),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage),   cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
