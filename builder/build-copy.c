@@ -27,6 +27,8 @@ typedef struct copy_job {
     bool chmod; /* --chmod (octal) */
     mode_t mode;
     size_t files;
+    bld_ignore *exclude; /* --exclude, matched below the source being copied */
+    size_t src_len;      /* length of that source's path plus its '/' (0 for the root) */
 } copy_job;
 
 static bool has_wildcard(const char *s)
@@ -146,6 +148,10 @@ static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel, 
         if (r == BLD_IGNORE_EXCLUDE) {
             return 0;
         }
+    }
+    if (j->exclude && strlen(rel) > j->src_len &&
+        bld_ignore_match(j->exclude, rel + j->src_len, is_dir) == BLD_IGNORE_EXCLUDE) {
+        return 0;
     }
     if (is_dir) {
         if (mkdirat(ddir, dname, 0700) < 0 && errno != EEXIST) {
@@ -443,6 +449,11 @@ static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
     }
     for (size_t i = 0; i < srcs.n; i++) {
         const char *s = srcs.v[i];
+        const char *sbase = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+        j->src_len = *s ? strlen(s) + 1 : 0;
+        if (j->exclude && *s && bld_ignore_match(j->exclude, sbase, false) == BLD_IGNORE_EXCLUDE) {
+            continue; /* a file source (or wildcard match) the exclusions name */
+        }
         int sfd = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
                      : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         bool ignored = j->from_ctx && c->ignore && *s &&
@@ -582,6 +593,11 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
     if (in->chown && resolve_chown(&j, st, &v, err) < 0) {
         goto out;
     }
+    if (in->excludes.n && bld_ignore_from_patterns((const char *const *)in->excludes.v,
+                                                   in->excludes.n, &j.exclude, err) < 0) {
+        mar_err_wrap(err, "%s:%u: --exclude", c->df->filename, in->line);
+        goto out;
+    }
     if (in->chmod) {
         size_t ml = strlen(in->chmod);
         if (ml == 0 || ml > 5 || strspn(in->chmod, "01234567") != ml) {
@@ -632,6 +648,7 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
     }
     rc = 0;
 out:
+    bld_ignore_free(j.exclude);
     for (size_t i = 0; i < n_fds; i++) {
         close(fds[i]);
     }

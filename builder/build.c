@@ -54,9 +54,6 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
         return in->trigger ? check_instr(df, ctxfd, in->trigger, err) : 0;
     case BLD_COPY:
     case BLD_ADD:
-        if (in->excludes.n) {
-            return refuse(df, in, err, "--exclude");
-        }
         if (in->chmod) {
             size_t ml = strlen(in->chmod);
             if (ml == 0 || ml > 5 || strspn(in->chmod, "01234567") != ml) {

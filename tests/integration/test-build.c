@@ -774,6 +774,37 @@ static void test_shared_stage(void **state)
     check_nothing_left();
 }
 
+/* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
+static void test_exclude(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/exclude", itest_tmpdir());
+    _cleanup_free_ char *sub = mar_xasprintf("%s/exclude/sub", itest_tmpdir());
+    mkdir(dir, 0755);
+    mkdir(sub, 0755);
+    static const char *const files[] = {"exclude/a.txt", "exclude/b.md", "exclude/sub/c.md",
+                                        "exclude/sub/d.txt", "exclude/sub/e.txt"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(files); i++) {
+        free(itest_write(files[i], "x\n", 0644));
+    }
+    free(itest_write("exclude/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\n"
+                     "COPY --exclude=**/*.md --exclude=sub/d.txt . /x/\n"
+                     "COPY --exclude=*.txt *.txt *.md /y/\n"
+                     "CMD [\"ls\", \"/x\", \"/x/sub\", \"/y\"]\n",
+                     0644));
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/amd64", "-t",
+                       "built:exclude", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/amd64", "built:exclude", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "/x:\nDockerfile\na.txt\nsub\n\n/x/sub:\ne.txt\n\n/y:\nb.md\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -849,13 +880,14 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_add),
-            cmocka_unit_test(test_shared_stage),   cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),   cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),   cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),         cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),      cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),      cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage), cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_failing_run),  cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
