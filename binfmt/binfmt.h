@@ -79,7 +79,8 @@ typedef struct binfmt_entry {
 
 /* Parses the text of <root>/<name> (docs/internals/binfmt-and-rosetta.md §4). Unknown lines are
  * ignored. Errors: MAR_EINTEGRITY for a malformed file. */
-int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret, mar_err **err);
+MAR_MUST_USE int binfmt_entry_parse(const char *name, const char *text, binfmt_entry *ret,
+                                    mar_err **err);
 bool binfmt_entry_has_flag(const binfmt_entry *e, char flag);
 /* The kernel's magic test for a header of `len` bytes. */
 bool binfmt_entry_matches(const binfmt_entry *e, const unsigned char *hdr, size_t len);
@@ -95,7 +96,7 @@ typedef struct binfmt_table {
 
 /* Reads every entry under root, newest registration first (inode ctime, then inode number).
  * A missing mount is not an error: mounted is false. Errors: MAR_EIO. */
-int binfmt_table_read(const char *root, binfmt_table *ret, mar_err **err);
+MAR_MUST_USE int binfmt_table_read(const char *root, binfmt_table *ret, mar_err **err);
 void binfmt_table_release(binfmt_table *t);
 
 /* The root to use: the argument when not NULL, else $MAR_BINFMT_ROOT, else the default. */
@@ -131,7 +132,7 @@ typedef struct binfmt_probe {
  * 0. */
 void binfmt_probe_image(const binfmt_arch *a, mar_buf *ret);
 /* Runs the probe in a child. Errors: MAR_EFAIL when it cannot even be attempted. */
-int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err);
+MAR_MUST_USE int binfmt_probe_run(const binfmt_arch *a, binfmt_probe *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Status. */
@@ -160,8 +161,8 @@ typedef struct binfmt_status {
 bool binfmt_root_is_kernel(const char *root);
 /* Reads the entries and evaluates every architecture; runs exec probes when asked and root is
  * the kernel's mount. Errors: MAR_EIO. */
-int binfmt_status_read(const char *root, const char *host_arch, bool probe, binfmt_status *ret,
-                       mar_err **err);
+MAR_MUST_USE int binfmt_status_read(const char *root, const char *host_arch, bool probe,
+                                    binfmt_status *ret, mar_err **err);
 void binfmt_status_release(binfmt_status *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -199,19 +200,21 @@ typedef struct binfmt_change {
 
 /* Mounts binfmt_misc at root when it is the default mount point and nothing is mounted.
  * Errors: MAR_EUNSUPPORTED (not root, another root), MAR_EIO. */
-int binfmt_mount(const char *root, mar_err **err);
+MAR_MUST_USE int binfmt_mount(const char *root, mar_err **err);
 /* "mar-qemu-aarch64", "mar-rosetta". */
 const char *binfmt_entry_name(const binfmt_arch *a, binfmt_kind emu, char *buf, size_t n);
 /* Root-owned, not group/other-writable, static ELF; symlinks only when allowed (and then
  * root-owned). Errors: MAR_ENOTFOUND, MAR_EUNSUPPORTED, MAR_EIO, MAR_EUSAGE. */
-int binfmt_check_interpreter(const char *path, bool allow_symlink, mar_digest *ret_digest,
-                             mar_err **err);
+MAR_MUST_USE int binfmt_check_interpreter(const char *path, bool allow_symlink,
+                                          mar_digest *ret_digest, mar_err **err);
 /* ":name:M:0:magic:mask:interpreter:flags", validated against the kernel's limits. */
-int binfmt_register_line(const char *name, const binfmt_arch *a, const char *interpreter,
-                         const char *flags, char *buf, size_t n, mar_err **err);
-int binfmt_install(const binfmt_install_opts *o, const binfmt_arch *a, binfmt_change *ret,
-                   mar_err **err);
+MAR_MUST_USE int binfmt_register_line(const char *name, const binfmt_arch *a,
+                                      const char *interpreter, const char *flags, char *buf,
+                                      size_t n, mar_err **err);
+MAR_MUST_USE int binfmt_install(const binfmt_install_opts *o, const binfmt_arch *a,
+                                binfmt_change *ret, mar_err **err);
 /* Removes the mar- entries handling the architecture; others are reported in ret->other. */
-int binfmt_uninstall(const char *root, const binfmt_arch *a, binfmt_change *ret, mar_err **err);
+MAR_MUST_USE int binfmt_uninstall(const char *root, const binfmt_arch *a, binfmt_change *ret,
+                                  mar_err **err);
 
 #endif

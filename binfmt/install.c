@@ -158,7 +158,7 @@ int binfmt_register_line(const char *name, const binfmt_arch *a, const char *int
     return 0;
 }
 
-static int write_once(const char *path, const char *data, mar_err **err)
+MAR_MUST_USE static int write_once(const char *path, const char *data, mar_err **err)
 {
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) {

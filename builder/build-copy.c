@@ -50,7 +50,7 @@ static int set_meta(copy_job *j, int dirfd, const char *name, const struct stat 
     return utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-static int copy_file(int sfd, int dfd, const char *name, mar_err **err)
+MAR_MUST_USE static int copy_file(int sfd, int dfd, const char *name, mar_err **err)
 {
     _cleanup_close_ int out =
             openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -80,9 +80,9 @@ static int copy_file(int sfd, int dfd, const char *name, mar_err **err)
     }
 }
 
-static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
-static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
-                        bool last_too, mar_err **err);
+MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
+MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
+                                     bool last_too, mar_err **err);
 
 int bld__archive_kind(int fd)
 {
@@ -134,8 +134,8 @@ static int extract(copy_job *j, int stagefd, const oci_lview *v, int fd, const c
 }
 
 /* Copies one entry (name in sdir, at context path rel) to dname in ddir. */
-static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel, int ddir,
-                      const char *dname, bool follow, mar_err **err)
+MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel,
+                                   int ddir, const char *dname, bool follow, mar_err **err)
 {
     struct stat st;
     int fl = follow ? 0 : AT_SYMLINK_NOFOLLOW;
@@ -204,7 +204,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int list_dir(int dfd, mar_strv *ret, mar_err **err)
+MAR_MUST_USE static int list_dir(int dfd, mar_strv *ret, mar_err **err)
 {
     int fd = dup(dfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -228,7 +228,7 @@ static int list_dir(int dfd, mar_strv *ret, mar_err **err)
     return 0;
 }
 
-static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err)
+MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err)
 {
     _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
     if (list_dir(sdir, &names, err) < 0) {
@@ -246,8 +246,8 @@ static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err *
 
 /* Makes the directories of path (relative) in the staging tree, each with the metadata the
  * stage's filesystem gives it, or 0755 root for a new one (owned by --chown as BuildKit does). */
-static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
-                        bool last_too, mar_err **err)
+MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
+                                     bool last_too, mar_err **err)
 {
     size_t len = strlen(path);
     for (size_t i = 0; i <= len; i++) {
@@ -287,7 +287,8 @@ static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char
 }
 
 /* Resolves --chown against the stage's /etc/passwd and /etc/group. */
-static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v, mar_err **err)
+MAR_MUST_USE static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v,
+                                      mar_err **err)
 {
     _cleanup_free_ char *spec = NULL;
     if (bld__expand(j->c, st, j->in, j->in->chown, &spec, err) < 0) {
@@ -315,7 +316,7 @@ static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v, mar_er
     return 0;
 }
 
-int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
+MAR_MUST_USE int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err)
 {
     if (bld__mkwork(c, "from", ret_mnt, err) < 0) {
         return -mar_err_code(*err);
@@ -328,7 +329,7 @@ int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err 
 }
 
 /* The sources of one argument: a path, or the matches of a wildcard last component. */
-static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **err)
+MAR_MUST_USE static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **err)
 {
     _cleanup_free_ char *clean = NULL;
     if (oci_clean_path(src, &clean, err) < 0) {
@@ -363,8 +364,9 @@ static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **
 
 /* COPY <<EOF /dest: the body (expanded unless the delimiter was quoted) becomes a file, named
  * after the delimiter when the destination is a directory. */
-static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
-                        const bld_heredoc *h, const char *resolved, bool dir_dest, mar_err **err)
+MAR_MUST_USE static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+                                     const bld_heredoc *h, const char *resolved, bool dir_dest,
+                                     mar_err **err)
 {
     _cleanup_free_ char *content = NULL;
     if (h->expand) {
@@ -403,7 +405,8 @@ static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int sta
     return 0;
 }
 
-static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd, mar_err **err)
+MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+                                mar_err **err)
 {
     const bld_instr *in = j->in;
     bld__ctx *c = j->c;

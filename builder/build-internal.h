@@ -58,22 +58,24 @@ typedef struct bld__ctx {
 } bld__ctx;
 
 /* A platform's build: scopes, graph, needed stages (build.c). Errors: those of the frontend. */
-int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
-                  mar_err **err);
+MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                               mar_err **err);
 void bld__ctx_release(bld__ctx *c);
 /* The platform a stage runs as: its FROM --platform, this host's for $BUILDPLATFORM, else the
  * target. */
 void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret);
 /* Refuses, as "FILE:LINE: X is not supported by mar build yet" (MAR_EUSAGE), what the
  * executor does not execute in the needed stages. */
-int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed, mar_err **err);
+MAR_MUST_USE int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
+                                       mar_err **err);
 bool bld__stage_runs(const bld_stage *s);
 
 void bld__image_release(bld__image *im);
 /* A deep copy (a stage based on another stage). */
 void bld__image_copy(const bld__image *in, bld__image *out);
 /* From a stored image: its layers and config document. Errors: as reg_store_read. */
-int bld__image_from_store(reg_store *s, const reg_store_image *si, bld__image *ret, mar_err **err);
+MAR_MUST_USE int bld__image_from_store(reg_store *s, const reg_store_image *si, bld__image *ret,
+                                       mar_err **err);
 /* An empty image of platform p (scratch). */
 void bld__image_scratch(const oci_platform *p, bld__image *ret);
 
@@ -82,38 +84,39 @@ json_t *bld__cfg(bld__image *im);
 /* Appends a history entry. */
 void bld__history(const bld__ctx *c, bld__image *im, const char *created_by, bool empty_layer);
 /* Applies a config instruction (everything but FROM RUN COPY ADD ARG). Errors: MAR_EUSAGE. */
-int bld__config_instr(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
+MAR_MUST_USE int bld__config_instr(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
 /* The created time: SOURCE_DATE_EPOCH or now, RFC 3339. */
 void bld__created(const bld__ctx *c, char *buf, size_t n);
 
 /* Expands a raw word with the stage's variables. Errors: MAR_EUSAGE with FILE:LINE. */
-int bld__expand(const bld__ctx *c, bld__stage *st, const bld_instr *in, const char *raw, char **ret,
-                mar_err **err);
+MAR_MUST_USE int bld__expand(const bld__ctx *c, bld__stage *st, const bld_instr *in,
+                             const char *raw, char **ret, mar_err **err);
 
 /* Opens the unpacked directories of the image's layers, top first (fds closed by the caller,
  * *ret_n of them). Errors: MAR_EIO. */
-int bld__open_layers(const bld__ctx *c, const bld__image *im, int *fds, size_t *ret_n,
-                     mar_err **err);
+MAR_MUST_USE int bld__open_layers(const bld__ctx *c, const bld__image *im, int *fds, size_t *ret_n,
+                                  mar_err **err);
 /* The lowerdir= option of an overlay over the image's layers (top first); an empty directory
  * under the work directory when it has none. Returns: new string. */
 char *bld__lowerdir(const bld__ctx *c, const bld__image *im);
 /* A fresh directory under the work directory ("<work>/<what>-<n>"). Errors: MAR_EIO. Returns:
  * the new path. */
-int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err);
+MAR_MUST_USE int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err);
 
 /* Writes the tree under dirfd as a layer (overlay upper or plain), commits its blob to the
  * store, unpacks it into its chain directory and appends it to the image. Errors: MAR_EIO,
  * those of the layer writer and unpacker. */
-int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper, mar_err **err);
+MAR_MUST_USE int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
+                                  mar_err **err);
 
 /* The truth gate (build-gate.c): the ELF files the build's own layers leave in the image must
  * be of the image's architecture. Errors: MAR_EFAIL (unless allowed: then a warning), MAR_EIO,
  * those of the layer reader. */
-int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
+MAR_MUST_USE int bld__gate(bld__ctx *c, const bld__image *im, const oci_platform *p, mar_err **err);
 
 /* Mounts the image's layers read-only as an overlay at a new directory under the work
  * directory (*ret_mnt; the caller unmounts it). Errors: MAR_EIO. */
-int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err);
+MAR_MUST_USE int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_mnt, mar_err **err);
 /* The image a --from (or mount from=) names: a stage built before `before`, or an image pulled
  * for the build (*tmp then holds it: release it). NULL with *err set when neither. */
 const bld__image *bld__from_image(bld__ctx *c, const char *from, size_t before, bld__image *tmp,
@@ -127,8 +130,8 @@ typedef struct bld__mounts {
     mar_strv env;     /* secrets given as environment variables, "K=V" */
     mar_strv unmount; /* stage mounts to undo */
 } bld__mounts;
-int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in, bld__mounts *ret,
-                      mar_err **err);
+MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,
+                                   bld__mounts *ret, mar_err **err);
 void bld__mounts_release(bld__mounts *m);
 
 /* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain, gzip or
@@ -137,9 +140,10 @@ enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
 int bld__archive_kind(int fd);
 
 /* RUN (build-run.c). */
-int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err);
+MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,
+                          mar_err **err);
 /* COPY and ADD (build-copy.c). */
-int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
+MAR_MUST_USE int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
 
 /* The stage a COPY --from names (by name or index), or -1 for an image. */
 long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before);

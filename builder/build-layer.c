@@ -167,7 +167,7 @@ int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err)
 }
 
 /* Copies the blob file into the store under its digest (the ingest verifies it again). */
-static int store_blob(reg_store *s, int fd, const oci_layer_written *w, mar_err **err)
+MAR_MUST_USE static int store_blob(reg_store *s, int fd, const oci_layer_written *w, mar_err **err)
 {
     reg_ingest *g;
     int rc = reg_ingest_begin(s, &w->digest, (int64_t)w->size, true, &g, err);
@@ -213,7 +213,8 @@ fail:
 
 /* Unpacks the committed blob into unpack/<chain> and settles it against the layers under it,
  * as a pull does (registry/pull-unpack.c). */
-static int unpack_layer(bld__ctx *c, const bld__image *im, const bld__layer *l, mar_err **err)
+MAR_MUST_USE static int unpack_layer(bld__ctx *c, const bld__image *im, const bld__layer *l,
+                                     mar_err **err)
 {
     reg_store *s = c->o->store;
     int lock, rootfd;

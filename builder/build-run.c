@@ -107,9 +107,14 @@ static void teardown(vm_ctd *ctd, const char *id, bool task, bool container)
     uint32_t status;
     if (task && vm_ctd_task_delete(ctd, id, &status, &e) < 0) {
         mar_err_free(TAKE_PTR(e));
-        vm_ctd_task_kill(ctd, id, SIGKILL, true, &e);
+        /* A failure of either shows in the delete below, which is what matters. */
+        if (vm_ctd_task_kill(ctd, id, SIGKILL, true, &e) < 0) {
+            mar_debug("kill of '%s': %s", id, e->msg);
+        }
         mar_err_free(TAKE_PTR(e));
-        vm_ctd_task_wait(ctd, id, &status, &e);
+        if (vm_ctd_task_wait(ctd, id, &status, &e) < 0) {
+            mar_debug("wait for '%s': %s", id, e->msg);
+        }
         mar_err_free(TAKE_PTR(e));
         if (vm_ctd_task_delete(ctd, id, &status, &e) < 0) {
             mar_diag_warn("cannot delete the task of '%s': %s", id, e->msg);
@@ -122,7 +127,7 @@ static void teardown(vm_ctd *ctd, const char *id, bool task, bool container)
     }
 }
 
-static int connect_ctd(bld__ctx *c, mar_err **err)
+MAR_MUST_USE static int connect_ctd(bld__ctx *c, mar_err **err)
 {
     if (c->ctd) {
         return 0;
@@ -248,7 +253,8 @@ static void job_release(run_job *j)
     mar_strv_release(&j->rootfs.options);
 }
 
-static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j, mar_err **err)
+MAR_MUST_USE static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j,
+                                mar_err **err)
 {
     json_t *cfg = bld__cfg(&st->img);
     j->binds = mar_xcalloc(3, sizeof(*j->binds));
@@ -335,7 +341,7 @@ static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in, run_job *j,
     return 0;
 }
 
-static int interrupted(int sigfd, mar_err **err)
+MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
 {
     struct signalfd_siginfo si;
     if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
@@ -346,7 +352,8 @@ static int interrupted(int sigfd, mar_err **err)
 }
 
 /* Creates, starts and waits for the container; *ret_status is its exit status. */
-static int execute(bld__ctx *c, run_job *j, const char *prefix, uint32_t *ret_status, mar_err **err)
+MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uint32_t *ret_status,
+                                mar_err **err)
 {
     char ps[OCI_PLATFORM_STR_MAX];
     oci_platform_format(&c->target, ps, sizeof(ps));

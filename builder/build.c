@@ -33,7 +33,8 @@ static bool unsupported_archive(int ctxfd, const char *src)
     return fd >= 0 && bld__archive_kind(fd) == BLD__ARCHIVE_UNSUPPORTED;
 }
 
-static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in, mar_err **err)
+MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
+                                    mar_err **err)
 {
     switch (in->kind) {
     case BLD_RUN:
@@ -84,7 +85,8 @@ static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
     }
 }
 
-int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed, mar_err **err)
+MAR_MUST_USE int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
+                                       mar_err **err)
 {
     for (size_t s = 0; s < df->n_stages; s++) {
         for (size_t i = 1; needed[s] && i < df->stages[s].n_instrs; i++) {
@@ -135,8 +137,8 @@ void bld__ctx_release(bld__ctx *c)
     bld_scope_free(c->global);
 }
 
-int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
-                  mar_err **err)
+MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
+                               mar_err **err)
 {
     c->o = o;
     c->df = df;
@@ -169,7 +171,7 @@ int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size
 }
 
 /* Every needed stage that runs something must be executable here (as `mar run` decides). */
-static int plan(const bld__ctx *c, mar_err **err)
+MAR_MUST_USE static int plan(const bld__ctx *c, mar_err **err)
 {
     for (size_t i = 0; i < c->n_stages; i++) {
         const bld_stage *s = &c->df->stages[i];
@@ -200,9 +202,10 @@ static int plan(const bld__ctx *c, mar_err **err)
 }
 
 /* Pulls (through the caller) every base image and every image a COPY --from names. */
-static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret, mar_err **err);
+MAR_MUST_USE static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret,
+                                       mar_err **err);
 
-static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
+MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
 {
     const bld_hooks *h = &c->o->hooks;
     for (size_t i = 0; i < c->n_stages; i++) {
@@ -250,7 +253,7 @@ static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
     return 0;
 }
 
-static int interrupted(int sigfd, mar_err **err)
+MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
 {
     struct signalfd_siginfo si;
     if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
@@ -260,7 +263,8 @@ static int interrupted(int sigfd, mar_err **err)
     return 0;
 }
 
-static int start_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
+MAR_MUST_USE static int start_stage(bld__ctx *c, size_t i, const reg_store_image *base,
+                                    mar_err **err)
 {
     bld__stage *st = &c->stages[i];
     const bld_node *n = &c->graph->nodes[i];
@@ -313,8 +317,8 @@ static char *history_text(const bld__stage *st, const bld_instr *in)
 
 /* Executes instructions in order (the stage's, or ONBUILD triggers); `what` names them in the
  * step prefix. */
-static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr *v, size_t n, const char *what,
-                       mar_err **err)
+MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr *v, size_t n,
+                                    const char *what, mar_err **err)
 {
     const bld_hooks *h = &c->o->hooks;
     for (size_t k = 0; k < n; k++) {
@@ -430,7 +434,8 @@ static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_e
 
 /* ---- results --------------------------------------------------------------------------------- */
 
-static int put_json(reg_store *s, json_t *doc, mar_digest *ret, int64_t *ret_size, mar_err **err)
+MAR_MUST_USE static int put_json(reg_store *s, json_t *doc, mar_digest *ret, int64_t *ret_size,
+                                 mar_err **err)
 {
     _cleanup_free_ char *text = json_dumps(doc, JSON_COMPACT);
     if (!text) {
@@ -452,8 +457,8 @@ static json_t *platform_json(const oci_platform *p)
 }
 
 /* The final stage's config and manifest, committed to the store. */
-static int write_image(bld__ctx *c, bld__image *im, const oci_platform *p, mar_digest *ret,
-                       int64_t *ret_size, mar_err **err)
+MAR_MUST_USE static int write_image(bld__ctx *c, bld__image *im, const oci_platform *p,
+                                    mar_digest *ret, int64_t *ret_size, mar_err **err)
 {
     json_t *doc = im->config;
     char created[40];
@@ -494,8 +499,8 @@ static int write_image(bld__ctx *c, bld__image *im, const oci_platform *p, mar_d
     return put_json(c->o->store, m, ret, ret_size, err);
 }
 
-static int tag(const bld_opts *o, const mar_digest *digests, const int64_t *sizes,
-               const oci_platform *plats, bld_result *ret, mar_err **err)
+MAR_MUST_USE static int tag(const bld_opts *o, const mar_digest *digests, const int64_t *sizes,
+                            const oci_platform *plats, bld_result *ret, mar_err **err)
 {
     json_t *ms = json_array();
     for (size_t i = 0; i < o->n_platforms; i++) {
@@ -540,7 +545,7 @@ void bld_result_release(bld_result *r)
 
 /* ---- the build ----------------------------------------------------------------------------- */
 
-static int make_work(reg_store *s, char **ret_path, char **ret_rel, mar_err **err)
+MAR_MUST_USE static int make_work(reg_store *s, char **ret_path, char **ret_rel, mar_err **err)
 {
     int sfd = reg_store_dirfd(s);
     if (mkdirat(sfd, "containers", 0700) < 0 && errno != EEXIST) {
@@ -576,7 +581,7 @@ static void remove_work(reg_store *s, const char *rel)
     }
 }
 
-static int read_ignore(int ctxfd, const char *context, bld_ignore **ret, mar_err **err)
+MAR_MUST_USE static int read_ignore(int ctxfd, const char *context, bld_ignore **ret, mar_err **err)
 {
     *ret = NULL;
     _cleanup_buf_ mar_buf b = MAR_BUF_INIT(BLD_CAP_DOCKERIGNORE);
@@ -611,7 +616,7 @@ static void share_stage(bld__ctx *c, const bld__ctx *first, size_t i)
     }
 }
 
-static int build_platform(bld__ctx *c, const bld__ctx *first, mar_err **err)
+MAR_MUST_USE static int build_platform(bld__ctx *c, const bld__ctx *first, mar_err **err)
 {
     _cleanup_free_ reg_store_image *bases = mar_xcalloc(c->n_stages + 1, sizeof(*bases));
     for (size_t i = 0; i < c->n_stages && first != c; i++) {

@@ -48,16 +48,17 @@ typedef struct bld_inputs {
 /* Reads one input file ("-" for stdin, named "<stdin>" in the uses) and appends its uses to in,
  * detected by name and content as bld_inputs_parse does. Errors: MAR_EIO, MAR_ENOTFOUND, and
  * those of bld_inputs_parse. */
-int bld_inputs_read(const char *path, bld_inputs *in, mar_err **err);
+MAR_MUST_USE int bld_inputs_read(const char *path, bld_inputs *in, mar_err **err);
 /* Appends the uses of the len bytes at data, read from the file `name`: a Dockerfile (by name,
  * or a first instruction FROM or ARG), else compose or Kubernetes YAML, else a plain list of
  * references. Errors: MAR_EUSAGE (malformed YAML, with file:line); in is then unchanged or
  * holds the uses of the documents before the bad one. */
-int bld_inputs_parse(const char *name, const char *data, size_t len, bld_inputs *in, mar_err **err);
+MAR_MUST_USE int bld_inputs_parse(const char *name, const char *data, size_t len, bld_inputs *in,
+                                  mar_err **err);
 /* bld_inputs_parse without the Dockerfile detection: compose or Kubernetes YAML, else a plain
  * list. Errors: as bld_inputs_parse. */
-int bld_inputs_parse_yaml_or_list(const char *name, const char *data, size_t len, bld_inputs *in,
-                                  mar_err **err);
+MAR_MUST_USE int bld_inputs_parse_yaml_or_list(const char *name, const char *data, size_t len,
+                                               bld_inputs *in, mar_err **err);
 void bld_inputs_release(bld_inputs *in);
 #include "util/util.h"
 
@@ -99,13 +100,15 @@ enum {
  * '\\' and BLD_X_NO_QUOTES. A NULL lookup means every variable is unset. *ret_unresolved (may be
  * NULL) tells whether a BLD_VAR_UNKNOWN variable was met. Errors: MAR_EUSAGE ("cannot expand
  * 'WORD': why"). Returns: new string in *ret. */
-int bld_expand_word(const char *word, char escape, unsigned flags, bld_lookup_fn lookup,
-                    void *userdata, char **ret, bool *ret_unresolved, mar_err **err);
+MAR_MUST_USE int bld_expand_word(const char *word, char escape, unsigned flags,
+                                 bld_lookup_fn lookup, void *userdata, char **ret,
+                                 bool *ret_unresolved, mar_err **err);
 /* The same, split into words after expansion (BuildKit ProcessWords, used by EXPOSE): unquoted
  * whitespace that comes from the text or from a variable's value separates words. Appends to
  * *ret. */
-int bld_expand_words(const char *word, char escape, unsigned flags, bld_lookup_fn lookup,
-                     void *userdata, mar_strv *ret, bool *ret_unresolved, mar_err **err);
+MAR_MUST_USE int bld_expand_words(const char *word, char escape, unsigned flags,
+                                  bld_lookup_fn lookup, void *userdata, mar_strv *ret,
+                                  bool *ret_unresolved, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * The parsed Dockerfile. Arguments are kept as written (raw): the build step expands the
@@ -198,8 +201,8 @@ bool bld_chmod_valid(const char *mode);
 /* Parses a --mount value: CSV fields key=value, each value expanded with `lookup` (NULL: taken
  * as written; a value that refers to a variable then sets ret->deferred and is not checked).
  * Errors: MAR_EUSAGE. ret is released by bld_mount_release. */
-int bld_mount_parse(const char *spec, char escape, bld_lookup_fn lookup, void *userdata,
-                    bld_mount *ret, mar_err **err);
+MAR_MUST_USE int bld_mount_parse(const char *spec, char escape, bld_lookup_fn lookup,
+                                 void *userdata, bld_mount *ret, mar_err **err);
 void bld_mount_release(bld_mount *m);
 
 typedef enum { BLD_NET_DEFAULT = 0, BLD_NET_NONE, BLD_NET_HOST } bld_network;
@@ -280,8 +283,8 @@ typedef struct bld_dockerfile {
 /* Parses and validates a Dockerfile of at most BLD_CAP_DOCKERFILE bytes (UTF-8, an optional
  * byte-order mark, LF or CRLF lines). `filename` names it in messages. Errors: MAR_EUSAGE
  * ("FILE:LINE: ..."). Returns: new document in *ret, freed with bld_dockerfile_free. */
-int bld_dockerfile_parse(const char *text, size_t len, const char *filename, bld_dockerfile **ret,
-                         mar_err **err);
+MAR_MUST_USE int bld_dockerfile_parse(const char *text, size_t len, const char *filename,
+                                      bld_dockerfile **ret, mar_err **err);
 bld_dockerfile *bld_dockerfile_free(bld_dockerfile *df);
 MAR_DEFINE_CLEANUP(bld_dockerfile, bld_dockerfile_free)
 #define _cleanup_dockerfile_ _cleanup_(bld_dockerfile_freep)
@@ -309,15 +312,15 @@ typedef struct bld_arg_opts {
 
 /* The global scope of a build. Errors: MAR_EUSAGE (a --build-arg without '=', a global ARG
  * default that does not expand). Returns: new scope in *ret. */
-int bld_scope_global(const bld_dockerfile *df, const bld_arg_opts *opts, bld_scope **ret,
-                     mar_err **err);
+MAR_MUST_USE int bld_scope_global(const bld_dockerfile *df, const bld_arg_opts *opts,
+                                  bld_scope **ret, mar_err **err);
 /* A stage scope: empty, or a copy of `base` when the stage's FROM names a stage. `global` must
  * outlive it. Returns: new scope. */
 bld_scope *bld_scope_stage(const bld_scope *global, const bld_scope *base);
 /* Applies one `ARG key[=default]` (a stage's or, through bld_scope_global, a global one): the
  * --build-arg if given, else the default expanded with the scope, else the global value.
  * Errors: MAR_EUSAGE (the default does not expand). */
-int bld_scope_arg(bld_scope *s, const bld_kv *arg, char escape, mar_err **err);
+MAR_MUST_USE int bld_scope_arg(bld_scope *s, const bld_kv *arg, char escape, mar_err **err);
 /* Sets an ENV value (from the base image's config or an ENV instruction). */
 void bld_scope_env(bld_scope *s, const char *key, const char *value);
 /* bld_lookup_fn over a scope (userdata: the bld_scope): ENV, then declared ARGs. */
@@ -369,8 +372,8 @@ typedef struct bld_graph {
 /* Builds the graph with a global scope (bld_scope_global). Errors: MAR_EUSAGE (an empty image
  * name or platform after expansion, a bad platform, a COPY --from index out of range, a cycle).
  * Returns: new graph in *ret. */
-int bld_graph_build(const bld_dockerfile *df, const bld_scope *global, bld_graph **ret,
-                    mar_err **err);
+MAR_MUST_USE int bld_graph_build(const bld_dockerfile *df, const bld_scope *global, bld_graph **ret,
+                                 mar_err **err);
 bld_graph *bld_graph_free(bld_graph *g);
 MAR_DEFINE_CLEANUP(bld_graph, bld_graph_free)
 #define _cleanup_graph_ _cleanup_(bld_graph_freep)
@@ -378,8 +381,8 @@ MAR_DEFINE_CLEANUP(bld_graph, bld_graph_free)
 /* The stages needed to build `target` (a stage name; NULL: the last stage): ret_needed[i] for
  * each stage. Errors: MAR_EUSAGE (no such stage; a needed stage uses a stage defined after it).
  * Returns: new array of g->n bools in *ret_needed. */
-int bld_graph_needed(const bld_graph *g, const bld_dockerfile *df, const char *target,
-                     bool **ret_needed, mar_err **err);
+MAR_MUST_USE int bld_graph_needed(const bld_graph *g, const bld_dockerfile *df, const char *target,
+                                  bool **ret_needed, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Base images for `mar audit`: each FROM with the global ARG defaults substituted (no build
@@ -398,7 +401,8 @@ typedef struct bld_base {
 
 /* Errors: MAR_EUSAGE (a default that does not expand). Returns: new array in *ret, *ret_n
  * entries, freed with bld_bases_free. */
-int bld_dockerfile_bases(const bld_dockerfile *df, bld_base **ret, size_t *ret_n, mar_err **err);
+MAR_MUST_USE int bld_dockerfile_bases(const bld_dockerfile *df, bld_base **ret, size_t *ret_n,
+                                      mar_err **err);
 void bld_bases_free(bld_base *v, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
@@ -417,11 +421,11 @@ typedef enum {
 
 /* Parses a .dockerignore text (at most BLD_CAP_DOCKERIGNORE bytes). Errors: MAR_EUSAGE
  * ("FILE:LINE: ..." for a bad pattern). Returns: new matcher in *ret. */
-int bld_ignore_parse(const char *text, size_t len, const char *filename, bld_ignore **ret,
-                     mar_err **err);
+MAR_MUST_USE int bld_ignore_parse(const char *text, size_t len, const char *filename,
+                                  bld_ignore **ret, mar_err **err);
 /* A matcher from patterns given one by one (COPY --exclude). Errors: MAR_EUSAGE. */
-int bld_ignore_from_patterns(const char *const *patterns, size_t n, bld_ignore **ret,
-                             mar_err **err);
+MAR_MUST_USE int bld_ignore_from_patterns(const char *const *patterns, size_t n, bld_ignore **ret,
+                                          mar_err **err);
 /* Matches a context-relative path ("dir/file", no leading "./" or '/'); is_dir tells whether it
  * names a directory. */
 bld_ignore_result bld_ignore_match(const bld_ignore *m, const char *path, bool is_dir);
@@ -495,19 +499,19 @@ void bld_result_release(bld_result *r);
  * runs), MAR_EUNSUPPORTED (a platform this host cannot execute RUN steps of, with the fix),
  * MAR_ENOTFOUND (a missing COPY source, a base image), MAR_EFAIL (a RUN step failed: platform,
  * stage, line, command, exit status), those of the pull path, MAR_EIO. */
-int bld_build(const bld_opts *o, bld_result *ret, mar_err **err);
+MAR_MUST_USE int bld_build(const bld_opts *o, bld_result *ret, mar_err **err);
 
 /* Copies the stored index `index` (size bytes) with every manifest, config and layer it reaches
  * into an OCI image layout at dir (created, or an existing directory that holds no layout yet),
  * its index.json naming it `name` (the tag for skopeo, the whole name for containerd).
  * index.json is written last. Errors: MAR_EUSAGE (dir holds a layout, or is no directory),
  * MAR_EIO, those of reg_store_read. */
-int bld_output_layout(reg_store *s, const char *name, const mar_digest *index, int64_t size,
-                      const char *dir, mar_err **err);
+MAR_MUST_USE int bld_output_layout(reg_store *s, const char *name, const mar_digest *index,
+                                   int64_t size, const char *dir, mar_err **err);
 /* The same layout as one tar file (entries sorted, owner 0, times mtime), written to a temporary
  * name beside file and renamed into place. Errors: as bld_output_layout. */
-int bld_output_tar(reg_store *s, const char *name, const mar_digest *index, int64_t size,
-                   int64_t mtime, const char *file, mar_err **err);
+MAR_MUST_USE int bld_output_tar(reg_store *s, const char *name, const mar_digest *index,
+                                int64_t size, int64_t mtime, const char *file, mar_err **err);
 
 /* What a build would do here, without pulling or running anything (mar build --explain): for
  * every target platform and needed stage, its base, the platform its RUN steps run as and how
@@ -534,7 +538,7 @@ typedef struct bld_plan {
 
 /* Parses, validates (the refusals of bld_build) and plans. Uses o's Dockerfile, context,
  * platforms, build arguments, target and vm only. Errors: as bld_build's refusals. */
-int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err);
+MAR_MUST_USE int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err);
 void bld_plan_release(bld_plan *p);
 
 #endif

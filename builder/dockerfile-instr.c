@@ -51,8 +51,9 @@ static const fspec health_flags[] = {
 };
 
 /* BuildKit's BFlags.Parse with mar's stricter values: a string flag needs a non-empty value. */
-static int parse_flags(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
-                       const fspec *spec, size_t nspec, fval *vals, mar_err **err)
+MAR_MUST_USE static int parse_flags(const bld__pctx *P, unsigned line, const bld__node *n,
+                                    bld_instr *ins, const fspec *spec, size_t nspec, fval *vals,
+                                    mar_err **err)
 {
     const char *kw = bld_kind_name(n->kind);
     ins->flags = mar_xcalloc(n->flags.n + 1, sizeof(bld_flag));
@@ -178,8 +179,8 @@ static bool parse_duration(const char *s, int64_t *ret)
     return true;
 }
 
-static int health(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
-                  mar_err **err)
+MAR_MUST_USE static int health(const bld__pctx *P, unsigned line, const bld__node *n,
+                               bld_instr *ins, mar_err **err)
 {
     if (!n->args.n) {
         return bld__fail(P, line, err, "HEALTHCHECK requires at least one argument");
@@ -241,8 +242,8 @@ static int health(const bld__pctx *P, unsigned line, const bld__node *n, bld_ins
 }
 
 /* FROM image [AS name]; names: ^[a-z][a-z0-9-_.]*$ after lower-casing. */
-static int from(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
-                mar_err **err)
+MAR_MUST_USE static int from(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
+                             mar_err **err)
 {
     fval v[1] = {0};
     if (parse_flags(P, line, n, ins, from_flags, 1, v, err) < 0) {
@@ -272,7 +273,8 @@ static int from(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr
     return 0;
 }
 
-static int run(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins, mar_err **err)
+MAR_MUST_USE static int run(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
+                            mar_err **err)
 {
     fval v[MAR_ARRAY_SIZE(run_flags)] = {0};
     int r = parse_flags(P, line, n, ins, run_flags, MAR_ARRAY_SIZE(run_flags), v, err);
@@ -348,8 +350,8 @@ bool bld_chmod_valid(const char *s)
     }
 }
 
-static int copy(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
-                bld_heredoc *docs, size_t n_docs, mar_err **err)
+MAR_MUST_USE static int copy(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
+                             bld_heredoc *docs, size_t n_docs, mar_err **err)
 {
     bool add = n->kind == BLD_ADD;
     const char *kw = bld_kind_name(n->kind);
@@ -458,7 +460,8 @@ out:
     return r;
 }
 
-static int no_flags(const bld__pctx *P, unsigned line, const bld__node *n, mar_err **err)
+MAR_MUST_USE static int no_flags(const bld__pctx *P, unsigned line, const bld__node *n,
+                                 mar_err **err)
 {
     if (n->flags.n) {
         return bld__fail(P, line, err, "unknown flag '%s' for %s", n->flags.v[0],
@@ -467,7 +470,8 @@ static int no_flags(const bld__pctx *P, unsigned line, const bld__node *n, mar_e
     return 0;
 }
 
-static int kvs(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins, mar_err **err)
+MAR_MUST_USE static int kvs(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr *ins,
+                            mar_err **err)
 {
     const char *kw = bld_kind_name(n->kind);
     if (n->kind == BLD_ARG) {
@@ -498,11 +502,12 @@ static int kvs(const bld__pctx *P, unsigned line, const bld__node *n, bld_instr 
     return 0;
 }
 
-static int build(const bld__pctx *P, const bld__node *n, unsigned line, const char *original,
-                 bld_heredoc *docs, size_t n_docs, bld_instr *ins, mar_err **err);
+MAR_MUST_USE static int build(const bld__pctx *P, const bld__node *n, unsigned line,
+                              const char *original, bld_heredoc *docs, size_t n_docs,
+                              bld_instr *ins, mar_err **err);
 
-static int onbuild(const bld__pctx *P, const bld__node *n, unsigned line, bld_heredoc *docs,
-                   size_t n_docs, bld_instr *ins, mar_err **err)
+MAR_MUST_USE static int onbuild(const bld__pctx *P, const bld__node *n, unsigned line,
+                                bld_heredoc *docs, size_t n_docs, bld_instr *ins, mar_err **err)
 {
     if (no_flags(P, line, n, err) < 0) {
         return -MAR_EUSAGE;
@@ -532,8 +537,9 @@ static int onbuild(const bld__pctx *P, const bld__node *n, unsigned line, bld_he
     return build(P, n->sub, line, n->rest, docs, n_docs, ins->trigger, err);
 }
 
-static int build(const bld__pctx *P, const bld__node *n, unsigned line, const char *original,
-                 bld_heredoc *docs, size_t n_docs, bld_instr *ins, mar_err **err)
+MAR_MUST_USE static int build(const bld__pctx *P, const bld__node *n, unsigned line,
+                              const char *original, bld_heredoc *docs, size_t n_docs,
+                              bld_instr *ins, mar_err **err)
 {
     *ins = (bld_instr){.kind = n->kind, .line = line, .end_line = line, .unpack = -1};
     ins->original = mar_xstrdup(original);

@@ -78,16 +78,17 @@ typedef struct bld__node {
 
 /* BuildKit's newNodeFromLine. Errors: an unknown instruction, ONBUILD ONBUILD, a malformed
  * JSON array or ENV/LABEL pair. */
-int bld__node_parse(const bld__pctx *P, unsigned line, const char *text, bld__node *ret,
-                    mar_err **err);
+MAR_MUST_USE int bld__node_parse(const bld__pctx *P, unsigned line, const char *text,
+                                 bld__node *ret, mar_err **err);
 void bld__node_release(bld__node *n);
 /* RUN, COPY and ADD in shell form (also wrapped in ONBUILD) read heredocs. */
 bool bld__node_heredocs(const bld__node *n);
 
 /* The instruction-level checks (BuildKit instructions/parse.go) and mar's own refusals. Takes
  * the heredocs (read after the line). ret is released with bld__instr_release. */
-int bld__instr_build(const bld__pctx *P, const bld__node *n, unsigned line, const char *original,
-                     bld_heredoc *docs, size_t n_docs, bld_instr *ret, mar_err **err);
+MAR_MUST_USE int bld__instr_build(const bld__pctx *P, const bld__node *n, unsigned line,
+                                  const char *original, bld_heredoc *docs, size_t n_docs,
+                                  bld_instr *ret, mar_err **err);
 void bld__instr_release(bld_instr *ins);
 void bld__heredoc_release(bld_heredoc *h);
 /* BuildKit's ParseHeredoc: is `word` a heredoc word ([N]<<[-]NAME, NAME possibly quoted)?

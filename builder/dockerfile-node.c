@@ -158,7 +158,8 @@ static bool ascii_space(char c)
 }
 
 /* JSON or the shell form (RUN CMD ENTRYPOINT SHELL: one string). */
-static int maybe_json(const bld__pctx *P, unsigned line, bld__node *n, bool to_list, mar_err **err)
+MAR_MUST_USE static int maybe_json(const bld__pctx *P, unsigned line, bld__node *n, bool to_list,
+                                   mar_err **err)
 {
     const char *why = NULL;
     int r = bld__json_strings(n->rest, &n->args, &why);
@@ -177,7 +178,7 @@ static int maybe_json(const bld__pctx *P, unsigned line, bld__node *n, bool to_l
 
 /* ENV and LABEL: `KEY value` (one pair, the value is the rest of the line) or `KEY=value ...`,
  * told apart by whether the first word holds '='. */
-static int name_val(const bld__pctx *P, unsigned line, bld__node *n, mar_err **err)
+MAR_MUST_USE static int name_val(const bld__pctx *P, unsigned line, bld__node *n, mar_err **err)
 {
     _cleanup_strv_ mar_strv words = MAR_STRV_INIT;
     bld__split_words(n->rest, P->esc, &words);
@@ -213,8 +214,8 @@ static int name_val(const bld__pctx *P, unsigned line, bld__node *n, mar_err **e
     return 0;
 }
 
-static int node_parse(const bld__pctx *P, unsigned line, const char *text, bld__node *n,
-                      bool nested, mar_err **err);
+MAR_MUST_USE static int node_parse(const bld__pctx *P, unsigned line, const char *text,
+                                   bld__node *n, bool nested, mar_err **err);
 
 int bld__node_parse(const bld__pctx *P, unsigned line, const char *text, bld__node *ret,
                     mar_err **err)
@@ -222,8 +223,8 @@ int bld__node_parse(const bld__pctx *P, unsigned line, const char *text, bld__no
     return node_parse(P, line, text, ret, false, err);
 }
 
-static int node_parse(const bld__pctx *P, unsigned line, const char *text, bld__node *n,
-                      bool nested, mar_err **err)
+MAR_MUST_USE static int node_parse(const bld__pctx *P, unsigned line, const char *text,
+                                   bld__node *n, bool nested, mar_err **err)
 {
     *n = (bld__node){.flags = MAR_STRV_INIT, .args = MAR_STRV_INIT};
     _cleanup_free_ char *t = trim_space(text, strlen(text));

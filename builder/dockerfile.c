@@ -60,8 +60,8 @@ static bool re_space(char c)
 /* `#` then `name = value` (BuildKit's ^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$, \s being ASCII
  * blanks without \v). Directives are recognized only while every earlier line was one: the
  * first other line ends them (Dockerfile reference, "Parser directives"). */
-static int directive(const bld__pctx *P, directives *d, unsigned line, const char *s, size_t n,
-                     bld_dockerfile *df, mar_err **err)
+MAR_MUST_USE static int directive(const bld__pctx *P, directives *d, unsigned line, const char *s,
+                                  size_t n, bld_dockerfile *df, mar_err **err)
 {
     static const char *const names[] = {"syntax", "escape", "check"};
     if (d->done) {
@@ -218,8 +218,8 @@ int bld__heredoc_word(const char *word, bld_heredoc *ret, const char **ret_why)
 /* The heredoc words of a line, read the way BuildKit does: the whole line lexed with quotes and
  * escapes kept, every word of the form [N]<<[-]NAME a heredoc. A line that does not lex has
  * none. */
-static int heredoc_words(const bld__pctx *P, unsigned line, const char *text, bld_heredoc **ret,
-                         size_t *ret_n, mar_err **err)
+MAR_MUST_USE static int heredoc_words(const bld__pctx *P, unsigned line, const char *text,
+                                      bld_heredoc **ret, size_t *ret_n, mar_err **err)
 {
     *ret = NULL;
     *ret_n = 0;
@@ -263,8 +263,8 @@ static size_t strip_tabs(const char *s, size_t n)
 
 /* Reads the body of each heredoc: the lines up to one that is exactly the delimiter (after
  * leading tabs, for <<-). */
-static int heredoc_bodies(const bld__pctx *P, reader *r, unsigned start, bld_heredoc *docs,
-                          size_t n, mar_err **err)
+MAR_MUST_USE static int heredoc_bodies(const bld__pctx *P, reader *r, unsigned start,
+                                       bld_heredoc *docs, size_t n, mar_err **err)
 {
     for (size_t i = 0; i < n; i++) {
         mar_buf raw = MAR_BUF_INIT(MAR_BUF_NOCAP), content = MAR_BUF_INIT(MAR_BUF_NOCAP);
@@ -297,7 +297,7 @@ static int heredoc_bodies(const bld__pctx *P, reader *r, unsigned start, bld_her
 
 /* Input checks before any parsing: size, UTF-8, no NUL (a C string could not carry it, and
  * BuildKit's own readers mangle both). */
-static int check_text(const bld__pctx *P, const char *text, size_t len, mar_err **err)
+MAR_MUST_USE static int check_text(const bld__pctx *P, const char *text, size_t len, mar_err **err)
 {
     if (len > BLD_CAP_DOCKERFILE) {
         return bld__fail(P, 0, err, "larger than %u bytes", BLD_CAP_DOCKERFILE);
@@ -332,8 +332,8 @@ static bld_instr *instrs_add(instrs *l)
 }
 
 /* One logical line: its node, heredoc bodies and instruction. */
-static int instruction(const bld__pctx *P, reader *r, unsigned start, const char *text, instrs *out,
-                       mar_err **err)
+MAR_MUST_USE static int instruction(const bld__pctx *P, reader *r, unsigned start, const char *text,
+                                    instrs *out, mar_err **err)
 {
     bld__node n;
     bld_heredoc *docs = NULL;
@@ -364,8 +364,8 @@ static int instruction(const bld__pctx *P, reader *r, unsigned start, const char
 /* The line loop of BuildKit's Parse: directives at the top, comments and blank lines skipped,
  * continuation lines joined (comment lines and whitespace-only lines inside a continuation
  * skipped, the latter with a warning as BuildKit gives). */
-static int read_lines(const bld__pctx *P0, const char *text, size_t len, bld_dockerfile *df,
-                      instrs *out, mar_err **err)
+MAR_MUST_USE static int read_lines(const bld__pctx *P0, const char *text, size_t len,
+                                   bld_dockerfile *df, instrs *out, mar_err **err)
 {
     bld__pctx P = *P0;
     reader r = {.p = text, .end = text + len};
@@ -418,7 +418,7 @@ static int read_lines(const bld__pctx *P0, const char *text, size_t len, bld_doc
 
 /* Global ARGs, then stages from each FROM (Dockerfile reference, "FROM": only ARG may precede
  * the first FROM). Takes the instructions. */
-static int assemble(const bld__pctx *P, instrs *in, bld_dockerfile *df, mar_err **err)
+MAR_MUST_USE static int assemble(const bld__pctx *P, instrs *in, bld_dockerfile *df, mar_err **err)
 {
     size_t i = 0;
     if (!in->n) {

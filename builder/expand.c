@@ -452,9 +452,9 @@ out:
     return r;
 }
 
-static int expand(const char *word, char escape, unsigned flags, bld_lookup_fn lookup,
-                  void *userdata, mar_buf *out, mar_strv *ret_words, bool *ret_unresolved,
-                  mar_err **err)
+MAR_MUST_USE static int expand(const char *word, char escape, unsigned flags, bld_lookup_fn lookup,
+                               void *userdata, mar_buf *out, mar_strv *ret_words,
+                               bool *ret_unresolved, mar_err **err)
 {
     lex L = {
             .s = word,

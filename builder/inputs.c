@@ -402,7 +402,8 @@ static void plain_list(const mar_buf *b, const char *file, bld_inputs *in)
 
 /* ---- detection ------------------------------------------------------------------------------- */
 
-static int yaml_or_list(const mar_buf *b, const char *name, bld_inputs *in, mar_err **err)
+MAR_MUST_USE static int yaml_or_list(const mar_buf *b, const char *name, bld_inputs *in,
+                                     mar_err **err)
 {
     size_t before = in->n;
     mar_err *ye = NULL;
@@ -418,7 +419,7 @@ static int yaml_or_list(const mar_buf *b, const char *name, bld_inputs *in, mar_
     return 0;
 }
 
-static int parse(const mar_buf *b, const char *name, bld_inputs *in, mar_err **err)
+MAR_MUST_USE static int parse(const mar_buf *b, const char *name, bld_inputs *in, mar_err **err)
 {
     if (dockerfile_name(name) || starts_like_dockerfile(b->data)) {
         dockerfile(b, name, in);

@@ -184,8 +184,8 @@ static void set(char **dst, const char *v)
 
 /* A key with a value; `typed` is false once an earlier value is deferred, since the type may
  * then differ from the one seen so far. */
-static int field(bld_mount *m, const char *key, const char *value, bool deferred, bool typed,
-                 bool *ro_auto, mar_err **err)
+MAR_MUST_USE static int field(bld_mount *m, const char *key, const char *value, bool deferred,
+                              bool typed, bool *ro_auto, mar_err **err)
 {
     const char *t = type_names[m->type];
     bool b;
@@ -267,7 +267,7 @@ static int field(bld_mount *m, const char *key, const char *value, bool deferred
 }
 
 /* The rules BuildKit applies once every field is read. */
-static int finish(bld_mount *m, bool ro_auto, mar_err **err)
+MAR_MUST_USE static int finish(bld_mount *m, bool ro_auto, mar_err **err)
 {
     const char *t = type_names[m->type];
     if (m->type != BLD_MOUNT_SECRET && m->type != BLD_MOUNT_CACHE) {

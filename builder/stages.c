@@ -114,8 +114,9 @@ static bool stage_index(const char *s, long long *ret)
 }
 
 /* COPY --from and RUN --mount from=: a stage (by name, or by index for COPY) or an image. */
-static int source(const bld_dockerfile *df, const mar_map *names, bld_node *nd, const char *from,
-                  bool by_index, unsigned line, bool *ret_image, mar_err **err)
+MAR_MUST_USE static int source(const bld_dockerfile *df, const mar_map *names, bld_node *nd,
+                               const char *from, bool by_index, unsigned line, bool *ret_image,
+                               mar_err **err)
 {
     size_t j;
     long long idx;
@@ -134,8 +135,8 @@ static int source(const bld_dockerfile *df, const mar_map *names, bld_node *nd, 
     return 0;
 }
 
-static int instr_sources(const bld_dockerfile *df, const mar_map *names, bld_node *nd,
-                         const bld_instr *ins, bool *ret_image, mar_err **err)
+MAR_MUST_USE static int instr_sources(const bld_dockerfile *df, const mar_map *names, bld_node *nd,
+                                      const bld_instr *ins, bool *ret_image, mar_err **err)
 {
     if (ins->kind == BLD_ONBUILD) {
         return 0; /* runs in the stages built on this one */
@@ -165,8 +166,9 @@ static bld_var_state trace(const char *name, const char **ret_value, void *ud)
     return bld_scope_lookup(name, ret_value, (void *)t->g);
 }
 
-static int from_line(const bld_dockerfile *df, const mar_map *names, const bld_scope *global,
-                     size_t i, bld_graph *g, bool *ret_dep, mar_err **err)
+MAR_MUST_USE static int from_line(const bld_dockerfile *df, const mar_map *names,
+                                  const bld_scope *global, size_t i, bld_graph *g, bool *ret_dep,
+                                  mar_err **err)
 {
     const bld_instr *from = &df->stages[i].instrs[0];
     bld_node *nd = &g->nodes[i];
@@ -243,7 +245,7 @@ static bool args_target_dep(const bld_dockerfile *df, const bld_scope *global, s
 }
 
 /* validateCircularDependency: a stage may not need itself through COPY --from or mounts. */
-static int cycles(const bld_dockerfile *df, const bld_graph *g, mar_err **err)
+MAR_MUST_USE static int cycles(const bld_dockerfile *df, const bld_graph *g, mar_err **err)
 {
     unsigned char *color = mar_xcalloc(g->n + 1, 1);
     size_t *stack = mar_xcalloc(g->n + 1, sizeof(size_t)),

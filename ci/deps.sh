@@ -11,7 +11,7 @@ PKGS=(
     # man pages (rendered at build time); shells the completions are checked with
     lowdown zsh fish
     # test bed and peers
-    docker-registry containerd runc qemu-user-static skopeo umoci chromium
+    docker-registry containerd runc qemu-user-static skopeo umoci buildah chromium
     apache2-utils openssl python3 curl ca-certificates valgrind
     # benchmarks
     hyperfine

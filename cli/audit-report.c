@@ -249,7 +249,7 @@ static const char page_tail[] =
         "document.body.setAttribute('data-rendered', 'yes');\n"
         "</script>\n</body></html>\n";
 
-static int write_html(json_t *doc, const char *path, mar_err **err)
+MAR_MUST_USE static int write_html(json_t *doc, const char *path, mar_err **err)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
     if (!text) {

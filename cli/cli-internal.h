@@ -51,7 +51,7 @@ struct cmd_def {
 
 /* Parses argv (argv[0] is the verb) against the command's and the global options. Errors:
  * MAR_EUSAGE. */
-int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err **err);
+MAR_MUST_USE int cmd_parse(const cmd_def *def, int argc, char **argv, cmd_args *ret, mar_err **err);
 void cmd_args_release(cmd_args *a);
 const char *cmd_value(const cmd_args *a, const char *name);
 bool cmd_flag(const cmd_args *a, const char *name);
@@ -68,7 +68,7 @@ const cmd_def *cmd_commands(size_t *ret_n);
 const cmd_opt *cmd_global_opts(size_t *ret_n);
 /* Writes the completion script of shell ("bash", "zsh", "fish") from those tables
  * (completion.c). Errors: MAR_EUSAGE (another shell). */
-int cmd_completion_write(const char *shell, FILE *out, mar_err **err);
+MAR_MUST_USE int cmd_completion_write(const char *shell, FILE *out, mar_err **err);
 /* `mar completion SHELL` (hidden: not in the table, which it describes). Returns the exit
  * status. */
 int cmd_completion(int argc, char **argv);
@@ -99,14 +99,16 @@ bool cmd_stdout_is_tty(void);
  * MAR_EIO. */
 FILE *cmd_report_open(const char *path, char **ret_tmp, mar_err **err);
 /* Closes f and renames it to path; on failure removes it. Frees tmp. Errors: MAR_EIO. */
-int cmd_report_commit(FILE *f, const char *path, char *tmp, mar_err **err);
+MAR_MUST_USE int cmd_report_commit(FILE *f, const char *path, char *tmp, mar_err **err);
 /* A registry client over libcurl, configured from the global options and the environment, with
  * at most `connections` HTTP/1.1 connections to one registry (0: the transport's default, 8). */
-int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret, mar_err **err);
+MAR_MUST_USE int cmd_registry_client(const cmd_args *args, int connections, reg_client **ret,
+                                     mar_err **err);
 /* Default connections per registry for the commands that inspect many images at once. */
 #define CMD_MANY_IMAGES_CONNECTIONS 32
 /* Reads binfmt_misc and builds this host's target, or parses --target. */
-int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err);
+MAR_MUST_USE int cmd_target(const cmd_args *args, const oci_host *host, vm_target *ret,
+                            mar_err **err);
 
 /* The platform report: one struct feeds the table and the JSON (docs/internals/style.md §7 "one
  * data path"). */
@@ -193,7 +195,7 @@ typedef struct cmd_report {
     int status; /* 0, or the exit status the report implies */
     bool explicit_platform;
     char requested[OCI_PLATFORM_ALL_STR_MAX];
-    char none_reason[256]; /* why containerd's pick selected nothing, when the index says why */
+    char none_reason[512]; /* why containerd's pick selected nothing, when the index says why */
 } cmd_report;
 
 /* Builds the report of an image for a target; `requested` (may be NULL) is an explicit
@@ -209,8 +211,8 @@ void cmd_report_print(const cmd_report *r, FILE *out);
 /* --deep: scans the layers of every row marked deep with reg_deep_scan (from the store s when it
  * holds them, may be NULL; otherwise streamed from the registry) and fills row->elf
  * (report-deep.c). Errors: only transport failures; per-row failures land in row->elf_err. */
-int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r, int jobs,
-                  mar_err **err);
+MAR_MUST_USE int cmd_deep_scan(reg_client *c, reg_store *s, const reg_image *img, cmd_report *r,
+                               int jobs, mar_err **err);
 /* The store when one exists at the configured place (never creates one), else NULL. */
 reg_store *cmd_existing_store(const cmd_args *args);
 /* Adds the ELF evidence to a report: verdict changes, elf-* problems (report-deep.c). */
@@ -246,8 +248,8 @@ int cmd_vm_shell(const cmd_def *def, cmd_args *args);
 /* The VM driver in use: --driver, else $MAR_VM_DRIVER, else lima on macOS and host elsewhere;
  * *ret_instance is the Lima instance (the NAME argument, else $MAR_VM, else "mar"). Errors:
  * MAR_EUSAGE. */
-int cmd_vm_driver(const cmd_args *args, const char *name_arg, const char **ret_driver,
-                  const char **ret_instance, mar_err **err);
+MAR_MUST_USE int cmd_vm_driver(const cmd_args *args, const char *name_arg, const char **ret_driver,
+                               const char **ret_instance, mar_err **err);
 /* mar run under the lima driver: `limactl shell INSTANCE sudo mar run ARGS...`, replacing mar.
  * Returns only on failure. */
 int cmd_vm_forward_run(const cmd_args *args, const char *instance);
@@ -292,7 +294,8 @@ typedef struct cmd_audit_run {
 
 /* Writes the audit as a table, JSON or Markdown on stdout, and the HTML page when html is set
  * (audit-report.c). Errors: MAR_EIO. */
-int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html, mar_err **err);
+MAR_MUST_USE int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *html,
+                                  mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * mar run (cmd-run.c, cmd-run-explain.c). */
@@ -301,12 +304,12 @@ int cmd_audit_output(const cmd_audit_run *a, const char *format, const char *htm
 int cmd_run_explain(const cmd_args *args);
 /* The --security-opt list applied in order to vm_security_init's defaults (*ret is initialized
  * even on failure). Errors: as vm_security_opt. */
-int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err);
+MAR_MUST_USE int cmd_run_security(const cmd_args *args, vm_security *ret, mar_err **err);
 
 /* mar run's --pull (docker's): pull when the store lacks the platform asked for, always, never. */
 typedef enum { CMD_RUN_PULL_MISSING, CMD_RUN_PULL_ALWAYS, CMD_RUN_PULL_NEVER } cmd_run_pull;
 /* Errors: MAR_EUSAGE. */
-int cmd_run_pull_policy(const cmd_args *args, cmd_run_pull *ret, mar_err **err);
+MAR_MUST_USE int cmd_run_pull_policy(const cmd_args *args, cmd_run_pull *ret, mar_err **err);
 
 typedef struct cmd_run_choice {
     reg_store_image im;
@@ -319,11 +322,12 @@ typedef struct cmd_run_choice {
  * planned and refused (MAR_EUNSUPPORTED) before its layers are pulled. Warnings about the entry
  * are printed. Errors: MAR_ENOTFOUND (no such entry, or --pull never and not stored),
  * MAR_EUNSUPPORTED, those of the pull. */
-int cmd_run_choose(const cmd_args *args, reg_store *s, const char *image, const char *refname,
-                   const vm_target *t, const oci_platform *want, cmd_run_choice *ret,
-                   mar_err **err);
+MAR_MUST_USE int cmd_run_choose(const cmd_args *args, reg_store *s, const char *image,
+                                const char *refname, const vm_target *t, const oci_platform *want,
+                                cmd_run_choice *ret, mar_err **err);
 /* "cannot run REF PLATFORM here: why (fix: `...`)". Returns -MAR_EUNSUPPORTED. */
-int cmd_run_refuse(const char *refname, const oci_platform *p, const vm_verdict *v, mar_err **err);
+MAR_MUST_USE int cmd_run_refuse(const char *refname, const oci_platform *p, const vm_verdict *v,
+                                mar_err **err);
 /* The ELF file the kernel would execute for cmd in the image (PATH searched as runc does, a
  * script's interpreter followed once); its path in ret_path. False when it is not found or not an
  * ELF file of a known architecture. */
@@ -334,22 +338,23 @@ bool cmd_run_command_elf(const oci_lview *v, const char *cmd, const char *path_v
  * The store and pulling (cmd-pull.c, progress.c). */
 
 /* Opens the store named by --store, $MAR_STORE or the default. */
-int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err **err);
+MAR_MUST_USE int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err **err);
 /* Every --platform value, comma lists split. Errors: MAR_EUSAGE. */
-int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
-                        size_t *ret_n, mar_err **err);
+MAR_MUST_USE int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
+                                     size_t *ret_n, mar_err **err);
 /* --jobs, or dflt. Errors: MAR_EUSAGE. */
-int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err);
+MAR_MUST_USE int cmd_jobs(const cmd_args *args, int dflt, int *ret, mar_err **err);
 /* Pulls image into s with progress on stderr. */
-int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
-                   const oci_platform *platforms, size_t n_platforms, bool all, bool unpack,
-                   reg_pull_result *ret, mar_err **err);
+MAR_MUST_USE int cmd_pull_image(const cmd_args *args, reg_store *s, const char *image,
+                                const oci_platform *platforms, size_t n_platforms, bool all,
+                                bool unpack, reg_pull_result *ret, mar_err **err);
 /* The stored image refname (the normalized image) for m; pulls image for the platforms first
  * when the store lacks it, or lacks its blobs, or (unpacked) its unpacked layers. Errors: as
  * reg_store_image_find and cmd_pull_image. */
-int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image, const char *refname,
-                       const oci_matcher *m, const oci_platform *platforms, size_t n_platforms,
-                       bool unpacked, reg_store_image *ret, mar_err **err);
+MAR_MUST_USE int cmd_stored_or_pull(const cmd_args *args, reg_store *s, const char *image,
+                                    const char *refname, const oci_matcher *m,
+                                    const oci_platform *platforms, size_t n_platforms,
+                                    bool unpacked, reg_store_image *ret, mar_err **err);
 
 typedef struct cmd_progress cmd_progress;
 cmd_progress *cmd_progress_new(bool quiet);

@@ -377,8 +377,8 @@ static int audit_parse(const cmd_def *def, const cmd_args *args, audit_opts *o, 
  * the target (its pin as the requested platform); with --deep, scans the entry that would run
  * (and the rest only when nothing native exists). An image that cannot be resolved gets its
  * error; only a failure of the client itself is returned. */
-static int audit_fetch(const cmd_args *args, const audit_opts *o, reg_client *c, cmd_audit_run *a,
-                       mar_err **err)
+MAR_MUST_USE static int audit_fetch(const cmd_args *args, const audit_opts *o, reg_client *c,
+                                    cmd_audit_run *a, mar_err **err)
 {
     /* One fetch per distinct reference, even when several pins share it. */
     for (size_t i = 0; i < a->n_images; i++) {
@@ -433,7 +433,7 @@ static int audit_fetch(const cmd_args *args, const audit_opts *o, reg_client *c,
 }
 
 /* Newer tags of the images that do not run natively: list, then fetch a few of them. */
-static int audit_fetch_alternatives(reg_client *c, cmd_audit_run *a, mar_err **err)
+MAR_MUST_USE static int audit_fetch_alternatives(reg_client *c, cmd_audit_run *a, mar_err **err)
 {
     for (size_t i = 0; i < a->n_images; i++) {
         cmd_audit_image *im = &a->images[i];
@@ -481,7 +481,8 @@ static void audit_recommend(cmd_audit_run *a)
 
 /* ---- render --------------------------------------------------------------------------------- */
 
-static int audit_render(const audit_opts *o, reg_client *c, cmd_audit_run *a, mar_err **err)
+MAR_MUST_USE static int audit_render(const audit_opts *o, reg_client *c, cmd_audit_run *a,
+                                     mar_err **err)
 {
     reg_stats st;
     reg_client_stats(c, &st);

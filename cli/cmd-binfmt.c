@@ -10,8 +10,8 @@ static const char *root_of(const cmd_args *args)
 }
 
 /* Architecture arguments: OCI names or aliases ("aarch64", "x86_64", "armhf"), or "all". */
-static int parse_arches(const cmd_args *args, const oci_host *host, const binfmt_arch **ret,
-                        size_t *n, mar_err **err)
+MAR_MUST_USE static int parse_arches(const cmd_args *args, const oci_host *host,
+                                     const binfmt_arch **ret, size_t *n, mar_err **err)
 {
     *n = 0;
     for (size_t i = 0; i < args->pos.n; i++) {

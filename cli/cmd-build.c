@@ -17,8 +17,8 @@ typedef struct build_ui {
     bool quiet;
 } build_ui;
 
-static int hook_image(void *ud, const char *ref, const oci_platform *p, reg_store_image *ret,
-                      mar_err **err)
+MAR_MUST_USE static int hook_image(void *ud, const char *ref, const oci_platform *p,
+                                   reg_store_image *ret, mar_err **err)
 {
     build_ui *ui = ud;
     oci_ref r;
@@ -49,7 +49,8 @@ static void hook_step(void *ud, const char *prefix, const char *text)
 }
 
 /* The host's target for the plan: the command's own --target is a stage, not a machine. */
-static int host_target(const cmd_args *args, const oci_host *host, vm_target *ret, mar_err **err)
+MAR_MUST_USE static int host_target(const cmd_args *args, const oci_host *host, vm_target *ret,
+                                    mar_err **err)
 {
     cmd_args copy = *args;
     for (size_t i = 0; i < copy.n_opts; i++) {
@@ -60,8 +61,8 @@ static int host_target(const cmd_args *args, const oci_host *host, vm_target *re
     return cmd_target(&copy, host, ret, err);
 }
 
-static int read_dockerfile(const cmd_def *def, const char *context, const char *file, mar_buf *ret,
-                           char **ret_name, mar_err **err)
+MAR_MUST_USE static int read_dockerfile(const cmd_def *def, const char *context, const char *file,
+                                        mar_buf *ret, char **ret_name, mar_err **err)
 {
     if (file && strcmp(file, "-") == 0) {
         *ret_name = "Dockerfile";

@@ -52,7 +52,7 @@ static void on_image(reg_client *c, reg_image *img, void *ud)
 }
 
 /* Image references from -f FILE: one per line, blank lines and # comments skipped. */
-static int read_list(const char *path, mar_strv *out, mar_err **err)
+MAR_MUST_USE static int read_list(const char *path, mar_strv *out, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(8u << 20);
     int rc = strcmp(path, "-") == 0 ? mar_read_stream(STDIN_FILENO, "stdin", 8u << 20, &b, err)
@@ -233,7 +233,7 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-static int write_junit(const ck_run *run, const char *path, mar_err **err)
+MAR_MUST_USE static int write_junit(const ck_run *run, const char *path, mar_err **err)
 {
     char *tmp;
     FILE *f = cmd_report_open(path, &tmp, err);
@@ -428,8 +428,8 @@ static int check_parse(const cmd_def *def, const cmd_args *args, ck_opts *o)
 /* Resolves every image on one client (index, manifests, configs), then with --deep scans the
  * layers of the required entries only. An image that cannot be resolved gets its error; only a
  * failure of the client itself is returned. */
-static int check_fetch(const cmd_args *args, const ck_opts *o, reg_client *c, ck_run *run,
-                       oci_ref *refs, mar_err **err)
+MAR_MUST_USE static int check_fetch(const cmd_args *args, const ck_opts *o, reg_client *c,
+                                    ck_run *run, oci_ref *refs, mar_err **err)
 {
     for (size_t i = 0; i < run->n_images; i++) {
         ck_image *ci = &run->images[i];

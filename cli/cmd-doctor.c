@@ -407,7 +407,8 @@ static void vm_homes(char **lima, char **colima)
                           : NULL;
 }
 
-static int vm_facts(const char *target, const oci_host *h, vm_host_facts *ret, mar_err **err)
+MAR_MUST_USE static int vm_facts(const char *target, const oci_host *h, vm_host_facts *ret,
+                                 mar_err **err)
 {
     if (!target) {
         mar_strlcpy(ret->os, h->platform.os, sizeof(ret->os));

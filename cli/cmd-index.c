@@ -12,8 +12,8 @@ static bool has_tag(const char *s)
     return strchr(last, ':') && !strchr(s, '@');
 }
 
-static int parse_removes(const cmd_args *args, const oci_host *host, oci_platform **ret,
-                         size_t *ret_n, mar_err **err)
+MAR_MUST_USE static int parse_removes(const cmd_args *args, const oci_host *host,
+                                      oci_platform **ret, size_t *ret_n, mar_err **err)
 {
     const mar_strv *l = cmd_list(args, "remove");
     oci_platform *v = NULL;
@@ -58,7 +58,7 @@ int cmd_index_create(const cmd_def *def, cmd_args *args)
     size_t n_removes = 0;
     int jobs;
     if (parse_removes(args, &host, &removes, &n_removes, &err) < 0 ||
-        cmd_jobs(args, 4, &jobs, &err) < 0) {
+        cmd_jobs(args, 16, &jobs, &err) < 0) {
         return cmd_fail(err);
     }
     oci_ref dst;
@@ -73,7 +73,9 @@ int cmd_index_create(const cmd_def *def, cmd_args *args)
     }
     _cleanup_client_ reg_client *c = NULL;
     if (rc == 0) {
-        rc = cmd_registry_client(args, 0, &c, &err);
+        /* Mounts and manifests are small requests: as many in flight as jobs, rather than
+         * waves of 8 connections, each wave a round trip. */
+        rc = cmd_registry_client(args, jobs > 8 ? jobs : 0, &c, &err);
     }
     bool dry = cmd_flag(args, "dry-run"), quiet = cmd_flag(args, "quiet");
     reg_index_result r = {0};

@@ -67,9 +67,14 @@ static void teardown(run_state *st)
         if (vm_ctd_task_delete(st->c, st->id, &status, &e) < 0) {
             /* Still running (mar was interrupted before it ended): kill, wait, delete. */
             mar_err_free(TAKE_PTR(e));
-            vm_ctd_task_kill(st->c, st->id, SIGKILL, true, &e);
+            /* A failure of either shows in the delete below, which is what matters. */
+            if (vm_ctd_task_kill(st->c, st->id, SIGKILL, true, &e) < 0) {
+                mar_debug("kill of '%s': %s", st->id, e->msg);
+            }
             mar_err_free(TAKE_PTR(e));
-            vm_ctd_task_wait(st->c, st->id, &status, &e);
+            if (vm_ctd_task_wait(st->c, st->id, &status, &e) < 0) {
+                mar_debug("wait for '%s': %s", st->id, e->msg);
+            }
             mar_err_free(TAKE_PTR(e));
             if (vm_ctd_task_delete(st->c, st->id, &status, &e) < 0) {
                 mar_diag_warn("cannot delete the task of '%s': %s", st->id, e->msg);
@@ -92,7 +97,7 @@ static void teardown(run_state *st)
 }
 
 /* A signal that arrived during setup aborts it (the objects made so far are removed). */
-static int interrupted(int sigfd, mar_err **err)
+MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
 {
     struct signalfd_siginfo si;
     if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo != SIGWINCH) {
@@ -128,7 +133,7 @@ static bool has_env(const mar_strv *env, const char *key)
 
 /* An --env-file names a file on this machine: one that is missing, a directory or a FIFO is a
  * bad command line (2), not a store or registry failure. */
-static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
+MAR_MUST_USE static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
 {
     mar_err *e = NULL;
     if (mar_read_file_at(AT_FDCWD, path, 1 << 20, ret, &e) < 0) {
@@ -141,8 +146,8 @@ static int read_env_file(const char *path, mar_buf *ret, mar_err **err)
 
 /* -e K=V sets, -e K copies mar's own value (as docker does); --env-file lines likewise, with
  * comments and blank lines skipped. */
-static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user *u, mar_strv *ret,
-                     mar_err **err)
+MAR_MUST_USE static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user *u,
+                                  mar_strv *ret, mar_err **err)
 {
     for (size_t i = 0; i < cfg->env.n; i++) {
         add_env(ret, cfg->env.v[i]);
@@ -191,7 +196,8 @@ static int build_env(const cmd_args *args, const oci_config *cfg, const vm_user 
 }
 
 /* -v HOST:CTR[:ro]: the host path must exist (made absolute), the container path be absolute. */
-static int build_binds(const cmd_args *args, vm_bind **ret, size_t *ret_n, mar_err **err)
+MAR_MUST_USE static int build_binds(const cmd_args *args, vm_bind **ret, size_t *ret_n,
+                                    mar_err **err)
 {
     const mar_strv *v = cmd_list(args, "volume");
     size_t n = v ? v->n : 0;
@@ -295,8 +301,9 @@ static void build_args(const cmd_args *args, const oci_config *cfg, mar_strv *av
     }
 }
 
-static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_strv *paths,
-                       mar_err **err)
+/* Opens the image's layer directories, top first; returns how many the mount uses. */
+MAR_MUST_USE static int open_layers(reg_store *s, const reg_store_image *im, int *fds,
+                                    mar_strv *paths, mar_err **err)
 {
     size_t n = im->manifest->n_layers;
     for (size_t i = 0; i < n; i++) {
@@ -313,11 +320,15 @@ static int open_layers(reg_store *s, const reg_store_image *im, int *fds, mar_st
             return -MAR_EIO;
         }
         mar_strv_push_take(paths, p);
+        /* Layers under one whose root is opaque are hidden: not mounted at all. */
+        if (oci_lview_opaque_root(fds[i])) {
+            return (int)(i + 1);
+        }
     }
-    return 0;
+    return (int)n;
 }
 
-static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
+MAR_MUST_USE static int make_dirs(run_state *st, const reg_store_image *im, mar_err **err)
 {
     int sfd = reg_store_dirfd(st->s);
     if (mkdirat(sfd, "containers", 0700) < 0 && errno != EEXIST) {
@@ -384,8 +395,8 @@ static bool hosts_has(const char *text, const char *name)
  * `localhost` and the container's hostname resolve (the hostname to 127.0.1.1, Debian's
  * convention, when the table lacks it). Written under the container's directory and bound
  * read-write, as docker binds its copies. */
-static int net_files(run_state *st, bool host_net, const char *hostname, vm_bind *binds,
-                     size_t *n_binds, mar_err **err)
+MAR_MUST_USE static int net_files(run_state *st, bool host_net, const char *hostname,
+                                  vm_bind *binds, size_t *n_binds, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP); /* the host file is read under its own 1 MiB cap */
     if (host_net) {
@@ -438,7 +449,7 @@ static int net_files(run_state *st, bool host_net, const char *hostname, vm_bind
 /* runc's "exec: ..." failures as docker reports them (daemon/start.go): a command that is not
  * there exits 127, one that cannot be executed 126, with runc's line; other failures are mar's
  * own (-1, the error kept). */
-static int exec_failure(mar_err **err)
+MAR_MUST_USE static int exec_failure(mar_err **err)
 {
     const char *m = (*err)->msg;
     if (!strstr(m, "exec: ")) {
@@ -460,8 +471,8 @@ static int exec_failure(mar_err **err)
  * disagree the binary wins, with a warning: an arm64-labeled entry of amd64 binaries runs
  * natively here, and the plan (and the notice) says so. Refused (7) before anything is created
  * when neither can run. */
-static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
-                         const mar_strv *env, const char *cwd, mar_err **err)
+MAR_MUST_USE static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
+                                      const mar_strv *env, const char *cwd, mar_err **err)
 {
     const cmd_run_choice *ch = st->choice;
     vm_verdict v = ch->verdict;
@@ -516,8 +527,9 @@ static int what_executes(run_state *st, const oci_lview *lv, const mar_strv *av,
     return 0;
 }
 
-static int run_container(const cmd_args *args, const reg_store_image *im, run_state *st, int sigfd,
-                         bool tty, bool interactive, bool host_net, mar_err **err)
+MAR_MUST_USE static int run_container(const cmd_args *args, const reg_store_image *im,
+                                      run_state *st, int sigfd, bool tty, bool interactive,
+                                      bool host_net, mar_err **err)
 {
     const oci_config *cfg = im->config;
     mar_strv av = MAR_STRV_INIT, env = MAR_STRV_INIT, layer_paths = MAR_STRV_INIT;
@@ -533,11 +545,13 @@ static int run_container(const cmd_args *args, const reg_store_image *im, run_st
     int rc = -1;
 
     build_args(args, cfg, &av);
-    if (open_layers(st->s, im, fds, &layer_paths, err) < 0) {
+    int n_open = open_layers(st->s, im, fds, &layer_paths, err);
+    if (n_open < 0) {
         free(fds);
         fds = NULL;
         goto out;
     }
+    n = (size_t)n_open;
     oci_lview lv = {.fds = fds, .n = n};
     bool passwd_over = read_user_file(&lv, "etc/passwd", &passwd);
     bool group_over = read_user_file(&lv, "etc/group", &group);

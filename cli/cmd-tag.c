@@ -17,8 +17,9 @@ static const reg_store_ref *stored(const reg_store_refs *refs, const char *name)
 
 /* Points dst at what src points at, with its per-platform entries (name@os/arch), replacing
  * whatever dst named before. */
-static int tag_local(reg_store *s, const reg_store_refs *refs, const reg_store_ref *top,
-                     const char *src, const char *dst, mar_err **err)
+MAR_MUST_USE static int tag_local(reg_store *s, const reg_store_refs *refs,
+                                  const reg_store_ref *top, const char *src, const char *dst,
+                                  mar_err **err)
 {
     size_t removed;
     if (reg_store_untag(s, dst, &removed, err) < 0) {

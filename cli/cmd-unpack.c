@@ -9,10 +9,11 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 /* DIR may not exist yet, or be an empty directory (rename(2) replaces an empty one). */
-static int check_dest(const char *dir, mar_err **err)
+MAR_MUST_USE static int check_dest(const char *dir, mar_err **err)
 {
     struct stat st;
     if (lstat(dir, &st) < 0) {
@@ -42,8 +43,62 @@ static int check_dest(const char *dir, mar_err **err)
     return 0;
 }
 
-static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd, bool quiet,
-                        uint64_t *ret_files, uint64_t *ret_bytes, mar_err **err)
+/* ".NAME.mar-XXXXXX": the temporary sibling an unpack builds its tree in. */
+static bool is_unpack_temp(const char *name)
+{
+    size_t l = strlen(name);
+    return name[0] == '.' && l > 12 && memcmp(name + l - 11, ".mar-", 5) == 0;
+}
+
+/* Removes the temporary siblings of unpacks that died (SIGKILL, power loss) from parent: an
+ * unpack holds an exclusive flock on its directory until it is renamed into place, so one that
+ * can be locked is nobody's. The parent itself is locked exclusively while sweeping and shared
+ * while a new sibling is made and locked, so a sibling is never taken before its owner locks it
+ * (docs/mar-unpack.1.md). */
+static void sweep_dead_temps(int pfd)
+{
+    if (flock(pfd, LOCK_EX | LOCK_NB) < 0) {
+        return; /* another unpack is making its sibling: the next run sweeps */
+    }
+    int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        flock(pfd, LOCK_UN);
+        return;
+    }
+    mar_strv dead = MAR_STRV_INIT;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_unpack_temp(de->d_name)) {
+            continue;
+        }
+        int fd = openat(pfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            mar_strv_push(&dead, de->d_name);
+        }
+        close(fd);
+    }
+    closedir(d);
+    for (size_t i = 0; i < dead.n; i++) {
+        mar_err *e = NULL;
+        if (oci_remove_at(pfd, dead.v[i], &e) == 0) {
+            mar_debug("removed '%s', left by an unpack that did not finish", dead.v[i]);
+        }
+        mar_err_free(e);
+    }
+    mar_strv_release(&dead);
+    flock(pfd, LOCK_UN);
+}
+
+MAR_MUST_USE static int apply_layers(reg_store *s, const reg_store_image *im, int rootfd,
+                                     bool quiet, uint64_t *ret_files, uint64_t *ret_bytes,
+                                     mar_err **err)
 {
     size_t n = im->manifest->n_layers;
     for (size_t i = 0; i < n; i++) {
@@ -119,9 +174,24 @@ int cmd_unpack(const cmd_def *def, cmd_args *args)
     const char *parent = dirname(dcopy);
     const char *base = basename(bcopy);
     _cleanup_free_ char *tmpl = mar_xasprintf("%s/.%s.mar-XXXXXX", parent, base);
-    if (!mkdtemp(tmpl)) {
+    _cleanup_close_ int parentfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parentfd >= 0) {
+        sweep_dead_temps(parentfd);
+        flock(parentfd, LOCK_SH);
+    }
+    bool made = mkdtemp(tmpl) != NULL;
+    int e_made = errno;
+    /* Held until the process ends: the tree is being built (see sweep_dead_temps). */
+    int lockfd = made ? open(tmpl, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (lockfd >= 0) {
+        flock(lockfd, LOCK_EX);
+    }
+    if (parentfd >= 0) {
+        flock(parentfd, LOCK_UN);
+    }
+    if (!made) {
         reg_store_image_release(&im);
-        mar_err_set(&err, MAR_EIO, errno, "cannot create a directory next to '%s'", dest);
+        mar_err_set(&err, MAR_EIO, e_made, "cannot create a directory next to '%s'", dest);
         return cmd_fail(err);
     }
     chmod(tmpl, 0755);

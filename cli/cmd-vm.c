@@ -75,8 +75,8 @@ static void host_facts(vm_host_facts *f)
 #endif
 }
 
-static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_spec *s,
-                          mar_err **err)
+MAR_MUST_USE static int spec_from_args(const cmd_args *args, const char *instance, vm_lima_spec *s,
+                                       mar_err **err)
 {
     vm_lima_spec_init(s);
     if (!mar_strlcpy(s->name, instance, sizeof(s->name))) {
@@ -296,7 +296,8 @@ int cmd_vm_forward_run(const cmd_args *args, const char *instance)
     }
     mar_debug("mar run inside Lima instance '%s'", instance);
     mar_err *err = NULL;
-    vm_lima_shell(&vm_runner_system, instance, cmd, &err);
+    int rc = vm_lima_shell(&vm_runner_system, instance, cmd, &err);
     free(cmd);
-    return cmd_fail(err);
+    /* limactl replaces mar when it starts: only a failure returns here. */
+    return rc < 0 ? cmd_fail(err) : 0;
 }

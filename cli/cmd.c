@@ -86,7 +86,7 @@ static const cmd_opt index_create_opts[] = {
          "drop the entries of a platform, with their attestations (repeatable)"},
         {"annotation", 0, CMD_OPT_LIST, "KEY=VALUE", "an index annotation (repeatable)"},
         {"dry-run", 'n', CMD_OPT_FLAG, NULL, "print the index JSON, push nothing"},
-        {"jobs", 'j', CMD_OPT_VALUE, "N", "parallel blob mounts (default 4)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N", "blob mounts and manifests in flight (default 16)"},
         {"json", 0, CMD_OPT_FLAG, NULL, "print the result as JSON (docs/mar-index.1.md)"},
 };
 

@@ -101,7 +101,8 @@ static void list_platforms(const cmd_report *r, char *buf, size_t n)
 }
 
 /* oci_index_pick's view of the nested indexes the image resolution read. */
-static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                      mar_err **err)
 {
     const reg_image *img = ud;
     const mar_err *why = NULL;
@@ -170,7 +171,7 @@ static void select_entry(cmd_report *r, const reg_image *img, const oci_matcher 
                 oci_platform_format(&en->config->platform, cp, sizeof(cp));
             }
             snprintf(r->none_reason, sizeof(r->none_reason),
-                     "the entry chosen for it, %s, has no platform and its config says %s",
+                     "the entry chosen for it, %.140s, has no platform and its config says %.200s",
                      pick.desc->digest.str, cp);
             return;
         }

@@ -72,9 +72,9 @@ static void on_image(reg_client *c, reg_image *img, void *ud)
 
 /* The registry's answer: the entry --explain names, planned, refused before any layer is fetched
  * when this host cannot run it, else pulled; then the store's copy of exactly that manifest. */
-static int from_registry(const cmd_args *args, reg_store *s, const char *image, const char *refname,
-                         const vm_target *t, const oci_platform *want, cmd_run_choice *ret,
-                         mar_err **err)
+MAR_MUST_USE static int from_registry(const cmd_args *args, reg_store *s, const char *image,
+                                      const char *refname, const vm_target *t,
+                                      const oci_platform *want, cmd_run_choice *ret, mar_err **err)
 {
     oci_ref ref;
     if (oci_ref_parse(image, &ref, err) < 0) {
@@ -215,10 +215,12 @@ int cmd_run_choose(const cmd_args *args, reg_store *s, const char *image, const 
         return 0;
     }
     if (rc == 0) {
-        mar_debug("the store's %s entry of '%s' is not %s: asking the registry",
-                  ret->im.platform.arch, refname,
-                  policy == CMD_RUN_PULL_ALWAYS ? "used (--pull always)"
-                                                : "the platform asked for");
+        char sp[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&ret->im.platform, sp, sizeof(sp));
+        mar_debug("%s '%s' (the store holds %s): asking the registry",
+                  policy == CMD_RUN_PULL_ALWAYS ? "--pull always for"
+                                                : "not the platform asked for in",
+                  refname, sp);
         reg_store_image_release(&ret->im);
     }
     return from_registry(args, s, image, refname, t, want, ret, err);

@@ -34,8 +34,13 @@ struct oci_layer_reader {
     bool gz_member_done;
     ZSTD_DCtx *zs;
     bool zs_frame_done;
-    /* uncompressed output handed to libarchive */
+    /* uncompressed output handed to libarchive: two buffers used in turn, so that the one
+     * handed out before the current one is still there to read a header block back from */
     unsigned char *out;
+    unsigned char *outb[2];
+    uint64_t outb_start[2];
+    size_t outb_len[2];
+    int outb_cur;
     uint64_t out_total;
     bool out_eof;
     mar_hasher *hash;
@@ -230,10 +235,14 @@ static la_ssize_t on_read(struct archive *a, void *ud, const void **buf)
     if (r->err) {
         return -1;
     }
+    r->outb_cur ^= 1;
+    r->out = r->outb[r->outb_cur];
     ssize_t n = decode(r);
     if (n < 0) {
         return -1;
     }
+    r->outb_start[r->outb_cur] = r->out_total;
+    r->outb_len[r->outb_cur] = (size_t)n;
     r->out_total += (uint64_t)n;
     if (r->out_total > r->lim.max_uncompressed && !r->err) {
         mar_err_set(&r->err, MAR_EINTEGRITY, 0,
@@ -286,7 +295,8 @@ oci_layer_reader *oci_layer_free(oci_layer_reader *r)
     free(r->entry.link);
     free(r->entry.xattrs);
     free(r->in);
-    free(r->out);
+    free(r->outb[0]);
+    free(r->outb[1]);
     free(r);
     return NULL;
 }
@@ -301,7 +311,9 @@ int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, 
         oci_layer_limits_default(&r->lim);
     }
     r->in = mar_xmalloc(IN_CHUNK);
-    r->out = mar_xmalloc(OUT_CHUNK);
+    r->outb[0] = mar_xmalloc(OUT_CHUNK);
+    r->outb[1] = mar_xmalloc(OUT_CHUNK);
+    r->out = r->outb[0];
     r->hash = mar_hasher_new(MAR_DIGEST_SHA256);
     ssize_t n = fill(r);
     if (n < 0) {
@@ -450,6 +462,72 @@ static locale_t utf8_locale(void)
 
 MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err);
 
+/* Copies the uncompressed stream's bytes [off, off + len) from the two output buffers; false
+ * when they no longer hold all of them. */
+static bool stream_bytes(const oci_layer_reader *r, uint64_t off, size_t len, unsigned char *dst)
+{
+    size_t got = 0;
+    for (int i = 0; i < 2; i++) {
+        uint64_t s0 = r->outb_start[i], s1 = s0 + r->outb_len[i];
+        uint64_t a = off > s0 ? off : s0, b = off + len < s1 ? off + len : s1;
+        if (a < b) {
+            memcpy(dst + (a - off), r->outb[i] + (a - s0), (size_t)(b - a));
+            got += (size_t)(b - a);
+        }
+    }
+    return got == len;
+}
+
+/* A GNU numeric field as Go's archive/tar parses it: base-256, or octal padded with spaces and
+ * NULs (an empty field is 0). */
+static bool go_numeric_ok(const unsigned char *b, size_t n)
+{
+    if (b[0] & 0x80) {
+        return true;
+    }
+    size_t i = 0, e = n;
+    while (i < e && (b[i] == ' ' || b[i] == 0)) {
+        i++;
+    }
+    while (e > i && (b[e - 1] == ' ' || b[e - 1] == 0)) {
+        e--;
+    }
+    for (size_t k = i; k < e; k++) {
+        if (b[k] == 0) {
+            return true; /* the string ends at the first NUL */
+        }
+        if (b[k] < '0' || b[k] > '7') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Go <= 1.7 wrote the USTAR prefix into GNU-magic headers, over the atime and ctime fields
+ * (golang.org/issue/12594). Go's reader (and so containerd 1.6.20, moby) and Python read such a
+ * name as prefix/name when atime or ctime does not parse and the prefix is ASCII; libarchive
+ * reads name alone. The same rule is applied here, so that the tree is the one they give.
+ * Returns: the prefix (caller frees), or NULL. */
+static char *go_gnu_prefix(const oci_layer_reader *r, int64_t hdr_pos, int64_t here)
+{
+    unsigned char h[512];
+    if (hdr_pos < 0 || here - hdr_pos != 512 || !stream_bytes(r, (uint64_t)hdr_pos, 512, h) ||
+        memcmp(h + 257, "ustar  \0", 8) != 0) {
+        return NULL;
+    }
+    bool bad = (h[345] && !go_numeric_ok(h + 345, 12)) || (h[357] && !go_numeric_ok(h + 357, 12));
+    if (!bad) {
+        return NULL;
+    }
+    size_t n = strnlen((const char *)h + 345, 155);
+    for (size_t i = 0; i < n; i++) {
+        if (h[345 + i] >= 0x80) {
+            return NULL;
+        }
+    }
+    return n ? mar_xstrndup((const char *)h + 345, n) : NULL;
+}
+
 int oci_layer_next(oci_layer_reader *r, const oci_layer_entry **ret, mar_err **err)
 {
     /* Names are UTF-8 in PAX records and raw bytes in ustar: a UTF-8 C locale reads both without
@@ -504,7 +582,9 @@ MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **
         if (!name) {
             return mar_err_set(err, MAR_EINTEGRITY, 0, "tar entry without a name, refusing");
         }
-        if (oci_clean_path(name, &e->path, err) < 0) {
+        _cleanup_free_ char *prefix = go_gnu_prefix(r, hdr_pos, here);
+        _cleanup_free_ char *joined = prefix ? mar_xasprintf("%s/%s", prefix, name) : NULL;
+        if (oci_clean_path(joined ? joined : name, &e->path, err) < 0) {
             return -MAR_EINTEGRITY;
         }
         mode_t type = archive_entry_filetype(ae);
@@ -597,7 +677,10 @@ MAR_MUST_USE static int next_entry(oci_layer_reader *r, const oci_layer_entry **
         if (e->kind == OCI_ENTRY_DIR && !*e->path) {
             continue; /* the root itself: nothing to do */
         }
-        if (!*e->path) {
+        /* An opaque marker at the root (".wh..wh..opq", "./.wh..wh..opq") hides every lower
+         * layer, as containerd 1.6.20 applies it (archive/tar.go); anything else naming the
+         * root is refused. */
+        if (!*e->path && e->kind != OCI_ENTRY_OPAQUE) {
             return mar_err_set(err, MAR_EINTEGRITY, 0,
                                "a non-directory entry names the root, refusing");
         }

@@ -48,6 +48,16 @@ static bool is_opaque(int dirfd)
     return n == 1 && v[0] == 'y';
 }
 
+bool oci_lview_opaque_root(int layerfd)
+{
+    int fd = openat(layerfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool opaque = fd >= 0 && is_opaque(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    return opaque;
+}
+
 MAR_MUST_USE static int level_root(const oci_lview *v, level *ret, mar_err **err)
 {
     ret->n = 0;
@@ -167,18 +177,24 @@ int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, ch
     level lv = {.n = 0};
     int rc = level_at(v, &cur, &lv, err);
     bool exists = true;
+    size_t missing_at = 0; /* while !exists: cur.n when the first missing component was pushed */
     int hops = 0;
     while (rc == 0 && todo.n) {
         char *c = todo.v[--todo.n];
         todo.v[todo.n] = NULL;
         if (strcmp(c, "..") == 0) {
-            /* ".." of the root is the root (RESOLVE_IN_ROOT semantics). */
+            /* ".." of the root is the root (RESOLVE_IN_ROOT semantics). Below a missing
+             * component it only drops a literal one, until the walk is back where things
+             * exist. */
             free(c);
             if (cur.n) {
                 free(cur.v[--cur.n]);
                 cur.v[cur.n] = NULL;
-                level_release(&lv);
-                rc = level_at(v, &cur, &lv, err);
+                if (exists || cur.n <= missing_at) {
+                    exists = true;
+                    level_release(&lv);
+                    rc = level_at(v, &cur, &lv, err);
+                }
             }
             continue;
         }
@@ -187,6 +203,9 @@ int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, ch
         level next = {.n = 0};
         if (!exists || level_lookup(&lv, c, &layer, &st, &next) < 0) {
             /* Missing: the rest is taken literally, as mkdir -p through the view would. */
+            if (exists) {
+                missing_at = cur.n;
+            }
             exists = false;
             mar_strv_push_take(&cur, c);
             continue;
@@ -233,6 +252,7 @@ int oci_lview_resolve(const oci_lview *v, const char *path, bool follow_last, ch
             level_release(&next);
             if (todo.n) {
                 /* A non-directory in the middle of the path: nothing below it exists. */
+                missing_at = cur.n - 1;
                 exists = false;
             }
         }

@@ -601,6 +601,11 @@ typedef struct oci_lview {
     size_t n;
 } oci_lview;
 
+/* True when the root of the layer directory is opaque: the layer had ".wh..wh..opq" at its root
+ * and hides every layer under it. overlayfs does not read the mark on a lower layer's root, so
+ * an overlay mount leaves those layers out. */
+bool oci_lview_opaque_root(int layerfd);
+
 /* Resolves path in the merged view, following symlinks (clamped to the root, at most
  * MAR_SYMLINK_HOPS) and the last component when follow_last. Missing components are kept literally
  * and *ret_exists says whether the whole path exists. Returns: the resolved path without a leading

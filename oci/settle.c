@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 typedef struct settler {
@@ -202,6 +203,54 @@ static int cmp_depth(const void *a, const void *b)
     return dx != dy ? dx - dy : strcmp(x, y);
 }
 
+static bool lower_dir(settler *s, const char *to, bool exists)
+{
+    size_t layer;
+    struct stat st;
+    mar_err *e = NULL;
+    if (!exists || !*to || oci_lview_stat(s->lowers, to, &layer, &st, NULL, &e) < 0) {
+        mar_err_free(e);
+        return exists && !*to;
+    }
+    return S_ISDIR(st.st_mode);
+}
+
+/* True when the directory holds nothing but whiteouts and directories of the same kind, none
+ * of them opaque. */
+static bool only_whiteouts(int dfd)
+{
+    char v[2];
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return false;
+    }
+    bool only = fgetxattr(dirfd(d), "trusted.overlay.opaque", v, sizeof(v)) < 0;
+    struct dirent *de;
+    while (only && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            only = false;
+        } else if (S_ISDIR(st.st_mode)) {
+            int cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            only = cfd >= 0 && only_whiteouts(cfd);
+            if (cfd >= 0) {
+                close(cfd);
+            }
+        } else {
+            only = S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+        }
+    }
+    closedir(d);
+    return only;
+}
+
 MAR_MUST_USE static int settle_implied(settler *s, const mar_strv *implied, mar_err **err)
 {
     mar_strv sorted = MAR_STRV_INIT;
@@ -220,9 +269,24 @@ MAR_MUST_USE static int settle_implied(settler *s, const mar_strv *implied, mar_
             continue; /* replaced or removed by a later entry of the layer */
         }
         _cleanup_free_ char *to = NULL;
-        if (oci_lview_resolve(s->lowers, cur, true, &to, NULL, err) < 0) {
+        bool exists = false;
+        if (oci_lview_resolve(s->lowers, cur, true, &to, &exists, err) < 0) {
             rc = -1;
             break;
+        }
+        if (!lower_dir(s, to, exists) && only_whiteouts(fd)) {
+            /* Made only to hold whiteouts of things no lower layer has: applying the layer
+             * makes nothing there (a whiteout under a missing or non-directory path is moot),
+             * so neither does the stored layer. */
+            int pfd;
+            const char *nm;
+            if (mar_in_root_parent(s->layerfd, cur, false, 0, &pfd, &nm, err) < 0) {
+                rc = -1;
+                break;
+            }
+            rc = oci_remove_at(pfd, nm, err);
+            close(pfd);
+            continue;
         }
         if (strcmp(to, cur) == 0) {
             copy_dir_meta(s, fd, cur);
@@ -414,6 +478,11 @@ int oci_layer_settle(int layerfd, const oci_lview *lowers, const oci_unpack_resu
         return mar_err_set(err, MAR_EUNSUPPORTED, 0, "more than %d layers", OCI_LVIEW_MAX_LAYERS);
     }
     oci_settle_stats stats = {0};
+    /* A layer whose root is opaque has nothing under it to settle against. */
+    oci_lview none = {.fds = lowers->fds, .n = 0};
+    if (oci_lview_opaque_root(layerfd)) {
+        lowers = &none;
+    }
     settler s = {.layerfd = layerfd, .lowers = lowers, .st = &stats};
     s.full_fds[0] = layerfd;
     for (size_t i = 0; i < lowers->n; i++) {

@@ -39,6 +39,11 @@ typedef struct unpacker {
     int cache_fd;
     /* Paths this layer created (APPLY mode: whiteouts and opaque markers spare them). */
     mar_map created;
+    mar_map above; /* directories with something this layer created below them */
+    /* APPLY: directories this layer changes without an entry of its own, with the times they
+     * are given back at the end of the layer (struct timespec[2], owned). */
+    mar_map dirtimes;
+    struct timespec now_entry; /* the current entry's mtime: for directories made as parents */
     fixup *fix;
     size_t n_fix, a_fix;
     uint64_t since_check; /* bytes written since the last free-space check */
@@ -86,9 +91,102 @@ static void cache_invalidate(unpacker *u, const char *path)
 
 static void note_created(unpacker *u, const char *path)
 {
-    if (u->o->mode == OCI_UNPACK_APPLY) {
-        mar_map_set(&u->created, path, (void *)1);
+    if (u->o->mode != OCI_UNPACK_APPLY) {
+        return;
     }
+    mar_map_set(&u->created, path, (void *)1);
+    /* Its ancestors: an opaque marker later in the layer must look inside them. */
+    char *p = mar_xstrdup(path);
+    for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+        *slash = '\0';
+        if (mar_map_get(&u->above, p)) {
+            break;
+        }
+        mar_map_set(&u->above, p, (void *)1);
+    }
+    free(p);
+}
+
+/* Records the times of the directory dir (the nearest existing ancestor when dir does not exist
+ * yet) before the layer changes it, so that they can be given back (umoci does the same): an
+ * unpack must not depend on when it ran. */
+static void note_dir_time(unpacker *u, const char *dir)
+{
+    if (u->o->mode != OCI_UNPACK_APPLY) {
+        return;
+    }
+    char *d = mar_xstrdup(dir);
+    for (;;) {
+        if (mar_map_get(&u->dirtimes, d)) {
+            break;
+        }
+        int fd = *d ? mar_in_root_open(u->rootfd, d, O_PATH | O_DIRECTORY, 0)
+                    : fcntl(u->rootfd, F_DUPFD_CLOEXEC, 3);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            struct timespec *ts = mar_xmalloc(2 * sizeof(*ts));
+            ts[0] = st.st_atim;
+            ts[1] = st.st_mtim;
+            mar_map_set(&u->dirtimes, d, ts);
+            close(fd);
+            break;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (!*d) {
+            break;
+        }
+        char *slash = strrchr(d, '/');
+        if (slash) {
+            *slash = '\0';
+        } else {
+            d[0] = '\0';
+        }
+    }
+    free(d);
+}
+
+/* Directories made only as parents take the time of the entry that implied them. */
+static void note_made_dir(unpacker *u, const char *dir)
+{
+    if (u->o->mode != OCI_UNPACK_APPLY || mar_map_get(&u->dirtimes, dir)) {
+        return;
+    }
+    struct timespec *ts = mar_xmalloc(2 * sizeof(*ts));
+    ts[0] = ts[1] = u->now_entry;
+    mar_map_set(&u->dirtimes, dir, ts);
+}
+
+static void parent_dir_time(unpacker *u, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    _cleanup_free_ char *dir = slash ? mar_xstrndup(path, (size_t)(slash - path)) : mar_xstrdup("");
+    note_dir_time(u, dir);
+}
+
+/* Gives the recorded directories their times back (before the fixups of the layer's own
+ * directory entries, which win). */
+MAR_MUST_USE static int restore_dir_times(unpacker *u, mar_err **err)
+{
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (mar_map_next(&u->dirtimes, &pos, &k, &v)) {
+        int fd = *k ? mar_in_root_open(u->rootfd, k, O_RDONLY | O_DIRECTORY, 0)
+                    : openat(u->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            /* Removed or replaced by a later entry of this layer: nothing to restore. */
+            continue;
+        }
+        int rc = futimens(fd, v);
+        int e = errno;
+        close(fd);
+        if (rc < 0) {
+            return mar_err_set(err, MAR_EIO, e, "cannot restore the times of '%s'", *k ? k : "/");
+        }
+    }
+    return 0;
 }
 
 /* The parent directory of path, created when missing (implicit directories are reported in
@@ -103,6 +201,7 @@ MAR_MUST_USE static int parent_of(unpacker *u, const char *path, const char **re
         return u->cache_fd;
     }
     cache_drop(u);
+    parent_dir_time(u, path);
     mar_strv made = MAR_STRV_INIT;
     int fd;
     const char *nm;
@@ -111,10 +210,21 @@ MAR_MUST_USE static int parent_of(unpacker *u, const char *path, const char **re
         return -1;
     }
     for (size_t i = 0; i < made.n; i++) {
-        if (u->o->mode == OCI_UNPACK_LAYER) {
-            mar_strv_push(&u->res->implicit_dirs, made.v[i]);
+        /* A directory made through a symlink of this layer is named by the way it was reached
+         * ("a/up/../t" for a/up -> ../t): settling needs where it is ("t"), or it would merge
+         * the directory into itself. */
+        _cleanup_free_ char *at = NULL;
+        mar_err *ce = NULL;
+        oci_lview self = {.fds = &u->rootfd, .n = 1};
+        if (oci_lview_resolve(&self, made.v[i], true, &at, NULL, &ce) < 0) {
+            mar_err_free(ce);
+            at = mar_xstrdup(made.v[i]);
         }
-        note_created(u, made.v[i]);
+        if (u->o->mode == OCI_UNPACK_LAYER) {
+            mar_strv_push(&u->res->implicit_dirs, at);
+        }
+        note_created(u, at);
+        note_made_dir(u, at);
     }
     mar_strv_release(&made);
     u->cache_path = mar_xstrndup(path, pl);
@@ -486,9 +596,38 @@ MAR_MUST_USE static int write_special(unpacker *u, const oci_layer_entry *e, mar
     if (u->root && fchownat(pfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot chown '%s'", e->path);
     }
+    /* mknodat applied the umask: the recorded mode exactly, after the owner change (which clears
+     * setuid and setgid). The node was made a moment ago and is no symlink; where the kernel
+     * or libc cannot chmod without following, following it is the same. */
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (st.st_mode & 07777) != (e->mode & 07777)) {
+        int cr = fchmodat(pfd, name, e->mode & 07777, AT_SYMLINK_NOFOLLOW);
+        if (cr < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+            cr = fchmodat(pfd, name, e->mode & 07777, 0);
+        }
+        if (cr < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot chmod '%s'", e->path);
+        }
+    }
     struct timespec ts[2] = {{e->mtime, e->mtime_nsec}, {e->mtime, e->mtime_nsec}};
     utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW);
     return 0;
+}
+
+/* True when a component above path resolves to something that is not a directory. */
+static bool under_nondir(unpacker *u, const char *path)
+{
+    int pfd;
+    const char *name;
+    mar_err *pe = NULL;
+    if (mar_in_root_parent(u->rootfd, path, false, 0, &pfd, &name, &pe) == 0) {
+        close(pfd);
+        return false;
+    }
+    bool r = pe && pe->sys_errno == ENOTDIR;
+    mar_err_free(pe);
+    return r;
 }
 
 MAR_MUST_USE static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err **err)
@@ -505,11 +644,17 @@ MAR_MUST_USE static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err 
             mar_err_free(pe);
             return 0; /* nothing there to delete */
         }
+        parent_dir_time(u, e->path);
         int rc = oci_remove_at(pfd, name, err);
         close(pfd);
         return rc;
     }
-    /* LAYER: an overlay whiteout, unless this layer already put something there. */
+    /* LAYER: an overlay whiteout, unless this layer already put something there. Under a
+     * non-directory of this layer (a directory replaced by a file, then whiteouts under its
+     * path, as umoci repack writes) it is moot: the file already hides all below. */
+    if (under_nondir(u, e->path)) {
+        return 0;
+    }
     const char *name;
     int pfd = parent_of(u, e->path, &name, err);
     if (pfd < 0) {
@@ -527,9 +672,16 @@ MAR_MUST_USE static int whiteout(unpacker *u, const oci_layer_entry *e, mar_err 
     return 0;
 }
 
+static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err);
+
 MAR_MUST_USE static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **err)
 {
     cache_invalidate(u, e->path);
+    /* Under a non-directory (or naming one) the marker is moot, as a whiteout is there. */
+    _cleanup_free_ char *probe = mar_xasprintf("%s%s.", e->path, *e->path ? "/" : "");
+    if (*e->path && under_nondir(u, probe)) {
+        return 0;
+    }
     /* The directory itself: make sure it exists (created as a parent if it is not explicit). */
     _cleanup_free_ char *marker = mar_xasprintf("%s%s.wh..wh..opq", e->path, *e->path ? "/" : "");
     const char *nm;
@@ -549,28 +701,64 @@ MAR_MUST_USE static int opaque(unpacker *u, const oci_layer_entry *e, mar_err **
     }
     /* APPLY: remove what lower layers put in the directory, sparing this layer's entries. */
     _cleanup_close_ int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = lfd >= 0 ? fdopendir(TAKE_FD(lfd)) : NULL;
-    if (!d) {
+    if (lfd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", e->path);
     }
-    int rc = 0;
+    note_dir_time(u, e->path);
+    int rc = clear_lower(u, lfd, e->path, err);
+    cache_drop(u);
+    return rc;
+}
+
+/* Empties the directory at fd (path) of what lower layers put there. This layer's entries stay;
+ * its directories, and the lower directories on the way to its entries (an entry listed before
+ * the opaque marker was written through them), are emptied in turn. */
+static int clear_lower(unpacker *u, int fd, const char *path, mar_err **err)
+{
+    int lfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (!d) {
+        if (lfd >= 0) {
+            close(lfd);
+        }
+        return mar_err_set(err, MAR_EIO, errno, "cannot list '%s'", path);
+    }
+    mar_strv victims = MAR_STRV_INIT, keep_dirs = MAR_STRV_INIT;
     struct dirent *de;
-    mar_strv victims = MAR_STRV_INIT;
     while ((de = readdir(d))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
             continue;
         }
-        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", e->path, *e->path ? "/" : "", de->d_name);
-        if (!mar_map_get(&u->created, p)) {
+        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", path, *path ? "/" : "", de->d_name);
+        /* Directories of this layer, and lower ones holding its entries, are looked into;
+         * anything else of a lower layer goes. */
+        struct stat st;
+        bool mine = mar_map_get(&u->created, p) != NULL;
+        if ((mine || mar_map_get(&u->above, p)) &&
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+            mar_strv_push(&keep_dirs, de->d_name);
+        } else if (!mine) {
             mar_strv_push(&victims, de->d_name);
         }
     }
+    int rc = 0;
     for (size_t i = 0; i < victims.n && rc == 0; i++) {
         rc = oci_remove_at(dirfd(d), victims.v[i], err);
     }
+    for (size_t i = 0; i < keep_dirs.n && rc == 0; i++) {
+        int cfd = openat(dirfd(d), keep_dirs.v[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ char *p = mar_xasprintf("%s%s%s", path, *path ? "/" : "", keep_dirs.v[i]);
+        note_dir_time(u, p);
+        if (cfd < 0) {
+            rc = mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", p);
+            break;
+        }
+        rc = clear_lower(u, cfd, p, err);
+        close(cfd);
+    }
     mar_strv_release(&victims);
+    mar_strv_release(&keep_dirs);
     closedir(d);
-    cache_drop(u);
     return rc;
 }
 
@@ -656,6 +844,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
             break;
         }
         ret->entries++;
+        u.now_entry = (struct timespec){e->mtime, e->mtime_nsec};
         maybe_progress(&u);
         switch (e->kind) {
         case OCI_ENTRY_FILE:
@@ -700,12 +889,23 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
     }
     cache_drop(&u);
     if (rc == 0) {
+        rc = restore_dir_times(&u, err);
+    }
+    if (rc == 0) {
         rc = apply_fixups(&u, err);
     }
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (mar_map_next(&u.dirtimes, &pos, &k, &v)) {
+        free(v);
+    }
+    mar_map_release(&u.dirtimes);
     for (size_t i = 0; i < u.n_fix; i++) {
         free(u.fix[i].path);
     }
     free(u.fix);
     mar_map_release(&u.created);
+    mar_map_release(&u.above);
     return rc < 0 ? rc : 0;
 }

@@ -361,7 +361,8 @@ static reg_token_fetch *take_fetch(reg_client *c, const char *key)
     return NULL;
 }
 
-static int parse_token(reg_op *top, char **ret_token, int64_t *ret_expires, mar_err **err)
+MAR_MUST_USE static int parse_token(reg_op *top, char **ret_token, int64_t *ret_expires,
+                                    mar_err **err)
 {
     _cleanup_json_ json_t *j = NULL;
     _cleanup_free_ char *u = reg__url_for_log(top->url);

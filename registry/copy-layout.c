@@ -35,7 +35,7 @@ static const char *alg_name(const mar_digest *d)
 }
 
 /* blobs/<alg> of the layout, created when asked. Returns the fd or -1 with *err set. */
-static int blob_dir(int root, const mar_digest *d, bool create, mar_err **err)
+MAR_MUST_USE static int blob_dir(int root, const mar_digest *d, bool create, mar_err **err)
 {
     if (create && ((mkdirat(root, "blobs", 0755) < 0 && errno != EEXIST))) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create blobs/ in the layout"), -1;
@@ -61,7 +61,7 @@ static bool has_blob(int root, const oci_descriptor *d)
            st.st_size == d->size;
 }
 
-static int write_all(int fd, const void *p, size_t n, const char *what, mar_err **err)
+MAR_MUST_USE static int write_all(int fd, const void *p, size_t n, const char *what, mar_err **err)
 {
     const char *b = p;
     while (n) {
@@ -79,7 +79,8 @@ static int write_all(int fd, const void *p, size_t n, const char *what, mar_err 
 }
 
 /* Writes name in dirfd through a temporary file renamed over it. */
-static int put_file(int dirfd, const char *name, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int put_file(int dirfd, const char *name, const void *p, size_t n,
+                                 mar_err **err)
 {
     _cleanup_free_ char *tmp = mar_xasprintf(".%s.tmp", name);
     _cleanup_close_ int fd =
@@ -96,7 +97,8 @@ static int put_file(int dirfd, const char *name, const void *p, size_t n, mar_er
     return 0;
 }
 
-static int put_doc(int root, const oci_descriptor *d, const mar_buf *bytes, mar_err **err)
+MAR_MUST_USE static int put_doc(int root, const oci_descriptor *d, const mar_buf *bytes,
+                                mar_err **err)
 {
     if (has_blob(root, d)) {
         return 0;
@@ -108,13 +110,13 @@ static int put_doc(int root, const oci_descriptor *d, const mar_buf *bytes, mar_
     return put_file(bd, mar_digest_hex(&d->digest), bytes->data, bytes->len, err);
 }
 
-static int dl_write(void *ud, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int dl_write(void *ud, const void *p, size_t n, mar_err **err)
 {
     blob_dl *b = ud;
     return write_all(b->fd, p, n, b->tmp, err);
 }
 
-static int dl_reset(void *ud, mar_err **err)
+MAR_MUST_USE static int dl_reset(void *ud, mar_err **err)
 {
     blob_dl *b = ud;
     if (ftruncate(b->fd, 0) < 0 || lseek(b->fd, 0, SEEK_SET) < 0) {
@@ -135,8 +137,8 @@ static void dl_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *u
 }
 
 /* Streams every blob item of p the layout lacks into it. */
-static int fetch_blobs(reg_client *c, const oci_ref *src, reg_push *p, int root,
-                       reg_copy_result *ret, mar_err **err)
+MAR_MUST_USE static int fetch_blobs(reg_client *c, const oci_ref *src, reg_push *p, int root,
+                                    reg_copy_result *ret, mar_err **err)
 {
     const reg_push_item *items;
     size_t n = reg_push_items(p, &items);
@@ -207,7 +209,8 @@ static int fetch_blobs(reg_client *c, const oci_ref *src, reg_push *p, int root,
 }
 
 /* index.json names the image (by tag, replacing an entry of that name). */
-static int put_index(int root, const reg_push_item *top, const char *tag, mar_err **err)
+MAR_MUST_USE static int put_index(int root, const reg_push_item *top, const char *tag,
+                                  mar_err **err)
 {
     _cleanup_buf_ mar_buf old = MAR_BUF_INIT(MAR_CAP_MANIFEST);
     _cleanup_json_ json_t *doc = NULL;
@@ -286,7 +289,7 @@ static void remove_layout(const char *path)
 static const char LAYOUT_FILE[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 /* Opens (creating) the layout directory to write. */
-static int open_layout_dir(const char *path, mar_err **err)
+MAR_MUST_USE static int open_layout_dir(const char *path, mar_err **err)
 {
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
@@ -312,13 +315,13 @@ static int open_layout_dir(const char *path, mar_err **err)
     return fd;
 }
 
-static int tar_sink(void *ud, const void *buf, size_t n, mar_err **err)
+MAR_MUST_USE static int tar_sink(void *ud, const void *buf, size_t n, mar_err **err)
 {
     return write_all(*(int *)ud, buf, n, "the archive", err);
 }
 
 /* The layout in dir as a tar at path (through a temporary file renamed over it). */
-static int write_archive(const char *dir, const char *path, mar_err **err)
+MAR_MUST_USE static int write_archive(const char *dir, const char *path, mar_err **err)
 {
     _cleanup_close_ int root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_free_ char *tmp = mar_xasprintf("%s.mar-tmp", path);
@@ -444,8 +447,8 @@ typedef struct reader {
 } reader;
 
 /* Reads a document of the layout and checks it against its descriptor. */
-static int read_doc(reader *r, const oci_descriptor *d, mar_buf *ret, oci_manifest **ret_m,
-                    mar_err **err)
+MAR_MUST_USE static int read_doc(reader *r, const oci_descriptor *d, mar_buf *ret,
+                                 oci_manifest **ret_m, mar_err **err)
 {
     _cleanup_free_ char *rel =
             mar_xasprintf("blobs/%s/%s", alg_name(&d->digest), mar_digest_hex(&d->digest));
@@ -462,7 +465,7 @@ static int read_doc(reader *r, const oci_descriptor *d, mar_buf *ret, oci_manife
     return oci_manifest_parse(ret->data, ret->len, d->media_type, ret_m, err);
 }
 
-static int add_layout_blob(reader *r, const oci_descriptor *d, mar_err **err)
+MAR_MUST_USE static int add_layout_blob(reader *r, const oci_descriptor *d, mar_err **err)
 {
     _cleanup_free_ char *rel =
             mar_xasprintf("blobs/%s/%s", alg_name(&d->digest), mar_digest_hex(&d->digest));
@@ -478,9 +481,10 @@ static int add_layout_blob(reader *r, const oci_descriptor *d, mar_err **err)
     return 0;
 }
 
-static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep, mar_err **err);
+MAR_MUST_USE static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep,
+                                       mar_err **err);
 
-static int add_layout_child(reader *r, const oci_descriptor *d, mar_err **err)
+MAR_MUST_USE static int add_layout_child(reader *r, const oci_descriptor *d, mar_err **err)
 {
     _cleanup_buf_ mar_buf raw = MAR_BUF_INIT(MAR_CAP_MANIFEST);
     _cleanup_manifest_ oci_manifest *m = NULL;
@@ -493,7 +497,8 @@ static int add_layout_child(reader *r, const oci_descriptor *d, mar_err **err)
     return 0;
 }
 
-static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep, mar_err **err)
+MAR_MUST_USE static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep,
+                                       mar_err **err)
 {
     if (m->kind == OCI_KIND_MANIFEST) {
         if (add_layout_blob(r, &m->config, err) < 0) {
@@ -520,7 +525,8 @@ static int add_layout_doc(reader *r, const oci_manifest *m, const bool *keep, ma
 }
 
 /* The entry of index.json the source names: its tag, or the only one. */
-static int pick_entry(const oci_manifest *idx, const reg_endpoint *src, size_t *ret, mar_err **err)
+MAR_MUST_USE static int pick_entry(const oci_manifest *idx, const reg_endpoint *src, size_t *ret,
+                                   mar_err **err)
 {
     size_t hit = SIZE_MAX;
     mar_buf names = MAR_BUF_INIT(MAR_BUF_NOCAP); /* index.json is capped when read */
@@ -546,7 +552,7 @@ static int pick_entry(const oci_manifest *idx, const reg_endpoint *src, size_t *
     return rc;
 }
 
-static int extract_sink(void *ud, const void *buf, size_t n, mar_err **err)
+MAR_MUST_USE static int extract_sink(void *ud, const void *buf, size_t n, mar_err **err)
 {
     return write_all(*(int *)ud, buf, n, "an extracted file", err);
 }
@@ -574,7 +580,7 @@ static bool layout_name(const char *path)
     return true;
 }
 
-static int extract_archive(const char *file, const char *dir, mar_err **err)
+MAR_MUST_USE static int extract_archive(const char *file, const char *dir, mar_err **err)
 {
     _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -622,7 +628,7 @@ static int extract_archive(const char *file, const char *dir, mar_err **err)
     return rc < 0 ? mar_err_wrap(err, "'%s'", file) : 0;
 }
 
-static int open_source_layout(const char *path, mar_err **err)
+MAR_MUST_USE static int open_source_layout(const char *path, mar_err **err)
 {
     struct stat st;
     if (stat(path, &st) < 0) {
@@ -650,8 +656,9 @@ static int open_source_layout(const char *path, mar_err **err)
     return fd;
 }
 
-static int push_layout(reg_client *c, int root, const reg_endpoint *src, const oci_ref *dst,
-                       const reg_copy_opts *o, reg_copy_result *ret, mar_err **err)
+MAR_MUST_USE static int push_layout(reg_client *c, int root, const reg_endpoint *src,
+                                    const oci_ref *dst, const reg_copy_opts *o,
+                                    reg_copy_result *ret, mar_err **err)
 {
     const char *name = src->path;
     _cleanup_buf_ mar_buf ib = MAR_BUF_INIT(MAR_CAP_MANIFEST);

@@ -24,7 +24,8 @@ void reg_endpoint_release(reg_endpoint *e)
 
 /* "PATH[:TAG]": the tag is what follows the last ':' when it is a valid tag and the rest is not
  * empty (a path may hold colons; a tag never holds '/'). */
-static int parse_layout(const char *spec, reg_end_kind kind, reg_endpoint *ret, mar_err **err)
+MAR_MUST_USE static int parse_layout(const char *spec, reg_end_kind kind, reg_endpoint *ret,
+                                     mar_err **err)
 {
     const char *colon = strrchr(spec, ':');
     ret->kind = kind;
@@ -114,8 +115,9 @@ int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platfo
 }
 
 /* A single manifest passes a --platform filter only when its config is every platform asked. */
-static int check_single(reg_client *c, const oci_ref *src, const char *name, const oci_manifest *m,
-                        const oci_platform *platforms, size_t n_platforms, mar_err **err)
+MAR_MUST_USE static int check_single(reg_client *c, const oci_ref *src, const char *name,
+                                     const oci_manifest *m, const oci_platform *platforms,
+                                     size_t n_platforms, mar_err **err)
 {
     reg__fetched f = {0};
     reg_blob_fetch(c, src, &m->config, MAR_CAP_CONFIG, reg__on_fetch, &f);
@@ -145,8 +147,8 @@ static int check_single(reg_client *c, const oci_ref *src, const char *name, con
     return rc;
 }
 
-static int copy_registry(reg_client *c, const oci_ref *src, const oci_ref *dst,
-                         const reg_copy_opts *o, reg_copy_result *ret, mar_err **err)
+MAR_MUST_USE static int copy_registry(reg_client *c, const oci_ref *src, const oci_ref *dst,
+                                      const reg_copy_opts *o, reg_copy_result *ret, mar_err **err)
 {
     _cleanup_free_ char *name = oci_ref_string(src);
     reg__fetched top = {0};
@@ -158,6 +160,7 @@ static int copy_registry(reg_client *c, const oci_ref *src, const oci_ref *dst,
     reg_push_opts po = {
             .dst = dst,
             .jobs = o->jobs,
+            .mount_sources = true,
             .progress = o->progress,
             .progress_ud = o->progress_ud,
     };

@@ -48,7 +48,7 @@ static void *scan_thread(void *arg)
     return NULL;
 }
 
-static int sink_write(void *ud, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int sink_write(void *ud, const void *p, size_t n, mar_err **err)
 {
     deep_layer *l = ud;
     const char *c = p;

@@ -88,8 +88,8 @@ static json_t *platform_json(const oci_platform *p)
 }
 
 /* The entries of an index (appended-to or a source), from its JSON, in order. */
-static int add_index_entries(builder *b, const reg_image *img, size_t src, const char *name,
-                             mar_err **err)
+MAR_MUST_USE static int add_index_entries(builder *b, const reg_image *img, size_t src,
+                                          const char *name, mar_err **err)
 {
     _cleanup_json_ json_t *doc = NULL;
     if (mar_json_load(img->raw.data.data, img->raw.data.len, "index", &doc, err) < 0) {
@@ -133,7 +133,8 @@ static int add_index_entries(builder *b, const reg_image *img, size_t src, const
     return 0;
 }
 
-static int add_single(builder *b, const reg_image *img, size_t src, const char *name, mar_err **err)
+MAR_MUST_USE static int add_single(builder *b, const reg_image *img, size_t src, const char *name,
+                                   mar_err **err)
 {
     const reg_image_entry *ie = img->n_entries ? &img->entries[0] : NULL;
     if (ie && ie->err) {
@@ -163,7 +164,7 @@ static const char *src_name(const builder *b, size_t src, char **tmp)
 }
 
 /* Duplicates, --replace, --remove, then the attestations of what is gone. */
-static int settle(builder *b, mar_err **err)
+MAR_MUST_USE static int settle(builder *b, mar_err **err)
 {
     _cleanup_free_ char *n1 = NULL, *n2 = NULL;
     for (size_t i = 0; i < b->n; i++) {
@@ -217,11 +218,16 @@ static int settle(builder *b, mar_err **err)
                       mar_digest_eq(&b->v[k].digest, &e->subject);
         }
         e->dropped = !subject;
+        /* Listed once, however many sources carry it. */
+        for (size_t k = 0; k < i && !e->dropped; k++) {
+            e->dropped = !b->v[k].dropped && mar_digest_eq(&b->v[k].digest, &e->digest);
+        }
     }
     return 0;
 }
 
-static int make_json(builder *b, const reg_image *base, reg_index_result *ret, mar_err **err)
+MAR_MUST_USE static int make_json(builder *b, const reg_image *base, reg_index_result *ret,
+                                  mar_err **err)
 {
     _cleanup_json_ json_t *doc = NULL;
     if (base) {
@@ -274,8 +280,8 @@ static int make_json(builder *b, const reg_image *base, reg_index_result *ret, m
 }
 
 /* Adds a fetched child manifest of a foreign source: its blobs, streamed or mounted from src. */
-static int add_child(reg_push *p, const oci_ref *src, const oci_descriptor *d, const reg_blob *raw,
-                     const oci_manifest *m, mar_err **err)
+MAR_MUST_USE static int add_child(reg_push *p, const oci_ref *src, const oci_descriptor *d,
+                                  const reg_blob *raw, const oci_manifest *m, mar_err **err)
 {
     reg_blob_src bs = {.kind = REG_SRC_REGISTRY, .from = src};
     if (m->kind == OCI_KIND_MANIFEST) {
@@ -292,8 +298,8 @@ static int add_child(reg_push *p, const oci_ref *src, const oci_descriptor *d, c
 /* The children of sources from another repository, added to the push: the manifests
  * reg_image_fetch already holds as they are, the rest (attestations) fetched in one round for
  * every source together; a source with a nested index entry is walked whole. */
-static int add_foreign(reg_client *c, builder *b, reg_image **imgs, reg_push *p,
-                       reg_index_result *ret, mar_err **err)
+MAR_MUST_USE static int add_foreign(reg_client *c, builder *b, reg_image **imgs, reg_push *p,
+                                    reg_index_result *ret, mar_err **err)
 {
     const oci_ref *dst = b->o->dst;
     size_t cap = b->n + 1, n_fs = 0;
@@ -375,8 +381,8 @@ static int add_foreign(reg_client *c, builder *b, reg_image **imgs, reg_push *p,
     return rc;
 }
 
-static int fetch_all(reg_client *c, const reg_index_opts *o, reg_image **imgs, reg_image **base,
-                     mar_err **err)
+MAR_MUST_USE static int fetch_all(reg_client *c, const reg_index_opts *o, reg_image **imgs,
+                                  reg_image **base, mar_err **err)
 {
     for (size_t s = 0; s < o->n_srcs; s++) {
         reg_image_fetch(c, &o->srcs[s], REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS, on_image, &imgs[s]);
@@ -430,6 +436,7 @@ int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *r
         reg_push_opts po = {
                 .dst = o->dst,
                 .jobs = o->jobs,
+                .mount_sources = true,
                 .put_documents = true,
                 .progress = o->progress,
                 .progress_ud = o->progress_ud,

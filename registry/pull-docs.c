@@ -197,7 +197,8 @@ static void add_image(reg_pull *p, const oci_descriptor *d)
 
 /* oci_index_pick's view of the nested indexes read so far; a missing one is noted in
  * p->want_nested and fetched before choosing again. */
-static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int lookup_nested(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                      mar_err **err)
 {
     reg_pull *p = ud;
     for (size_t i = 0; i < p->n_nested; i++) {
@@ -253,7 +254,7 @@ static int collect_all(reg_pull *p, const oci_manifest *idx, mar_digest *path, s
 /* Chooses the index entries to pull (docs/internals/platforms.md §7): each requested platform's
  * choice as containerd makes it, every manifest entry for --all-platforms, the host's choice by
  * default. Returns 0, 1 when a nested index has to be read first (p->want_nested), or -1. */
-static int choose(reg_pull *p, mar_err **err)
+MAR_MUST_USE static int choose(reg_pull *p, mar_err **err)
 {
     const oci_manifest *idx = p->topm;
     p->want_nested = NULL;

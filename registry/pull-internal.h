@@ -121,11 +121,11 @@ void reg__pull_set_state(reg_pull *p, size_t row, reg_layer_state st);
 void reg__pull_docs_start(reg_pull *p);
 /* Runs the client until every document is in (waiting, one at a time, for those another
  * process holds). Errors: transport failures; the rest lands in p->err. */
-int reg__pull_docs_finish(reg_pull *p, mar_err **err);
+MAR_MUST_USE int reg__pull_docs_finish(reg_pull *p, mar_err **err);
 /* Checks a config's platform where the index did not say it: a single-manifest image against
  * the request, and an index entry without a platform against the request that chose it (as
  * containerd does, docs/internals/platforms.md §7). */
-int reg__pull_check_single(reg_pull *p, mar_err **err);
+MAR_MUST_USE int reg__pull_check_single(reg_pull *p, mar_err **err);
 /* Frees what pull-docs.c added to p. */
 void reg__pull_docs_release(reg_pull *p);
 
@@ -134,6 +134,6 @@ void reg__pull_docs_release(reg_pull *p);
 void reg__pull_queue_chains(reg_pull *p, size_t blob);
 void *reg__pull_worker(void *arg);
 /* Settles and commits an image's unpacked layers bottom-up. */
-int reg__pull_settle_image(reg_pull *p, pimage *im, mar_err **err);
+MAR_MUST_USE int reg__pull_settle_image(reg_pull *p, pimage *im, mar_err **err);
 
 #endif

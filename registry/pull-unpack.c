@@ -36,7 +36,7 @@ static void unpack_progress(void *ud, uint64_t in_bytes)
 }
 
 /* Unpacks a chain's layer into its part directory (the lock is held until it is settled). */
-static int extract(reg_pull *p, chainjob *cj, mar_err **err)
+MAR_MUST_USE static int extract(reg_pull *p, chainjob *cj, mar_err **err)
 {
     reg_pull_layer *row = &p->rows[cj->row];
     reg__pull_set_state(p, cj->row, REG_LAYER_EXTRACTING);

@@ -58,8 +58,8 @@ void reg__pull_set_state(reg_pull *p, size_t row, reg_layer_state st)
 
 /* ---- blobs ---------------------------------------------------------------------------------- */
 
-static int sink_write(void *ud, const void *ptr, size_t n, mar_err **err);
-static int sink_reset(void *ud, mar_err **err);
+MAR_MUST_USE static int sink_write(void *ud, const void *ptr, size_t n, mar_err **err);
+MAR_MUST_USE static int sink_reset(void *ud, mar_err **err);
 static void blob_done(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud);
 
 typedef struct sinkctx {
@@ -154,7 +154,7 @@ static void pump(reg_pull *p)
     }
 }
 
-static int sink_write(void *ud, const void *ptr, size_t n, mar_err **err)
+MAR_MUST_USE static int sink_write(void *ud, const void *ptr, size_t n, mar_err **err)
 {
     sinkctx *sc = ud;
     reg_pull *p = sc->p;
@@ -174,7 +174,7 @@ static int sink_write(void *ud, const void *ptr, size_t n, mar_err **err)
     return 0;
 }
 
-static int sink_reset(void *ud, mar_err **err)
+MAR_MUST_USE static int sink_reset(void *ud, mar_err **err)
 {
     sinkctx *sc = ud;
     reg_pull *p = sc->p;
@@ -278,7 +278,7 @@ static void stop_committer(reg_pull *p)
 
 /* ---- the plan: distinct blobs and chains ---------------------------------------------------- */
 
-static int plan(reg_pull *p, mar_err **err)
+MAR_MUST_USE static int plan(reg_pull *p, mar_err **err)
 {
     size_t total = 0;
     for (size_t i = 0; i < p->n_images; i++) {
@@ -409,7 +409,7 @@ static void release_work(reg_pull *p)
     }
 }
 
-static int tag(reg_pull *p, reg_pull_result *res, mar_err **err)
+MAR_MUST_USE static int tag(reg_pull *p, reg_pull_result *res, mar_err **err)
 {
     _cleanup_free_ char *name = oci_ref_string(p->ref);
     reg_store_ref top = {

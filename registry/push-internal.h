@@ -18,8 +18,8 @@ typedef struct reg_source reg_source;
 /* Opens the source of a blob; a producer's window is `chunk` + REG__SOURCE_SLACK bytes (at most
  * the blob). Errors: MAR_ENOTFOUND (a store blob missing), MAR_EINTEGRITY (a file whose size is
  * not the descriptor's), MAR_EIO, MAR_EFAIL (a producer without its callbacks). */
-int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
-                     uint64_t chunk, reg_source **ret, mar_err **err);
+MAR_MUST_USE int reg__source_open(reg_client *c, const reg_blob_src *src, const oci_descriptor *d,
+                                  uint64_t chunk, reg_source **ret, mar_err **err);
 reg_source *reg__source_free(reg_source *s);
 /* Copies up to n bytes at off. Returns the count, REG_BODY_PAUSE when a producer has not
  * delivered them yet (wake is called once they are), or REG_BODY_ABORT with *err set (the
@@ -78,18 +78,18 @@ void reg__on_fetch(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *ud
 void reg__fetched_release(reg__fetched *f);
 /* Parses a fetched document into *ret and adds a manifest's config and layers to the push,
  * streamed from src. Errors: the fetch's, those of oci_manifest_parse. */
-int reg__push_add_fetched(reg_push *p, const oci_ref *src, reg__fetched *f, const char *media_type,
-                          oci_manifest **ret, mar_err **err);
+MAR_MUST_USE int reg__push_add_fetched(reg_push *p, const oci_ref *src, reg__fetched *f,
+                                       const char *media_type, oci_manifest **ret, mar_err **err);
 /* Fetches the entries of idx (those keep marks, or all when keep is NULL) from src, nested
  * indexes included, and adds every document and blob to the push. Runs c. Errors: those of the
  * fetches, MAR_EUNSUPPORTED (nested more than 4 deep). */
-int reg__push_add_children(reg_client *c, reg_push *p, const oci_ref *src, oci_manifest *idx,
-                           const bool *keep, mar_err **err);
+MAR_MUST_USE int reg__push_add_children(reg_client *c, reg_push *p, const oci_ref *src,
+                                        oci_manifest *idx, const bool *keep, mar_err **err);
 
 /* An index with only the entries keep marks (of n); every other field as it was (push-store.c).
  * Errors: MAR_EINTEGRITY (not JSON), MAR_EFAIL. */
-int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
-                        mar_err **err);
+MAR_MUST_USE int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf *ret,
+                                     mar_err **err);
 
 /* The bytes of a document item of a push (push.c). Borrowed. */
 const mar_buf *reg__push_item_bytes(const reg_push *p, size_t i);
@@ -97,12 +97,13 @@ const mar_buf *reg__push_item_bytes(const reg_push *p, size_t i);
 /* Which entries of an index a copy keeps (copy.c): those the platforms select (every one when
  * none is given; each platform must select one), and the attestations that describe a kept
  * entry. keep has idx->n_manifests slots, zeroed. Errors: MAR_ENOTFOUND naming what idx has. */
-int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platform *platforms,
-                     size_t n_platforms, bool *keep, mar_err **err);
+MAR_MUST_USE int reg__copy_select(const char *name, const oci_manifest *idx,
+                                  const oci_platform *platforms, size_t n_platforms, bool *keep,
+                                  mar_err **err);
 /* A copy into, or out of, an OCI image layout directory or archive (copy-layout.c). */
-int reg__copy_to_layout(reg_client *c, const oci_ref *src, const reg_endpoint *dst,
-                        const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
-int reg__copy_from_layout(reg_client *c, const reg_endpoint *src, const oci_ref *dst,
-                          const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+MAR_MUST_USE int reg__copy_to_layout(reg_client *c, const oci_ref *src, const reg_endpoint *dst,
+                                     const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+MAR_MUST_USE int reg__copy_from_layout(reg_client *c, const reg_endpoint *src, const oci_ref *dst,
+                                       const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
 
 #endif

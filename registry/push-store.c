@@ -43,10 +43,12 @@ static void add_blob(plan_ctx *x, const oci_descriptor *d, const char *what, con
     reg_push_add_blob(x->p, d, &src);
 }
 
-static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what, mar_err **err);
+MAR_MUST_USE static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what,
+                                mar_err **err);
 
 /* The blobs (or, for an index, the children) a document names. */
-static int add_children(plan_ctx *x, const oci_manifest *m, const oci_platform *pf, mar_err **err)
+MAR_MUST_USE static int add_children(plan_ctx *x, const oci_manifest *m, const oci_platform *pf,
+                                     mar_err **err)
 {
     if (m->kind == OCI_KIND_MANIFEST) {
         add_blob(x, &m->config, "config", pf);
@@ -69,8 +71,8 @@ static int add_children(plan_ctx *x, const oci_manifest *m, const oci_platform *
     return 0;
 }
 
-static int read_doc(plan_ctx *x, const mar_digest *d, const char *media_type, mar_buf *raw,
-                    oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int read_doc(plan_ctx *x, const mar_digest *d, const char *media_type,
+                                 mar_buf *raw, oci_manifest **ret, mar_err **err)
 {
     if (reg_store_read(x->s, d, MAR_CAP_MANIFEST, raw, err) < 0 ||
         oci_manifest_parse(raw->data, raw->len, media_type, ret, err) < 0) {
@@ -79,7 +81,8 @@ static int read_doc(plan_ctx *x, const mar_digest *d, const char *media_type, ma
     return 0;
 }
 
-static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what, mar_err **err)
+MAR_MUST_USE static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what,
+                                mar_err **err)
 {
     /* An attestation's platform is unknown/unknown: saying so helps nobody. */
     const oci_platform *pf =
@@ -98,7 +101,7 @@ static int add_doc(plan_ctx *x, const oci_descriptor *d, const char *what, mar_e
     return 0;
 }
 
-static int missing_error(plan_ctx *x, mar_err **err)
+MAR_MUST_USE static int missing_error(plan_ctx *x, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(MAR_BUF_NOCAP);
     for (size_t i = 0; i < x->missing.n && i < 8; i++) {
@@ -118,8 +121,9 @@ static int missing_error(plan_ctx *x, mar_err **err)
 /* Which entries of an index the requested platforms keep: each platform must select at least
  * one (normalized equality, containerd's OnlyStrict); attestations follow the manifest they
  * describe, when stored. */
-static int select_entries(plan_ctx *x, const oci_manifest *idx, const oci_platform *platforms,
-                          size_t n_platforms, bool *keep, reg_push_plan *pl, mar_err **err)
+MAR_MUST_USE static int select_entries(plan_ctx *x, const oci_manifest *idx,
+                                       const oci_platform *platforms, size_t n_platforms,
+                                       bool *keep, reg_push_plan *pl, mar_err **err)
 {
     for (size_t k = 0; k < n_platforms; k++) {
         oci_matcher m;
@@ -204,9 +208,9 @@ int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_t n, mar_buf 
     return 0;
 }
 
-static int plan_index(plan_ctx *x, const reg_store_ref *top, const mar_buf *raw,
-                      const oci_manifest *idx, const oci_platform *platforms, size_t n_platforms,
-                      reg_push_plan *pl, mar_err **err)
+MAR_MUST_USE static int plan_index(plan_ctx *x, const reg_store_ref *top, const mar_buf *raw,
+                                   const oci_manifest *idx, const oci_platform *platforms,
+                                   size_t n_platforms, reg_push_plan *pl, mar_err **err)
 {
     size_t n = idx->n_manifests;
     _cleanup_free_ bool *keep = mar_xcalloc(n + 1, sizeof(bool));
@@ -247,8 +251,9 @@ static int plan_index(plan_ctx *x, const reg_store_ref *top, const mar_buf *raw,
 
 /* A single manifest is pushed for --platform only when its config says it is every platform
  * asked for. */
-static int check_single(plan_ctx *x, const oci_manifest *m, const oci_platform *platforms,
-                        size_t n_platforms, mar_err **err)
+MAR_MUST_USE static int check_single(plan_ctx *x, const oci_manifest *m,
+                                     const oci_platform *platforms, size_t n_platforms,
+                                     mar_err **err)
 {
     _cleanup_buf_ mar_buf cb = MAR_BUF_INIT(MAR_CAP_CONFIG);
     _cleanup_config_ oci_config *cfg = NULL;

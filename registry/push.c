@@ -163,8 +163,9 @@ void reg_push_add_blob(reg_push *p, const oci_descriptor *d, const reg_blob_src 
     }
 }
 
-static int add_document(reg_push *p, const char *media_type, const void *bytes, size_t n,
-                        const oci_platform *platform, bool top, mar_err **err)
+MAR_MUST_USE static int add_document(reg_push *p, const char *media_type, const void *bytes,
+                                     size_t n, const oci_platform *platform, bool top,
+                                     mar_err **err)
 {
     oci_kind kind = oci_media_kind(media_type);
     if (kind != OCI_KIND_INDEX && kind != OCI_KIND_MANIFEST) {
@@ -339,10 +340,10 @@ static void start_blob(reg_push *p, size_t i)
         return;
     }
     /* Without a push-wide mount source, a blob streamed from another repository of the same
-     * registry is mounted from there (mar index create gathers several repositories). */
+     * registry is mounted from there, when asked. */
     const char *mount_from = p->mount_from;
     const char *scope = p->scope;
-    if (!mount_from && j->src.kind == REG_SRC_REGISTRY &&
+    if (!mount_from && p->o.mount_sources && j->src.kind == REG_SRC_REGISTRY &&
         strcmp(j->from.api_host, p->dst.api_host) == 0 && strcmp(j->from.path, p->dst.path) != 0) {
         mount_from = j->from.path;
         free(j->scope);

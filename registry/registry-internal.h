@@ -117,7 +117,8 @@ reg_op *reg__op_free(reg_op *op);
  * op->done, or returns false to a caller that does. Returns false. */
 bool reg__op_fail(reg_op *op, int code, const char *fmt, ...) MAR_PRINTF(3, 4);
 /* An error for a final non-2xx status ("GET '<url>': 404 MANIFEST_UNKNOWN: manifest unknown"),
- * code from docs/internals/registry-protocol.md §9. */
+ * code from docs/internals/registry-protocol.md §9. Like mar_err_set it always sets *err and
+ * returns -code, so it is not MAR_MUST_USE. */
 int reg__op_status_error(reg_op *op, const char *what, mar_err **err);
 /* The URL without query string, for messages and logs. Returns: new string. */
 char *reg__url_for_log(const char *url);
@@ -204,13 +205,14 @@ struct reg_store {
     char *path;
     int store_lock;
 };
-int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err);
+MAR_MUST_USE int reg__store_lock(reg_store *s, const char *name, int how, bool wait, mar_err **err);
 /* openat below the store's directory fd, every component opened with O_NOFOLLOW (a symbolic
  * link anywhere on the path fails with ELOOP or ENOTDIR). Returns the fd or -1 with errno. */
 int reg__store_openat(reg_store *s, const char *rel, int flags, mode_t mode);
-int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n, mar_err **err);
+MAR_MUST_USE int reg__store_write_atomic(reg_store *s, const char *name, const void *p, size_t n,
+                                         mar_err **err);
 /* fsyncs the store's directory dir ("." for its top) after a rename into it. Errors: MAR_EIO. */
-int reg__store_sync_dir(reg_store *s, const char *dir, mar_err **err);
+MAR_MUST_USE int reg__store_sync_dir(reg_store *s, const char *dir, mar_err **err);
 char *reg__blob_name(const mar_digest *d);
 
 #endif

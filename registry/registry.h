@@ -114,8 +114,8 @@ typedef struct reg_curl_options {
 
 /* The libcurl transport: one multi handle, connection reuse, HTTP/2 where offered. Errors:
  * MAR_EFAIL. */
-int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops, void **ret_ctx,
-                           mar_err **err);
+MAR_MUST_USE int reg_curl_transport_new(const reg_curl_options *o, const reg_http_ops **ret_ops,
+                                        void **ret_ctx, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Client. */
@@ -155,7 +155,7 @@ MAR_DEFINE_CLEANUP(reg_client, reg_client_free)
 
 /* Drives all started operations to completion. Errors: only transport failures (MAR_EFAIL); the
  * outcome of each operation goes to its callback. */
-int reg_client_run(reg_client *c, mar_err **err);
+MAR_MUST_USE int reg_client_run(reg_client *c, mar_err **err);
 void reg_client_stats(const reg_client *c, reg_stats *ret);
 
 /* A fetched document. */
@@ -266,9 +266,9 @@ typedef struct reg_store reg_store;
 
 /* The store location: opt (--store), else $MAR_STORE, else /var/lib/mar for root and
  * $XDG_DATA_HOME/mar or ~/.local/share/mar otherwise. Returns: new string. Errors: MAR_EUSAGE. */
-int reg_store_default_path(const char *opt, char **ret, mar_err **err);
+MAR_MUST_USE int reg_store_default_path(const char *opt, char **ret, mar_err **err);
 /* Opens the store, creating it (0700) and its layout when missing. Errors: MAR_EIO. */
-int reg_store_open(const char *path, reg_store **ret, mar_err **err);
+MAR_MUST_USE int reg_store_open(const char *path, reg_store **ret, mar_err **err);
 reg_store *reg_store_free(reg_store *s);
 MAR_DEFINE_CLEANUP(reg_store, reg_store_free)
 #define _cleanup_store_ _cleanup_(reg_store_freep)
@@ -276,37 +276,39 @@ const char *reg_store_path(const reg_store *s);
 int reg_store_dirfd(const reg_store *s);
 /* Takes the store-wide lock, shared (pull, unpack, run) or exclusive (gc, rmi), for the life of
  * the handle. Errors: MAR_EIO (busy when !wait). */
-int reg_store_hold(reg_store *s, bool exclusive, bool wait, mar_err **err);
+MAR_MUST_USE int reg_store_hold(reg_store *s, bool exclusive, bool wait, mar_err **err);
 uint64_t reg_store_free_bytes(const reg_store *s);
 
 /* A committed blob of this size (size < 0: any). */
 bool reg_store_has(reg_store *s, const mar_digest *d, int64_t size);
 /* Errors: MAR_ENOTFOUND, MAR_EIO. */
-int reg_store_blob_open(reg_store *s, const mar_digest *d, int *ret_fd, mar_err **err);
+MAR_MUST_USE int reg_store_blob_open(reg_store *s, const mar_digest *d, int *ret_fd, mar_err **err);
 /* Reads a whole blob (at most cap bytes) and verifies it again. Errors: MAR_ENOTFOUND,
  * MAR_EINTEGRITY, MAR_EIO. */
-int reg_store_read(reg_store *s, const mar_digest *d, size_t cap, mar_buf *ret, mar_err **err);
+MAR_MUST_USE int reg_store_read(reg_store *s, const mar_digest *d, size_t cap, mar_buf *ret,
+                                mar_err **err);
 /* Stores bytes already in memory under their digest (verified first). Errors: MAR_EINTEGRITY,
  * MAR_EIO. */
-int reg_store_put(reg_store *s, const mar_digest *d, const void *p, size_t n, mar_err **err);
+MAR_MUST_USE int reg_store_put(reg_store *s, const mar_digest *d, const void *p, size_t n,
+                               mar_err **err);
 
 /* A download into ingest/, under the blob's lock. */
 typedef struct reg_ingest reg_ingest;
 /* Returns 0 with *ret NULL when the blob is already committed, 0 with an ingest (resuming what
  * an earlier run left), or 1 when another process holds the blob and !wait. Errors: MAR_EIO. */
-int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait, reg_ingest **ret,
-                     mar_err **err);
+MAR_MUST_USE int reg_ingest_begin(reg_store *s, const mar_digest *d, int64_t size, bool wait,
+                                  reg_ingest **ret, mar_err **err);
 uint64_t reg_ingest_offset(const reg_ingest *g);
 /* The hash state of the bytes already ingested (ownership passes to the caller). */
 mar_hasher *reg_ingest_take_hasher(reg_ingest *g);
 /* Errors: MAR_EIO (disk full names the store and the bytes still needed), MAR_EINTEGRITY (more
  * bytes than the descriptor's size). */
-int reg_ingest_write(reg_ingest *g, const void *p, size_t n, mar_err **err);
-int reg_ingest_reset(reg_ingest *g, mar_err **err);
+MAR_MUST_USE int reg_ingest_write(reg_ingest *g, const void *p, size_t n, mar_err **err);
+MAR_MUST_USE int reg_ingest_reset(reg_ingest *g, mar_err **err);
 /* Checks the size, compares the digest the downloader verified with the expected one, then
  * renames into blobs/ (RENAME_NOREPLACE) and syncs the directory. Errors: MAR_EINTEGRITY,
  * MAR_EIO. The ingest is still to be freed. */
-int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err);
+MAR_MUST_USE int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err);
 /* Unlocks, keeping the partial data for a later resume. */
 reg_ingest *reg_ingest_free(reg_ingest *g);
 /* Unlocks and deletes the partial data (it failed verification). */
@@ -330,11 +332,12 @@ typedef struct reg_store_refs {
 void reg_store_refs_release(reg_store_refs *r);
 
 /* Errors: MAR_EIO, MAR_EINTEGRITY (index.json unreadable). */
-int reg_store_list(reg_store *s, reg_store_refs *ret, mar_err **err);
+MAR_MUST_USE int reg_store_list(reg_store *s, reg_store_refs *ret, mar_err **err);
 /* Points name at a descriptor, replacing an entry of the same name. Errors: MAR_EIO. */
-int reg_store_tag(reg_store *s, const reg_store_ref *ref, mar_err **err);
+MAR_MUST_USE int reg_store_tag(reg_store *s, const reg_store_ref *ref, mar_err **err);
 /* Removes name and its per-platform entries (name@os/arch...). Returns the number removed. */
-int reg_store_untag(reg_store *s, const char *name, size_t *ret_removed, mar_err **err);
+MAR_MUST_USE int reg_store_untag(reg_store *s, const char *name, size_t *ret_removed,
+                                 mar_err **err);
 
 /* Unpacked layers, by ChainID: unpack/<hex>/rootfs plus .complete, written last. */
 char *reg_store_layer_path(const reg_store *s, const mar_digest *chain); /* .../rootfs */
@@ -342,11 +345,12 @@ bool reg_store_layer_complete(reg_store *s, const mar_digest *chain);
 /* Locks the chain and prepares unpack/part-<hex>/rootfs (removing a dead run's leftovers).
  * Returns 0 with *ret_rootfd (O_PATH) and *ret_lock, 0 with both -1 when the layer is complete,
  * 1 when another process holds it and !wait. Errors: MAR_EIO. */
-int reg_store_layer_begin(reg_store *s, const mar_digest *chain, bool wait, int *ret_lock,
-                          int *ret_rootfd, mar_err **err);
+MAR_MUST_USE int reg_store_layer_begin(reg_store *s, const mar_digest *chain, bool wait,
+                                       int *ret_lock, int *ret_rootfd, mar_err **err);
 /* Marks the part directory complete (info is written to .complete) and renames it into place.
  * Errors: MAR_EIO. */
-int reg_store_layer_commit(reg_store *s, const mar_digest *chain, const char *info, mar_err **err);
+MAR_MUST_USE int reg_store_layer_commit(reg_store *s, const mar_digest *chain, const char *info,
+                                        mar_err **err);
 /* Removes the part directory. */
 void reg_store_layer_abort(reg_store *s, const mar_digest *chain);
 
@@ -365,12 +369,12 @@ typedef struct reg_store_image {
 
 /* Finds name (as recorded by a pull) and, for an index, the best entry the matcher accepts
  * among those the store holds. Errors: MAR_ENOTFOUND, MAR_EINTEGRITY, MAR_EIO. */
-int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m, reg_store_image *ret,
-                         mar_err **err);
+MAR_MUST_USE int reg_store_image_find(reg_store *s, const char *name, const oci_matcher *m,
+                                      reg_store_image *ret, mar_err **err);
 /* The same for a reference already listed (reg_store_list), without reading index.json again:
  * for callers that walk every reference. Errors: as reg_store_image_find. */
-int reg_store_image_of(reg_store *s, const reg_store_ref *ref, const oci_matcher *m,
-                       reg_store_image *ret, mar_err **err);
+MAR_MUST_USE int reg_store_image_of(reg_store *s, const reg_store_ref *ref, const oci_matcher *m,
+                                    reg_store_image *ret, mar_err **err);
 void reg_store_image_release(reg_store_image *im);
 
 typedef struct reg_gc_stats {
@@ -380,9 +384,9 @@ typedef struct reg_gc_stats {
 } reg_gc_stats;
 /* Removes what no reference reaches (blobs, unpacked layers), every ingest and part directory,
  * and stray temporary files, under the exclusive store lock. Errors: MAR_EIO. */
-int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err);
+MAR_MUST_USE int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err);
 /* Checks every blob against its name: returns the number of bad ones (listed in ret_bad). */
-int reg_store_verify(reg_store *s, mar_strv *ret_bad, mar_err **err);
+MAR_MUST_USE int reg_store_verify(reg_store *s, mar_strv *ret_bad, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Pulling into the store (pull.c). */
@@ -457,8 +461,8 @@ typedef struct reg_pull_result {
 /* Pulls ref into the store. Errors: those of the registry client, MAR_ENOTFOUND (no such
  * platform), MAR_EINTEGRITY (verification, hostile layers), MAR_EUNSUPPORTED (layer types),
  * MAR_EIO (store). */
-int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref, const reg_pull_opts *o,
-                 reg_pull_result *ret, mar_err **err);
+MAR_MUST_USE int reg_pull_run(reg_client *c, reg_store *s, const oci_ref *ref,
+                              const reg_pull_opts *o, reg_pull_result *ret, mar_err **err);
 void reg_pull_result_release(reg_pull_result *r);
 /* All rows of a pull (for a progress display). Borrowed. */
 size_t reg_pull_rows(const reg_pull *p, const reg_pull_layer **ret);
@@ -480,8 +484,8 @@ typedef struct reg_deep_entry {
  * 8), and counts only if its bytes match the descriptor digest. Runs c until done. Errors: those
  * of reg_client_run; a failure of one entry (a layer that cannot be fetched or read) lands in
  * its err. */
-int reg_deep_scan(reg_client *c, reg_store *s, const reg_image *img, reg_deep_entry *v, size_t n,
-                  int jobs, mar_err **err);
+MAR_MUST_USE int reg_deep_scan(reg_client *c, reg_store *s, const reg_image *img, reg_deep_entry *v,
+                               size_t n, int jobs, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Pushing (upload.c, upload-source.c, push.c, push-store.c, retag.c;
@@ -584,6 +588,9 @@ typedef struct reg_push_opts {
     /* Put child documents without a HEAD first: for small documents the repository most
      * likely lacks (mar index create), a round trip less. */
     bool put_documents;
+    /* Mount every REG_SRC_REGISTRY blob from its own repository when that is of the
+     * destination's registry (mar copy, mar index create gather several repositories). */
+    bool mount_sources;
     reg_push_progress_fn progress;
     void *progress_ud;
 } reg_push_opts;
@@ -614,20 +621,20 @@ void reg_push_add_blob(reg_push *p, const oci_descriptor *d, const reg_blob_src 
 /* Adds a manifest or index sent by digest before the top: its exact bytes (copied), as
  * Content-Type its media type. platform (may be NULL) is for display. Errors: MAR_EUNSUPPORTED
  * (not a manifest media type), MAR_EINTEGRITY (over the manifest cap). */
-int reg_push_add_manifest(reg_push *p, const char *media_type, const void *bytes, size_t n,
-                          const oci_platform *platform, mar_err **err);
+MAR_MUST_USE int reg_push_add_manifest(reg_push *p, const char *media_type, const void *bytes,
+                                       size_t n, const oci_platform *platform, mar_err **err);
 /* Adds a document the repository must already have (checked with HEAD, never sent): the
  * children of an index made from what a registry holds. */
 void reg_push_expect_manifest(reg_push *p, const oci_descriptor *d);
 /* Sets the top document, put last, under opts.dst's tag (or by digest). Errors: as
  * reg_push_add_manifest. */
-int reg_push_set_top(reg_push *p, const char *media_type, const void *bytes, size_t n,
-                     mar_err **err);
+MAR_MUST_USE int reg_push_set_top(reg_push *p, const char *media_type, const void *bytes, size_t n,
+                                  mar_err **err);
 /* Runs the push to its end. Errors: the first failure (MAR_EAUTH naming the repository and the
  * action, MAR_ENET, MAR_ERATELIMIT, MAR_EINTEGRITY for a digest the registry disagrees on or a
  * source that does not match its descriptor, MAR_ENOTFOUND for an expected document the
  * repository lacks, MAR_EIO). */
-int reg_push_run(reg_push *p, reg_push_result *ret, mar_err **err);
+MAR_MUST_USE int reg_push_run(reg_push *p, reg_push_result *ret, mar_err **err);
 /* Every item, in the order added. Borrowed, valid until reg_push_free. */
 size_t reg_push_items(const reg_push *p, const reg_push_item **ret);
 
@@ -647,16 +654,17 @@ void reg_push_plan_release(reg_push_plan *pl);
  * them every child must be stored. Errors: MAR_ENOTFOUND (the name is not stored; a child is
  * missing: the message lists them; no entry for a platform), MAR_EINTEGRITY (a stored blob does
  * not match its descriptor), MAR_EIO. */
-int reg_push_add_stored(reg_push *p, reg_store *s, const char *name, const oci_platform *platforms,
-                        size_t n_platforms, reg_push_plan *ret, mar_err **err);
+MAR_MUST_USE int reg_push_add_stored(reg_push *p, reg_store *s, const char *name,
+                                     const oci_platform *platforms, size_t n_platforms,
+                                     reg_push_plan *ret, mar_err **err);
 
 /* Gives the image src names in a registry the name o->dst of the same registry: in the same
  * repository the document is put again under the new tag (no blob moves); in another repository
  * its blobs are mounted from src (streamed from it when the registry does not mount) and its
  * child manifests put by digest first. o->mount_from is ignored. Errors: MAR_EUSAGE (another
  * registry), those of reg_manifest_fetch and reg_push_run. */
-int reg_retag(reg_client *c, const oci_ref *src, const reg_push_opts *o, reg_push_result *ret,
-              mar_err **err);
+MAR_MUST_USE int reg_retag(reg_client *c, const oci_ref *src, const reg_push_opts *o,
+                           reg_push_result *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Copying and assembling images (copy.c, copy-layout.c, index.c;
@@ -680,7 +688,7 @@ typedef struct reg_endpoint {
 
 /* Parses "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]", "docker://REF" or a reference. Errors:
  * MAR_EUSAGE. */
-int reg_endpoint_parse(const char *s, reg_endpoint *ret, mar_err **err);
+MAR_MUST_USE int reg_endpoint_parse(const char *s, reg_endpoint *ret, mar_err **err);
 void reg_endpoint_release(reg_endpoint *e);
 
 typedef struct reg_copy_opts {
@@ -712,8 +720,8 @@ void reg_copy_result_release(reg_copy_result *r);
  * Errors: MAR_EUSAGE (a layout path that is not a directory, layout to layout),
  * MAR_ENOTFOUND (no such image, tag or platform), those of reg_push_run and of the fetches,
  * MAR_EINTEGRITY (a blob or document that does not match its descriptor), MAR_EIO. */
-int reg_copy(reg_client *c, const reg_endpoint *src, const reg_endpoint *dst,
-             const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
+MAR_MUST_USE int reg_copy(reg_client *c, const reg_endpoint *src, const reg_endpoint *dst,
+                          const reg_copy_opts *o, reg_copy_result *ret, mar_err **err);
 
 typedef struct reg_index_opts {
     const oci_ref *dst; /* the repository and tag of the new index */
@@ -746,7 +754,8 @@ void reg_index_result_release(reg_index_result *r);
  * of another repository are mounted (streamed from another registry). Errors: MAR_EUSAGE (a
  * duplicate platform without replace, a bad annotation, a mislabeled source), MAR_ENOTFOUND (a
  * source, or the index to append to, does not exist), those of reg_push_run. */
-int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *ret, mar_err **err);
+MAR_MUST_USE int reg_index_create(reg_client *c, const reg_index_opts *o, reg_index_result *ret,
+                                  mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Hosts. */

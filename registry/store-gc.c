@@ -112,8 +112,8 @@ static void list_dir(int dfd, const char *rel, mar_strv *out)
     mar_strv_sort(out);
 }
 
-static int drop(reg_store *s, const char *dir, const char *name, bool dry_run, uint64_t *bytes,
-                mar_err **err)
+MAR_MUST_USE static int drop(reg_store *s, const char *dir, const char *name, bool dry_run,
+                             uint64_t *bytes, mar_err **err)
 {
     _cleanup_close_ int dfd = openat(s->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0) {

@@ -14,8 +14,8 @@ void reg_store_image_release(reg_store_image *im)
     memset(im, 0, sizeof(*im));
 }
 
-static int read_doc(reg_store *s, const mar_digest *d, const char *media_type, oci_manifest **ret,
-                    mar_err **err)
+MAR_MUST_USE static int read_doc(reg_store *s, const mar_digest *d, const char *media_type,
+                                 oci_manifest **ret, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(MAR_CAP_MANIFEST);
     if (reg_store_read(s, d, MAR_CAP_MANIFEST, &b, err) < 0) {
@@ -35,7 +35,8 @@ typedef struct store_pick {
     size_t n_nested;
 } store_pick;
 
-static int lookup_stored(const oci_descriptor *d, void *ud, const oci_manifest **ret, mar_err **err)
+MAR_MUST_USE static int lookup_stored(const oci_descriptor *d, void *ud, const oci_manifest **ret,
+                                      mar_err **err)
 {
     store_pick *x = ud;
     if (x->n_nested == MAR_ARRAY_SIZE(x->nested) || !reg_store_has(x->s, &d->digest, d->size)) {

@@ -26,7 +26,7 @@ bool reg_store_layer_complete(reg_store *s, const mar_digest *chain)
            fstatat(s->dfd, r, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int remove_in_store(reg_store *s, const char *rel, mar_err **err)
+MAR_MUST_USE static int remove_in_store(reg_store *s, const char *rel, mar_err **err)
 {
     _cleanup_close_ int ufd =
             openat(s->dfd, "unpack", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -107,6 +107,9 @@ void reg_store_layer_abort(reg_store *s, const mar_digest *chain)
 {
     _cleanup_free_ char *part = mar_xasprintf("part-%s", mar_digest_hex(chain));
     mar_err *e = NULL;
-    remove_in_store(s, part, &e);
+    /* A part directory left behind is removed by the next reg_store_layer_begin of the chain. */
+    if (remove_in_store(s, part, &e) < 0) {
+        mar_debug("%s", e->msg);
+    }
     mar_err_free(e);
 }

@@ -28,7 +28,7 @@ void reg_store_refs_release(reg_store_refs *r)
     r->n = 0;
 }
 
-static int load_index(reg_store *s, json_t **ret, mar_err **err)
+MAR_MUST_USE static int load_index(reg_store *s, json_t **ret, mar_err **err)
 {
     mar_buf b = MAR_BUF_INIT(INDEX_CAP);
     if (mar_read_file_at(s->dfd, "index.json", INDEX_CAP, &b, err) < 0) {
@@ -94,7 +94,7 @@ int reg_store_list(reg_store *s, reg_store_refs *ret, mar_err **err)
     return 0;
 }
 
-static int save_index(reg_store *s, json_t *doc, mar_err **err)
+MAR_MUST_USE static int save_index(reg_store *s, json_t *doc, mar_err **err)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
     if (!text) {

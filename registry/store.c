@@ -53,7 +53,7 @@ int reg_store_default_path(const char *opt, char **ret, mar_err **err)
 
 /* mkdir -p with 0755 parents and a 0700 leaf (CVE-2021-41091: the store must not be
  * traversable by other users, who could run setuid binaries from unpacked layers). */
-static int make_store_dir(const char *path, mar_err **err)
+MAR_MUST_USE static int make_store_dir(const char *path, mar_err **err)
 {
     _cleanup_free_ char *p = mar_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
@@ -71,7 +71,7 @@ static int make_store_dir(const char *path, mar_err **err)
     return 0;
 }
 
-static int mkdir_at(int dfd, const char *name, const char *store, mar_err **err)
+MAR_MUST_USE static int mkdir_at(int dfd, const char *name, const char *store, mar_err **err)
 {
     if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s/%s'", store, name);
@@ -82,7 +82,7 @@ static int mkdir_at(int dfd, const char *name, const char *store, mar_err **err)
 /* One of the store's own directories: created when missing, and refused unless it is a real
  * directory. A symbolic link in its place would send lock files, downloads and blobs outside the
  * store; parents are checked before their children are created through them. */
-static int own_dir(int dfd, const char *name, const char *store, mar_err **err)
+MAR_MUST_USE static int own_dir(int dfd, const char *name, const char *store, mar_err **err)
 {
     if (mkdir_at(dfd, name, store, err) < 0) {
         return -MAR_EIO;

@@ -197,7 +197,7 @@ static CURLcode on_ssl_ctx(CURL *easy, void *sslctx, void *ud)
     return CURLE_OK;
 }
 
-static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
+MAR_MUST_USE static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
 {
     reg_http_req *req = x->req;
     _cleanup_curl_ CURL *h = curl_easy_init();
@@ -278,7 +278,7 @@ static int start_xfer(curl_ctx *ctx, xfer *x, mar_err **err)
     return 0;
 }
 
-static int ctx_submit(void *vctx, reg_http_req *req, mar_err **err)
+MAR_MUST_USE static int ctx_submit(void *vctx, reg_http_req *req, mar_err **err)
 {
     curl_ctx *ctx = vctx;
     (void)err;
@@ -367,7 +367,7 @@ static void finish(curl_ctx *ctx, CURL *easy, CURLcode rc)
     req->done(req);
 }
 
-static int ctx_run(void *vctx, mar_err **err)
+MAR_MUST_USE static int ctx_run(void *vctx, mar_err **err)
 {
     curl_ctx *ctx = vctx;
     for (;;) {
@@ -419,7 +419,10 @@ static int ctx_run(void *vctx, mar_err **err)
                 finished = true;
             }
         }
-        if (finished) {
+        if (finished || ctx->unpause_pending) {
+            /* A callback of this perform may have asked for an unpause: waiting for socket
+             * activity first could wait the whole timeout, when the paused transfer is what the
+             * others wait for (a copy's download and upload hold each other). */
             continue;
         }
         int wait_ms = 1000;

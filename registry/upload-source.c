@@ -362,7 +362,7 @@ bool reg__source_rewind(reg_source *s, uint64_t off)
 
 /* ---- REG_SRC_REGISTRY: another repository's GET as the producer ------------------------------ */
 
-static int stream_write(void *ud, const void *p, size_t n, mar_err **err)
+MAR_MUST_USE static int stream_write(void *ud, const void *p, size_t n, mar_err **err)
 {
     reg_producer *pr = ud;
     reg_source *s = pr->src;

@@ -192,7 +192,15 @@ int mar_in_root_open(int rootfd, const char *path, int flags, mode_t mode)
     /* The walk gives an O_PATH fd for the object; reopen it through /proc only for O_PATH
      * requests is not needed: split into parent + last component instead. */
     if ((flags & O_PATH) && !(flags & O_CREAT)) {
-        return walk_path(rootfd, path, !(flags & O_NOFOLLOW));
+        int fd = walk_path(rootfd, path, !(flags & O_NOFOLLOW));
+        struct stat st;
+        /* O_DIRECTORY holds as with openat2: anything else is ENOTDIR. */
+        if (fd >= 0 && (flags & O_DIRECTORY) && (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))) {
+            close(fd);
+            errno = ENOTDIR;
+            return -1;
+        }
+        return fd;
     }
     /* Resolve the parent, then open the last component relative to it. */
     const char *slash = strrchr(path, '/');

@@ -20,8 +20,8 @@ struct vm_ctd {
     char *address;
 };
 
-static int call(vm_ctd *c, const char *path, const ProtobufCMessage *req, int timeout_ms,
-                mar_buf *resp, mar_err **err)
+MAR_MUST_USE static int call(vm_ctd *c, const char *path, const ProtobufCMessage *req,
+                             int timeout_ms, mar_buf *resp, mar_err **err)
 {
     size_t n = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = mar_xmalloc(n ? n : 1);

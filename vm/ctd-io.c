@@ -30,7 +30,8 @@ typedef struct waiter {
 static void *wait_thread(void *arg)
 {
     waiter *w = arg;
-    vm_ctd_task_wait(w->c, w->id, &w->status, &w->err);
+    /* A failure is w->err (set exactly once), which vm_ctd_attach returns after the join. */
+    mar_ignore(vm_ctd_task_wait(w->c, w->id, &w->status, &w->err));
     uint64_t one = 1;
     ssize_t n = write(w->efd, &one, sizeof(one));
     (void)n;
@@ -121,7 +122,10 @@ static void resize(vm_ctd *c, const char *id, int tty)
     struct winsize ws;
     if (ioctl(tty, TIOCGWINSZ, &ws) == 0 && ws.ws_col) {
         mar_err *e = NULL;
-        vm_ctd_task_resize(c, id, ws.ws_col, ws.ws_row, &e);
+        /* The container keeps its old size: worth a debug line, not a failure. */
+        if (vm_ctd_task_resize(c, id, ws.ws_col, ws.ws_row, &e) < 0) {
+            mar_debug("cannot resize the terminal of '%s': %s", id, e->msg);
+        }
         mar_err_free(e);
     }
 }
@@ -207,7 +211,10 @@ int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint
                 close(io->in_fd);
                 io->in_fd = -1;
                 mar_err *e = NULL;
-                vm_ctd_task_close_stdin(c, id, &e);
+                /* The container would wait for input that never comes: say so. */
+                if (vm_ctd_task_close_stdin(c, id, &e) < 0) {
+                    mar_diag_warn("cannot close the stdin of '%s': %s", id, e->msg);
+                }
                 mar_err_free(e);
             }
         }
@@ -226,7 +233,11 @@ int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint
                     sig = SIGKILL;
                 }
                 mar_err *e = NULL;
-                vm_ctd_task_kill(c, id, sig, sig == SIGKILL, &e);
+                /* A task that already exited is not found: the exit is on its way. */
+                if (vm_ctd_task_kill(c, id, sig, sig == SIGKILL, &e) < 0 &&
+                    mar_err_code(e) != MAR_ENOTFOUND) {
+                    mar_diag_warn("cannot send signal %d to '%s': %s", sig, id, e->msg);
+                }
                 mar_err_free(e);
             }
         }

@@ -127,8 +127,9 @@ static CURL *new_handle(grpc_ctx *g)
     return h;
 }
 
-static int do_call(grpc_ctx *g, CURL *h, const char *path, const void *req, size_t req_len,
-                   int timeout_ms, mar_buf *resp, int *ret_status, mar_err **err)
+MAR_MUST_USE static int do_call(grpc_ctx *g, CURL *h, const char *path, const void *req,
+                                size_t req_len, int timeout_ms, mar_buf *resp, int *ret_status,
+                                mar_err **err)
 {
     _cleanup_free_ char *url = mar_xasprintf("http://localhost%s", path);
     /* Length-prefixed message: flag 0 (uncompressed), big-endian length. */
@@ -203,8 +204,8 @@ static int do_call(grpc_ctx *g, CURL *h, const char *path, const void *req, size
     return rc;
 }
 
-static int grpc_call(void *ctx, const char *path, const void *req, size_t req_len, int timeout_ms,
-                     mar_buf *resp, int *ret_status, mar_err **err)
+MAR_MUST_USE static int grpc_call(void *ctx, const char *path, const void *req, size_t req_len,
+                                  int timeout_ms, mar_buf *resp, int *ret_status, mar_err **err)
 {
     grpc_ctx *g = ctx;
     *ret_status = -1;

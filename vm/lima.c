@@ -186,7 +186,8 @@ int vm_lima_yaml(const vm_lima_spec *s, const vm_host_facts *h, const char *mar_
     return 0;
 }
 
-static int run_limactl(const vm_runner *r, const char *const *argv, mar_buf *out, mar_err **err)
+MAR_MUST_USE static int run_limactl(const vm_runner *r, const char *const *argv, mar_buf *out,
+                                    mar_err **err)
 {
     int status = 0;
     mar_buf errout = MAR_BUF_INIT(1u << 20);
@@ -257,8 +258,8 @@ static void str_field(json_t *j, const char *key, char *dst, size_t n)
 }
 
 /* `limactl list --json [NAME]`: one object per line (Lima's store.Instance). */
-static int list(const vm_runner *r, const char *name, vm_lima_status **ret, size_t *ret_n,
-                mar_err **err)
+MAR_MUST_USE static int list(const vm_runner *r, const char *name, vm_lima_status **ret,
+                             size_t *ret_n, mar_err **err)
 {
     mar_buf out = MAR_BUF_INIT(4u << 20);
     const char *argv[] = {"limactl", "list", "--json", name, NULL};

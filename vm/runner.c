@@ -11,14 +11,14 @@
 #define CAPTURE_CAP (4u << 20)
 #define CAPTURE_MS  (120 * 1000)
 
-static int not_found(const char *prog, int e, mar_err **err)
+MAR_MUST_USE static int not_found(const char *prog, int e, mar_err **err)
 {
     return mar_err_set(err, e == ENOENT ? MAR_ENOTFOUND : MAR_EFAIL, e, "cannot run '%s'%s", prog,
                        e == ENOENT ? ": is it installed and in PATH?" : "");
 }
 
-static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *errout,
-                   int *ret_status, mar_err **err)
+MAR_MUST_USE static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *errout,
+                                int *ret_status, mar_err **err)
 {
     (void)ctx;
     if (out) {
@@ -64,7 +64,7 @@ static int sys_run(void *ctx, const char *const *argv, mar_buf *out, mar_buf *er
     return 0;
 }
 
-static int sys_exec(void *ctx, const char *const *argv, mar_err **err)
+MAR_MUST_USE static int sys_exec(void *ctx, const char *const *argv, mar_err **err)
 {
     (void)ctx;
     execvp(argv[0], (char *const *)argv);

@@ -67,12 +67,12 @@ bool vm__sc_cap_valid(const char *s);
 
 /* Reads mar's format; `what` names the text in messages ("default.txt:12: ..."). Errors:
  * MAR_EUSAGE. */
-int vm__seccomp_parse_text(const char *what, const char *text, size_t len, vm_seccomp **ret,
-                           mar_err **err);
+MAR_MUST_USE int vm__seccomp_parse_text(const char *what, const char *text, size_t len,
+                                        vm_seccomp **ret, mar_err **err);
 /* Reads a Docker profile (docs/internals/seccomp.md §5). Errors: MAR_EUSAGE (not JSON, a field of
  * the wrong type or value, `architectures` and `archMap` together), MAR_EUNSUPPORTED (a notify
  * listener). */
-int vm__seccomp_parse_docker(const char *what, const char *text, size_t len, vm_seccomp **ret,
-                             mar_err **err);
+MAR_MUST_USE int vm__seccomp_parse_docker(const char *what, const char *text, size_t len,
+                                          vm_seccomp **ret, mar_err **err);
 
 #endif

@@ -344,7 +344,8 @@ static const char *text_cond(const tokens *t, size_t *i, vm__sc_rule *r)
     return *i == start ? "a 'cap' or 'host' condition names nothing" : NULL;
 }
 
-static int text_header(const char *what, size_t line, tokens *t, vm_seccomp *p, mar_err **err)
+MAR_MUST_USE static int text_header(const char *what, size_t line, tokens *t, vm_seccomp *p,
+                                    mar_err **err)
 {
     vm__sc_rule *r = rule_add(p);
     size_t i = 0;
@@ -380,7 +381,8 @@ static int text_header(const char *what, size_t line, tokens *t, vm_seccomp *p, 
     return 0;
 }
 
-static int text_line(const char *what, size_t line, char *s, vm_seccomp *p, mar_err **err)
+MAR_MUST_USE static int text_line(const char *what, size_t line, char *s, vm_seccomp *p,
+                                  mar_err **err)
 {
     bool indented = *s == ' ' || *s == '\t';
     tokens t;
@@ -513,8 +515,8 @@ static json_t *dk_get(json_t *obj, const char *key)
     return json_is_null(v) ? NULL : v;
 }
 
-static int dk_uint(json_t *v, int64_t max, const char *what, const char *field, uint64_t *ret,
-                   mar_err **err)
+MAR_MUST_USE static int dk_uint(json_t *v, int64_t max, const char *what, const char *field,
+                                uint64_t *ret, mar_err **err)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) {
         return dk_fail(err, what, field, "not an integer from 0 to %lld", (long long)max);
@@ -523,8 +525,8 @@ static int dk_uint(json_t *v, int64_t max, const char *what, const char *field, 
     return 0;
 }
 
-static int dk_strings(json_t *a, bool (*valid)(const char *), const char *what, const char *field,
-                      mar_strv *ret, mar_err **err)
+MAR_MUST_USE static int dk_strings(json_t *a, bool (*valid)(const char *), const char *what,
+                                   const char *field, mar_strv *ret, mar_err **err)
 {
     if (!a) {
         return 0;
@@ -544,8 +546,8 @@ static int dk_strings(json_t *a, bool (*valid)(const char *), const char *what, 
     return 0;
 }
 
-static int dk_action(json_t *v, json_t *errno_v, const char *what, const char *field,
-                     const char **ret, long *ret_errno, mar_err **err)
+MAR_MUST_USE static int dk_action(json_t *v, json_t *errno_v, const char *what, const char *field,
+                                  const char **ret, long *ret_errno, mar_err **err)
 {
     const char *a = vm__sc_action(json_string_value(v));
     if (!a) {
@@ -575,8 +577,8 @@ static int dk_action(json_t *v, json_t *errno_v, const char *what, const char *f
     return 0;
 }
 
-static int dk_filter(json_t *f, const char *what, const char *field, vm__sc_filter *ret,
-                     mar_err **err)
+MAR_MUST_USE static int dk_filter(json_t *f, const char *what, const char *field,
+                                  vm__sc_filter *ret, mar_err **err)
 {
     if (!f) {
         return 0;
@@ -600,7 +602,8 @@ static int dk_filter(json_t *f, const char *what, const char *field, vm__sc_filt
     return 0;
 }
 
-static int dk_args(json_t *a, const char *what, const char *field, vm__sc_rule *r, mar_err **err)
+MAR_MUST_USE static int dk_args(json_t *a, const char *what, const char *field, vm__sc_rule *r,
+                                mar_err **err)
 {
     if (!a) {
         return 0;
@@ -635,7 +638,8 @@ static int dk_args(json_t *a, const char *what, const char *field, vm__sc_rule *
     return 0;
 }
 
-static int dk_syscall(json_t *o, const char *what, const char *field, vm_seccomp *p, mar_err **err)
+MAR_MUST_USE static int dk_syscall(json_t *o, const char *what, const char *field, vm_seccomp *p,
+                                   mar_err **err)
 {
     static const char *const known[] = {"names", "name",    "action",   "errnoRet",
                                         "args",  "comment", "includes", "excludes"};
@@ -672,7 +676,7 @@ static int dk_syscall(json_t *o, const char *what, const char *field, vm_seccomp
     return 0;
 }
 
-static int dk_archmap(json_t *a, const char *what, vm_seccomp *p, mar_err **err)
+MAR_MUST_USE static int dk_archmap(json_t *a, const char *what, vm_seccomp *p, mar_err **err)
 {
     if (!json_is_array(a)) {
         return dk_fail(err, what, "archMap", "not an array");

@@ -86,7 +86,7 @@ void vm_security_release(vm_security *s)
     vm_security_init(s);
 }
 
-static int load_file(const char *path, vm_seccomp **ret, mar_err **err)
+MAR_MUST_USE static int load_file(const char *path, vm_seccomp **ret, mar_err **err)
 {
     /* The user's own path: symlinks are followed, as any program reading a named file would. */
     _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -188,8 +188,8 @@ const char *vm_security_seccomp_name(const vm_security *s)
 }
 
 /* The profile to evaluate: the FILE's, or the built-in one parsed now (*owned frees it). */
-static int profile_of(const vm_security *s, vm_seccomp **owned, const vm_seccomp **ret,
-                      mar_err **err)
+MAR_MUST_USE static int profile_of(const vm_security *s, vm_seccomp **owned, const vm_seccomp **ret,
+                                   mar_err **err)
 {
     if (s->seccomp == VM_SECCOMP_FILE) {
         *ret = s->profile;

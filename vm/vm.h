@@ -55,7 +55,8 @@ void vm_target_add_handler(vm_target *t, const vm_handler *h);
 /* A named profile (`apple-silicon`, `apple-silicon-qemu`, `intel-mac`; the Apple Silicon ones
  * with `:macosN` naming the Mac's macOS major version, N from 13) or a platform, optionally with
  * "+qemu" (QEMU user-mode registered for every other architecture). Errors: MAR_EUSAGE. */
-int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret, mar_err **err);
+MAR_MUST_USE int vm_target_parse(const char *spec, const oci_platform *host, vm_target *ret,
+                                 mar_err **err);
 
 /* Names of the profiles, for help texts. */
 extern const char *const vm_profile_names[];
@@ -102,8 +103,8 @@ typedef struct vm_grpc_ops {
 
 /* The production transport: HTTP/2 (prior knowledge) over the unix socket, the namespace as
  * `containerd-namespace` metadata. Errors: MAR_ENET (no socket), MAR_EAUTH (no access). */
-int vm_grpc_unix_new(const char *socket, const char *ns, const vm_grpc_ops **ret_ops,
-                     void **ret_ctx, mar_err **err);
+MAR_MUST_USE int vm_grpc_unix_new(const char *socket, const char *ns, const vm_grpc_ops **ret_ops,
+                                  void **ret_ctx, mar_err **err);
 
 typedef struct vm_ctd vm_ctd;
 
@@ -112,9 +113,9 @@ vm_ctd *vm_ctd_new(const vm_grpc_ops *ops, void *ctx, const char *address);
 vm_ctd *vm_ctd_free(vm_ctd *c);
 MAR_DEFINE_CLEANUP(vm_ctd, vm_ctd_free)
 /* vm_grpc_unix_new + vm_ctd_new. */
-int vm_ctd_connect(const char *address, const char *ns, vm_ctd **ret, mar_err **err);
+MAR_MUST_USE int vm_ctd_connect(const char *address, const char *ns, vm_ctd **ret, mar_err **err);
 /* Version.Version. Returns: new string. */
-int vm_ctd_version(vm_ctd *c, char **ret_version, mar_err **err);
+MAR_MUST_USE int vm_ctd_version(vm_ctd *c, char **ret_version, mar_err **err);
 
 /* A plugin as containerd's introspection service lists it. */
 typedef struct vm_ctd_plugin {
@@ -124,13 +125,15 @@ typedef struct vm_ctd_plugin {
 } vm_ctd_plugin;
 
 /* The plugins of one type (every plugin when type is NULL). Errors: as every call. */
-int vm_ctd_plugins(vm_ctd *c, const char *type, vm_ctd_plugin **ret, size_t *ret_n, mar_err **err);
+MAR_MUST_USE int vm_ctd_plugins(vm_ctd *c, const char *type, vm_ctd_plugin **ret, size_t *ret_n,
+                                mar_err **err);
 
 /* Containers.Create with the runc v2 runtime and the OCI runtime spec as JSON; labels are
  * NULL-terminated key, value pairs. */
-int vm_ctd_container_create(vm_ctd *c, const char *id, const char *image, const char *spec_json,
-                            const char *const *labels, mar_err **err);
-int vm_ctd_container_delete(vm_ctd *c, const char *id, mar_err **err);
+MAR_MUST_USE int vm_ctd_container_create(vm_ctd *c, const char *id, const char *image,
+                                         const char *spec_json, const char *const *labels,
+                                         mar_err **err);
+MAR_MUST_USE int vm_ctd_container_delete(vm_ctd *c, const char *id, mar_err **err);
 
 typedef struct vm_mount {
     const char *type;
@@ -148,14 +151,16 @@ typedef struct vm_stdio {
 /* Tasks.Create with the root filesystem as mounts (the shim mounts them at the bundle's
  * rootfs), Start, Wait (blocks, no deadline; may run on another thread than the other calls),
  * Kill, Delete, ResizePty, CloseIO(stdin). */
-int vm_ctd_task_create(vm_ctd *c, const char *id, const vm_mount *rootfs, size_t n_rootfs,
-                       const vm_stdio *io, uint32_t *ret_pid, mar_err **err);
-int vm_ctd_task_start(vm_ctd *c, const char *id, uint32_t *ret_pid, mar_err **err);
-int vm_ctd_task_wait(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
-int vm_ctd_task_kill(vm_ctd *c, const char *id, int sig, bool all, mar_err **err);
-int vm_ctd_task_delete(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
-int vm_ctd_task_resize(vm_ctd *c, const char *id, unsigned width, unsigned height, mar_err **err);
-int vm_ctd_task_close_stdin(vm_ctd *c, const char *id, mar_err **err);
+MAR_MUST_USE int vm_ctd_task_create(vm_ctd *c, const char *id, const vm_mount *rootfs,
+                                    size_t n_rootfs, const vm_stdio *io, uint32_t *ret_pid,
+                                    mar_err **err);
+MAR_MUST_USE int vm_ctd_task_start(vm_ctd *c, const char *id, uint32_t *ret_pid, mar_err **err);
+MAR_MUST_USE int vm_ctd_task_wait(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
+MAR_MUST_USE int vm_ctd_task_kill(vm_ctd *c, const char *id, int sig, bool all, mar_err **err);
+MAR_MUST_USE int vm_ctd_task_delete(vm_ctd *c, const char *id, uint32_t *ret_status, mar_err **err);
+MAR_MUST_USE int vm_ctd_task_resize(vm_ctd *c, const char *id, unsigned width, unsigned height,
+                                    mar_err **err);
+MAR_MUST_USE int vm_ctd_task_close_stdin(vm_ctd *c, const char *id, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * A task's I/O while it runs (ctd-io.c): the FIFOs the shim opens, and the loop that copies them
@@ -175,7 +180,7 @@ typedef struct vm_io {
 /* Creates the stdio FIFOs in dir (stdin only with in; no stderr with a terminal, which carries
  * both) and opens the caller's ends. On failure *ret holds what was made; vm_io_release frees
  * it. Errors: MAR_EIO. */
-int vm_io_fifos(const char *dir, bool in, bool terminal, vm_io *ret, mar_err **err);
+MAR_MUST_USE int vm_io_fifos(const char *dir, bool in, bool terminal, vm_io *ret, mar_err **err);
 /* Closes the descriptors and frees the paths (the FIFOs stay in their directory). */
 void vm_io_release(vm_io *io);
 
@@ -190,8 +195,8 @@ typedef struct vm_attach {
  * on a->in, that terminal is raw meanwhile and the task's follows its size. *ret_status is the
  * exit status containerd reports. Errors: as vm_ctd_task_wait; MAR_EFAIL (no thread or
  * eventfd). */
-int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint32_t *ret_status,
-                  mar_err **err);
+MAR_MUST_USE int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a,
+                               uint32_t *ret_status, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * The OCI runtime spec of a container (spec.c) and the image's users (user.c). */
@@ -240,7 +245,7 @@ void vm_security_release(vm_security *s);
  * still reads it. A later option overrides an earlier one. Errors: MAR_EUSAGE (an unknown
  * option, a bad value, an invalid profile), MAR_ENOTFOUND or MAR_EIO (FILE unreadable),
  * MAR_EUNSUPPORTED (a profile that needs a notify listener). */
-int vm_security_opt(vm_security *s, const char *opt, mar_err **err);
+MAR_MUST_USE int vm_security_opt(vm_security *s, const char *opt, mar_err **err);
 
 /* "default", "unconfined" or the FILE. Borrowed. */
 const char *vm_security_seccomp_name(const vm_security *s);
@@ -251,8 +256,9 @@ const char *vm_security_seccomp_name(const vm_security *s);
  * filter covers that kernel's architectures, also for images run under QEMU user mode. *ret is NULL
  * for unconfined. Returns: new reference. Errors: MAR_EUSAGE (the built-in profile does not parse,
  * a build defect the unit tests catch). */
-int vm_seccomp_json(const vm_security *s, const char *kernel_arch, const char *kernel_release,
-                    const char *const *caps, size_t n_caps, json_t **ret, mar_err **err);
+MAR_MUST_USE int vm_seccomp_json(const vm_security *s, const char *kernel_arch,
+                                 const char *kernel_release, const char *const *caps, size_t n_caps,
+                                 json_t **ret, mar_err **err);
 
 /* The SCMP_ARCH_* names the filter covers on that kernel (none for unconfined; none when the
  * profile names none for it: then runc filters the native ABI only). */
@@ -280,7 +286,7 @@ typedef struct vm_spec_opts {
  * container: the usual /proc, /dev, /sys mounts, namespaces, the default capability set,
  * masked and read-only paths, RLIMIT_NOFILE 1024; and the seccomp profile and no_new_privs of
  * o->security. Returns: new JSON text. Errors: MAR_EUSAGE (a relative cwd or bind destination). */
-int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err);
+MAR_MUST_USE int vm_spec_json(const vm_spec_opts *o, char **ret, mar_err **err);
 
 typedef struct vm_user {
     uint32_t uid, gid;
@@ -292,8 +298,8 @@ typedef struct vm_user {
 /* Resolves `user[:group]` (names or numbers; NULL or "" is root) against the image's
  * /etc/passwd and /etc/group texts (either may be NULL when the image lacks it), as runc's
  * user.GetExecUser does. Errors: MAR_EUSAGE (an unknown name). */
-int vm_user_resolve(const char *spec, const char *passwd, const char *group, vm_user *ret,
-                    mar_err **err);
+MAR_MUST_USE int vm_user_resolve(const char *spec, const char *passwd, const char *group,
+                                 vm_user *ret, mar_err **err);
 
 /* ---------------------------------------------------------------------------------------------
  * Lima and colima VM configurations on disk (docs/internals/binfmt-and-rosetta.md §9), and what is
@@ -333,8 +339,8 @@ typedef struct vm_confs {
 
 /* Parses a lima.yaml or colima.yaml. Errors: MAR_EUSAGE (not YAML, or not a mapping, with the
  * file and line). */
-int vm_conf_parse(vm_conf_kind kind, const char *path, const char *text, size_t len, vm_conf *ret,
-                  mar_err **err);
+MAR_MUST_USE int vm_conf_parse(vm_conf_kind kind, const char *path, const char *text, size_t len,
+                               vm_conf *ret, mar_err **err);
 /* Lima's memory and disk sizes ("4GiB", "4G", "512MiB", a byte count) in GiB; go-units
  * RAMInBytes semantics: every unit is binary. False when unparsable. */
 bool vm_conf_size_gib(const char *s, double *ret);
@@ -412,7 +418,8 @@ extern const vm_runner vm_runner_system;
 /* The macOS release of this Mac from `sw_vers -productVersion` ("15.1", "26.0.1") through the
  * runner. Errors: MAR_ENOTFOUND (no sw_vers: not macOS), MAR_EFAIL (it failed), MAR_EINTEGRITY
  * (an answer that is not a version). */
-int vm_macos_version(const vm_runner *r, int *ret_major, int *ret_minor, mar_err **err);
+MAR_MUST_USE int vm_macos_version(const vm_runner *r, int *ret_major, int *ret_minor,
+                                  mar_err **err);
 
 typedef struct vm_lima_spec {
     char name[64];
@@ -433,15 +440,16 @@ void vm_lima_spec_init(vm_lima_spec *s);
  * never shadows Rosetta) and builds mar from the mounted source. Errors: MAR_EUSAGE for a
  * contradiction (vz with a foreign arch, Rosetta without vz or off Apple Silicon, a bad name,
  * less than 2 GiB). */
-int vm_lima_yaml(const vm_lima_spec *s, const vm_host_facts *h, const char *mar_version, char **ret,
-                 mar_err **err);
+MAR_MUST_USE int vm_lima_yaml(const vm_lima_spec *s, const vm_host_facts *h,
+                              const char *mar_version, char **ret, mar_err **err);
 
 /* `limactl create --name=NAME --tty=false FILE` with the spec's lima.yaml written to a
  * temporary file in tmpdir. Errors: as vm_lima_yaml; MAR_ENOTFOUND (no limactl), MAR_EFAIL. */
-int vm_lima_create(const vm_runner *r, const vm_lima_spec *s, const vm_host_facts *h,
-                   const char *mar_version, const char *tmpdir, mar_err **err);
+MAR_MUST_USE int vm_lima_create(const vm_runner *r, const vm_lima_spec *s, const vm_host_facts *h,
+                                const char *mar_version, const char *tmpdir, mar_err **err);
 /* start (--tty=false), stop, delete (--force). Errors: MAR_ENOTFOUND, MAR_EFAIL. */
-int vm_lima_verb(const vm_runner *r, const char *verb, const char *name, mar_err **err);
+MAR_MUST_USE int vm_lima_verb(const vm_runner *r, const char *verb, const char *name,
+                              mar_err **err);
 
 typedef struct vm_lima_status {
     bool exists;
@@ -457,14 +465,17 @@ typedef struct vm_lima_status {
 
 /* From `limactl list --json NAME` (one JSON object per line). exists is false when Lima has no
  * such instance. Errors: MAR_ENOTFOUND (no limactl), MAR_EINTEGRITY (unreadable answer). */
-int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret, mar_err **err);
+MAR_MUST_USE int vm_lima_status_get(const vm_runner *r, const char *name, vm_lima_status *ret,
+                                    mar_err **err);
 /* Every instance `limactl list --json` knows. Errors: as vm_lima_status_get. */
-int vm_lima_list(const vm_runner *r, vm_lima_status **ret, size_t *ret_n, mar_err **err);
+MAR_MUST_USE int vm_lima_list(const vm_runner *r, vm_lima_status **ret, size_t *ret_n,
+                              mar_err **err);
 /* What a running or stopped instance really is against its lima.yaml: vmType and arch are fixed
  * at creation, so a file edited afterwards (or colima's fallback) shows as a difference; a Broken
  * instance is a problem too. */
 void vm_conf_live_findings(const vm_conf *c, const vm_lima_status *live, vm_findings *out);
 /* `limactl shell NAME CMD...` replacing mar (interactive; CMD may be empty: a login shell). */
-int vm_lima_shell(const vm_runner *r, const char *name, const char *const *cmd, mar_err **err);
+MAR_MUST_USE int vm_lima_shell(const vm_runner *r, const char *name, const char *const *cmd,
+                               mar_err **err);
 
 #endif

@@ -157,9 +157,29 @@ static void test_layouts(void **state)
     must(&r, 0, "umoci ls");
     assert_string_equal(r.out.data, "v1\n");
     itest_run_release(&r);
-    _cleanup_free_ char *umi = mar_xasprintf("%s:v1", dir);
+    /* umoci 0.4 stats only a manifest at the top: a single-platform image, in the same layout. */
+    _cleanup_free_ char *one = mar_xasprintf("oci:%s:s390x", dir);
+    itest_mar(&r, NULL, "copy", "-q", itest_fixture_ref("arch-s390x"), one, NULL);
+    must(&r, 0, "copy a single manifest to oci:");
+    itest_run_release(&r);
+    _cleanup_free_ char *umi = mar_xasprintf("%s:s390x", dir);
     const char *st[] = {"umoci", "stat", "--image", umi, "--json", NULL};
     itest_runv(&r, NULL, st);
+    must(&r, 0, "umoci stat");
+    json_t *stat = itest_json(r.out.data);
+    json_t *h0 = json_array_get(json_object_get(stat, "history"), 0);
+    const char *diff = json_string_value(json_object_get(h0, "diff_id"));
+    const char *want = json_string_value(json_object_get(
+            json_array_get(
+                    json_object_get(json_object_get(itest_fixtures(), "arch-s390x"), "platforms"),
+                    0),
+            "diffId"));
+    assert_non_null(diff);
+    assert_string_equal(diff, want);
+    json_decref(stat);
+    itest_run_release(&r);
+    itest_runv(&r, NULL, ls);
+    assert_string_equal(r.out.data, "v1\ns390x\n");
     itest_run_release(&r);
     /* And back to a registry, unchanged. */
     _cleanup_free_ char *d1 = reg2("fromlayout:v1");
@@ -179,14 +199,15 @@ static void test_layouts(void **state)
 static void test_bad_input(void **state)
 {
     (void)state;
-    const char *file = itest_write("plain-file", "not a layout\n", 0644);
+    _cleanup_free_ char *file = itest_write("plain-file", "not a layout\n", 0644);
     _cleanup_free_ char *oci = mar_xasprintf("oci:%s", file);
     itest_run r;
     itest_mar(&r, NULL, "copy", itest_fixture_ref("multi"), oci, NULL);
     must(&r, 2, "oci: naming a file");
     assert_contains(r.err.data, "not a directory");
     itest_run_release(&r);
-    itest_mar(&r, NULL, "copy", oci, reg2("never:v1"), NULL);
+    _cleanup_free_ char *never = reg2("never:v1");
+    itest_mar(&r, NULL, "copy", oci, never, NULL);
     must(&r, 2, "oci: source naming a file");
     itest_run_release(&r);
     _cleanup_free_ char *missing =

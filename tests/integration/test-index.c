@@ -169,6 +169,13 @@ static void test_dry_run(void **state)
     json_decref(idx);
     json_t *none = remote_index(dst);
     assert_null(none);
+    /* A manifest and its attestation carried by two sources are listed once. */
+    itest_mar(&r, NULL, "index", "create", "-n", dst, a, itest_fixture_ref("multi"), NULL);
+    must(&r, 0, "--dry-run of overlapping sources");
+    idx = itest_json(r.out.data);
+    itest_run_release(&r);
+    assert_int_equal(n_entries(idx), 10);
+    json_decref(idx);
 }
 
 static void test_append_remove_replace(void **state)

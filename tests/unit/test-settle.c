@@ -194,6 +194,34 @@ static void three_layers_whiteout_readd(layers *l)
     F(c, "etc/other", "o");
 }
 
+/* A file replaces a lower directory and whiteouts under it follow (umoci repack writes such
+ * layers): the whiteouts are moot (issue 12.3). */
+static void dir_to_file_whiteouts(layers *l)
+{
+    mar_buf *a = next(l);
+    D(a, "d", 0755, 0);
+    F(a, "d/a", "a");
+    F(a, "d/b", "b");
+    F(a, "keep", "k");
+    mar_buf *b = next(l);
+    F(b, "d", "d is a file now");
+    F(b, "d/.wh.a", "");
+    F(b, "d/.wh..wh..opq", "");
+}
+
+/* Writes through a symlink of the same layer whose target climbs with "..": the file lands where
+ * the link resolves, in the stored layer as when applied (issue 13.2). */
+static void dotdot_symlink_same_layer(layers *l)
+{
+    mar_buf *a = next(l);
+    F(a, "base", "b");
+    mar_buf *b = next(l);
+    S(b, "a/up", "../t");
+    F(b, "a/up/x", "x");
+    S(b, "a/b/up", "../../u");
+    F(b, "a/b/up/y", "y");
+}
+
 typedef struct scase {
     const char *name;
     void (*build)(layers *l);
@@ -210,6 +238,8 @@ static const scase cases[] = {
         {"deep-implied", deep_implied},
         {"type-changes", type_changes},
         {"whiteout-readd", three_layers_whiteout_readd},
+        {"dir-to-file-whiteouts", dir_to_file_whiteouts},
+        {"dotdot-symlink", dotdot_symlink_same_layer},
 };
 
 /* ---- running -------------------------------------------------------------------------------- */

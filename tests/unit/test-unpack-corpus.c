@@ -27,6 +27,7 @@
 #include "oci/oci.h"
 #include "tbuf.h"
 #include "tarw.h"
+#include "treecmp.h"
 
 typedef enum { CONTAIN, REJECT, DROP } klass;
 static const char *const klass_name[] = {"CONTAIN", "REJECT", "DROP"};
@@ -351,14 +352,30 @@ static void c20a(ctx *c)
                      .name = "dev/null1", .type = '3', .mode = 0666, .devmajor = 1, .devminor = 3});
     tarw_add(L(c), &(tarw_entry){.name = "dev/sda0", .type = '4', .mode = 0660, .devmajor = 8});
     tarw_add(L(c), &(tarw_entry){.name = "run/fifo", .type = '6', .mode = 0600});
+    /* Modes the umask (022 here) would cut (issue 13.3). */
+    tarw_add(L(c), &(tarw_entry){.name = "run/fifo666", .type = '6', .mode = 0666});
+    tarw_add(L(c),
+             &(tarw_entry){
+                     .name = "dev/zero1", .type = '3', .mode = 0666, .devmajor = 1, .devminor = 5});
+}
+static bool mode_is(ctx *c, const char *rel, unsigned mode)
+{
+    _cleanup_free_ char *p = mar_xasprintf("%s/%s", c->root, rel);
+    struct stat st;
+    return lstat(p, &st) == 0 && (st.st_mode & 07777) == mode;
 }
 static bool k20a(ctx *c)
 {
-    if (!is_type(c, "run/fifo", S_IFIFO)) {
+    if (!is_type(c, "run/fifo", S_IFIFO) || !mode_is(c, "run/fifo", 0600) ||
+        !mode_is(c, "run/fifo666", 0666)) {
         return false;
     }
     if (c->rootless) {
-        return absent(c, "dev/null1") && absent(c, "dev/sda0");
+        return absent(c, "dev/null1") && absent(c, "dev/sda0") && absent(c, "dev/zero1");
+    }
+    if (!mode_is(c, "dev/zero1", 0666) || !mode_is(c, "dev/null1", 0666) ||
+        !mode_is(c, "dev/sda0", 0660)) {
+        return false;
     }
     _cleanup_free_ char *p = mar_xasprintf("%s/dev/null1", c->root);
     struct stat st;
@@ -593,6 +610,83 @@ static void c_gid_wrap(ctx *c)
     tarw_add(L(c), &(tarw_entry){.name = "sg", .type = '0', .mode = 02755, .pax = pax});
 }
 
+/* An opaque marker at the root (issue 12.1): everything of the lower layers goes, this layer's
+ * entries stay, those listed before the marker included. */
+static void c_root_opaque(ctx *c)
+{
+    F(L(c), "etc/passwd", "lower");
+    F(L(c), "keep/a", "lower");
+    D(L(c), "old", 0755);
+    F(L(c), "old/x", "lower");
+    mar_buf *t = next_layer(c);
+    F(t, "keep/b", "upper");
+    tarw_add(t, &(tarw_entry){.name = "./.wh..wh..opq", .type = '0', .mode = 0644});
+    F(t, "new", "upper");
+}
+static bool k_root_opaque(ctx *c)
+{
+    return absent(c, "etc") && absent(c, "old") && absent(c, "keep/a") &&
+           has(c, "keep/b", "upper") && has(c, "new", "upper");
+}
+static void c_root_opaque1(ctx *c)
+{
+    tarw_add(L(c), &(tarw_entry){.name = ".wh..wh..opq", .type = '0', .mode = 0644});
+    F(L(c), "only", "x");
+}
+static bool k_root_opaque1(ctx *c)
+{
+    return has(c, "only", "x");
+}
+
+/* Writes through a symlink of the same layer whose target climbs (issue 13.2). */
+static void c_dotdot_link(ctx *c)
+{
+    S(L(c), "a/up", "../t");
+    F(L(c), "a/up/x", "x");
+    S(L(c), "a/b/up", "../../u");
+    F(L(c), "a/b/up/y", "y");
+}
+static bool k_dotdot_link(ctx *c)
+{
+    return has(c, "t/x", "x") && has(c, "u/y", "y") && is_type(c, "a/up", S_IFLNK);
+}
+/* A directory replaced by a file, then whiteouts and an opaque marker under its path (umoci
+ * repack, issue 12.3): moot. */
+static void c_file_then_whiteouts(ctx *c)
+{
+    D(L(c), "d", 0755);
+    F(L(c), "d/a", "a");
+    F(L(c), "d/b", "b");
+    mar_buf *t = next_layer(c);
+    F(t, "d", "file");
+    F(t, "d/.wh.a", "");
+    F(t, "d/.wh..wh..opq", "");
+    F(t, "e/.wh.nothing", "");
+}
+static bool k_file_then_whiteouts(ctx *c)
+{
+    return has(c, "d", "file") && absent(c, "e");
+}
+
+/* GNU-magic headers from Go <= 1.7 carry the USTAR prefix in the atime/ctime bytes (issue
+ * 12.4): read as Go, containerd and Python read them, prefix/name. A prefix that parses as octal
+ * times cannot be told from real times: name alone, as they read it too. */
+static void c_go17_prefix(ctx *c)
+{
+    tarw_add_gnu_prefixed(L(c), "usr/lib/go", "x.so", "prefixed");
+    tarw_add_gnu_prefixed(L(c), "", "plain", "no prefix");
+    tarw_add_gnu_prefixed(L(c), "0123", "octal", "times");
+}
+static bool k_go17_prefix(ctx *c)
+{
+    return has(c, "usr/lib/go/x.so", "prefixed") && has(c, "plain", "no prefix") &&
+           has(c, "octal", "times") && absent(c, "x.so");
+}
+static void c_go17_prefix_climb(ctx *c)
+{
+    tarw_add_gnu_prefixed(L(c), "../..", "etc/passwd", "pwned");
+}
+
 #define ALL(k) k, k, k
 static const kase cases[] = {
         {"01 ../../etc/passwd", ALL(REJECT), c01, NULL, false, 0},
@@ -643,6 +737,17 @@ static const kase cases[] = {
          64u << 20},
         {"sparse old-GNU entries over the cap", ALL(REJECT), c_sparse_budget_gnu, NULL, false,
          64u << 20},
+        {"opaque marker at the root over two layers", ALL(CONTAIN), c_root_opaque, k_root_opaque,
+         true, 0},
+        {".wh..wh..opq at the root of a single layer", ALL(CONTAIN), c_root_opaque1, k_root_opaque1,
+         false, 0},
+        {"a/up -> ../t then a/up/x, one level deeper too", ALL(CONTAIN), c_dotdot_link,
+         k_dotdot_link, false, 0},
+        {"file over a directory, then whiteouts under it", ALL(CONTAIN), c_file_then_whiteouts,
+         k_file_then_whiteouts, true, 0},
+        {"Go 1.7 GNU header with a prefix in atime/ctime", ALL(CONTAIN), c_go17_prefix,
+         k_go17_prefix, false, 0},
+        {"Go 1.7 GNU prefix climbing out", ALL(REJECT), c_go17_prefix_climb, NULL, false, 0},
         {"uid 2^32-1 on a setuid file", ALL(REJECT), c_uid_max, NULL, false, 0},
         {"gid 2^32-1 on a setgid file", ALL(REJECT), c_gid_max, NULL, false, 0},
         {"PAX uid=2^32 on a setuid file", ALL(REJECT), c_uid_wrap, NULL, false, 0},
@@ -756,35 +861,47 @@ static void remove_tree(ctx *c)
     close(fd);
 }
 
+/* Layer i of the case as a blob in a memfd. */
+static int layer_fd(ctx *c, size_t i, int codec)
+{
+    mar_buf blob = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xappend(&tar, c->tar[i].data, c->tar[i].len);
+    tarw_finish(&tar);
+    if (codec == 1) {
+        tarw_gzip(&tar, &blob);
+    } else if (codec == 2) {
+        tarw_zstd(&tar, &blob);
+    } else {
+        mar_buf_xappend(&blob, tar.data, tar.len);
+    }
+    mar_buf_release(&tar);
+    int fd = memfd_create("layer", MFD_CLOEXEC);
+    assert_int_equal(write(fd, blob.data, blob.len), (ssize_t)blob.len);
+    lseek(fd, 0, SEEK_SET);
+    mar_buf_release(&blob);
+    return fd;
+}
+
+static void case_limits(const kase *k, oci_layer_limits *lim)
+{
+    oci_layer_limits_default(lim);
+    lim->min_free = 0;
+    if (k->cap) {
+        lim->max_uncompressed = k->cap;
+    }
+}
+
 /* Runs the layers; returns the class observed. */
 static klass run_layers(ctx *c, const kase *k, int codec, mar_err **err)
 {
     size_t dropped = 0;
     for (size_t i = 0; i < c->n; i++) {
-        mar_buf blob = MAR_BUF_INIT(MAR_BUF_NOCAP);
-        mar_buf tar = MAR_BUF_INIT(MAR_BUF_NOCAP);
-        T_BUF(mar_buf_append(&tar, c->tar[i].data, c->tar[i].len));
-        tarw_finish(&tar);
-        if (codec == 1) {
-            tarw_gzip(&tar, &blob);
-        } else if (codec == 2) {
-            tarw_zstd(&tar, &blob);
-        } else {
-            T_BUF(mar_buf_append(&blob, tar.data, tar.len));
-        }
-        mar_buf_release(&tar);
-        int fd = memfd_create("layer", MFD_CLOEXEC);
-        assert_int_equal(write(fd, blob.data, blob.len), (ssize_t)blob.len);
-        lseek(fd, 0, SEEK_SET);
-        mar_buf_release(&blob);
+        int fd = layer_fd(c, i, codec);
         int rootfd = mar_root_open(c->root, err);
         assert_true(rootfd >= 0);
         oci_layer_limits lim;
-        oci_layer_limits_default(&lim);
-        lim.min_free = 0;
-        if (k->cap) {
-            lim.max_uncompressed = k->cap;
-        }
+        case_limits(k, &lim);
         oci_unpack_opts o = {.mode = c->mode, .lim = &lim};
         oci_unpack_result res;
         int rc = oci_unpack(fd, rootfd, &o, &res, err);
@@ -898,6 +1015,7 @@ static void test_corpus(void **state)
 {
     (void)state;
     backstop();
+    umask(022); /* as a user's shell has it: modes must not depend on it */
     uint64_t t0 = mar_now_ms();
     tally t = {0};
     bool root = geteuid() == 0;
@@ -919,6 +1037,102 @@ static void test_corpus(void **state)
     assert_true(MAR_ARRAY_SIZE(cases) >= 32);
     assert_int_equal(t.escapes, 0);
     assert_int_equal(t.unexpected, 0);
+}
+
+/* Pull and unpack must agree (issue 13.2): every case that applies is also unpacked layer by
+ * layer as `mar pull` stores layers (OCI_UNPACK_LAYER, settled against the layers under it),
+ * mounted with overlayfs as `mar run` mounts them (nothing under a layer with an opaque root), and
+ * the mount must list exactly the flattened tree. */
+static bool differential(const kase *k)
+{
+    ctx c = {.mode = OCI_UNPACK_APPLY};
+    setup_tree(&c);
+    k->build(&c);
+    mar_err *e = NULL;
+    bool same = true;
+    if (run_layers(&c, k, 0, &e) == REJECT) {
+        mar_err_free(e);
+        for (size_t i = 0; i < c.n; i++) {
+            mar_buf_release(&c.tar[i]);
+        }
+        remove_tree(&c);
+        return true;
+    }
+    int lfd[4];
+    mar_buf opts = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xputs(&opts, "lowerdir=");
+    size_t bottom = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        _cleanup_free_ char *ld = mar_xasprintf("%s/l%zu", c.T, i);
+        assert_int_equal(mkdir(ld, 0755), 0);
+        lfd[i] = mar_root_open(ld, &e);
+        assert_true(lfd[i] >= 0);
+        _cleanup_close_ int b = layer_fd(&c, i, 0);
+        oci_layer_limits lim;
+        case_limits(k, &lim);
+        oci_unpack_opts o = {.mode = OCI_UNPACK_LAYER, .lim = &lim};
+        oci_unpack_result r;
+        int lowers[4];
+        for (size_t j = 0; j < i; j++) {
+            lowers[j] = lfd[i - 1 - j];
+        }
+        oci_lview v = {.fds = lowers, .n = i};
+        if (oci_unpack(b, lfd[i], &o, &r, &e) < 0 ||
+            oci_layer_settle(lfd[i], &v, &r, NULL, &e) < 0) {
+            print_error("DIFFERENT %s: applies, but as a stored layer %zu: %s\n", k->name, i,
+                        e->msg);
+            e = mar_err_free(e);
+            same = false;
+        }
+        oci_unpack_result_release(&r);
+        if (oci_lview_opaque_root(lfd[i])) {
+            bottom = i;
+        }
+    }
+    for (size_t i = c.n; same && i > bottom; i--) {
+        mar_buf_xprintf(&opts, "%s%s/l%zu", i == c.n ? "" : ":", c.T, i - 1);
+    }
+    /* A read-only overlay needs two lower directories. */
+    _cleanup_free_ char *empty = mar_xasprintf("%s/empty", c.T);
+    _cleanup_free_ char *mnt = mar_xasprintf("%s/mnt", c.T);
+    assert_int_equal(mkdir(empty, 0755), 0);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    mar_buf_xprintf(&opts, ":%s", empty);
+    if (same && mount("overlay", mnt, "overlay", MS_RDONLY, opts.data) < 0) {
+        fail_msg("%s: mount overlay (%s): %s", k->name, opts.data, strerror(errno));
+    }
+    if (same) {
+        _cleanup_free_ char *a = tree_listing(c.root, TREE_INODES);
+        _cleanup_free_ char *b = tree_listing(mnt, TREE_INODES);
+        same = a && b && tree_equal(a, b, "mar unpack", "mar pull's layers");
+        if (!same) {
+            print_error("DIFFERENT %s: the trees differ (above)\n", k->name);
+        }
+        umount2(mnt, MNT_DETACH);
+    }
+    for (size_t i = 0; i < c.n; i++) {
+        close(lfd[i]);
+    }
+    mar_buf_release(&opts);
+    for (size_t i = 0; i < c.n; i++) {
+        mar_buf_release(&c.tar[i]);
+    }
+    remove_tree(&c);
+    return same;
+}
+
+static void test_differential(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        return; /* whiteout devices, trusted xattrs and overlay mounts need root */
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(cases); i++) {
+        differ += !differential(&cases[i]);
+    }
+    printf("unpack-differential  %zu cases  %zu different\n", MAR_ARRAY_SIZE(cases), differ);
+    assert_int_equal(differ, 0);
 }
 
 /* Case 32: /etc/passwd as a FIFO or as a symlink to the host, read for USER. */
@@ -997,6 +1211,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_corpus),
+            cmocka_unit_test(test_differential),
             cmocka_unit_test(test_passwd_reads),
             cmocka_unit_test(test_symlink_hops),
     };

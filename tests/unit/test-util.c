@@ -435,6 +435,12 @@ static void test_spawn_options(void **state)
 
     /* A program run from an fd, as the binfmt probe runs: a script in a close-on-exec memfd runs,
      * so /bin/sh could open it as /dev/fd/N in the child. */
+    /* Under valgrind (3.19) fexecve fails with ENOENT: the part is skipped there (the binfmt
+     * probe, its user, is covered natively and under ASan). */
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) {
+        return;
+    }
     int mfd = memfd_create("mar-spawn-test", MFD_CLOEXEC);
     const char script[] = "#!/bin/sh\necho from-fd \"$0\" \"$1\"\n";
     assert_int_equal(write(mfd, script, sizeof(script) - 1), (ssize_t)sizeof(script) - 1);
