@@ -365,6 +365,12 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         };
         return explain(args, &eo);
     }
+    if (geteuid() != 0) {
+        /* Overlay mounts, containerd's runc and 0/0 character-device whiteouts need root. */
+        fprintf(stderr, "mar: mar build needs root (RUN steps run through containerd on overlay "
+                        "mounts; --explain does not)\n");
+        return MAR_EUNSUPPORTED;
+    }
 
     sigset_t mask;
     sigemptyset(&mask);

@@ -856,6 +856,33 @@ static void test_refused(void **state)
     assert_not_contains(r.err.data, "first");
     itest_run_release(&r);
     assert_null(stored_index("/built:refused"));
+    /* Not root: refused at once (exit 7); checked where nobody may run this mar at all. */
+    const char *probe[] = {"setpriv",
+                           "--reuid=65534",
+                           "--regid=65534",
+                           "--clear-groups",
+                           getenv("MAR_BIN"),
+                           "--version",
+                           NULL};
+    itest_runv(&r, NULL, probe);
+    bool runnable = r.status == 0;
+    itest_run_release(&r);
+    if (runnable) {
+        const char *nr[] = {"setpriv",
+                            "--reuid=65534",
+                            "--regid=65534",
+                            "--clear-groups",
+                            getenv("MAR_BIN"),
+                            "build",
+                            "-t",
+                            "built:notroot",
+                            corpus("multistage"),
+                            NULL};
+        itest_runv(&r, NULL, nr);
+        assert_int_equal(r.status, MAR_EUNSUPPORTED);
+        assert_contains(r.err.data, "mar build needs root");
+        itest_run_release(&r);
+    }
     check_nothing_left();
 }
 
