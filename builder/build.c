@@ -540,6 +540,7 @@ MAR_MUST_USE static int tag(const bld_opts *o, const mar_digest *digests, const 
 void bld_result_release(bld_result *r)
 {
     free(r->manifests);
+    free(r->platforms);
     memset(r, 0, sizeof(*r));
 }
 
@@ -714,6 +715,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     }
     if (rc == 0) {
         ret->manifests = TAKE_PTR(digests);
+        ret->platforms = TAKE_PTR(plats);
         ret->n = np;
     }
     for (size_t p = 0; p < np; p++) {

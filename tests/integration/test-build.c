@@ -805,6 +805,48 @@ static void test_exclude(void **state)
     check_nothing_left();
 }
 
+/* --push-by-digest: each platform's image pushed untagged; each digest runs from a fresh store,
+ * and the tag does not exist in the registry. */
+static void test_push_by_digest(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *name =
+            mar_xasprintf("%s/mar/built:bydigest", itest_bed("MAR_TEST_REGISTRY"));
+    _cleanup_free_ char *repo = mar_xasprintf("%s/mar/built@", itest_bed("MAR_TEST_REGISTRY"));
+    itest_run r;
+    const char *b[] = {"build", "-q", "--push-by-digest", "--platform", "linux/amd64,linux/arm64",
+                       "-t",    name, "--build-arg",      base_arg,     corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    static const struct {
+        const char *platform, *machine;
+    } want[] = {{"linux/amd64", "x86_64\n"}, {"linux/arm64", "aarch64\n"}};
+    _cleanup_free_ char *fresh = mar_xasprintf("%s/bydigest-store", itest_tmpdir());
+    const char *env[] = {ctd_env, insecure_env, NULL};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(want); i++) {
+        _cleanup_free_ char *suffix = mar_xasprintf(" %s\n", want[i].platform);
+        const char *end = strstr(r.out.data, suffix);
+        assert_non_null(end);
+        const char *start = end;
+        while (start > r.out.data && start[-1] != '\n') {
+            start--;
+        }
+        _cleanup_free_ char *ref = mar_xstrndup(start, (size_t)(end - start));
+        assert_true(mar_str_startswith(ref, repo));
+        itest_run rr;
+        itest_mar(&rr, env, "--store", fresh, "run", "-q", "--platform", want[i].platform, ref,
+                  NULL);
+        assert_int_equal(rr.status, 0);
+        assert_string_equal(rr.out.data, want[i].machine);
+        itest_run_release(&rr);
+    }
+    itest_run_release(&r);
+    itest_mar(&r, env, "inspect", name, NULL);
+    assert_int_equal(r.status, MAR_ENOTFOUND);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -907,13 +949,21 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),   cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),   cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),         cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),      cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),      cmocka_unit_test(test_add),
-            cmocka_unit_test(test_shared_stage), cmocka_unit_test(test_exclude),
-            cmocka_unit_test(test_failing_run),  cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_multistage),
+            cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),
+            cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),
+            cmocka_unit_test(test_push_by_digest),
+            cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),
+            cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),
+            cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage),
+            cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
