@@ -110,7 +110,7 @@ static void on_child(reg_client *c, int rc, reg_blob *blob, mar_err *err, void *
         e->manifest = oci_manifest_free(e->manifest);
     } else if (want == OCI_KIND_INDEX) {
         add_entries(job, e->manifest, idx, e->depth + 1);
-    } else {
+    } else if (!e->attestation) {
         fetch_config(job, idx);
     }
     job_release_one(job);
@@ -152,7 +152,9 @@ static void add_entries(image_job *job, const oci_manifest *idx, size_t parent, 
         e->depth = depth;
         e->role = oci_descriptor_role(e->desc);
         e->attestation = e->role == OCI_ENTRY_ATTESTATION;
-        if (e->role != OCI_ENTRY_MANIFEST && e->role != OCI_ENTRY_INDEX) {
+        bool read_attestation =
+                e->attestation && (job->flags & REG_IMAGE_ATTESTATIONS) && !e->desc->platform_err;
+        if (e->role != OCI_ENTRY_MANIFEST && e->role != OCI_ENTRY_INDEX && !read_attestation) {
             continue;
         }
         if (e->desc->platform_err) {

@@ -385,7 +385,11 @@ MAR_MUST_USE static int fetch_all(reg_client *c, const reg_index_opts *o, reg_im
                                   reg_image **base, mar_err **err)
 {
     for (size_t s = 0; s < o->n_srcs; s++) {
-        reg_image_fetch(c, &o->srcs[s], REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS, on_image, &imgs[s]);
+        /* The attestations too, in the same rounds: a source from another repository needs
+         * them put into the destination's. */
+        reg_image_fetch(c, &o->srcs[s],
+                        REG_IMAGE_CHILDREN | REG_IMAGE_CONFIGS | REG_IMAGE_ATTESTATIONS, on_image,
+                        &imgs[s]);
     }
     if (o->append) {
         reg_image_fetch(c, o->dst, 0, on_image, base);

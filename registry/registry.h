@@ -246,6 +246,8 @@ typedef enum {
      * appended to entries) */
     REG_IMAGE_CHILDREN = 1 << 0,
     REG_IMAGE_CONFIGS = 1 << 1, /* and their configs */
+    /* and the attestation manifests (the documents only): for copying them (mar index create) */
+    REG_IMAGE_ATTESTATIONS = 1 << 2,
 } reg_image_flags;
 
 typedef void (*reg_image_cb)(reg_client *c, reg_image *img, void *userdata);
