@@ -27,6 +27,8 @@ typedef struct copy_job {
     bool chmod; /* --chmod (octal) */
     mode_t mode;
     size_t files;
+    bld_ignore *exclude; /* --exclude, matched below the source being copied */
+    size_t src_len;      /* length of that source's path plus its '/' (0 for the root) */
 } copy_job;
 
 static bool has_wildcard(const char *s)
@@ -79,6 +81,57 @@ MAR_MUST_USE static int copy_file(int sfd, int dfd, const char *name, mar_err **
 }
 
 MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
+MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
+                                     bool last_too, mar_err **err);
+
+int bld__archive_kind(int fd)
+{
+    struct stat st;
+    unsigned char b[512];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return BLD__ARCHIVE_NONE;
+    }
+    ssize_t n = pread(fd, b, sizeof(b), 0);
+    if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
+        (n >= 4 && memcmp(b, "\x28\xb5\x2f\xfd", 4) == 0) ||
+        (n >= 262 && memcmp(b + 257, "ustar", 5) == 0)) {
+        return BLD__ARCHIVE_TAR;
+    }
+    if ((n >= 3 && memcmp(b, "BZh", 3) == 0) || (n >= 5 && memcmp(b,
+                                                                  "\xfd"
+                                                                  "7zXZ",
+                                                                  5) == 0)) {
+        return BLD__ARCHIVE_UNSUPPORTED;
+    }
+    return BLD__ARCHIVE_NONE;
+}
+
+/* ADD of a local archive: its entries applied into the destination directory of the staging
+ * tree by oci/'s unpacker (every write inside that directory; owners and modes as archived). */
+static int extract(copy_job *j, int stagefd, const oci_lview *v, int fd, const char *src,
+                   const char *resolved, mar_err **err)
+{
+    if (make_parents(j, stagefd, v, resolved, true, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_close_ int dd =
+            *resolved ? mar_in_root_open(stagefd, resolved, O_PATH | O_DIRECTORY | O_CLOEXEC, 0)
+                      : openat(stagefd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s' in the staging directory",
+                           resolved);
+    }
+    oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+    oci_unpack_result res;
+    memset(&res, 0, sizeof(res));
+    int rc = oci_unpack(fd, dd, &uo, &res, err);
+    oci_unpack_result_release(&res);
+    if (rc < 0) {
+        return mar_err_wrap(err, "%s:%u: ADD %s", j->c->df->filename, j->in->line, src);
+    }
+    j->files += res.files;
+    return 0;
+}
 
 /* Copies one entry (name in sdir, at context path rel) to dname in ddir. */
 MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel,
@@ -95,6 +148,10 @@ MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, cons
         if (r == BLD_IGNORE_EXCLUDE) {
             return 0;
         }
+    }
+    if (j->exclude && strlen(rel) > j->src_len &&
+        bld_ignore_match(j->exclude, rel + j->src_len, is_dir) == BLD_IGNORE_EXCLUDE) {
+        return 0;
     }
     if (is_dir) {
         if (mkdirat(ddir, dname, 0700) < 0 && errno != EEXIST) {
@@ -395,6 +452,11 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
     }
     for (size_t i = 0; i < srcs.n; i++) {
         const char *s = srcs.v[i];
+        const char *sbase = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+        j->src_len = *s ? strlen(s) + 1 : 0;
+        if (j->exclude && *s && bld_ignore_match(j->exclude, sbase, false) == BLD_IGNORE_EXCLUDE) {
+            continue; /* a file source (or wildcard match) the exclusions name */
+        }
         int sfd = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
                      : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         bool ignored = j->from_ctx && c->ignore && *s &&
@@ -411,6 +473,23 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
         struct stat sst;
         if (fstat(sf, &sst) < 0) {
             return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", s);
+        }
+        if (j->in->kind == BLD_ADD && j->from_ctx && S_ISREG(sst.st_mode)) {
+            _cleanup_close_ int af =
+                    mar_in_root_open(j->srcroot, s, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+            int kind = af >= 0 ? bld__archive_kind(af) : BLD__ARCHIVE_NONE;
+            if (kind == BLD__ARCHIVE_UNSUPPORTED) {
+                return mar_err_set(err, MAR_EUSAGE, 0,
+                                   "%s:%u: ADD of a bzip2 or xz archive is not supported by mar "
+                                   "build yet",
+                                   c->df->filename, in->line);
+            }
+            if (kind == BLD__ARCHIVE_TAR) {
+                if (extract(j, stagefd, v, af, s, resolved, err) < 0) {
+                    return -mar_err_code(*err);
+                }
+                continue;
+            }
         }
         if (S_ISDIR(sst.st_mode)) {
             /* The directory's contents go to the destination directory. */
@@ -517,6 +596,11 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
     if (in->chown && resolve_chown(&j, st, &v, err) < 0) {
         goto out;
     }
+    if (in->excludes.n && bld_ignore_from_patterns((const char *const *)in->excludes.v,
+                                                   in->excludes.n, &j.exclude, err) < 0) {
+        mar_err_wrap(err, "%s:%u: --exclude", c->df->filename, in->line);
+        goto out;
+    }
     if (in->chmod) {
         size_t ml = strlen(in->chmod);
         if (ml == 0 || ml > 5 || strspn(in->chmod, "01234567") != ml) {
@@ -567,6 +651,7 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
     }
     rc = 0;
 out:
+    bld_ignore_free(j.exclude);
     for (size_t i = 0; i < n_fds; i++) {
         close(fds[i]);
     }

@@ -1,4 +1,4 @@
-/* mar build --explain (docs/internals/build.md §9): the plan of a build without pulling or
+/* mar build --explain (docs/internals/build.md §10): the plan of a build without pulling or
  * running anything. The RUN steps of a stage run as the stage's platform, so a stage for another
  * architecture than this host's runs every RUN under an emulator, typically 5 to 20 times
  * slower for compilers. The usual remedy is the cross-build pattern of the Dockerfile

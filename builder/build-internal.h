@@ -29,6 +29,7 @@ typedef struct bld__image {
 /* A stage of one platform's build. */
 typedef struct bld__stage {
     bool needed, done;
+    bool shared; /* taken from the first platform's build (target-independent) */
     bld__image img;
     bld_scope *scope;
     const char *name; /* "build" or "stage-2" (borrowed or static storage in name_buf) */
@@ -132,6 +133,11 @@ typedef struct bld__mounts {
 MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,
                                    bld__mounts *ret, mar_err **err);
 void bld__mounts_release(bld__mounts *m);
+
+/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain, gzip or
+ * zstd), or refuse it (a tar mar cannot decompress: bzip2, xz). */
+enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
+int bld__archive_kind(int fd);
 
 /* RUN (build-run.c). */
 MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,

@@ -20,8 +20,8 @@ static int refuse(const bld_dockerfile *df, const bld_instr *in, mar_err **err, 
                        df->filename, in->line, what);
 }
 
-/* ADD extracts a local tar archive (plain or compressed); mar build does not yet. */
-static bool looks_like_archive(int ctxfd, const char *src)
+/* ADD extracts a local tar archive; mar reads plain, gzip and zstd ones, not bzip2 or xz. */
+static bool unsupported_archive(int ctxfd, const char *src)
 {
     _cleanup_free_ char *clean = NULL;
     mar_err *e = NULL;
@@ -30,28 +30,7 @@ static bool looks_like_archive(int ctxfd, const char *src)
         return false;
     }
     _cleanup_close_ int fd = mar_in_root_open(ctxfd, clean, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        return false;
-    }
-    unsigned char b[512];
-    ssize_t n = pread(fd, b, sizeof(b), 0);
-    if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
-        return true;
-    }
-    if (n >= 3 && memcmp(b, "BZh", 3) == 0) {
-        return true;
-    }
-    if (n >= 6 && memcmp(b,
-                         "\xfd"
-                         "7zXZ",
-                         5) == 0) {
-        return true;
-    }
-    if (n >= 4 && memcmp(b, "\x28\xb5\x2f\xfd", 4) == 0) {
-        return true;
-    }
-    return n >= 262 && memcmp(b + 257, "ustar", 5) == 0;
+    return fd >= 0 && bld__archive_kind(fd) == BLD__ARCHIVE_UNSUPPORTED;
 }
 
 MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const bld_instr *in,
@@ -76,9 +55,6 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
         return in->trigger ? check_instr(df, ctxfd, in->trigger, err) : 0;
     case BLD_COPY:
     case BLD_ADD:
-        if (in->excludes.n) {
-            return refuse(df, in, err, "--exclude");
-        }
         if (in->chmod) {
             size_t ml = strlen(in->chmod);
             if (ml == 0 || ml > 5 || strspn(in->chmod, "01234567") != ml) {
@@ -98,8 +74,8 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
                     mar_str_startswith(s, "git@")) {
                     return refuse(df, in, err, "ADD from a URL");
                 }
-                if (!in->from && looks_like_archive(ctxfd, s)) {
-                    return refuse(df, in, err, "ADD of a local archive (extraction)");
+                if (!in->from && unsupported_archive(ctxfd, s)) {
+                    return refuse(df, in, err, "ADD of a bzip2 or xz archive");
                 }
             }
         }
@@ -234,7 +210,7 @@ MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_
     const bld_hooks *h = &c->o->hooks;
     for (size_t i = 0; i < c->n_stages; i++) {
         const bld_node *n = &c->graph->nodes[i];
-        if (!c->stages[i].needed) {
+        if (!c->stages[i].needed || c->stages[i].shared) {
             continue;
         }
         if (n->base_kind == BLD_BASE_IMAGE) {
@@ -564,6 +540,7 @@ MAR_MUST_USE static int tag(const bld_opts *o, const mar_digest *digests, const 
 void bld_result_release(bld_result *r)
 {
     free(r->manifests);
+    free(r->platforms);
     memset(r, 0, sizeof(*r));
 }
 
@@ -622,12 +599,36 @@ MAR_MUST_USE static int read_ignore(int ctxfd, const char *context, bld_ignore *
     return bld_ignore_parse(b.data, b.len, ".dockerignore", ret, err);
 }
 
-MAR_MUST_USE static int build_platform(bld__ctx *c, mar_err **err)
+/* A stage nothing of which varies with the target platform (FROM --platform=$BUILDPLATFORM
+ * and no TARGET* in it or what it needs; docs/internals/dockerfile.md §7) is built for the first
+ * platform only and its result shared, as BuildKit shares it. */
+static void share_stage(bld__ctx *c, const bld__ctx *first, size_t i)
+{
+    bld__stage *st = &c->stages[i];
+    bld__image_copy(&first->stages[i].img, &st->img);
+    st->scope = bld_scope_stage(c->global, first->stages[i].scope);
+    st->done = true;
+    const bld_hooks *h = &c->o->hooks;
+    if (h->step) {
+        char prefix[OCI_PLATFORM_STR_MAX + 96];
+        snprintf(prefix, sizeof(prefix), "[%s %s]", c->target_str, st->name);
+        _cleanup_free_ char *text = mar_xasprintf("shared with %s", first->target_str);
+        h->step(h->ud, prefix, text);
+    }
+}
+
+MAR_MUST_USE static int build_platform(bld__ctx *c, const bld__ctx *first, mar_err **err)
 {
     _cleanup_free_ reg_store_image *bases = mar_xcalloc(c->n_stages + 1, sizeof(*bases));
+    for (size_t i = 0; i < c->n_stages && first != c; i++) {
+        c->stages[i].shared = c->stages[i].needed && c->graph->nodes[i].target_independent &&
+                              first->stages[i].done;
+    }
     int rc = resolve_images(c, bases, err);
     for (size_t i = 0; rc == 0 && i < c->n_stages; i++) {
-        if (c->stages[i].needed) {
+        if (c->stages[i].shared) {
+            share_stage(c, first, i);
+        } else if (c->stages[i].needed) {
             rc = build_stage(c, i, &bases[i], err);
         }
     }
@@ -700,7 +701,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         c->context_fd = ctxfd;
         c->work = work;
         c->work_rel = work_rel;
-        rc = build_platform(c, err);
+        rc = build_platform(c, &cs[0], err);
         if (rc == 0) {
             bld__stage_platform(c, fin, &plats[p]);
             rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);
@@ -714,6 +715,7 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     }
     if (rc == 0) {
         ret->manifests = TAKE_PTR(digests);
+        ret->platforms = TAKE_PTR(plats);
         ret->n = np;
     }
     for (size_t p = 0; p < np; p++) {

@@ -489,7 +489,8 @@ typedef struct bld_opts {
 typedef struct bld_result {
     mar_digest index; /* the OCI index tagged as name */
     int64_t index_size;
-    mar_digest *manifests; /* one per platform, in the order given */
+    mar_digest *manifests;   /* one per platform, in the order given */
+    oci_platform *platforms; /* each image's platform (its per-platform name NAME@PLATFORM) */
     size_t n;
 } bld_result;
 void bld_result_release(bld_result *r);

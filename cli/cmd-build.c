@@ -177,12 +177,15 @@ static int parse_secrets(const cmd_def *def, const cmd_args *args, bld_secret **
 }
 
 /* --push: the tagged result, through the push engine as `mar push NAME` sends it. */
-static int push_result(const cmd_args *args, reg_store *s, const char *name, bool quiet,
-                       mar_err **err)
+static int push_result(const cmd_args *args, reg_store *s, const char *name, const char *stored,
+                       bool by_digest, bool quiet, mar_digest *ret_digest, mar_err **err)
 {
     oci_ref dst;
     if (oci_ref_parse(name, &dst, err) < 0) {
         return -mar_err_code(*err);
+    }
+    if (by_digest) {
+        free(TAKE_PTR(dst.tag)); /* untagged: the registry names it by its digest only */
     }
     int jobs;
     _cleanup_client_ reg_client *c = NULL;
@@ -195,7 +198,7 @@ static int push_result(const cmd_args *args, reg_store *s, const char *name, boo
     _cleanup_push_ reg_push *p = reg_push_new(c, &o);
     oci_ref_release(&dst);
     reg_push_plan pl;
-    int rc = reg_push_add_stored(p, s, name, NULL, 0, &pl, err);
+    int rc = reg_push_add_stored(p, s, stored, NULL, 0, &pl, err);
     reg_push_result r;
     memset(&r, 0, sizeof(r));
     if (rc == 0) {
@@ -203,10 +206,11 @@ static int push_result(const cmd_args *args, reg_store *s, const char *name, boo
         reg_push_plan_release(&pl);
     }
     cmd_push_progress_free(pr);
-    if (rc == 0 && !quiet) {
+    if (rc == 0 && !quiet && !by_digest) {
         mar_diag_notice("pushed %s@%s", name, r.digest.str);
     }
     if (rc == 0) {
+        *ret_digest = r.digest;
         reg_push_result_release(&r);
     }
     return rc < 0 ? -mar_err_code(*err) : 0;
@@ -365,6 +369,12 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         };
         return explain(args, &eo);
     }
+    if (geteuid() != 0) {
+        /* Overlay mounts, containerd's runc and 0/0 character-device whiteouts need root. */
+        fprintf(stderr, "mar: mar build needs root (RUN steps run through containerd on overlay "
+                        "mounts; --explain does not)\n");
+        return MAR_EUNSUPPORTED;
+    }
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -449,8 +459,27 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         free(outputs[i].copy);
     }
     free(outputs);
+    mar_digest pushed;
     if (rc == 0 && cmd_flag(args, "push")) {
-        rc = push_result(args, s, refname, ui.quiet, &err);
+        rc = push_result(args, s, refname, refname, false, ui.quiet, &pushed, &err);
+    }
+    /* --push-by-digest: each platform's manifest untagged, for a later `mar index create`. */
+    for (size_t i = 0; rc == 0 && cmd_flag(args, "push-by-digest") && i < r.n; i++) {
+        char ps[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&r.platforms[i], ps, sizeof(ps));
+        _cleanup_free_ char *stored = mar_xasprintf("%s@%s", refname, ps);
+        rc = push_result(args, s, refname, stored, true, ui.quiet, &pushed, &err);
+        if (rc == 0) {
+            _cleanup_free_ char *repo = NULL;
+            oci_ref pref;
+            if (oci_ref_parse(refname, &pref, &err) == 0) {
+                repo = oci_ref_repo(&pref);
+                oci_ref_release(&pref);
+                printf("%s@%s %s\n", repo, pushed.str, ps);
+            } else {
+                rc = -mar_err_code(err);
+            }
+        }
     }
     if (rc < 0) {
         bld_result_release(&r);

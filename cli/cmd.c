@@ -160,6 +160,8 @@ static const cmd_opt build_opts[] = {
         {"secret", 0, CMD_OPT_LIST, "id=ID,src=FILE|id=ID,env=VAR",
          "a secret for RUN --mount=type=secret (repeatable; never written to a layer)"},
         {"push", 0, CMD_OPT_FLAG, NULL, "then push NAME to its registry (as mar push)"},
+        {"push-by-digest", 0, CMD_OPT_FLAG, NULL,
+         "then push each platform's image untagged to NAME's repository, printing the digests"},
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print how each stage's RUN steps would execute here, and build nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},

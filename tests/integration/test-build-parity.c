@@ -214,11 +214,18 @@ static char *context_of(const char *name)
 }
 
 /* What buildah's chroot isolation leaves in an image after a RUN step, and mar does not: the
- * mount points it made for the step's /etc/hostname and /run (docs/internals/build.md §9).
- * Dropped from buildah's listing only as these exact lines, and only where mar's lacks them. */
+ * mount points it made for the step's /etc/hostname and /run, and the runtime's /dev, /proc,
+ * /sys, /etc/hosts and /etc/resolv.conf, which mar leaves out of RUN layers as BuildKit does
+ * (docs/internals/build.md §5, §9). Dropped from buildah's listing only as these exact lines, and
+ * only where mar's lacks them. */
 static const char *const buildah_stubs[] = {
         "etc/hostname f 0755 0:0 0:e3b0c44298fc",
         "run d 0755 0:0 ",
+        "dev d 0755 0:0 ",
+        "proc d 0755 0:0 ",
+        "sys d 0755 0:0 ",
+        "etc/hosts f 0755 0:0 0:e3b0c44298fc",
+        "etc/resolv.conf f 0755 0:0 0:e3b0c44298fc",
 };
 
 static char *drop_buildah_stubs(const char *listing, const char *mar_listing)

@@ -712,6 +712,141 @@ static void test_onbuild(void **state)
     check_nothing_left();
 }
 
+/* ADD of local archives: a gzip tar is extracted into the destination, a plain file copied; a
+ * bzip2 archive is refused before anything runs. */
+static void test_add(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/add", itest_tmpdir());
+    _cleanup_free_ char *mk =
+            mar_xasprintf("mkdir -p %s/tree/sub %s/bz && echo inner > %s/tree/sub/file.txt && "
+                          "tar -czf %s/bundle.tar.gz -C %s/tree . && echo plain > %s/plain.txt && "
+                          "tar -cf - -C %s/tree . | bzip2 > %s/bz/old.tar.bz2",
+                          dir, dir, dir, dir, dir, dir, dir, dir);
+    const char *sh[] = {"sh", "-c", mk, NULL};
+    itest_run r;
+    itest_runv(&r, NULL, sh);
+    assert_int_equal(r.status, 0);
+    itest_run_release(&r);
+    free(itest_write("add/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/\n"
+                     "CMD [\"sh\", \"-c\", \"cat /opt/sub/file.txt /opt/plain.txt; ls /opt\"]\n",
+                     0644));
+    const char *b[] = {"build",     "-q",          "--platform", "linux/amd64", "-t",
+                       "built:add", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/amd64", "built:add", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "inner\nplain\nplain.txt\nsub\n");
+    itest_run_release(&r);
+    _cleanup_free_ char *bz = mar_xasprintf("%s/bz", dir);
+    free(itest_write("add/bz/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\nRUN echo first\nADD old.tar.bz2 /\n", 0644));
+    const char *c[] = {"build", "-t", "built:bz", "--build-arg", base_arg, bz, NULL};
+    mar(&r, 2, c);
+    assert_contains(r.err.data, "Dockerfile:4: ADD of a bzip2 or xz archive is not supported");
+    assert_not_contains(r.err.data, "first");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* A FROM --platform=$BUILDPLATFORM stage is built once and shared by every target platform. */
+static void test_shared_stage(void **state)
+{
+    (void)state;
+    itest_run r;
+    const char *b[] = {
+            "build",        "--allow-mislabeled", "--platform", "linux/amd64,linux/arm64", "-t",
+            "built:shared", "--build-arg",        base_arg,     corpus("mislabeled"),      NULL};
+    mar(&r, 0, b);
+    assert_contains(r.err.data, "[linux/amd64 builder 1/1] RUN mkdir");
+    assert_contains(r.err.data, "[linux/arm64 builder] shared with linux/amd64");
+    assert_not_contains(r.err.data, "[linux/arm64 builder 1/1]");
+    itest_run_release(&r);
+    /* Both images hold the one result: the build machine's busybox. */
+    const char *run_cmd[] = {"run",         "-q",           "--platform",
+                             "linux/arm64", "built:shared", "/usr/local/bin/busybox",
+                             "echo",        "shared",       NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "shared\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
+static void test_exclude(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/exclude", itest_tmpdir());
+    _cleanup_free_ char *sub = mar_xasprintf("%s/exclude/sub", itest_tmpdir());
+    mkdir(dir, 0755);
+    mkdir(sub, 0755);
+    static const char *const files[] = {"exclude/a.txt", "exclude/b.md", "exclude/sub/c.md",
+                                        "exclude/sub/d.txt", "exclude/sub/e.txt"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(files); i++) {
+        free(itest_write(files[i], "x\n", 0644));
+    }
+    free(itest_write("exclude/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\n"
+                     "COPY --exclude=**/*.md --exclude=sub/d.txt . /x/\n"
+                     "COPY --exclude=*.txt *.txt *.md /y/\n"
+                     "CMD [\"ls\", \"/x\", \"/x/sub\", \"/y\"]\n",
+                     0644));
+    itest_run r;
+    const char *b[] = {"build",         "-q",          "--platform", "linux/amd64", "-t",
+                       "built:exclude", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/amd64", "built:exclude", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "/x:\nDockerfile\na.txt\nsub\n\n/x/sub:\ne.txt\n\n/y:\nb.md\n");
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* --push-by-digest: each platform's image pushed untagged; each digest runs from a fresh store,
+ * and the tag does not exist in the registry. */
+static void test_push_by_digest(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *name =
+            mar_xasprintf("%s/mar/built:bydigest", itest_bed("MAR_TEST_REGISTRY"));
+    _cleanup_free_ char *repo = mar_xasprintf("%s/mar/built@", itest_bed("MAR_TEST_REGISTRY"));
+    itest_run r;
+    const char *b[] = {"build", "-q", "--push-by-digest", "--platform", "linux/amd64,linux/arm64",
+                       "-t",    name, "--build-arg",      base_arg,     corpus("multistage"),
+                       NULL};
+    mar(&r, 0, b);
+    static const struct {
+        const char *platform, *machine;
+    } want[] = {{"linux/amd64", "x86_64\n"}, {"linux/arm64", "aarch64\n"}};
+    _cleanup_free_ char *fresh = mar_xasprintf("%s/bydigest-store", itest_tmpdir());
+    const char *env[] = {ctd_env, insecure_env, NULL};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(want); i++) {
+        _cleanup_free_ char *suffix = mar_xasprintf(" %s\n", want[i].platform);
+        const char *end = strstr(r.out.data, suffix);
+        assert_non_null(end);
+        const char *start = end;
+        while (start > r.out.data && start[-1] != '\n') {
+            start--;
+        }
+        _cleanup_free_ char *ref = mar_xstrndup(start, (size_t)(end - start));
+        assert_true(mar_str_startswith(ref, repo));
+        itest_run rr;
+        itest_mar(&rr, env, "--store", fresh, "run", "-q", "--platform", want[i].platform, ref,
+                  NULL);
+        assert_int_equal(rr.status, 0);
+        assert_string_equal(rr.out.data, want[i].machine);
+        itest_run_release(&rr);
+    }
+    itest_run_release(&r);
+    itest_mar(&r, env, "inspect", name, NULL);
+    assert_int_equal(r.status, MAR_ENOTFOUND);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 static void test_failing_run(void **state)
 {
     (void)state;
@@ -763,6 +898,33 @@ static void test_refused(void **state)
     assert_not_contains(r.err.data, "first");
     itest_run_release(&r);
     assert_null(stored_index("/built:refused"));
+    /* Not root: refused at once (exit 7); checked where nobody may run this mar at all. */
+    const char *probe[] = {"setpriv",
+                           "--reuid=65534",
+                           "--regid=65534",
+                           "--clear-groups",
+                           getenv("MAR_BIN"),
+                           "--version",
+                           NULL};
+    itest_runv(&r, NULL, probe);
+    bool runnable = r.status == 0;
+    itest_run_release(&r);
+    if (runnable) {
+        const char *nr[] = {"setpriv",
+                            "--reuid=65534",
+                            "--regid=65534",
+                            "--clear-groups",
+                            getenv("MAR_BIN"),
+                            "build",
+                            "-t",
+                            "built:notroot",
+                            corpus("multistage"),
+                            NULL};
+        itest_runv(&r, NULL, nr);
+        assert_int_equal(r.status, MAR_EUNSUPPORTED);
+        assert_contains(r.err.data, "mar build needs root");
+        itest_run_release(&r);
+    }
     check_nothing_left();
 }
 
@@ -787,12 +949,22 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),     cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),     cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),           cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),        cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),        cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source), cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_multistage),
+            cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),
+            cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),
+            cmocka_unit_test(test_push_by_digest),
+            cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),
+            cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),
+            cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage),
+            cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
