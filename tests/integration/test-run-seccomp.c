@@ -12,29 +12,10 @@
 #include <sys/utsname.h>
 
 static char store[256];
-static char ctd_env[300];
 
 static const char *ref(void)
 {
     return itest_fixture_ref("multi");
-}
-
-/* Nothing of mar's left in containerd's namespace or the store. */
-static void check_nothing_left(void)
-{
-    itest_run r;
-    const char *c[] = {"ctr", "--address", itest_bed("MAR_TEST_CONTAINERD"),
-                       "-n",  "mar",       "containers",
-                       "ls",  "-q",        NULL};
-    itest_runv(&r, NULL, c);
-    assert_int_equal(r.status, 0);
-    assert_string_equal(r.out.data, "");
-    itest_run_release(&r);
-    _cleanup_free_ char *dir = mar_xasprintf("%s/containers", store);
-    const char *ls[] = {"ls", "-A", dir, NULL};
-    itest_runv(&r, NULL, ls);
-    assert_string_equal(r.out.data, "");
-    itest_run_release(&r);
 }
 
 /* mar run -q --store S ARGS...; fails the test unless it exits with want. */
@@ -46,7 +27,7 @@ static void run(itest_run *r, int want, const char *const *args)
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    const char *env[] = {ctd_env, NULL};
+    const char *env[] = {itest_ctd_env(), NULL};
     itest_runv(r, env, argv);
     if (r->status != want) {
         fail_msg("mar run %s %s %s: %d, want %d\nstdout: %s\nstderr: %s", args[0],
@@ -92,7 +73,7 @@ static void test_blocked_by_default(void **state)
         assert_contains(r.err.data, "unshare(0x10000000): Operation not permitted");
         itest_run_release(&r);
     }
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_unconfined(void **state)
@@ -118,7 +99,7 @@ static void test_unconfined(void **state)
     run_sh(&r, 1, "linux/amd64", "seccomp=unconfined", "seccomp=builtin", "unshare -U true");
     assert_contains(r.err.data, "Operation not permitted");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 /* testdata/seccomp/block-mkdir.json: everything allowed but mkdir/mkdirat, which fail with
@@ -144,7 +125,7 @@ static void test_file_profile(void **state)
     run_sh(&r, 0, "linux/amd64", opt, NULL, "unshare -U true && echo unshared");
     assert_string_equal(r.out.data, "unshared\n");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_no_new_privileges(void **state)
@@ -212,7 +193,7 @@ static void test_no_new_privileges(void **state)
     run(&r, 0, off);
     assert_contains(r.out.data, "1 packets received");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 /* Ordinary programs under the default filter, natively and under QEMU: a pipeline, a
@@ -240,7 +221,7 @@ static void test_workloads(void **state)
         assert_not_contains(r.err.data, "not permitted");
         itest_run_release(&r);
     }
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_explain(void **state)
@@ -305,7 +286,7 @@ static void test_bad_options(void **state)
     run(&r, MAR_EUSAGE, apparmor);
     assert_contains(r.err.data, "unsupported --security-opt 'apparmor=unconfined'");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static int setup(void **state)
@@ -314,12 +295,8 @@ static int setup(void **state)
     const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", "MAR_TEST_CONTAINERD",
                                 "MAR_TEST_BINFMT", NULL};
     itest_require(need);
-    if (geteuid() != 0) {
-        fprintf(stderr, "skip: mar run needs root\n");
-        exit(getenv("MAR_CI") ? 1 : 77);
-    }
+    itest_require_root("mar run");
     snprintf(store, sizeof(store), "%s/store", itest_tmpdir());
-    snprintf(ctd_env, sizeof(ctd_env), "CONTAINERD_ADDRESS=%s", itest_bed("MAR_TEST_CONTAINERD"));
     return 0;
 }
 

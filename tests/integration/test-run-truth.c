@@ -10,8 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char ctd_env[300];
-
 static const char *ref(const char *fixture)
 {
     return itest_fixture_ref(fixture);
@@ -26,7 +24,7 @@ static void run(itest_run *r, int want, const char *store, const char *const *ar
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    const char *env[] = {ctd_env, NULL};
+    const char *env[] = {itest_ctd_env(), NULL};
     itest_runv(r, env, argv);
     if (r->status != want) {
         fail_msg("mar run %s %s %s: %d, want %d\nstdout: %s\nstderr: %s", args[0],
@@ -345,11 +343,7 @@ static int setup(void **state)
     const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", "MAR_TEST_CONTAINERD",
                                 "MAR_TEST_BINFMT", NULL};
     itest_require(need);
-    if (geteuid() != 0) {
-        fprintf(stderr, "skip: mar run needs root\n");
-        exit(getenv("MAR_CI") ? 1 : 77);
-    }
-    snprintf(ctd_env, sizeof(ctd_env), "CONTAINERD_ADDRESS=%s", itest_bed("MAR_TEST_CONTAINERD"));
+    itest_require_root("mar run");
     return 0;
 }
 

@@ -12,35 +12,10 @@
 #include <sys/wait.h>
 
 static char store[256];
-static char ctd_env[300];
 
 static const char *ref(const char *fixture)
 {
     return itest_fixture_ref(fixture);
-}
-
-/* Nothing of mar's in containerd, no container directory in the store. */
-static void check_nothing_left(void)
-{
-    itest_run r;
-    const char *c[] = {"ctr", "--address", itest_bed("MAR_TEST_CONTAINERD"),
-                       "-n",  "mar",       "containers",
-                       "ls",  "-q",        NULL};
-    itest_runv(&r, NULL, c);
-    assert_int_equal(r.status, 0);
-    assert_string_equal(r.out.data, "");
-    itest_run_release(&r);
-    const char *t[] = {"ctr", "--address", itest_bed("MAR_TEST_CONTAINERD"),
-                       "-n",  "mar",       "tasks",
-                       "ls",  "-q",        NULL};
-    itest_runv(&r, NULL, t);
-    assert_string_equal(r.out.data, "");
-    itest_run_release(&r);
-    _cleanup_free_ char *dir = mar_xasprintf("%s/containers", store);
-    const char *ls[] = {"ls", "-A", dir, NULL};
-    itest_runv(&r, NULL, ls);
-    assert_string_equal(r.out.data, "");
-    itest_run_release(&r);
 }
 
 /* mar run --store S -q ARGS... ; checks the status. */
@@ -52,7 +27,7 @@ static void run(itest_run *r, int want, const char *const *extra_env, const char
         argv[n++] = args[i];
     }
     argv[n] = NULL;
-    const char *env[8] = {ctd_env};
+    const char *env[8] = {itest_ctd_env()};
     size_t k = 1;
     for (size_t i = 0; extra_env && extra_env[i] && k < 7; i++) {
         env[k++] = extra_env[i];
@@ -81,7 +56,7 @@ static void test_architectures(void **state)
         run(&r, 0, NULL, a);
         assert_string_equal(r.out.data, cases[i].machine);
         itest_run_release(&r);
-        check_nothing_left();
+        itest_ctd_nothing_left(store);
     }
     /* Big endian really: s390x's busybox reports the byte order it sees. */
     itest_run r;
@@ -115,7 +90,7 @@ static void test_status_and_streams(void **state)
     const char *b[] = {"--platform", "linux/arm64", ref("multi"), "sh", "-c", "exit 7", NULL};
     run(&r, 7, NULL, b);
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_options(void **state)
@@ -176,7 +151,7 @@ static void test_options(void **state)
     assert_string_equal(r.out.data, "from the host\nread-only\n");
     itest_run_release(&r);
     free(vol);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_stdin(void **state)
@@ -192,7 +167,7 @@ static void test_stdin(void **state)
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out.data, "2\n");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 /* SIGTERM to mar reaches the container's process (which traps it here: a PID 1 without a
@@ -202,7 +177,7 @@ static void test_signal(void **state)
     (void)state;
     _cleanup_free_ char *out = mar_xasprintf("%s/sig.out", itest_tmpdir());
     _cleanup_free_ char *err = mar_xasprintf("%s/sig.err", itest_tmpdir());
-    const char *env[] = {ctd_env, NULL};
+    const char *env[] = {itest_ctd_env(), NULL};
     const char *args[] = {
             "run",        "-q",
             "--store",    store,
@@ -227,7 +202,7 @@ static void test_signal(void **state)
     assert_int_equal(mar_read_file_at(AT_FDCWD, out, 4096, &b, NULL), 0);
     assert_string_equal(b.data, "ready\ngot TERM\n");
     mar_buf_release(&b);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 /* A platform with no working handler: exit 7 with the fixing command, nothing created. */
@@ -245,22 +220,23 @@ static void test_refusals(void **state)
     assert_contains(r.err.data, "no binfmt_misc handler for arm64");
     assert_contains(r.err.data, "mar binfmt install arm64");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
     /* No containerd there: a clear line, exit 5, nothing left in the store. */
     const char *b[] = {"--address", "/nonexistent/containerd.sock", ref("multi"), "true", NULL};
     run(&r, MAR_ENET, NULL, b);
     assert_contains(r.err.data, "no containerd socket at '/nonexistent/containerd.sock'");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
     /* A command the image does not have: runc's error, nothing left. */
-    _cleanup_free_ char *cmd = mar_xasprintf("%s %s run -q --store %s %s /no/such/program", ctd_env,
-                                             getenv("MAR_BIN"), store, ref("multi"));
+    _cleanup_free_ char *cmd =
+            mar_xasprintf("%s %s run -q --store %s %s /no/such/program", itest_ctd_env(),
+                          getenv("MAR_BIN"), store, ref("multi"));
     const char *argv[] = {"sh", "-c", cmd, NULL};
     itest_runv(&r, NULL, argv);
     assert_true(r.status != 0);
     assert_contains(r.err.data, "/no/such/program");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static void test_keep(void **state)
@@ -296,7 +272,7 @@ static void test_keep(void **state)
     del[2] = cmd;
     itest_runv(&r, NULL, del);
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
     /* Once it is gone, gc collects them. */
     itest_mar(&r, NULL, "gc", "--store", store, NULL);
     assert_int_equal(r.status, 0);
@@ -402,7 +378,7 @@ static void test_index_shapes(void **state)
     run(&r, MAR_ENOTFOUND, NULL, pl);
     assert_contains(r.err.data, "has no platform and its config says linux/arm64/v8");
     itest_run_release(&r);
-    check_nothing_left();
+    itest_ctd_nothing_left(store);
 }
 
 static int setup(void **state)
@@ -411,12 +387,8 @@ static int setup(void **state)
     const char *const need[] = {"MAR_TEST_REGISTRY", "MAR_TEST_FIXTURES", "MAR_TEST_CONTAINERD",
                                 "MAR_TEST_BINFMT", NULL};
     itest_require(need);
-    if (geteuid() != 0) {
-        fprintf(stderr, "skip: mar run needs root\n");
-        exit(getenv("MAR_CI") ? 1 : 77);
-    }
+    itest_require_root("mar run");
     snprintf(store, sizeof(store), "%s/store", itest_tmpdir());
-    snprintf(ctd_env, sizeof(ctd_env), "CONTAINERD_ADDRESS=%s", itest_bed("MAR_TEST_CONTAINERD"));
     return 0;
 }
 

@@ -415,3 +415,48 @@ pid_t itest_faultproxy_start(int port, int redirect_port, const char *upstream,
     waitpid(pid, NULL, 0);
     return -1;
 }
+
+void itest_require_root(const char *why)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skip: %s needs root\n", why);
+        exit(getenv("MAR_CI") ? 1 : 77);
+    }
+}
+
+const char *itest_ctd_env(void)
+{
+    static char env[600];
+    if (!env[0]) {
+        snprintf(env, sizeof(env), "CONTAINERD_ADDRESS=%s", itest_bed("MAR_TEST_CONTAINERD"));
+    }
+    return env;
+}
+
+void itest_ctd_nothing_left(const char *store)
+{
+    static const char *const what[] = {"containers", "tasks"};
+    for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+        itest_run r;
+        const char *c[] = {"ctr", "--address", itest_bed("MAR_TEST_CONTAINERD"),
+                           "-n",  "mar",       what[i],
+                           "ls",  "-q",        NULL};
+        itest_runv(&r, NULL, c);
+        if (r.status != 0 || r.out.data[0]) {
+            fail_msg("containerd's mar namespace still has %s (ctr status %d): %s", what[i],
+                     r.status, r.out.data);
+        }
+        itest_run_release(&r);
+    }
+    if (store) {
+        char dir[1024];
+        snprintf(dir, sizeof(dir), "%s/containers", store);
+        itest_run r;
+        const char *ls[] = {"ls", "-A", dir, NULL};
+        itest_runv(&r, NULL, ls);
+        if (r.out.data[0]) {
+            fail_msg("left in %s: %s", dir, r.out.data);
+        }
+        itest_run_release(&r);
+    }
+}

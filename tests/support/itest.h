@@ -30,6 +30,13 @@ const char *itest_bed(const char *name);
 /* Exits 77 (skip) naming what is missing, unless every listed bed variable exists. In CI
  * (MAR_CI=1) a missing part fails instead. */
 void itest_require(const char *const *names);
+/* Exits 77 (skip) unless running as root, saying what needs it; in CI (MAR_CI=1) fails instead. */
+void itest_require_root(const char *why);
+/* "CONTAINERD_ADDRESS=<the bed's socket>", for an environment list of itest_runv. */
+const char *itest_ctd_env(void);
+/* Fails the test unless nothing of mar's is left behind: no container and no task in the bed's
+ * containerd namespace `mar`, and, when store is not NULL, nothing under STORE/containers. */
+void itest_ctd_nothing_left(const char *store);
 /* The fixtures summary (borrowed). */
 json_t *itest_fixtures(void);
 /* Shortcut: fixtures[name].ref */
