@@ -342,6 +342,10 @@ MAR_MUST_USE int cmd_open_store(const cmd_args *args, reg_store **ret, mar_err *
 /* Every --platform value, comma lists split. Errors: MAR_EUSAGE. */
 MAR_MUST_USE int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform **ret,
                                      size_t *ret_n, mar_err **err);
+/* --platform and --all-platforms of a verb that takes both (pull, push, copy): 0, or the exit
+ * status after printing the error (they exclude each other). */
+int cmd_parse_selection(const cmd_def *def, const cmd_args *args, oci_platform **ret, size_t *ret_n,
+                        bool *ret_all);
 /* The same for another option that lists platforms (index create's --remove). */
 MAR_MUST_USE int cmd_parse_platform_list(const cmd_args *args, const char *option,
                                          const oci_host *host, oci_platform **ret, size_t *ret_n,

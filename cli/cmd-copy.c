@@ -26,16 +26,12 @@ static char *dst_string(const reg_endpoint *e, const mar_digest *d)
 int cmd_copy(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
-    bool all = cmd_flag(args, "all-platforms");
-    oci_host host;
-    oci_host_detect(&host);
     _cleanup_free_ oci_platform *platforms = NULL;
     size_t n_platforms = 0;
-    if (cmd_parse_platforms(args, &host, &platforms, &n_platforms, &err) < 0) {
-        return cmd_fail(err);
-    }
-    if (all && n_platforms) {
-        return cmd_usage_error(def, "--platform and --all-platforms exclude each other");
+    bool all;
+    int st = cmd_parse_selection(def, args, &platforms, &n_platforms, &all);
+    if (st) {
+        return st;
     }
     int jobs;
     if (cmd_jobs(args, 4, &jobs, &err) < 0) {

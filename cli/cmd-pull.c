@@ -35,6 +35,25 @@ int cmd_parse_platforms(const cmd_args *args, const oci_host *host, oci_platform
     return cmd_parse_platform_list(args, "platform", host, ret, ret_n, err);
 }
 
+int cmd_parse_selection(const cmd_def *def, const cmd_args *args, oci_platform **ret, size_t *ret_n,
+                        bool *ret_all)
+{
+    mar_err *err = NULL;
+    oci_host host;
+    oci_host_detect(&host);
+    *ret_all = cmd_flag(args, "all-platforms");
+    if (cmd_parse_platforms(args, &host, ret, ret_n, &err) < 0) {
+        return cmd_fail(err);
+    }
+    if (*ret_all && *ret_n) {
+        free(*ret);
+        *ret = NULL;
+        *ret_n = 0;
+        return cmd_usage_error(def, "--platform and --all-platforms exclude each other");
+    }
+    return 0;
+}
+
 int cmd_parse_platform_list(const cmd_args *args, const char *option, const oci_host *host,
                             oci_platform **ret, size_t *ret_n, mar_err **err)
 {
@@ -191,17 +210,13 @@ int cmd_pull(const cmd_def *def, cmd_args *args)
 {
     mar_err *err = NULL;
     const char *image = args->pos.v[0];
-    bool all = cmd_flag(args, "all-platforms");
     bool unpack = !cmd_flag(args, "no-unpack");
-    oci_host host;
-    oci_host_detect(&host);
     _cleanup_free_ oci_platform *platforms = NULL;
     size_t n_platforms = 0;
-    if (cmd_parse_platforms(args, &host, &platforms, &n_platforms, &err) < 0) {
-        return cmd_fail(err);
-    }
-    if (all && n_platforms) {
-        return cmd_usage_error(def, "--platform and --all-platforms exclude each other");
+    bool all;
+    int st = cmd_parse_selection(def, args, &platforms, &n_platforms, &all);
+    if (st) {
+        return st;
     }
     if (unpack && geteuid() != 0) {
         /* Overlay whiteouts are 0/0 character devices, which only root can make. */
