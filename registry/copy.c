@@ -59,15 +59,9 @@ int reg_endpoint_parse(const char *s, reg_endpoint *ret, mar_err **err)
     return oci_ref_parse(s, &ret->ref, err);
 }
 
-int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platform *platforms,
-                     size_t n_platforms, bool *keep, mar_err **err)
+int reg__select_platforms(const char *name, const oci_manifest *idx, const oci_platform *platforms,
+                          size_t n_platforms, bool *keep, mar_err **err)
 {
-    if (!n_platforms) {
-        for (size_t i = 0; i < idx->n_manifests; i++) {
-            keep[i] = true;
-        }
-        return 0;
-    }
     for (size_t k = 0; k < n_platforms; k++) {
         oci_matcher m;
         oci_matcher_only_strict(&m, &platforms[k]);
@@ -79,23 +73,44 @@ int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platfo
                 keep[i] = any = true;
             }
         }
-        if (!any) {
-            char want[OCI_PLATFORM_STR_MAX];
-            oci_platform_format(&platforms[k], want, sizeof(want));
-            mar_buf have = MAR_BUF_INIT(MAR_BUF_NOCAP); /* the index was capped when read */
-            for (size_t i = 0; i < idx->n_manifests; i++) {
-                const oci_descriptor *e = &idx->manifests[i];
-                char ps[OCI_PLATFORM_STR_MAX];
-                if (e->has_platform && !oci_descriptor_is_attestation(e)) {
-                    oci_platform_format(&e->platform, ps, sizeof(ps));
-                    mar_buf_xprintf(&have, "%s%s", have.len ? ", " : "", ps);
-                }
-            }
-            int rc = mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no entry for %s (it has: %s)",
-                                 name, want, have.len ? have.data : "none");
-            mar_buf_release(&have);
-            return rc;
+        if (any) {
+            continue;
         }
+        char want[OCI_PLATFORM_STR_MAX];
+        oci_platform_format(&platforms[k], want, sizeof(want));
+        /* One line, however many entries the index has. */
+        mar_buf have = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        for (size_t i = 0; i < idx->n_manifests; i++) {
+            const oci_descriptor *e = &idx->manifests[i];
+            char ps[OCI_PLATFORM_STR_MAX];
+            if (have.len >= 1024) {
+                mar_buf_xputs(&have, ", …");
+                break;
+            }
+            if (e->has_platform && !oci_descriptor_is_attestation(e)) {
+                oci_platform_format(&e->platform, ps, sizeof(ps));
+                mar_buf_xprintf(&have, "%s%s", have.len ? ", " : "", ps);
+            }
+        }
+        int rc = mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no entry for %s (it has: %s)", name,
+                             want, have.len ? have.data : "none");
+        mar_buf_release(&have);
+        return rc;
+    }
+    return 0;
+}
+
+int reg__copy_select(const char *name, const oci_manifest *idx, const oci_platform *platforms,
+                     size_t n_platforms, bool *keep, mar_err **err)
+{
+    if (!n_platforms) {
+        for (size_t i = 0; i < idx->n_manifests; i++) {
+            keep[i] = true;
+        }
+        return 0;
+    }
+    if (reg__select_platforms(name, idx, platforms, n_platforms, keep, err) < 0) {
+        return -mar_err_code(*err);
     }
     /* Attestations follow the manifests they describe (docs/internals/platforms.md §9). */
     for (size_t i = 0; i < idx->n_manifests; i++) {

@@ -94,6 +94,12 @@ MAR_MUST_USE int reg__narrowed_index(const mar_buf *raw, const bool *keep, size_
 /* The bytes of a document item of a push (push.c). Borrowed. */
 const mar_buf *reg__push_item_bytes(const reg_push *p, size_t i);
 
+/* Marks the entries of an index that the platforms select (normalized equality, containerd's
+ * OnlyStrict; attestations not included). Errors: MAR_ENOTFOUND naming a platform no entry has,
+ * with what the index has. */
+MAR_MUST_USE int reg__select_platforms(const char *name, const oci_manifest *idx,
+                                       const oci_platform *platforms, size_t n_platforms,
+                                       bool *keep, mar_err **err);
 /* Which entries of an index a copy keeps (copy.c): those the platforms select (every one when
  * none is given; each platform must select one), and the attestations that describe a kept
  * entry. keep has idx->n_manifests slots, zeroed. Errors: MAR_ENOTFOUND naming what idx has. */

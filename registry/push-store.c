@@ -125,39 +125,8 @@ MAR_MUST_USE static int select_entries(plan_ctx *x, const oci_manifest *idx,
                                        const oci_platform *platforms, size_t n_platforms,
                                        bool *keep, reg_push_plan *pl, mar_err **err)
 {
-    for (size_t k = 0; k < n_platforms; k++) {
-        oci_matcher m;
-        oci_matcher_only_strict(&m, &platforms[k]);
-        bool any = false;
-        for (size_t i = 0; i < idx->n_manifests; i++) {
-            const oci_descriptor *e = &idx->manifests[i];
-            if (e->has_platform && !oci_descriptor_is_attestation(e) &&
-                oci_matcher_match(&m, &e->platform)) {
-                keep[i] = any = true;
-            }
-        }
-        if (!any) {
-            char want[OCI_PLATFORM_STR_MAX];
-            oci_platform_format(&platforms[k], want, sizeof(want));
-            /* One line, however many entries the index has. */
-            mar_buf have = MAR_BUF_INIT(MAR_BUF_NOCAP);
-            for (size_t i = 0; i < idx->n_manifests; i++) {
-                const oci_descriptor *e = &idx->manifests[i];
-                char ps[OCI_PLATFORM_STR_MAX];
-                if (have.len >= 1024) {
-                    mar_buf_xputs(&have, ", …");
-                    break;
-                }
-                if (e->has_platform && !oci_descriptor_is_attestation(e)) {
-                    oci_platform_format(&e->platform, ps, sizeof(ps));
-                    mar_buf_xprintf(&have, "%s%s", have.len ? ", " : "", ps);
-                }
-            }
-            int rc = mar_err_set(err, MAR_ENOTFOUND, 0, "'%s' has no entry for %s (it has: %s)",
-                                 x->name, want, have.len ? have.data : "none");
-            mar_buf_release(&have);
-            return rc;
-        }
+    if (reg__select_platforms(x->name, idx, platforms, n_platforms, keep, err) < 0) {
+        return -mar_err_code(*err);
     }
     for (size_t i = 0; i < idx->n_manifests; i++) {
         const oci_descriptor *e = &idx->manifests[i];
