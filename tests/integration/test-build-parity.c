@@ -197,13 +197,13 @@ static bool configs_equal(json_t *m, json_t *b)
     return ok;
 }
 
-/* A copy of testdata/build-parity/NAME in the scratch directory (so that a case can add files
- * that are made, not stored, such as an archive). */
-static char *context_of(const char *name)
+/* A copy of testdata/CORPUS/NAME in the scratch directory (so that a case can add files that
+ * are made, not stored, such as an archive). */
+static char *context_in(const char *corpus, const char *name)
 {
     char *dir = mar_xasprintf("%s/ctx-%s", itest_tmpdir(), name);
     _cleanup_free_ char *src =
-            mar_xasprintf("%s/testdata/build-parity/%s/.", getenv("MAR_SRC"), name);
+            mar_xasprintf("%s/testdata/%s/%s/.", getenv("MAR_SRC"), corpus, name);
     mkdir(dir, 0755);
     const char *cp[] = {"cp", "-a", src, dir, NULL};
     itest_run r;
@@ -249,6 +249,11 @@ static char *drop_buildah_stubs(const char *listing, const char *mar_listing)
         s += l;
     }
     return mar_buf_detach(&out, NULL);
+}
+
+static char *context_of(const char *name)
+{
+    return context_in("build-parity", name);
 }
 
 typedef enum { BOTH_BUILD, MAR_REFUSES } expect;
@@ -332,6 +337,15 @@ static void test_copy(void **state)
     parity("copy", ctx, "linux/amd64", "amd64", BOTH_BUILD, NULL, NULL);
 }
 
+/* it-build's own corpus: a build stage, COPY --from, a directory COPY through .dockerignore,
+ * a WORKDIR-relative COPY, a whiteout, ENV from an ARG. */
+static void test_multistage(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *ctx = context_in("build", "multistage");
+    parity("multistage", ctx, "linux/amd64", "amd64", BOTH_BUILD, NULL, NULL);
+}
+
 static const char *const run_args[] = {"VERSION=2", "FLAVOR=parity", NULL};
 
 static void test_run(void **state)
@@ -411,9 +425,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_copy),
-            cmocka_unit_test(test_run),
-            cmocka_unit_test(test_run_arm64),
+            cmocka_unit_test(test_multistage), cmocka_unit_test(test_copy),
+            cmocka_unit_test(test_run),        cmocka_unit_test(test_run_arm64),
             cmocka_unit_test(test_add_tar),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
