@@ -135,10 +135,9 @@ void bld__cache_record(bld__ctx *c, const bld__image *im, const mar_digest *key)
         return;
     }
     const bld__layer *l = &im->layers[im->n_layers - 1];
-    _cleanup_json_ json_t *doc =
-            json_pack("{s:s, s:s, s:I, s:s, s:s}", "media_type", l->media_type, "digest",
-                      l->digest.str, "size", (json_int_t)l->size, "diff_id", l->diff_id.str,
-                      "chain_id", l->chain.str);
+    _cleanup_json_ json_t *doc = json_pack("{s:s, s:s, s:I, s:s, s:s}", "media_type", l->media_type,
+                                           "digest", l->digest.str, "size", (json_int_t)l->size,
+                                           "diff_id", l->diff_id.str, "chain_id", l->chain.str);
     _cleanup_free_ char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     mar_err *e = NULL;
     if (text && reg_store_cache_put(c->o->store, key, text, &e) < 0) {

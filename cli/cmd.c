@@ -337,10 +337,11 @@ static const cmd_def commands[] = {
         {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
          "Removes the references, then everything no other reference needs (as mar gc).", NULL, 0,
          false},
-        {"gc", cmd_gc, 0, 0, "[--dry-run] [--verify]",
+        {"gc", cmd_gc, 0, 0, "[--dry-run] [--verify] [--prune-cache]",
          "remove unreferenced blobs and layers and the leftovers of interrupted runs",
          "Waits for running pulls to finish, then removes blobs and unpacked layers no reference\n"
-         "in index.json reaches, unfinished downloads and unpacks, and stray temporary files.",
+         "in index.json or build cache record reaches, unfinished downloads and unpacks, and\n"
+         "stray temporary files.",
          gc_opts, MAR_ARRAY_SIZE(gc_opts), false},
         {"doctor", cmd_doctor, 0, 0, "[--json] [--target T]",
          "find what is wrong with this machine or its Lima/colima VMs for foreign images",
