@@ -124,8 +124,7 @@ bool bld__cache_key(const bld__ctx *c, const bld__stage *st, const bld_instr *in
                     const mar_digest *content, mar_digest *ret);
 /* A recorded result for key appended to im: 1, or 0 when there is none usable (no record, or
  * its blob is gone) or --no-cache. Errors: those of bld__add_layer. */
-MAR_MUST_USE int bld__cache_use(bld__ctx *c, bld__image *im, const mar_digest *key,
-                                mar_err **err);
+MAR_MUST_USE int bld__cache_use(bld__ctx *c, bld__image *im, const mar_digest *key, mar_err **err);
 /* Records im's top layer under key (a failure is a warning: the build does not depend on it). */
 void bld__cache_record(bld__ctx *c, const bld__image *im, const mar_digest *key);
 
