@@ -905,6 +905,39 @@ static void test_cache(void **state)
     check_nothing_left();
 }
 
+/* A base pulled for another platform does not stand in for the one asked: with only multi's
+ * linux/386 entry in a fresh store, a linux/amd64 build FROM multi builds on its amd64 entry
+ * (the RUN sees a 64-bit busybox: ELF class 2 at offset 4). */
+static void test_other_platform_stored(void **state)
+{
+    (void)state;
+    char saved[sizeof(store)];
+    memcpy(saved, store, sizeof(store));
+    snprintf(store, sizeof(store), "%s/store-386", itest_tmpdir());
+    itest_run r;
+    const char *pull[] = {"pull", "-q", "--platform", "linux/386", itest_fixture_ref("multi"),
+                          NULL};
+    mar(&r, 0, pull);
+    itest_run_release(&r);
+    _cleanup_free_ char *dir = mar_xasprintf("%s/on386", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("on386/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\n"
+                     "RUN uname -m > /machine && od -An -tx1 -j4 -N1 /bin/busybox > /class\n",
+                     0644));
+    const char *b[] = {"build",       "-q",          "--platform", "linux/amd64", "-t",
+                       "built:on386", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q",       "--platform", "linux/amd64", "built:on386",
+                             "cat", "/machine", "/class",     NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "x86_64\n 02\n");
+    itest_run_release(&r);
+    check_nothing_left();
+    memcpy(store, saved, sizeof(store));
+}
+
 /* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
 static void test_exclude(void **state)
 {
@@ -1080,14 +1113,23 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),  cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),  cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),        cmocka_unit_test(test_push_by_digest),
-            cmocka_unit_test(test_explain),     cmocka_unit_test(test_heredoc),
-            cmocka_unit_test(test_mounts),      cmocka_unit_test(test_onbuild),
-            cmocka_unit_test(test_add),         cmocka_unit_test(test_shared_stage),
-            cmocka_unit_test(test_exclude),     cmocka_unit_test(test_cache),
-            cmocka_unit_test(test_failing_run), cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_multistage),
+            cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),
+            cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),
+            cmocka_unit_test(test_push_by_digest),
+            cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),
+            cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),
+            cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage),
+            cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_cache),
+            cmocka_unit_test(test_other_platform_stored),
+            cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
