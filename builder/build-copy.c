@@ -580,8 +580,9 @@ long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
     return -1;
 }
 
-int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
+int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached, mar_err **err)
 {
+    *ret_cached = false;
     copy_job j = {.c = c, .in = in, .srcroot = c->context_fd, .from_ctx = true};
     int fds[OCI_LVIEW_MAX_LAYERS];
     size_t n_fds = 0;
@@ -645,9 +646,26 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err)
         mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", stage);
         goto out;
     }
-    if (do_copy(&j, st, &v, stagefd, err) < 0 ||
-        bld__commit_tree(c, &st->img, stagefd, false, err) < 0) {
+    if (do_copy(&j, st, &v, stagefd, err) < 0) {
         goto out;
+    }
+    /* The staged tree is exactly what the layer will hold: its diff_id stands for the sources
+     * (after .dockerignore and --exclude, with --chown and --chmod applied) in the key. */
+    mar_digest content, key;
+    if (bld__tree_diff_id(c, stagefd, false, &content, err) < 0) {
+        goto out;
+    }
+    bool keyed = bld__cache_key(c, st, in, &content, &key);
+    int hit = keyed ? bld__cache_use(c, &st->img, &key, err) : 0;
+    if (hit < 0) {
+        goto out;
+    }
+    if (hit) {
+        *ret_cached = true;
+    } else if (bld__commit_tree(c, &st->img, stagefd, false, err) < 0) {
+        goto out;
+    } else if (keyed) {
+        bld__cache_record(c, &st->img, &key);
     }
     rc = 0;
 out:

@@ -109,6 +109,25 @@ MAR_MUST_USE int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err 
 MAR_MUST_USE int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
                                   mar_err **err);
 
+/* Appends a layer whose blob is in the store (l's chain computed, l taken over), unpacking it
+ * into its chain directory unless an identical one is there. Errors: as bld__commit_tree. */
+MAR_MUST_USE int bld__add_layer(bld__ctx *c, bld__image *im, bld__layer *l, mar_err **err);
+/* The diff_id bld__commit_tree would give the tree, without writing anything. Errors: those of
+ * the layer writer. */
+MAR_MUST_USE int bld__tree_diff_id(const bld__ctx *c, int dirfd, bool overlay_upper,
+                                   mar_digest *ret, mar_err **err);
+
+/* The step cache (build-cache.c; docs/internals/build.md §11). The key of a RUN, COPY or ADD
+ * step on the stage's current image; content is the diff_id of a COPY's staged tree (NULL for
+ * RUN). False when the step is not cached (a RUN with a bind mount). */
+bool bld__cache_key(const bld__ctx *c, const bld__stage *st, const bld_instr *in,
+                    const mar_digest *content, mar_digest *ret);
+/* A recorded result for key appended to im: 1, or 0 when there is none usable (no record, or
+ * its blob is gone) or --no-cache. Errors: those of bld__add_layer. */
+MAR_MUST_USE int bld__cache_use(bld__ctx *c, bld__image *im, const mar_digest *key, mar_err **err);
+/* Records im's top layer under key (a failure is a warning: the build does not depend on it). */
+void bld__cache_record(bld__ctx *c, const bld__image *im, const mar_digest *key);
+
 /* The truth gate (build-gate.c): the ELF files the build's own layers leave in the image must
  * be of the image's architecture. Errors: MAR_EFAIL (unless allowed: then a warning), MAR_EIO,
  * those of the layer reader. */
@@ -143,7 +162,8 @@ int bld__archive_kind(int fd);
 MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,
                           mar_err **err);
 /* COPY and ADD (build-copy.c). */
-MAR_MUST_USE int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, mar_err **err);
+MAR_MUST_USE int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached,
+                           mar_err **err);
 
 /* The stage a COPY --from names (by name or index), or -1 for an image. */
 long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before);

@@ -271,6 +271,56 @@ out:
     return 0;
 }
 
+int bld__add_layer(bld__ctx *c, bld__image *im, bld__layer *l, mar_err **err)
+{
+    if (im->n_layers >= OCI_LVIEW_MAX_LAYERS) {
+        return mar_err_set(err, MAR_EUNSUPPORTED, 0, "more than %d layers", OCI_LVIEW_MAX_LAYERS);
+    }
+    mar_digest ids[OCI_LVIEW_MAX_LAYERS + 1];
+    mar_digest diffs[OCI_LVIEW_MAX_LAYERS + 1];
+    for (size_t i = 0; i < im->n_layers; i++) {
+        diffs[i] = im->layers[i].diff_id;
+    }
+    diffs[im->n_layers] = l->diff_id;
+    oci_chain_ids(diffs, im->n_layers + 1, ids);
+    l->chain = ids[im->n_layers];
+    if (unpack_layer(c, im, l, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    im->layers = mar_xrealloc(im->layers, (im->n_layers + 2) * sizeof(*im->layers));
+    im->layers[im->n_layers++] = *l;
+    return 0;
+}
+
+/* The layer writer's options for a build's layers: the same for the layer and its cache key. */
+static void write_opts(const bld__ctx *c, bool overlay_upper, oci_layer_write_opts *wo)
+{
+    *wo = (oci_layer_write_opts)OCI_LAYER_WRITE_OPTS_INIT;
+    wo->tree.kind = overlay_upper ? OCI_TREE_OVERLAY_UPPER : OCI_TREE_PLAIN;
+    if (c->o->has_epoch) {
+        wo->tar.clamp_mtime = true;
+        wo->tar.mtime_max = c->o->epoch;
+    }
+}
+
+int bld__tree_diff_id(const bld__ctx *c, int dirfd, bool overlay_upper, mar_digest *ret,
+                      mar_err **err)
+{
+    oci_layer_write_opts wo;
+    write_opts(c, overlay_upper, &wo);
+    wo.codec = OCI_CODEC_NONE;
+    _cleanup_close_ int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open /dev/null");
+    }
+    oci_layer_written w;
+    if (oci_layer_write_dir(dirfd, &wo, fd, &w, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    *ret = w.diff_id;
+    return 0;
+}
+
 int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper, mar_err **err)
 {
     _cleanup_free_ char *tmp = mar_xasprintf("%s/layer-%u.tmp", c->work, c->seq++);
@@ -278,12 +328,8 @@ int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
     if (fd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", tmp);
     }
-    oci_layer_write_opts wo = OCI_LAYER_WRITE_OPTS_INIT;
-    wo.tree.kind = overlay_upper ? OCI_TREE_OVERLAY_UPPER : OCI_TREE_PLAIN;
-    if (c->o->has_epoch) {
-        wo.tar.clamp_mtime = true;
-        wo.tar.mtime_max = c->o->epoch;
-    }
+    oci_layer_write_opts wo;
+    write_opts(c, overlay_upper, &wo);
     oci_layer_written w;
     int rc = oci_layer_write_dir(dirfd, &wo, fd, &w, err);
     if (rc == 0) {
@@ -297,23 +343,9 @@ int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
                     .digest = w.digest,
                     .size = (int64_t)w.size,
                     .diff_id = w.diff_id};
-    mar_digest ids[OCI_LVIEW_MAX_LAYERS + 1];
-    if (im->n_layers >= OCI_LVIEW_MAX_LAYERS) {
-        free(l.media_type);
-        return mar_err_set(err, MAR_EUNSUPPORTED, 0, "more than %d layers", OCI_LVIEW_MAX_LAYERS);
-    }
-    mar_digest diffs[OCI_LVIEW_MAX_LAYERS + 1];
-    for (size_t i = 0; i < im->n_layers; i++) {
-        diffs[i] = im->layers[i].diff_id;
-    }
-    diffs[im->n_layers] = l.diff_id;
-    oci_chain_ids(diffs, im->n_layers + 1, ids);
-    l.chain = ids[im->n_layers];
-    if (unpack_layer(c, im, &l, err) < 0) {
+    if (bld__add_layer(c, im, &l, err) < 0) {
         free(l.media_type);
         return -mar_err_code(*err);
     }
-    im->layers = mar_xrealloc(im->layers, (im->n_layers + 2) * sizeof(*im->layers));
-    im->layers[im->n_layers++] = l;
     return 0;
 }

@@ -333,7 +333,7 @@ MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr
             return -MAR_EFAIL;
         }
         int rc;
-        bool layer = false;
+        bool layer = false, cached = false;
         switch (in->kind) {
         case BLD_ARG:
             rc = 0;
@@ -344,13 +344,24 @@ MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr
                 return mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
             }
             continue; /* BuildKit records no history for ARG */
-        case BLD_RUN:
-            rc = bld__run(c, st, in, prefix, err);
+        case BLD_RUN: {
+            mar_digest key;
+            bool keyed = bld__cache_key(c, st, in, NULL, &key);
+            rc = keyed ? bld__cache_use(c, &st->img, &key, err) : 0;
+            cached = rc > 0;
+            if (rc == 0) {
+                rc = bld__run(c, st, in, prefix, err);
+                if (rc == 0 && keyed) {
+                    bld__cache_record(c, &st->img, &key);
+                }
+            }
+            rc = rc < 0 ? rc : 0;
             layer = true;
             break;
+        }
         case BLD_COPY:
         case BLD_ADD:
-            rc = bld__copy(c, st, in, err);
+            rc = bld__copy(c, st, in, &cached, err);
             layer = true;
             break;
         default:
@@ -359,6 +370,9 @@ MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr
         }
         if (rc < 0) {
             return -mar_err_code(*err);
+        }
+        if (cached && h->step) {
+            h->step(h->ud, prefix, "CACHED");
         }
         if (layer && st->img.n_layers) {
             st->img.layers[st->img.n_layers - 1].line = in->line;

@@ -449,7 +449,8 @@ typedef struct bld_hooks {
                  mar_err **err);
     /* One line of a RUN step's output (no newline), with its "[platform stage step]" prefix. */
     void (*output)(void *ud, const char *prefix, const char *line);
-    /* A step starts: "[platform stage step/total] INSTRUCTION". */
+    /* A step starts: "[platform stage step/total] INSTRUCTION"; again with text "CACHED" when
+     * the step cache supplied its result. */
     void (*step)(void *ud, const char *prefix, const char *text);
     void *ud;
 } bld_hooks;
@@ -481,6 +482,7 @@ typedef struct bld_opts {
     const bld_secret *secrets;
     size_t n_secrets;
     bool allow_mislabeled; /* the truth gate warns instead of failing */
+    bool no_cache;         /* run every step (the step cache is still written) */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
     bld_hooks hooks;

@@ -426,6 +426,7 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .secrets = secrets,
             .n_secrets = n_secrets,
             .allow_mislabeled = cmd_flag(args, "allow-mislabeled"),
+            .no_cache = cmd_flag(args, "no-cache"),
             .has_epoch = has_epoch,
             .epoch = epoch,
             .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},

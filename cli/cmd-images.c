@@ -182,6 +182,10 @@ static void print_gc(const reg_gc_stats *st, bool dry_run)
             "unpacks (%s); kept %zu blobs, %zu layers\n",
             dry_run ? "would remove" : "removed", st->blobs, st->layers, st->ingests, st->parts, sz,
             st->kept_blobs, st->kept_layers);
+    if (st->cache_records) {
+        fprintf(stderr, "mar: %s %zu build cache records\n", dry_run ? "would remove" : "removed",
+                st->cache_records);
+    }
 }
 
 int cmd_rmi(const cmd_def *def, cmd_args *args)
@@ -212,7 +216,7 @@ int cmd_rmi(const cmd_def *def, cmd_args *args)
         printf("untagged %s\n", name);
     }
     reg_gc_stats st;
-    if (reg_store_gc(s, false, &st, &err) < 0) {
+    if (reg_store_gc(s, false, false, &st, &err) < 0) {
         return cmd_fail(err);
     }
     if (!cmd_flag(args, "quiet")) {
@@ -231,7 +235,7 @@ int cmd_gc(const cmd_def *def, cmd_args *args)
     }
     bool dry = cmd_flag(args, "dry-run");
     reg_gc_stats st;
-    if (reg_store_gc(s, dry, &st, &err) < 0) {
+    if (reg_store_gc(s, dry, cmd_flag(args, "prune-cache"), &st, &err) < 0) {
         return cmd_fail(err);
     }
     if (!cmd_flag(args, "quiet")) {

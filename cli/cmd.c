@@ -110,6 +110,8 @@ static const cmd_opt images_opts[] = {
 static const cmd_opt gc_opts[] = {
         {"dry-run", 'n', CMD_OPT_FLAG, NULL, "say what would be removed, remove nothing"},
         {"verify", 0, CMD_OPT_FLAG, NULL, "also check every blob against its digest"},
+        {"prune-cache", 0, CMD_OPT_FLAG, NULL,
+         "also remove mar build's step cache records and what only they kept"},
 };
 
 static const cmd_opt run_opts[] = {
@@ -165,6 +167,7 @@ static const cmd_opt build_opts[] = {
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print how each stage's RUN steps would execute here, and build nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
+        {"no-cache", 0, CMD_OPT_FLAG, NULL, "run every step; still record the results"},
         {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
          "warn, instead of failing, when the build adds ELF files of another architecture"},
         {"security-opt", 0, CMD_OPT_LIST, "OPT",
@@ -334,10 +337,11 @@ static const cmd_def commands[] = {
         {"rmi", cmd_rmi, 1, -1, "IMAGE...", "remove images from the store",
          "Removes the references, then everything no other reference needs (as mar gc).", NULL, 0,
          false},
-        {"gc", cmd_gc, 0, 0, "[--dry-run] [--verify]",
+        {"gc", cmd_gc, 0, 0, "[--dry-run] [--verify] [--prune-cache]",
          "remove unreferenced blobs and layers and the leftovers of interrupted runs",
          "Waits for running pulls to finish, then removes blobs and unpacked layers no reference\n"
-         "in index.json reaches, unfinished downloads and unpacks, and stray temporary files.",
+         "in index.json or build cache record reaches, unfinished downloads and unpacks, and\n"
+         "stray temporary files.",
          gc_opts, MAR_ARRAY_SIZE(gc_opts), false},
         {"doctor", cmd_doctor, 0, 0, "[--json] [--target T]",
          "find what is wrong with this machine or its Lima/colima VMs for foreign images",

@@ -383,10 +383,23 @@ typedef struct reg_gc_stats {
     size_t blobs, layers, ingests, parts, tmp;
     uint64_t bytes;
     size_t kept_blobs, kept_layers;
+    size_t cache_records; /* build cache records removed (prune_cache) */
 } reg_gc_stats;
 /* Removes what no reference reaches (blobs, unpacked layers), every ingest and part directory,
- * and stray temporary files, under the exclusive store lock. Errors: MAR_EIO. */
-MAR_MUST_USE int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err);
+ * and stray temporary files, under the exclusive store lock. The build cache's records keep the
+ * layers they name, unless prune_cache removes the records first. Errors: MAR_EIO. */
+MAR_MUST_USE int reg_store_gc(reg_store *s, bool dry_run, bool prune_cache, reg_gc_stats *ret,
+                              mar_err **err);
+
+/* Build cache records (store-cache.c; docs/internals/build.md §11): buildcache/<key hex>, small
+ * JSON documents the builder writes and reads. */
+#define REG_CACHE_RECORD_MAX (16 * 1024)
+/* Errors: MAR_ENOTFOUND (no record), MAR_EIO. */
+MAR_MUST_USE int reg_store_cache_get(reg_store *s, const mar_digest *key, mar_buf *ret,
+                                     mar_err **err);
+/* Writes (or replaces) the record atomically. Errors: MAR_EIO. */
+MAR_MUST_USE int reg_store_cache_put(reg_store *s, const mar_digest *key, const char *text,
+                                     mar_err **err);
 /* Checks every blob against its name: returns the number of bad ones (listed in ret_bad). */
 MAR_MUST_USE int reg_store_verify(reg_store *s, mar_strv *ret_bad, mar_err **err);
 

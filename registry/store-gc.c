@@ -158,7 +158,51 @@ static void mark_containers(reg_store *s, reach *r)
     mar_strv_release(&ids);
 }
 
-int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err)
+/* The build cache's records (store-cache.c) keep the layer blob and the unpacked layer they
+ * name; with prune_cache they are removed instead, so that what only they kept goes too. Stray
+ * temporary names of their atomic writes go either way. */
+MAR_MUST_USE static int mark_cache(reg_store *s, reach *r, bool dry_run, bool prune,
+                                   reg_gc_stats *st, mar_err **err)
+{
+    mar_strv names = MAR_STRV_INIT;
+    list_dir(s->dfd, "buildcache", &names);
+    int rc = 0;
+    for (size_t i = 0; i < names.n && rc == 0; i++) {
+        if (strstr(names.v[i], ".tmp-")) {
+            rc = drop(s, "buildcache", names.v[i], dry_run, &st->bytes, err);
+            st->tmp++;
+            continue;
+        }
+        if (prune) {
+            rc = drop(s, "buildcache", names.v[i], dry_run, &st->bytes, err);
+            st->cache_records++;
+            continue;
+        }
+        _cleanup_free_ char *p = mar_xasprintf("buildcache/%s", names.v[i]);
+        mar_buf b = MAR_BUF_INIT(REG_CACHE_RECORD_MAX);
+        mar_err *e = NULL;
+        json_t *doc = NULL;
+        if (mar_read_file_at(s->dfd, p, REG_CACHE_RECORD_MAX, &b, &e) == 0 &&
+            mar_json_load(b.data, b.len, "build cache record", &doc, &e) == 0) {
+            const char *blob = json_string_value(json_object_get(doc, "digest"));
+            const char *chain = json_string_value(json_object_get(doc, "chain_id"));
+            mar_digest d;
+            if (blob && mar_digest_parse(blob, &d, NULL) == 0) {
+                mar_map_set(&r->blobs, d.str, (void *)1);
+            }
+            if (chain && mar_digest_parse(chain, &d, NULL) == 0) {
+                mar_map_set(&r->chains, mar_digest_hex(&d), (void *)1);
+            }
+        }
+        json_decref(doc);
+        mar_err_free(e);
+        mar_buf_release(&b);
+    }
+    mar_strv_release(&names);
+    return rc;
+}
+
+int reg_store_gc(reg_store *s, bool dry_run, bool prune_cache, reg_gc_stats *ret, mar_err **err)
 {
     if (reg_store_hold(s, true, true, err) < 0) {
         return -mar_err_code(*err);
@@ -174,7 +218,7 @@ int reg_store_gc(reg_store *s, bool dry_run, reg_gc_stats *ret, mar_err **err)
     mark_containers(s, &r);
     reg_store_refs_release(&refs);
     reg_gc_stats st = {0};
-    int rc = 0;
+    int rc = mark_cache(s, &r, dry_run, prune_cache, &st, err);
     static const char *const algs[] = {"sha256", "sha512"};
     for (size_t a = 0; a < MAR_ARRAY_SIZE(algs) && rc == 0; a++) {
         _cleanup_free_ char *dir = mar_xasprintf("blobs/%s", algs[a]);

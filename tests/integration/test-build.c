@@ -611,8 +611,9 @@ static void test_mounts(void **state)
     itest_run r;
     for (int round = 1; round <= 2; round++) {
         const char *b[] = {
-                "build", "-q",           "--platform",  "linux/arm64", "--secret",       sec,
-                "-t",    "built:mounts", "--build-arg", base_arg,      corpus("mounts"), NULL};
+                "build", "-q", "--no-cache",   "--platform",  "linux/arm64", "--secret",
+                sec,     "-t", "built:mounts", "--build-arg", base_arg,      corpus("mounts"),
+                NULL};
         mar(&r, 0, b);
         itest_run_release(&r);
         const char *run_cmd[] = {"run", "-q", "--platform", "linux/arm64", "built:mounts", NULL};
@@ -624,9 +625,10 @@ static void test_mounts(void **state)
         itest_run_release(&r);
     }
     free(sf);
-    /* The secret is nowhere in the store: blobs (decompressed too) and unpacked layers. */
+    /* The secret is nowhere in the store: blobs (decompressed too), unpacked layers, the build
+     * cache's records (written with --no-cache too). */
     _cleanup_free_ char *cmd = mar_xasprintf(
-            "cd %s && grep -rl MARSECRET-7f3a9c unpack blobs index.json; "
+            "cd %s && grep -rl MARSECRET-7f3a9c unpack blobs index.json buildcache; "
             "for f in blobs/sha256/*; do zcat -f \"$f\" | grep -l --label=\"$f\" MARSECRET; done; "
             "true",
             store);
@@ -772,6 +774,168 @@ static void test_shared_stage(void **state)
     assert_string_equal(r.out.data, "shared\n");
     itest_run_release(&r);
     check_nothing_left();
+}
+
+/* `mar run built:TAG cat FILE`'s output. */
+static char *cat_in(const char *tag, const char *file)
+{
+    itest_run r;
+    const char *a[] = {"run", "-q", "--platform", "linux/amd64", tag, "cat", file, NULL};
+    mar(&r, 0, a);
+    char *out = mar_xstrdup(r.out.data);
+    itest_run_release(&r);
+    return out;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+/* The step cache: a second build of the same inputs runs nothing (every RUN, COPY step says
+ * CACHED, the RUN's timestamp is the first build's); a changed context file invalidates its
+ * COPY and the steps after it only; --no-cache runs everything; with a fixed epoch a cached
+ * build gives the uncached build's index; plain gc keeps what records name, --prune-cache
+ * removes the records. */
+static void test_cache(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/cache", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("cache/a.txt", "a\n", 0644));
+    free(itest_write("cache/b.txt", "b1\n", 0644));
+    free(itest_write("cache/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\n"
+                     "COPY a.txt /a.txt\n"
+                     "RUN date +%s%N > /stamp1\n"
+                     "COPY b.txt /b.txt\n"
+                     "RUN date +%s%N > /stamp2\n",
+                     0644));
+    const char *b1[] = {"build",       "--platform", "linux/amd64", "-t", "built:cache1",
+                        "--build-arg", base_arg,     dir,           NULL};
+    itest_run r;
+    mar(&r, 0, b1);
+    assert_int_equal(count(r.err.data, "CACHED"), 0);
+    itest_run_release(&r);
+    _cleanup_free_ char *s1 = cat_in("built:cache1", "/stamp1");
+    _cleanup_free_ char *s2 = cat_in("built:cache1", "/stamp2");
+
+    const char *b2[] = {"build",       "--platform", "linux/amd64", "-t", "built:cache2",
+                        "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b2);
+    assert_int_equal(count(r.err.data, "] CACHED"), 4);
+    itest_run_release(&r);
+    _cleanup_free_ char *t1 = cat_in("built:cache2", "/stamp1");
+    _cleanup_free_ char *t2 = cat_in("built:cache2", "/stamp2");
+    assert_string_equal(s1, t1);
+    assert_string_equal(s2, t2);
+
+    /* b.txt changed: the first COPY and RUN are reused, the rest runs again. */
+    free(itest_write("cache/b.txt", "b2\n", 0644));
+    const char *b3[] = {"build",       "--platform", "linux/amd64", "-t", "built:cache3",
+                        "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b3);
+    assert_contains(r.err.data, "[linux/amd64 stage-0 1/4] CACHED");
+    assert_contains(r.err.data, "[linux/amd64 stage-0 2/4] CACHED");
+    assert_int_equal(count(r.err.data, "] CACHED"), 2);
+    itest_run_release(&r);
+    _cleanup_free_ char *u1 = cat_in("built:cache3", "/stamp1");
+    _cleanup_free_ char *u2 = cat_in("built:cache3", "/stamp2");
+    _cleanup_free_ char *ub = cat_in("built:cache3", "/b.txt");
+    assert_string_equal(s1, u1);
+    assert_string_not_equal(s2, u2);
+    assert_string_equal(ub, "b2\n");
+
+    /* --no-cache runs every step. */
+    const char *b4[] = {"build",        "--no-cache",  "--platform", "linux/amd64", "-t",
+                        "built:cache4", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b4);
+    assert_int_equal(count(r.err.data, "CACHED"), 0);
+    itest_run_release(&r);
+    _cleanup_free_ char *v1 = cat_in("built:cache4", "/stamp1");
+    assert_string_not_equal(s1, v1);
+
+    /* With a fixed epoch the cached build is the uncached one, byte for byte. */
+    const char *e1[] = {
+            "build",      "-q",          "--no-cache", "--source-date-epoch", "1700000000",
+            "--platform", "linux/amd64", "-t",         "built:cache-e1",      "--build-arg",
+            base_arg,     dir,           NULL};
+    mar(&r, 0, e1);
+    _cleanup_free_ char *de1 = built_digest(&r);
+    itest_run_release(&r);
+    const char *e2[] = {"build", "--source-date-epoch", "1700000000",  "--platform", "linux/amd64",
+                        "-t",    "built:cache-e2",      "--build-arg", base_arg,     dir,
+                        NULL};
+    mar(&r, 0, e2);
+    assert_int_equal(count(r.err.data, "] CACHED"), 4);
+    _cleanup_free_ char *de2 = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_equal(de1, de2);
+
+    /* Untagged, the layers stay for the records through a plain gc ... */
+    const char *rmi[] = {"rmi",
+                         "-q",
+                         "built:cache1",
+                         "built:cache2",
+                         "built:cache3",
+                         "built:cache4",
+                         "built:cache-e1",
+                         "built:cache-e2",
+                         NULL};
+    mar(&r, 0, rmi);
+    itest_run_release(&r);
+    const char *gc[] = {"gc", NULL};
+    mar(&r, 0, gc);
+    itest_run_release(&r);
+    mar(&r, 0, b3);
+    assert_int_equal(count(r.err.data, "] CACHED"), 4);
+    itest_run_release(&r);
+    /* ... and --prune-cache removes the records. */
+    const char *prune[] = {"gc", "--prune-cache", NULL};
+    mar(&r, 0, prune);
+    assert_contains(r.err.data, "build cache records");
+    itest_run_release(&r);
+    mar(&r, 0, b3);
+    assert_int_equal(count(r.err.data, "CACHED"), 0);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* A base pulled for another platform does not stand in for the one asked: with only multi's
+ * linux/386 entry in a fresh store, a linux/amd64 build FROM multi builds on its amd64 entry
+ * (the RUN sees a 64-bit busybox: ELF class 2 at offset 4). */
+static void test_other_platform_stored(void **state)
+{
+    (void)state;
+    char saved[sizeof(store)];
+    memcpy(saved, store, sizeof(store));
+    snprintf(store, sizeof(store), "%s/store-386", itest_tmpdir());
+    itest_run r;
+    const char *pull[] = {"pull", "-q", "--platform", "linux/386", itest_fixture_ref("multi"),
+                          NULL};
+    mar(&r, 0, pull);
+    itest_run_release(&r);
+    _cleanup_free_ char *dir = mar_xasprintf("%s/on386", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("on386/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\n"
+                     "RUN uname -m > /machine && od -An -tx1 -j4 -N1 /bin/busybox > /class\n",
+                     0644));
+    const char *b[] = {"build",       "-q",          "--platform", "linux/amd64", "-t",
+                       "built:on386", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q",       "--platform", "linux/amd64", "built:on386",
+                             "cat", "/machine", "/class",     NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "x86_64\n 02\n");
+    itest_run_release(&r);
+    check_nothing_left();
+    memcpy(store, saved, sizeof(store));
 }
 
 /* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
@@ -962,6 +1126,8 @@ int main(void)
             cmocka_unit_test(test_add),
             cmocka_unit_test(test_shared_stage),
             cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_cache),
+            cmocka_unit_test(test_other_platform_stored),
             cmocka_unit_test(test_failing_run),
             cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
