@@ -12,14 +12,16 @@
 # buildah uses its default overlay storage driver under a private --root, --isolation chroot.
 # The base image is the bed's busybox sample (mar/multi). hyperfine medians.
 #
-# usage: bench/build.sh [RUNS] [CONTEXT_MB]   (default 3 and 200; needs a build in ./build,
-#        root, QEMU handlers via the bed, buildah and hyperfine from ci/deps.sh)
+# usage: bench/build.sh [RUNS] [CONTEXT_MB] [commit]   (default 3 and 200; needs a build in
+#        ./build, root, QEMU handlers via the bed, buildah and hyperfine from ci/deps.sh).
+#        "commit" runs the commit probe alone; MAR_BENCH_BIN names another mar binary to time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 runs=${1:-3}
 ctx_mb=${2:-200}
-mar="$root/build/mar"
+only=${3:-all}
+mar="${MAR_BENCH_BIN:-$root/build/mar}"
 
 bed=$(mktemp -d /tmp/mar-bench-build-XXXXXX)
 cleanup() {
@@ -73,6 +75,7 @@ wipe_mar="rm -rf $mstore"
 wipe_bh="$bah rmi -af >/dev/null 2>&1; umount -R $bh 2>/dev/null || true; rm -rf $bh"
 plats=linux/amd64,linux/arm64
 
+if [ "$only" != commit ]; then
 hyperfine --runs "$runs" --export-json "$bed/cold.json" \
     -n "mar build (cold)" --prepare "$wipe_mar" \
     "$mar -q --store $mstore build --platform $plats -t bench/build:1 --build-arg BASE=$base $ctx" \
@@ -86,6 +89,8 @@ hyperfine --runs "$runs" --export-json "$bed/cached.json" \
     -n "buildah build (cached)" \
     "$bh_build --layers --platform $plats --manifest bench-cached $ctx" >&2
 
+fi
+
 hyperfine --runs "$runs" --export-json "$bed/commit.json" \
     -n "mar keep" --prepare "$wipe_mar" \
     "$mar -q --store $mstore build --platform linux/amd64 -t bench/commit:1 --build-arg BASE=$base -f $bed/commit.Dockerfile $ctx" \
@@ -96,25 +101,32 @@ hyperfine --runs "$runs" --export-json "$bed/commit.json" \
     -n "buildah drop" --prepare "$wipe_bh" \
     "$bh_build --layers=false --platform linux/amd64 -t bench-commit --build-arg DROP=1 -f $bed/commit.Dockerfile $ctx" >&2
 
-eval "$wipe_mar"
-/usr/bin/time -v -o "$bed/rss" "$mar" -q --store "$mstore" build --platform "$plats" \
-    -t bench/build:1 --build-arg "BASE=$base" "$ctx" >/dev/null
-rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$bed/rss")
+rss=0
+if [ "$only" != commit ]; then
+    eval "$wipe_mar"
+    /usr/bin/time -v -o "$bed/rss" "$mar" -q --store "$mstore" build --platform "$plats" \
+        -t bench/build:1 --build-arg "BASE=$base" "$ctx" >/dev/null
+    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$bed/rss")
+fi
 
 /usr/bin/python3 - "$bed" "$rss" <<'PY'
 import json, sys
 bed, rss = sys.argv[1], int(sys.argv[2])
 res = {}
+import os
 for f in ("cold", "cached", "commit"):
-    for r in json.load(open(f"{bed}/{f}.json"))["results"]:
-        res[r["command"]] = r["median"]
+    if os.path.exists(f"{bed}/{f}.json"):
+        for r in json.load(open(f"{bed}/{f}.json"))["results"]:
+            res[r["command"]] = r["median"]
 for k, v in res.items():
     print(f"{k:26s} {v:8.2f} s (median)")
-cold = res["mar build (cold)"] / res["buildah build (cold)"]
-print(f"cold build, mar / buildah: {cold:.2f}  (target <= 0.7)")
-print(f"cached rebuild: mar has no step cache yet; buildah {res['buildah build (cached)']:.2f} s")
+if "mar build (cold)" in res:
+    cold = res["mar build (cold)"] / res["buildah build (cold)"]
+    print(f"cold build, mar / buildah: {cold:.2f}  (target <= 0.7)")
+    print(f"cached rebuild: mar has no step cache yet; buildah {res['buildah build (cached)']:.2f} s")
 mc = res["mar keep"] - res["mar drop"]
 bc = res["buildah keep"] - res["buildah drop"]
 print(f"commit of the big RUN layer: mar {mc:.2f} s, buildah {bc:.2f} s, ratio {mc / bc:.2f}  (target <= 0.5)")
-print(f"peak RSS of mar (cold build): {rss / 1024:.1f} MiB  (target <= 128)")
+if rss:
+    print(f"peak RSS of mar (cold build): {rss / 1024:.1f} MiB  (target <= 128)")
 PY

@@ -166,8 +166,12 @@ int bld__mkwork(bld__ctx *c, const char *what, char **ret, mar_err **err)
     return 0;
 }
 
-/* Copies the blob file into the store under its digest (the ingest verifies it again). */
-MAR_MUST_USE static int store_blob(reg_store *s, int fd, const oci_layer_written *w, mar_err **err)
+/* Moves the blob file (dirfd/name, in the work directory on the store's filesystem) into the
+ * store under its digest without copying it: it becomes the blob's ingest, is hashed again there
+ * (a read of what is still in the page cache) and the ingest commits only what that hash
+ * verifies (docs/internals/build.md §3). */
+MAR_MUST_USE static int store_blob(reg_store *s, int fd, int dirfd, const char *name,
+                                   const oci_layer_written *w, mar_err **err)
 {
     reg_ingest *g;
     int rc = reg_ingest_begin(s, &w->digest, (int64_t)w->size, true, &g, err);
@@ -177,7 +181,7 @@ MAR_MUST_USE static int store_blob(reg_store *s, int fd, const oci_layer_written
     _cleanup_hasher_ mar_hasher *h = mar_hasher_new(MAR_DIGEST_SHA256);
     char buf[1 << 16];
     uint64_t off = 0;
-    if (reg_ingest_reset(g, err) < 0) {
+    if (reg_ingest_adopt(g, fd, dirfd, name, err) < 0) {
         goto fail;
     }
     for (;;) {
@@ -193,9 +197,6 @@ MAR_MUST_USE static int store_blob(reg_store *s, int fd, const oci_layer_written
             break;
         }
         mar_hasher_update(h, buf, (size_t)n);
-        if (reg_ingest_write(g, buf, (size_t)n, err) < 0) {
-            goto fail;
-        }
         off += (uint64_t)n;
     }
     mar_digest got;
@@ -323,8 +324,13 @@ int bld__tree_diff_id(const bld__ctx *c, int dirfd, bool overlay_upper, mar_dige
 
 int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper, mar_err **err)
 {
-    _cleanup_free_ char *tmp = mar_xasprintf("%s/layer-%u.tmp", c->work, c->seq++);
-    _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    _cleanup_free_ char *name = mar_xasprintf("layer-%u.tmp", c->seq++);
+    _cleanup_free_ char *tmp = mar_xasprintf("%s/%s", c->work, name);
+    _cleanup_close_ int wfd = open(c->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (wfd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", c->work);
+    }
+    _cleanup_close_ int fd = openat(wfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", tmp);
     }
@@ -333,9 +339,9 @@ int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
     oci_layer_written w;
     int rc = oci_layer_write_dir(dirfd, &wo, fd, &w, err);
     if (rc == 0) {
-        rc = store_blob(c->o->store, fd, &w, err);
+        rc = store_blob(c->o->store, fd, wfd, name, &w, err);
     }
-    unlink(tmp);
+    unlinkat(wfd, name, 0); /* left only when the store did not take it */
     if (rc < 0) {
         return mar_err_wrap(err, "writing a layer");
     }

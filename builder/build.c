@@ -587,9 +587,14 @@ MAR_MUST_USE static int make_work(reg_store *s, char **ret_path, char **ret_rel,
 
 static void remove_work(reg_store *s, const char *rel)
 {
+    mar_err *e = NULL;
+    if (reg_store_trash(s, rel, &e) == 0) {
+        return; /* deleted in the background (docs/internals/build.md §3) */
+    }
+    mar_err_free(e);
+    e = NULL;
     _cleanup_close_ int cfd =
             openat(reg_store_dirfd(s), "containers", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    mar_err *e = NULL;
     if (cfd >= 0 && oci_remove_at(cfd, strchr(rel, '/') + 1, &e) < 0) {
         mar_diag_warn("cannot remove '%s/%s': %s", reg_store_path(s), rel, e->msg);
         mar_err_free(e);

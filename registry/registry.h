@@ -311,6 +311,13 @@ MAR_MUST_USE int reg_ingest_reset(reg_ingest *g, mar_err **err);
  * renames into blobs/ (RENAME_NOREPLACE) and syncs the directory. Errors: MAR_EINTEGRITY,
  * MAR_EIO. The ingest is still to be freed. */
 MAR_MUST_USE int reg_ingest_commit(reg_ingest *g, const mar_digest *verified, mar_err **err);
+/* Makes a finished file of the caller's the ingest's data without copying it: renames dirfd/name
+ * (on the store's filesystem: the store's work area, containers/) over ingest/<alg>-<hex>/data
+ * and leaves the ingest at its end, its hash state dropped; fd is that file, open. The caller
+ * still hashes the file and passes the result to reg_ingest_commit, so nothing unverified gets a
+ * name (docs/architecture.md "The content store"). Errors: MAR_EIO. */
+MAR_MUST_USE int reg_ingest_adopt(reg_ingest *g, int fd, int dirfd, const char *name,
+                                  mar_err **err);
 /* Unlocks, keeping the partial data for a later resume. */
 reg_ingest *reg_ingest_free(reg_ingest *g);
 /* Unlocks and deletes the partial data (it failed verification). */
@@ -379,6 +386,12 @@ MAR_MUST_USE int reg_store_image_of(reg_store *s, const reg_store_ref *ref, cons
                                     reg_store_image *ret, mar_err **err);
 void reg_store_image_release(reg_store_image *im);
 
+/* Takes a directory of the store (rel, e.g. a build's work directory containers/build-<id>)
+ * out of use with one rename into trash/ and deletes it in a detached process that holds the
+ * caller's shared hold on the store; what it does not finish, `mar gc` removes. Errors: MAR_EIO
+ * (nothing moved: the caller removes it itself). */
+MAR_MUST_USE int reg_store_trash(reg_store *s, const char *rel, mar_err **err);
+
 typedef struct reg_gc_stats {
     size_t blobs, layers, ingests, parts, tmp;
     uint64_t bytes;
@@ -386,7 +399,8 @@ typedef struct reg_gc_stats {
     size_t cache_records; /* build cache records removed (prune_cache) */
 } reg_gc_stats;
 /* Removes what no reference reaches (blobs, unpacked layers), every ingest and part directory,
- * and stray temporary files, under the exclusive store lock. The build cache's records keep the
+ * and stray temporary files, trash/ and the work directories of killed builds (containers/build-*),
+ * under the exclusive store lock. The build cache's records keep the
  * layers they name, unless prune_cache removes the records first. Errors: MAR_EIO. */
 MAR_MUST_USE int reg_store_gc(reg_store *s, bool dry_run, bool prune_cache, reg_gc_stats *ret,
                               mar_err **err);

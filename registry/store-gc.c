@@ -265,6 +265,24 @@ int reg_store_gc(reg_store *s, bool dry_run, bool prune_cache, reg_gc_stats *ret
         }
     }
     mar_strv_release(&names);
+    /* Under the exclusive hold no build runs: a build's work directory still there is one a
+     * killed build left, and trash/ is what a killed remover left (registry/store-trash.c). */
+    names = (mar_strv)MAR_STRV_INIT;
+    list_dir(s->dfd, "containers", &names);
+    for (size_t i = 0; i < names.n && rc == 0; i++) {
+        if (mar_str_startswith(names.v[i], "build-")) {
+            rc = drop(s, "containers", names.v[i], dry_run, &st.bytes, err);
+            st.tmp++;
+        }
+    }
+    mar_strv_release(&names);
+    names = (mar_strv)MAR_STRV_INIT;
+    list_dir(s->dfd, "trash", &names);
+    for (size_t i = 0; i < names.n && rc == 0; i++) {
+        rc = drop(s, "trash", names.v[i], dry_run, &st.bytes, err);
+        st.tmp++;
+    }
+    mar_strv_release(&names);
     names = (mar_strv)MAR_STRV_INIT;
     list_dir(s->dfd, "locks", &names);
     for (size_t i = 0; i < names.n && rc == 0 && !dry_run; i++) {

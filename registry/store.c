@@ -523,6 +523,39 @@ int reg_ingest_reset(reg_ingest *g, mar_err **err)
     return 0;
 }
 
+int reg_ingest_adopt(reg_ingest *g, int fd, int dirfd, const char *name, mar_err **err)
+{
+    reg_store *s = g->s;
+    _cleanup_free_ char *dp = mar_xasprintf("%s/data", g->dir);
+    struct stat st, at;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot adopt '%s' into the store: not a file",
+                           name);
+    }
+    if (renameat(dirfd, name, s->dfd, dp) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot move '%s' into '%s/%s'", name, s->path, dp);
+    }
+    /* The name must still be the file the caller wrote and hands over open. */
+    if (fstatat(s->dfd, dp, &at, AT_SYMLINK_NOFOLLOW) < 0 || at.st_dev != st.st_dev ||
+        at.st_ino != st.st_ino) {
+        return mar_err_set(err, MAR_EIO, 0, "'%s' changed while it was moved into '%s'", name,
+                           s->path);
+    }
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot duplicate a descriptor");
+    }
+    close(g->data);
+    g->data = nfd;
+    g->have = (uint64_t)st.st_size;
+    /* Writeback starts now and overlaps the caller's hashing; the commit's fsync waits for it. */
+    sync_file_range(nfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    g->flushed = g->have;
+    mar_hasher_free(g->h);
+    g->h = NULL;
+    return 0;
+}
+
 static void drop_ingest_dir(reg_ingest *g)
 {
     _cleanup_free_ char *dp = mar_xasprintf("%s/data", g->dir);
