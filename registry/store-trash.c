@@ -67,7 +67,7 @@ static void remove_tree(int dfd, const char *name, int depth)
     close(fd);
 }
 
-static void close_others(int keep_a, int keep_b)
+static void close_others(long max, int keep_a, int keep_b)
 {
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull >= 0) {
@@ -75,10 +75,6 @@ static void close_others(int keep_a, int keep_b)
         dup2(devnull, 1);
         dup2(devnull, 2);
         close(devnull);
-    }
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536) {
-        max = 65536;
     }
     for (int fd = 3; fd < (int)max; fd++) {
         if (fd != keep_a && fd != keep_b) {
@@ -108,6 +104,10 @@ int reg_store_trash(reg_store *s, const char *rel, mar_err **err)
     if (renameat(s->dfd, rel, tfd, name) < 0) {
         return mar_err_set(err, MAR_EIO, errno, "cannot move '%s/%s' to the trash", s->path, rel);
     }
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) {
+        max = 65536;
+    }
     /* Two forks: the remover is reparented to init and never a zombie of ours. */
     pid_t pid = fork();
     if (pid < 0) {
@@ -122,7 +122,7 @@ int reg_store_trash(reg_store *s, const char *rel, mar_err **err)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        close_others(tfd, s->store_lock);
+        close_others(max, tfd, s->store_lock);
         remove_tree(tfd, name, 0);
         _exit(0);
     }
