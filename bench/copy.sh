@@ -29,41 +29,8 @@ bash tests/bed/bed.sh up "$bed/bed" registry >/dev/null 2>&1
 bash bench/mkimage.sh "$MAR_TEST_REGISTRY" >/dev/null
 src="$MAR_TEST_REGISTRY/mar/bench:latest"
 
-# The target registry: a fixed port, so it can be restarted empty between runs.
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$bed/target.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $bed/target
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$port
-EOF
-cat >"$bed/reset.sh" <<EOF
-#!/bin/bash
-set -e
-if [ -f "$bed/target.pid" ]; then
-    pid=\$(cat "$bed/target.pid")
-    kill "\$pid" 2>/dev/null || true
-    while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done
-fi
-rm -rf "$bed/target"
-setsid docker-registry serve "$bed/target.yml" >"$bed/target.log" 2>&1 </dev/null &
-echo \$! >"$bed/target.pid"
-for _ in \$(seq 1 200); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && exit 0
-    sleep 0.05
-done
-exit 1
-EOF
-chmod +x "$bed/reset.sh"
+# The target registry, restarted empty by $bed/reset.sh before every run.
+port=$(bash bench/target-registry.sh "$bed")
 "$bed/reset.sh"
 
 hyperfine --runs "$runs" --prepare "sync; $bed/reset.sh" --export-json "$bed/results.json" \
