@@ -996,6 +996,50 @@ static void test_zstd(void **state)
     check_nothing_left();
 }
 
+/* ADD URL --checksum: a blob of the bed's registry (its digest known from the fixtures) lands
+ * with its content, mode 0600 and root's; a wrong checksum exits 6 and tags nothing. */
+static void test_add_url(void **state)
+{
+    (void)state;
+    const json_t *fx = json_object_get(json_object_get(itest_fixtures(), "multi"), "platforms");
+    const char *cfg = json_string_value(json_object_get(json_array_get(fx, 0), "config"));
+    assert_non_null(cfg);
+    _cleanup_free_ char *url =
+            mar_xasprintf("http://%s/v2/mar/multi/blobs/%s", itest_bed("MAR_TEST_REGISTRY"), cfg);
+    _cleanup_free_ char *dir = mar_xasprintf("%s/addurl", itest_tmpdir());
+    mkdir(dir, 0755);
+    _cleanup_free_ char *df = mar_xasprintf(
+            "ARG BASE\nFROM ${BASE}\nADD --checksum=%s %s /dl/\n"
+            "RUN sha256sum /dl/%s | cut -c1-64 > /sum && stat -c '%%a %%u' /dl/%s >> /sum\n",
+            cfg, url, cfg, cfg);
+    free(itest_write("addurl/Dockerfile", df, 0644));
+    itest_run r;
+    const char *b[] = {"build",        "-q",          "--platform", "linux/amd64", "-t",
+                       "built:addurl", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run",          "-q",  "--platform", "linux/amd64",
+                             "built:addurl", "cat", "/sum",       NULL};
+    mar(&r, 0, run_cmd);
+    _cleanup_free_ char *want = mar_xasprintf("%s\n600 0\n", cfg + 7);
+    assert_string_equal(r.out.data, want);
+    itest_run_release(&r);
+    /* A wrong checksum: exit 6, nothing tagged. */
+    _cleanup_free_ char *bad = mar_xasprintf(
+            "ARG BASE\nFROM ${BASE}\nADD "
+            "--checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 "
+            "%s /dl/\n",
+            url);
+    free(itest_write("addurl/Dockerfile", bad, 0644));
+    const char *b2[] = {"build",       "--platform", "linux/amd64", "-t", "built:addurl-bad",
+                        "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 6, b2);
+    assert_contains(r.err.data, "checksum mismatch");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:addurl-bad"));
+    check_nothing_left();
+}
+
 /* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
 static void test_exclude(void **state)
 {
@@ -1187,6 +1231,7 @@ int main(void)
             cmocka_unit_test(test_cache),
             cmocka_unit_test(test_other_platform_stored),
             cmocka_unit_test(test_zstd),
+            cmocka_unit_test(test_add_url),
             cmocka_unit_test(test_failing_run),
             cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
