@@ -67,7 +67,7 @@ bool bld__cache_key(const bld__ctx *c, const bld__stage *st, const bld_instr *in
     }
     put(h, "epoch");
     put(h, epoch);
-    put(h, "gzip");
+    put(h, c->o->zstd ? "zstd" : "gzip");
     put(h, "instruction");
     put(h, in->original);
     for (size_t i = 0; i < in->n_heredocs; i++) {

@@ -405,6 +405,71 @@ MAR_MUST_USE static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lvie
     return 0;
 }
 
+/* ADD URL: downloaded (and verified) into the work directory, then copied as a file of mode
+ * 0600 (or --chmod), root's (or --chown's), its time the server's Last-Modified, named after
+ * the URL path's last component in a directory destination. */
+MAR_MUST_USE static int add_url(copy_job *j, const oci_lview *v, int stagefd, const char *url,
+                                const char *resolved, bool dir_dest, mar_err **err)
+{
+    bld__ctx *c = j->c;
+    const char *host = strstr(url, "://") + 3;
+    const char *path = host + strcspn(host, "/?#");
+    size_t plen = strcspn(path, "?#");
+    size_t cut = plen;
+    while (cut > 0 && path[cut - 1] != '/') {
+        cut--;
+    }
+    _cleanup_free_ char *name = mar_xstrndup(path + cut, plen - cut);
+    if (dir_dest && (!*name || !strcmp(name, ".") || !strcmp(name, ".."))) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: ADD %s: no file name in the URL",
+                           c->df->filename, j->in->line, url);
+    }
+    _cleanup_free_ char *target =
+            dir_dest ? (*resolved ? mar_xasprintf("%s/%s", resolved, name) : mar_xstrdup(name))
+                     : mar_xstrdup(resolved);
+    if (!*target) {
+        return mar_err_set(err, MAR_EUSAGE, 0, "%s:%u: cannot copy a file to '/'", c->df->filename,
+                           j->in->line);
+    }
+    _cleanup_free_ char *tmp = mar_xasprintf("%s/fetch-%u", c->work, c->seq++);
+    _cleanup_close_ int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", tmp);
+    }
+    int64_t mtime = 0;
+    int rc = bld__fetch_url(url, j->in->checksum, fd, &mtime, err);
+    unlink(tmp);
+    if (rc < 0) {
+        return mar_err_wrap(err, "%s:%u: ADD", c->df->filename, j->in->line);
+    }
+    if (make_parents(j, stagefd, v, target, false, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    const char *base = strrchr(target, '/');
+    _cleanup_free_ char *pdir = base ? mar_xstrndup(target, (size_t)(base - target)) : NULL;
+    _cleanup_close_ int dd = pdir ? mar_in_root_open(stagefd, pdir, O_RDONLY | O_DIRECTORY, 0)
+                                  : openat(stagefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *dname = base ? base + 1 : target;
+    if (dd < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot stage '%s'", target);
+    }
+    if (copy_file(fd, dd, dname, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    struct stat fake;
+    memset(&fake, 0, sizeof(fake));
+    fake.st_mode = S_IFREG | 0600;
+    fake.st_atim.tv_sec = fake.st_mtim.tv_sec = (time_t)mtime;
+    bool from_ctx = j->from_ctx;
+    j->from_ctx = true; /* owned by root unless --chown */
+    rc = set_meta(j, dd, dname, &fake, false);
+    j->from_ctx = from_ctx;
+    if (rc < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot set the metadata of '%s'", dname);
+    }
+    return 0;
+}
+
 MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
                                 mar_err **err)
 {
@@ -437,6 +502,12 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
         _cleanup_free_ char *s = NULL;
         if (bld__expand(c, st, in, in->args.v[i], &s, err) < 0) {
             return -MAR_EUSAGE;
+        }
+        if (in->kind == BLD_ADD && bld__is_url(s)) {
+            if (add_url(j, v, stagefd, s, resolved, dir_dest, err) < 0) {
+                return -mar_err_code(*err);
+            }
+            continue;
         }
         size_t before = srcs.n;
         if (expand_source(j, s, &srcs, err) < 0) {

@@ -158,6 +158,14 @@ void bld__mounts_release(bld__mounts *m);
 enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
 int bld__archive_kind(int fd);
 
+/* ADD of a URL (build-fetch.c). */
+bool bld__is_url(const char *s);
+/* Downloads url (following up to 5 redirects) into fd, verified against checksum ("sha256:..."
+ * or NULL); *ret_mtime from Last-Modified, else 0. Errors: MAR_EUSAGE (a bad checksum),
+ * MAR_EINTEGRITY (a mismatch), MAR_ENET, MAR_ENOTFOUND (404), MAR_EIO. */
+MAR_MUST_USE int bld__fetch_url(const char *url, const char *checksum, int fd, int64_t *ret_mtime,
+                                mar_err **err);
+
 /* RUN (build-run.c). */
 MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,
                           mar_err **err);

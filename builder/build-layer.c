@@ -298,6 +298,7 @@ static void write_opts(const bld__ctx *c, bool overlay_upper, oci_layer_write_op
 {
     *wo = (oci_layer_write_opts)OCI_LAYER_WRITE_OPTS_INIT;
     wo->tree.kind = overlay_upper ? OCI_TREE_OVERLAY_UPPER : OCI_TREE_PLAIN;
+    wo->codec = c->o->zstd ? OCI_CODEC_ZSTD : OCI_CODEC_GZIP;
     if (c->o->has_epoch) {
         wo->tar.clamp_mtime = true;
         wo->tar.mtime_max = c->o->epoch;

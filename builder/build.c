@@ -62,19 +62,22 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
             }
         }
         if (in->kind == BLD_ADD) {
-            if (in->checksum) {
-                return refuse(df, in, err, "ADD --checksum");
+            bool url = false;
+            for (size_t i = 0; i < in->args.n; i++) {
+                url = url || bld__is_url(in->args.v[i]);
+            }
+            if (in->checksum && (!url || in->args.n != 1)) {
+                return refuse(df, in, err, "ADD --checksum of anything but one URL");
             }
             if (in->unpack == 1) {
                 return refuse(df, in, err, "ADD --unpack");
             }
             for (size_t i = 0; i < in->args.n; i++) {
                 const char *s = in->args.v[i];
-                if (mar_str_startswith(s, "http://") || mar_str_startswith(s, "https://") ||
-                    mar_str_startswith(s, "git@")) {
-                    return refuse(df, in, err, "ADD from a URL");
+                if (mar_str_startswith(s, "git@") || (bld__is_url(s) && in->from)) {
+                    return refuse(df, in, err, "ADD from git or a URL with --from");
                 }
-                if (!in->from && unsupported_archive(ctxfd, s)) {
+                if (!in->from && !bld__is_url(s) && unsupported_archive(ctxfd, s)) {
                     return refuse(df, in, err, "ADD of a bzip2 or xz archive");
                 }
             }

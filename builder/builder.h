@@ -483,6 +483,7 @@ typedef struct bld_opts {
     size_t n_secrets;
     bool allow_mislabeled; /* the truth gate warns instead of failing */
     bool no_cache;         /* run every step (the step cache is still written) */
+    bool zstd;             /* new layers compressed with zstd instead of gzip */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
     bld_hooks hooks;

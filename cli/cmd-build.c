@@ -326,6 +326,10 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         }
         has_epoch = true;
     }
+    const char *comp = cmd_value(args, "compression");
+    if (comp && strcmp(comp, "gzip") && strcmp(comp, "zstd")) {
+        return cmd_usage_error(def, "bad compression '%s' (gzip or zstd)", comp);
+    }
     _cleanup_(vm_security_release) vm_security sec;
     if (cmd_run_security(args, &sec, &err) < 0) {
         return cmd_fail(err);
@@ -427,6 +431,7 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .n_secrets = n_secrets,
             .allow_mislabeled = cmd_flag(args, "allow-mislabeled"),
             .no_cache = cmd_flag(args, "no-cache"),
+            .zstd = comp && strcmp(comp, "zstd") == 0,
             .has_epoch = has_epoch,
             .epoch = epoch,
             .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},

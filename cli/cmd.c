@@ -168,6 +168,8 @@ static const cmd_opt build_opts[] = {
          "print how each stage's RUN steps would execute here, and build nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
         {"no-cache", 0, CMD_OPT_FLAG, NULL, "run every step; still record the results"},
+        {"compression", 0, CMD_OPT_VALUE, "gzip|zstd",
+         "how new layers are compressed (default gzip)"},
         {"allow-mislabeled", 0, CMD_OPT_FLAG, NULL,
          "warn, instead of failing, when the build adds ELF files of another architecture"},
         {"security-opt", 0, CMD_OPT_LIST, "OPT",

@@ -938,6 +938,108 @@ static void test_other_platform_stored(void **state)
     memcpy(store, saved, sizeof(store));
 }
 
+/* --compression zstd: the layers the build adds are zstd (media type and magic), the base's stay
+ * gzip, the image runs; the same inputs with gzip are not taken from the cache; a bad value is a
+ * usage error. */
+static void test_zstd(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/zstd", itest_tmpdir());
+    mkdir(dir, 0755);
+    free(itest_write("zstd/f.txt", "zstd layer\n", 0644));
+    free(itest_write("zstd/Dockerfile",
+                     "ARG BASE\nFROM ${BASE}\nCOPY f.txt /f.txt\nRUN cat /f.txt > /g.txt\n", 0644));
+    itest_run r;
+    const char *b[] = {"build",       "-q", "--compression", "zstd",        "--platform",
+                       "linux/amd64", "-t", "built:zstd",    "--build-arg", base_arg,
+                       dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    _cleanup_json_ json_t *index = stored_index("/built:zstd");
+    assert_non_null(index);
+    _cleanup_json_ json_t *man = read_blob(json_string_value(
+            json_object_get(json_array_get(json_object_get(index, "manifests"), 0), "digest")));
+    const json_t *layers = json_object_get(man, "layers");
+    size_t n = json_array_size(layers);
+    assert_true(n >= 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(layers, 0), "mediaType")),
+                        "application/vnd.oci.image.layer.v1.tar+gzip");
+    for (size_t i = n - 2; i < n; i++) {
+        const json_t *l = json_array_get(layers, i);
+        assert_string_equal(json_string_value(json_object_get(l, "mediaType")),
+                            "application/vnd.oci.image.layer.v1.tar+zstd");
+        _cleanup_free_ char *lp = mar_xasprintf(
+                "%s/blobs/sha256/%s", store, json_string_value(json_object_get(l, "digest")) + 7);
+        unsigned char magic[4] = {0};
+        int fd = open(lp, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, magic, 4), 4);
+        close(fd);
+        assert_int_equal(magic[0], 0x28);
+        assert_int_equal(magic[1], 0xb5);
+        assert_int_equal(magic[2], 0x2f);
+        assert_int_equal(magic[3], 0xfd);
+    }
+    const char *run_cmd[] = {"run",        "-q",  "--platform", "linux/amd64",
+                             "built:zstd", "cat", "/g.txt",     NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "zstd layer\n");
+    itest_run_release(&r);
+    const char *g[] = {"build",       "--platform", "linux/amd64", "-t", "built:zstd-gzip",
+                       "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, g);
+    assert_not_contains(r.err.data, "CACHED");
+    itest_run_release(&r);
+    const char *bad[] = {"build", "--compression", "xz", "-t", "built:bad", dir, NULL};
+    mar(&r, 2, bad);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
+/* ADD URL --checksum: a blob of the bed's registry (its digest known from the fixtures) lands
+ * with its content, mode 0600 and root's; a wrong checksum exits 6 and tags nothing. */
+static void test_add_url(void **state)
+{
+    (void)state;
+    const json_t *fx = json_object_get(json_object_get(itest_fixtures(), "multi"), "platforms");
+    const char *cfg = json_string_value(json_object_get(json_array_get(fx, 0), "config"));
+    assert_non_null(cfg);
+    _cleanup_free_ char *url =
+            mar_xasprintf("http://%s/v2/mar/multi/blobs/%s", itest_bed("MAR_TEST_REGISTRY"), cfg);
+    _cleanup_free_ char *dir = mar_xasprintf("%s/addurl", itest_tmpdir());
+    mkdir(dir, 0755);
+    _cleanup_free_ char *df = mar_xasprintf(
+            "ARG BASE\nFROM ${BASE}\nADD --checksum=%s %s /dl/\n"
+            "RUN sha256sum /dl/%s | cut -c1-64 > /sum && stat -c '%%a %%u' /dl/%s >> /sum\n",
+            cfg, url, cfg, cfg);
+    free(itest_write("addurl/Dockerfile", df, 0644));
+    itest_run r;
+    const char *b[] = {"build",        "-q",          "--platform", "linux/amd64", "-t",
+                       "built:addurl", "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 0, b);
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run",          "-q",  "--platform", "linux/amd64",
+                             "built:addurl", "cat", "/sum",       NULL};
+    mar(&r, 0, run_cmd);
+    _cleanup_free_ char *want = mar_xasprintf("%s\n600 0\n", cfg + 7);
+    assert_string_equal(r.out.data, want);
+    itest_run_release(&r);
+    /* A wrong checksum: exit 6, nothing tagged. */
+    _cleanup_free_ char *bad = mar_xasprintf(
+            "ARG BASE\nFROM ${BASE}\nADD "
+            "--checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 "
+            "%s /dl/\n",
+            url);
+    free(itest_write("addurl/Dockerfile", bad, 0644));
+    const char *b2[] = {"build",       "--platform", "linux/amd64", "-t", "built:addurl-bad",
+                        "--build-arg", base_arg,     dir,           NULL};
+    mar(&r, 6, b2);
+    assert_contains(r.err.data, "checksum mismatch");
+    itest_run_release(&r);
+    assert_null(stored_index("/built:addurl-bad"));
+    check_nothing_left();
+}
+
 /* COPY --exclude: patterns matched below each source (a directory's contents, a file's name). */
 static void test_exclude(void **state)
 {
@@ -1128,6 +1230,8 @@ int main(void)
             cmocka_unit_test(test_exclude),
             cmocka_unit_test(test_cache),
             cmocka_unit_test(test_other_platform_stored),
+            cmocka_unit_test(test_zstd),
+            cmocka_unit_test(test_add_url),
             cmocka_unit_test(test_failing_run),
             cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
