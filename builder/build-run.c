@@ -377,11 +377,21 @@ MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uin
     if (pthread_create(&th, NULL, pump_main, &p) != 0) {
         return mar_err_set(err, MAR_EFAIL, 0, "cannot start a thread");
     }
-    vm_attach at = {.sigfd = c->o->sigfd, .in = -1, .out = j->pipe[1], .err = j->pipe[1]};
+    int sig = 0;
+    vm_attach at = {.sigfd = c->o->sigfd,
+                    .in = -1,
+                    .out = j->pipe[1],
+                    .err = j->pipe[1],
+                    .kill_on_signal = true,
+                    .ret_signal = &sig};
     int rc = vm_ctd_attach(c->ctd, j->id, &j->io, &at, ret_status, err);
     close(j->pipe[1]);
     j->pipe[1] = -1;
     pthread_join(th, NULL);
+    if (rc == 0 && sig) {
+        /* The step was killed for it: the build stops here, whatever the step's status. */
+        return mar_err_set(err, MAR_EFAIL, 0, "interrupted by signal %d", sig);
+    }
     return rc < 0 ? -mar_err_code(*err) : 0;
 }
 

@@ -134,6 +134,9 @@ int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint
                   mar_err **err)
 {
     int sigfd = a->sigfd;
+    if (a->ret_signal) {
+        *a->ret_signal = 0;
+    }
     waiter w = {.c = c, .id = id, .efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
     if (w.efd < 0) {
         return mar_err_set(err, MAR_EFAIL, errno, "cannot create an eventfd");
@@ -228,7 +231,12 @@ int vm_ctd_attach(vm_ctd *c, const char *id, vm_io *io, const vm_attach *a, uint
                 /* A container's PID 1 ignores signals it has no handler for: the third
                  * interrupt (Ctrl-C pressed again and again) kills it. */
                 int sig = (int)si.ssi_signo;
-                if (sig == SIGINT && ++interrupts >= 3) {
+                if (a->ret_signal) {
+                    *a->ret_signal = sig;
+                }
+                if (a->kill_on_signal) {
+                    sig = SIGKILL;
+                } else if (sig == SIGINT && ++interrupts >= 3) {
                     mar_diag_notice("killing container '%s'", id);
                     sig = SIGKILL;
                 }

@@ -188,6 +188,10 @@ typedef struct vm_attach {
     int sigfd;        /* a signalfd: SIGWINCH resizes, every other signal goes to the task */
     bool stdin_open;  /* copy in to the task's stdin, then close it at in's end */
     int in, out, err; /* the caller's descriptors (usually 0, 1, 2); in is also the terminal */
+    /* A build step is not interactive: the first signal kills the task (SIGKILL), since its
+     * PID 1 would ignore a SIGINT it has no handler for and the step would run on. */
+    bool kill_on_signal;
+    int *ret_signal; /* when not NULL: the last signal read from sigfd (not SIGWINCH), or 0 */
 } vm_attach;
 
 /* Copies the task's I/O until it exits and its FIFOs drain, forwarding the signals read from
