@@ -58,6 +58,9 @@ typedef struct bld__ctx {
 } bld__ctx;
 
 /* A platform's build: scopes, graph, needed stages (build.c). Errors: those of the frontend. */
+/* A signal read from sigfd (SIGWINCH aside) ends the build. Errors: MAR_EFAIL "interrupted by
+ * signal N". */
+MAR_MUST_USE int bld__interrupted(int sigfd, mar_err **err);
 MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerfile *df, size_t pi,
                                mar_err **err);
 void bld__ctx_release(bld__ctx *c);

@@ -341,16 +341,6 @@ MAR_MUST_USE static int prepare(bld__ctx *c, bld__stage *st, const bld_instr *in
     return 0;
 }
 
-MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
-{
-    struct signalfd_siginfo si;
-    if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
-        si.ssi_signo != SIGWINCH) {
-        return mar_err_set(err, MAR_EFAIL, 0, "interrupted by signal %u", si.ssi_signo);
-    }
-    return 0;
-}
-
 /* Creates, starts and waits for the container; *ret_status is its exit status. */
 MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uint32_t *ret_status,
                                 mar_err **err)
@@ -358,18 +348,18 @@ MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uin
     char ps[OCI_PLATFORM_STR_MAX];
     oci_platform_format(&c->target, ps, sizeof(ps));
     const char *labels[] = {"mar.build", c->o->name, "mar.platform", ps, NULL};
-    if (interrupted(c->o->sigfd, err) < 0 ||
+    if (bld__interrupted(c->o->sigfd, err) < 0 ||
         vm_ctd_container_create(c->ctd, j->id, c->o->name, j->spec, labels, err) < 0) {
         return -mar_err_code(*err);
     }
     j->container = true;
     vm_stdio stdio = {.stdout_path = j->io.out_path, .stderr_path = j->io.err_path};
-    if (interrupted(c->o->sigfd, err) < 0 ||
+    if (bld__interrupted(c->o->sigfd, err) < 0 ||
         vm_ctd_task_create(c->ctd, j->id, &j->rootfs, 1, &stdio, NULL, err) < 0) {
         return -mar_err_code(*err);
     }
     j->task = true;
-    if (interrupted(c->o->sigfd, err) < 0 || vm_ctd_task_start(c->ctd, j->id, NULL, err) < 0) {
+    if (bld__interrupted(c->o->sigfd, err) < 0 || vm_ctd_task_start(c->ctd, j->id, NULL, err) < 0) {
         return -mar_err_code(*err);
     }
     pump p = {.fd = j->pipe[0], .hooks = &c->o->hooks, .prefix = prefix};

@@ -256,7 +256,7 @@ MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_
     return 0;
 }
 
-MAR_MUST_USE static int interrupted(int sigfd, mar_err **err)
+int bld__interrupted(int sigfd, mar_err **err)
 {
     struct signalfd_siginfo si;
     if (sigfd >= 0 && read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
@@ -332,7 +332,7 @@ MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr
         if (h->step) {
             h->step(h->ud, prefix, in->original);
         }
-        if (interrupted(c->o->sigfd, err) < 0) {
+        if (bld__interrupted(c->o->sigfd, err) < 0) {
             return -MAR_EFAIL;
         }
         int rc;
