@@ -44,7 +44,8 @@ typedef struct bld__ctx {
     int context_fd;     /* O_PATH root of the context */
     char *work;         /* <store>/containers/<id>: upper dirs, staging, mounts */
     char *work_rel;     /* containers/<id> */
-    unsigned seq;       /* for names under work */
+    unsigned seq;       /* for names under work (the platform's index in the top bits) */
+    int sigfd;          /* o->sigfd, or this platform's stop pipe (build-par.c) */
     vm_ctd *ctd;        /* connected on the first RUN */
     oci_platform target;
     char target_str[OCI_PLATFORM_STR_MAX];
@@ -56,6 +57,24 @@ typedef struct bld__ctx {
     reg_store_image *extra; /* images named by COPY --from */
     size_t n_extra;
 } bld__ctx;
+
+/* Pieces of a platform's build (build.c), for the parallel driver. The images of the
+ * platform's needed stages that are not shared, each pulled through the image hook (bases[i] for
+ * stage i; COPY --from images into c->extra). Errors: those of the hook, MAR_EUSAGE. */
+MAR_MUST_USE int bld__resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err);
+/* Stage i of c takes a copy of first's result (target-independent stages). */
+void bld__share_stage(bld__ctx *c, const bld__ctx *first, size_t i);
+/* Builds stage i on base. Errors: those of the steps. */
+MAR_MUST_USE int bld__build_stage(bld__ctx *c, size_t i, const reg_store_image *base,
+                                  mar_err **err);
+/* The final stage's config and manifest, committed to the store. Errors: as reg_store_put. */
+MAR_MUST_USE int bld__write_image(bld__ctx *c, bld__image *im, const oci_platform *p,
+                                  mar_digest *ret, int64_t *ret_size, mar_err **err);
+/* Builds the np platforms of cs on threads (build-par.c): stage fin of each gated and written
+ * as plats[p], digests[p], sizes[p]. The first failure, or a signal on the build's sigfd, stops
+ * the others. Errors: the first platform's to fail; MAR_EFAIL "interrupted by signal N". */
+MAR_MUST_USE int bld__build_parallel(bld__ctx *cs, size_t np, size_t fin, oci_platform *plats,
+                                     mar_digest *digests, int64_t *sizes, mar_err **err);
 
 /* A platform's build: scopes, graph, needed stages (build.c). Errors: those of the frontend. */
 /* A signal read from sigfd (SIGWINCH aside) ends the build. Errors: MAR_EFAIL "interrupted by

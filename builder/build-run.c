@@ -348,18 +348,18 @@ MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uin
     char ps[OCI_PLATFORM_STR_MAX];
     oci_platform_format(&c->target, ps, sizeof(ps));
     const char *labels[] = {"mar.build", c->o->name, "mar.platform", ps, NULL};
-    if (bld__interrupted(c->o->sigfd, err) < 0 ||
+    if (bld__interrupted(c->sigfd, err) < 0 ||
         vm_ctd_container_create(c->ctd, j->id, c->o->name, j->spec, labels, err) < 0) {
         return -mar_err_code(*err);
     }
     j->container = true;
     vm_stdio stdio = {.stdout_path = j->io.out_path, .stderr_path = j->io.err_path};
-    if (bld__interrupted(c->o->sigfd, err) < 0 ||
+    if (bld__interrupted(c->sigfd, err) < 0 ||
         vm_ctd_task_create(c->ctd, j->id, &j->rootfs, 1, &stdio, NULL, err) < 0) {
         return -mar_err_code(*err);
     }
     j->task = true;
-    if (bld__interrupted(c->o->sigfd, err) < 0 || vm_ctd_task_start(c->ctd, j->id, NULL, err) < 0) {
+    if (bld__interrupted(c->sigfd, err) < 0 || vm_ctd_task_start(c->ctd, j->id, NULL, err) < 0) {
         return -mar_err_code(*err);
     }
     pump p = {.fd = j->pipe[0], .hooks = &c->o->hooks, .prefix = prefix};
@@ -368,7 +368,7 @@ MAR_MUST_USE static int execute(bld__ctx *c, run_job *j, const char *prefix, uin
         return mar_err_set(err, MAR_EFAIL, 0, "cannot start a thread");
     }
     int sig = 0;
-    vm_attach at = {.sigfd = c->o->sigfd,
+    vm_attach at = {.sigfd = c->sigfd,
                     .in = -1,
                     .out = j->pipe[1],
                     .err = j->pipe[1],

@@ -145,6 +145,7 @@ MAR_MUST_USE int bld__ctx_init(bld__ctx *c, const bld_opts *o, const bld_dockerf
 {
     c->o = o;
     c->df = df;
+    c->sigfd = o->sigfd;
     oci_platform_normalize(&o->platforms[pi], &c->target);
     oci_platform_format(&c->target, c->target_str, sizeof(c->target_str));
     bld_arg_opts ao = {.build_args = o->build_args,
@@ -208,7 +209,7 @@ MAR_MUST_USE static int plan(const bld__ctx *c, mar_err **err)
 MAR_MUST_USE static int parse_triggers(const json_t *cfg, const char *base, bld_dockerfile **ret,
                                        mar_err **err);
 
-MAR_MUST_USE static int resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
+MAR_MUST_USE int bld__resolve_images(bld__ctx *c, reg_store_image *bases, mar_err **err)
 {
     const bld_hooks *h = &c->o->hooks;
     for (size_t i = 0; i < c->n_stages; i++) {
@@ -332,7 +333,7 @@ MAR_MUST_USE static int exec_instrs(bld__ctx *c, bld__stage *st, const bld_instr
         if (h->step) {
             h->step(h->ud, prefix, in->original);
         }
-        if (bld__interrupted(c->o->sigfd, err) < 0) {
+        if (bld__interrupted(c->sigfd, err) < 0) {
             return -MAR_EFAIL;
         }
         int rc;
@@ -437,7 +438,7 @@ static int run_triggers(bld__ctx *c, bld__stage *st, const char *base, mar_err *
     return rc;
 }
 
-static int build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
+int bld__build_stage(bld__ctx *c, size_t i, const reg_store_image *base, mar_err **err)
 {
     const bld_stage *s = &c->df->stages[i];
     bld__stage *st = &c->stages[i];
@@ -474,8 +475,8 @@ static json_t *platform_json(const oci_platform *p)
 }
 
 /* The final stage's config and manifest, committed to the store. */
-MAR_MUST_USE static int write_image(bld__ctx *c, bld__image *im, const oci_platform *p,
-                                    mar_digest *ret, int64_t *ret_size, mar_err **err)
+MAR_MUST_USE int bld__write_image(bld__ctx *c, bld__image *im, const oci_platform *p,
+                                  mar_digest *ret, int64_t *ret_size, mar_err **err)
 {
     json_t *doc = im->config;
     char created[40];
@@ -624,7 +625,7 @@ MAR_MUST_USE static int read_ignore(int ctxfd, const char *context, bld_ignore *
 /* A stage nothing of which varies with the target platform (FROM --platform=$BUILDPLATFORM
  * and no TARGET* in it or what it needs; docs/internals/dockerfile.md §7) is built for the first
  * platform only and its result shared, as BuildKit shares it. */
-static void share_stage(bld__ctx *c, const bld__ctx *first, size_t i)
+void bld__share_stage(bld__ctx *c, const bld__ctx *first, size_t i)
 {
     bld__stage *st = &c->stages[i];
     bld__image_copy(&first->stages[i].img, &st->img);
@@ -646,12 +647,12 @@ MAR_MUST_USE static int build_platform(bld__ctx *c, const bld__ctx *first, mar_e
         c->stages[i].shared = c->stages[i].needed && c->graph->nodes[i].target_independent &&
                               first->stages[i].done;
     }
-    int rc = resolve_images(c, bases, err);
+    int rc = bld__resolve_images(c, bases, err);
     for (size_t i = 0; rc == 0 && i < c->n_stages; i++) {
         if (c->stages[i].shared) {
-            share_stage(c, first, i);
+            bld__share_stage(c, first, i);
         } else if (c->stages[i].needed) {
-            rc = build_stage(c, i, &bases[i], err);
+            rc = bld__build_stage(c, i, &bases[i], err);
         }
     }
     for (size_t i = 0; i < c->n_stages; i++) {
@@ -717,19 +718,25 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
     int64_t *sizes = mar_xcalloc(np + 1, sizeof(*sizes));
     oci_platform *plats = mar_xcalloc(np + 1, sizeof(*plats));
     size_t fin = final_stage(df, o->target);
-    for (size_t p = 0; p < np && rc == 0; p++) {
+    for (size_t p = 0; p < np; p++) {
+        cs[p].ignore = ignore;
+        cs[p].context_fd = ctxfd;
+        cs[p].work = work;
+        cs[p].work_rel = work_rel;
+    }
+    bool par = rc == 0 && np > 1 && o->jobs != 1;
+    if (par) {
+        rc = bld__build_parallel(cs, np, fin, plats, digests, sizes, err);
+    }
+    for (size_t p = 0; p < np && rc == 0 && !par; p++) {
         bld__ctx *c = &cs[p];
-        c->ignore = ignore;
-        c->context_fd = ctxfd;
-        c->work = work;
-        c->work_rel = work_rel;
         rc = build_platform(c, &cs[0], err);
         if (rc == 0) {
             bld__stage_platform(c, fin, &plats[p]);
             rc = bld__gate(c, &c->stages[fin].img, &plats[p], err);
         }
         if (rc == 0) {
-            rc = write_image(c, &c->stages[fin].img, &plats[p], &digests[p], &sizes[p], err);
+            rc = bld__write_image(c, &c->stages[fin].img, &plats[p], &digests[p], &sizes[p], err);
         }
     }
     if (rc == 0) {

@@ -442,7 +442,9 @@ MAR_DEFINE_CLEANUP(bld_ignore, bld_ignore_free)
  * ADD written as layers straight from the context or another stage), an image config and
  * manifest per platform and an OCI index over them committed to the store and tagged. */
 
-/* What the executor asks of its caller (cli/): the pull path, and where RUN output goes. */
+/* What the executor asks of its caller (cli/): the pull path, and where RUN output goes. image
+ * is called from bld_build's thread only; output and step, when platforms are built in
+ * parallel, from any of the build's threads, so each must write its line at once. */
 typedef struct bld_hooks {
     /* An image for platform p in the store, every layer unpacked (pulled when missing). */
     int (*image)(void *ud, const char *ref, const oci_platform *p, reg_store_image *ret,
@@ -486,6 +488,9 @@ typedef struct bld_opts {
     bool zstd;             /* new layers compressed with zstd instead of gzip */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
+    /* Platforms built at once, each on a thread of its own (docs/internals/build.md §2); 0:
+     * all of them, 1: one after another. The hooks are then called from several threads. */
+    unsigned jobs;
     bld_hooks hooks;
 } bld_opts;
 

@@ -409,6 +409,11 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         return src;
     }
     build_ui ui = {.args = args, .s = s, .quiet = cmd_flag(args, "quiet")};
+    /* -j also bounds the platforms built at once; without it, all of them. */
+    int jobs = 0;
+    if (cmd_value(args, "jobs") && cmd_jobs(args, 0, &jobs, &err) < 0) {
+        return cmd_fail(err);
+    }
     bld_opts o = {
             .context = context,
             .dockerfile_name = dfname,
@@ -434,6 +439,7 @@ int cmd_build(const cmd_def *def, cmd_args *args)
             .zstd = comp && strcmp(comp, "zstd") == 0,
             .has_epoch = has_epoch,
             .epoch = epoch,
+            .jobs = (unsigned)jobs,
             .hooks = {.image = hook_image, .output = hook_output, .step = hook_step, .ud = &ui},
     };
     const mar_strv *outs = cmd_list(args, "output");
