@@ -3,7 +3,8 @@
  * step would run on — and ends the build with exit 1, "interrupted by signal N", nothing tagged,
  * nothing left in containerd's namespace or the store's work area; a later `mar gc` leaves the
  * store consistent. testdata/build/slow's first RUN prints "started" and sleeps 20 s, its second
- * must never run. */
+ * must never run. With two platforms built in parallel, the signal, or the first platform to
+ * fail (testdata/build/fail-one), stops both. */
 #include "itest.h"
 
 #include <signal.h>
@@ -22,13 +23,13 @@ static char *read_text(const char *path)
     return s;
 }
 
-static void interrupt_during_run(int sig, const char *tag)
+static void interrupt_during_run(int sig, const char *platforms, const char *tag)
 {
     _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/slow", getenv("MAR_SRC"));
     _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
     _cleanup_free_ char *out = mar_xasprintf("%s/out-%d", itest_tmpdir(), sig);
     _cleanup_free_ char *err = mar_xasprintf("%s/err-%d", itest_tmpdir(), sig);
-    const char *args[] = {"--store",     store, "build", "--no-cache", "--platform", "linux/amd64",
+    const char *args[] = {"--store",     store, "build", "--no-cache", "--platform", platforms,
                           "--build-arg", base,  "-t",    tag,          dir,          NULL};
     const char *env[] = {itest_ctd_env(), NULL};
     pid_t pid = itest_mar_spawn(env, out, err, args);
@@ -62,13 +63,42 @@ static void interrupt_during_run(int sig, const char *tag)
 static void test_sigint(void **state)
 {
     (void)state;
-    interrupt_during_run(SIGINT, "sig-int:1");
+    interrupt_during_run(SIGINT, "linux/amd64", "sig-int:1");
 }
 
 static void test_sigterm(void **state)
 {
     (void)state;
-    interrupt_during_run(SIGTERM, "sig-term:1");
+    interrupt_during_run(SIGTERM, "linux/amd64", "sig-term:1");
+}
+
+/* Platforms built in parallel: one signal stops them all, every running step killed. */
+static void test_sigint_platforms(void **state)
+{
+    (void)state;
+    interrupt_during_run(SIGINT, "linux/amd64,linux/arm64", "sig-par:1");
+}
+
+/* The first platform to fail stops the others: amd64's step is killed in its sleep, so its
+ * second RUN never runs, and nothing is tagged. */
+static void test_failure_stops_platforms(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/fail-one", getenv("MAR_SRC"));
+    _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
+    const char *env[] = {itest_ctd_env(), NULL};
+    itest_run r;
+    itest_mar(&r, env, "--store", store, "build", "--no-cache", "--platform",
+              "linux/amd64,linux/arm64", "--build-arg", base, "-t", "fail-par:1", dir, NULL);
+    if (r.status != 1 || !strstr(r.err.data, "] failing") || strstr(r.err.data, "] never")) {
+        fail_msg("mar build with a failing platform: status %d\n%s", r.status, r.err.data);
+    }
+    itest_run_release(&r);
+    itest_ctd_nothing_left(store);
+    itest_mar(&r, NULL, "images", "--store", store, NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out.data, "fail-par"));
+    itest_run_release(&r);
 }
 
 /* What the interrupted builds committed is reclaimed by gc, and the store checks clean. */
@@ -101,8 +131,8 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sigint),
-            cmocka_unit_test(test_sigterm),
+            cmocka_unit_test(test_sigint),           cmocka_unit_test(test_sigterm),
+            cmocka_unit_test(test_sigint_platforms), cmocka_unit_test(test_failure_stops_platforms),
             cmocka_unit_test(test_gc_after),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -271,6 +271,25 @@ static void test_reproducible(void **state)
     _cleanup_free_ char *db = built_digest(&r);
     itest_run_release(&r);
     assert_string_equal(da, db);
+    /* Platforms one after another (-j 1) give the index of the parallel build. */
+    const char *seq[] = {"build",
+                         "-q",
+                         "-j",
+                         "1",
+                         "--platform",
+                         "linux/amd64,linux/arm64",
+                         "--source-date-epoch",
+                         "1700000000",
+                         "-t",
+                         "built:repro-seq",
+                         "--build-arg",
+                         base_arg,
+                         corpus("multistage"),
+                         NULL};
+    mar(&r, 0, seq);
+    _cleanup_free_ char *ds = built_digest(&r);
+    itest_run_release(&r);
+    assert_string_equal(da, ds);
     /* Another instant is another image: the times are really in it. */
     const char *c[] = {"build",
                        "-q",
