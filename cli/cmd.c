@@ -178,7 +178,8 @@ static const cmd_opt build_opts[] = {
          "containerd's socket (default $CONTAINERD_ADDRESS or /run/containerd/containerd.sock)"},
         {"namespace", 'n', CMD_OPT_VALUE, "NS",
          "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
-        {"jobs", 'j', CMD_OPT_VALUE, "N", "downloads when pulling bases (default 4); platforms built at once (default all)"},
+        {"jobs", 'j', CMD_OPT_VALUE, "N",
+         "downloads when pulling bases (default 4); platforms built at once (default all)"},
 };
 
 static const cmd_opt check_opts[] = {
