@@ -188,6 +188,9 @@ bool bld__is_url(const char *s);
 MAR_MUST_USE int bld__fetch_url(const char *url, const char *checksum, int fd, int64_t *ret_mtime,
                                 mar_err **err);
 
+/* The platform's containerd connection, made once (the first RUN, or the
+ * parallel driver before its threads start). Errors: those of vm_ctd_connect, vm_ctd_version. */
+MAR_MUST_USE int bld__connect_ctd(bld__ctx *c, mar_err **err);
 /* RUN (build-run.c). */
 MAR_MUST_USE int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix,
                           mar_err **err);

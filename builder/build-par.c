@@ -193,6 +193,17 @@ int bld__build_parallel(bld__ctx *cs, size_t np, size_t fin, oci_platform *plats
     pthread_mutex_init(&P.mu, NULL);
     int rc = prepare(&P, err);
     for (size_t p = 0; p < np && rc == 0; p++) {
+        /* Connected here, not in the workers: the first connection initializes libcurl's
+         * global state, which older libcurl does not do safely from several threads. */
+        bool runs = false;
+        for (size_t i = 0; i < cs[p].n_stages; i++) {
+            runs = runs || (cs[p].stages[i].needed && !cs[p].stages[i].done &&
+                            bld__stage_runs(&cs[p].df->stages[i]));
+        }
+        if (runs && bld__connect_ctd(&cs[p], err) < 0) {
+            rc = -mar_err_code(*err);
+            break;
+        }
         /* Distinct names under the shared work directory (bld__mkwork). */
         cs[p].seq = (unsigned)p << 24;
         if (pipe2(P.stop[p], O_CLOEXEC | O_NONBLOCK) < 0) {

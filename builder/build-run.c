@@ -127,7 +127,7 @@ static void teardown(vm_ctd *ctd, const char *id, bool task, bool container)
     }
 }
 
-MAR_MUST_USE static int connect_ctd(bld__ctx *c, mar_err **err)
+int bld__connect_ctd(bld__ctx *c, mar_err **err)
 {
     if (c->ctd) {
         return 0;
@@ -445,7 +445,7 @@ static void drop_mountpoints(const bld__ctx *c, const bld__image *im, const run_
 int bld__run(bld__ctx *c, bld__stage *st, const bld_instr *in, const char *prefix, mar_err **err)
 {
     run_job j = {.pipe = {-1, -1}, .io = VM_IO_INIT};
-    int rc = connect_ctd(c, err);
+    int rc = bld__connect_ctd(c, err);
     if (rc == 0) {
         rc = prepare(c, st, in, &j, err);
     }
