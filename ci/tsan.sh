@@ -2,7 +2,8 @@
 # ThreadSanitizer (docs/architecture.md "Threads and locks"): a TSan build, its unit tests, and the
 # integration tests whose mar processes run threads: it-pull and it-pull-concurrency (the pull's
 # download loop, committer thread and unpack workers; concurrent pulls and kills), it-inspect-deep
-# (the deep-scan threads) and it-run (run I/O and its wait thread). Every process writes its
+# (the deep-scan threads), it-run (run I/O and its wait thread) and it-build-signal (a
+# two-platform build's workers, stopped by a signal and by one platform's failure). Every process writes its
 # reports under one directory; any report fails the run, even from a mar whose exit status a test
 # did not look at. There are no suppressions: the libraries are not instrumented, so what TSan
 # checks is mar's own code and the library calls it intercepts, and that must be clean.
@@ -21,7 +22,7 @@ export MAR_CI=1
 # times slower; ASan covers it.
 (cd "$dir" && ctest -L unit -E '^test-unpack-corpus$' --output-on-failure --no-tests=error -j"$(nproc)")
 # A few kill rounds are enough to cross the threads' shutdown paths; the soak runs natively.
-(cd "$dir" && MAR_TEST_KILLS=4 ctest -R '^(it-pull|it-pull-concurrency|it-inspect-deep|it-run)$' \
+(cd "$dir" && MAR_TEST_KILLS=4 ctest -R '^(it-pull|it-pull-concurrency|it-inspect-deep|it-run|it-build-signal)$' \
     --output-on-failure --no-tests=error)
 
 if compgen -G "$logs/tsan.*" >/dev/null; then
