@@ -816,7 +816,7 @@ static size_t count(const char *hay, const char *needle)
 }
 
 /* The step cache: a second build of the same inputs runs nothing (every RUN, COPY step says
- * CACHED, the RUN's timestamp is the first build's); a changed context file invalidates its
+ * CACHED, the RUN's random stamp is the first build's); a changed context file invalidates its
  * COPY and the steps after it only; --no-cache runs everything; with a fixed epoch a cached
  * build gives the uncached build's index; plain gc keeps what records name, --prune-cache
  * removes the records. */
@@ -830,9 +830,9 @@ static void test_cache(void **state)
     free(itest_write("cache/Dockerfile",
                      "ARG BASE\nFROM ${BASE}\n"
                      "COPY a.txt /a.txt\n"
-                     "RUN date +%s%N > /stamp1\n"
+                     "RUN cat /proc/sys/kernel/random/uuid > /stamp1\n"
                      "COPY b.txt /b.txt\n"
-                     "RUN date +%s%N > /stamp2\n",
+                     "RUN cat /proc/sys/kernel/random/uuid > /stamp2\n",
                      0644));
     const char *b1[] = {"build",       "--platform", "linux/amd64", "-t", "built:cache1",
                         "--build-arg", base_arg,     dir,           NULL};
