@@ -1,16 +1,16 @@
 /* The step cache (docs/internals/build.md §11): a RUN, COPY or ADD step is keyed by everything
  * its layer depends on — the image it starts from (its layers' diff_ids and its config without
  * history and times), the platforms, the instruction as written with its here-documents, the
- * variables it sees, the epoch its times are clamped to, and for COPY and ADD the diff_id of the
- * tree it stages — and a record in the store under that key names the layer a step with the same
- * key made. A secret's value is never part of a key or a record: RUN --mount=type=secret enters
- * the key as written in the Dockerfile (its id and target), and secrets given as environment
- * variables are not in the stage's scope. */
+ * variables it sees, the epoch its times are clamped to, and for COPY and ADD the digest of the
+ * sources it reads (build-copy.c key_sources) — and a record in the store under that key names the
+ * layer a step with the same key made. A secret's value is never part of a key or a record: RUN
+ * --mount=type=secret enters the key as written in the Dockerfile (its id and target), and secrets
+ * given as environment variables are not in the stage's scope. */
 #include "build-internal.h"
 
 #include <string.h>
 
-#define KEY_VERSION "mar build cache 1"
+#define KEY_VERSION "mar build cache 2"
 
 /* Each field with its length in front, so that no two different lists of fields hash alike. */
 static void put(mar_hasher *h, const char *s)

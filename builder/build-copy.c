@@ -651,6 +651,175 @@ long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
     return -1;
 }
 
+/* The step's sources in the cache key (docs/internals/build.md §11), read where they are, so a
+ * hit copies nothing. Each entry the copy would take, chosen as do_copy and copy_entry choose
+ * (wildcards, .dockerignore, --exclude), enters with what the layer keeps of it: its path, type,
+ * mode, modification time, link target and contents, and its owner when it comes from a stage.
+ * Fields are length-prefixed so that no two different trees hash alike. */
+static void key_field(mar_hasher *h, const char *tag, const char *v, size_t n)
+{
+    char head[64];
+    int k = snprintf(head, sizeof(head), "%s %zu:", tag, n);
+    mar_hasher_update(h, head, (size_t)k);
+    mar_hasher_update(h, v, n);
+}
+
+MAR_MUST_USE static int key_entry(copy_job *j, mar_hasher *h, int sdir, const char *name,
+                                  const char *rel, bool top, mar_err **err)
+{
+    /* At the top, sdir is the source itself, opened O_PATH as do_copy opens it. */
+    struct stat st;
+    if (fstatat(sdir, name, &st, top ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", rel);
+    }
+    bool is_dir = S_ISDIR(st.st_mode);
+    if (!top && j->from_ctx && j->c->ignore &&
+        bld_ignore_match(j->c->ignore, rel, is_dir) == BLD_IGNORE_EXCLUDE) {
+        return 0;
+    }
+    if (!top && j->exclude && strlen(rel) > j->src_len &&
+        bld_ignore_match(j->exclude, rel + j->src_len, is_dir) == BLD_IGNORE_EXCLUDE) {
+        return 0;
+    }
+    char meta[160];
+    int k = snprintf(meta, sizeof(meta), "%o %lld.%09ld %lld", (unsigned)st.st_mode,
+                     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
+    if (!j->from_ctx) {
+        k += snprintf(meta + k, sizeof(meta) - (size_t)k, " %u:%u", (unsigned)st.st_uid,
+                      (unsigned)st.st_gid);
+    }
+    key_field(h, "path", rel, strlen(rel));
+    /* A source directory gives its contents, not itself: its own time, which any new file in
+     * it (an ignored one too) changes, is not in the layer. */
+    key_field(h, "meta", meta, top && is_dir ? 0 : (size_t)k);
+    int fl = O_CLOEXEC | (top ? 0 : O_NOFOLLOW);
+    if (is_dir) {
+        _cleanup_close_ int d = openat(sdir, top ? "." : name, O_RDONLY | O_DIRECTORY | fl);
+        _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
+        if (d < 0 || list_dir(d, &names, err) < 0) {
+            return *err ? -mar_err_code(*err)
+                        : mar_err_set(err, MAR_EIO, errno, "cannot open the directory '%s'", rel);
+        }
+        for (size_t i = 0; i < names.n; i++) {
+            _cleanup_free_ char *r =
+                    *rel ? mar_xasprintf("%s/%s", rel, names.v[i]) : mar_xstrdup(names.v[i]);
+            if (key_entry(j, h, d, names.v[i], r, false, err) < 0) {
+                return -mar_err_code(*err);
+            }
+        }
+        key_field(h, "end", "", 0);
+    } else if (S_ISREG(st.st_mode)) {
+        _cleanup_close_ int f =
+                top ? mar_in_root_open(j->srcroot, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0)
+                    : openat(sdir, name, O_RDONLY | O_NONBLOCK | fl);
+        if (f < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", rel);
+        }
+        /* The size is in meta: the contents need no prefix, but must be exactly that long. */
+        char buf[1 << 16];
+        off_t total = 0;
+        for (;;) {
+            ssize_t n = read(f, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot read '%s'", rel);
+            }
+            if (n == 0) {
+                break;
+            }
+            mar_hasher_update(h, buf, (size_t)n);
+            total += n;
+        }
+        if (total != st.st_size) {
+            return mar_err_set(err, MAR_EIO, 0, "'%s' changed while it was read", rel);
+        }
+    } else if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = readlinkat(sdir, name, target, sizeof(target));
+        if (n < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot read the link '%s'", rel);
+        }
+        key_field(h, "link", target, (size_t)n);
+    }
+    return 0;
+}
+
+/* *ret_keyed is false when the sources cannot be read without fetching them (ADD of a URL):
+ * such a step is keyed by its staged tree instead. Errors: those do_copy gives for a source
+ * that is missing or unreadable. */
+MAR_MUST_USE static int key_sources(copy_job *j, bld__stage *st, mar_digest *ret, bool *ret_keyed,
+                                    mar_err **err)
+{
+    bld__ctx *c = j->c;
+    const bld_instr *in = j->in;
+    *ret_keyed = false;
+    _cleanup_hasher_ mar_hasher *h = mar_hasher_new(MAR_DIGEST_SHA256);
+    if (in->from) {
+        /* A stage or image is its layers: the tree the copy reads is a function of them. */
+        _cleanup_free_ char *from = NULL;
+        if (bld__expand(c, st, in, in->from, &from, err) < 0) {
+            return -MAR_EUSAGE;
+        }
+        bld__image tmp;
+        const bld__image *src = bld__from_image(c, from, (size_t)(st - c->stages), &tmp, err);
+        if (!src) {
+            return mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
+        }
+        key_field(h, "from", "", 0);
+        for (size_t i = 0; i < src->n_layers; i++) {
+            key_field(h, "layer", src->layers[i].diff_id.str, strlen(src->layers[i].diff_id.str));
+        }
+        bld__image_release(&tmp);
+        mar_hasher_final(h, ret);
+        *ret_keyed = true;
+        return 0;
+    }
+    _cleanup_strv_ mar_strv srcs = MAR_STRV_INIT;
+    for (size_t i = 0; i < in->args.n; i++) {
+        _cleanup_free_ char *s = NULL;
+        if (bld__expand(c, st, in, in->args.v[i], &s, err) < 0) {
+            return -MAR_EUSAGE;
+        }
+        if (in->kind == BLD_ADD && bld__is_url(s)) {
+            return 0;
+        }
+        size_t before = srcs.n;
+        if (expand_source(j, s, &srcs, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        if (srcs.n == before) {
+            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s: no source files match '%s'",
+                               c->df->filename, in->line, bld_kind_name(in->kind), s);
+        }
+    }
+    for (size_t i = 0; i < srcs.n; i++) {
+        const char *s = srcs.v[i];
+        const char *sbase = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+        j->src_len = *s ? strlen(s) + 1 : 0;
+        if (j->exclude && *s && bld_ignore_match(j->exclude, sbase, false) == BLD_IGNORE_EXCLUDE) {
+            continue;
+        }
+        bool ignored =
+                c->ignore && *s && bld_ignore_match(c->ignore, s, false) == BLD_IGNORE_EXCLUDE;
+        _cleanup_close_ int sf = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
+                                    : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (sf < 0 || ignored) {
+            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s source '%s' not found in %s",
+                               c->df->filename, in->line, bld_kind_name(in->kind), s,
+                               "the build context");
+        }
+        key_field(h, "source", s, strlen(s));
+        if (key_entry(j, h, sf, "", s, true, err) < 0) {
+            return -mar_err_code(*err);
+        }
+    }
+    mar_hasher_final(h, ret);
+    *ret_keyed = true;
+    return 0;
+}
+
 int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached, mar_err **err)
 {
     *ret_cached = false;
@@ -661,16 +830,33 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached
     int rc = -1;
     int mroot = -1;
     _cleanup_close_ int stagefd = -1;
-    if (bld__open_layers(c, &st->img, fds, &n_fds, err) < 0) {
-        return -mar_err_code(*err);
-    }
-    oci_lview v = {.fds = fds, .n = n_fds};
-    if (in->chown && resolve_chown(&j, st, &v, err) < 0) {
-        goto out;
-    }
+    mar_digest content, key;
+    bool keyed = false;
     if (in->excludes.n && bld_ignore_from_patterns((const char *const *)in->excludes.v,
                                                    in->excludes.n, &j.exclude, err) < 0) {
         mar_err_wrap(err, "%s:%u: --exclude", c->df->filename, in->line);
+        goto out;
+    }
+    if (key_sources(&j, st, &content, &keyed, err) < 0) {
+        goto out;
+    }
+    keyed = keyed && bld__cache_key(c, st, in, &content, &key);
+    if (keyed) {
+        int hit = bld__cache_use(c, &st->img, &key, err);
+        if (hit < 0) {
+            goto out;
+        }
+        if (hit) {
+            *ret_cached = true;
+            rc = 0;
+            goto out;
+        }
+    }
+    if (bld__open_layers(c, &st->img, fds, &n_fds, err) < 0) {
+        goto out;
+    }
+    oci_lview v = {.fds = fds, .n = n_fds};
+    if (in->chown && resolve_chown(&j, st, &v, err) < 0) {
         goto out;
     }
     if (in->chmod) {
@@ -720,22 +906,27 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached
     if (do_copy(&j, st, &v, stagefd, err) < 0) {
         goto out;
     }
-    /* The staged tree is exactly what the layer will hold: its diff_id stands for the sources
-     * (after .dockerignore and --exclude, with --chown and --chmod applied) in the key. */
-    mar_digest content, key;
-    if (bld__tree_diff_id(c, stagefd, false, &content, err) < 0) {
+    if (!keyed) {
+        /* An ADD of a URL: the staged tree is exactly what the layer will hold, so its diff_id
+         * stands for the download in the key. */
+        if (bld__tree_diff_id(c, stagefd, false, &content, err) < 0) {
+            goto out;
+        }
+        keyed = bld__cache_key(c, st, in, &content, &key);
+        int hit = keyed ? bld__cache_use(c, &st->img, &key, err) : 0;
+        if (hit < 0) {
+            goto out;
+        }
+        if (hit) {
+            *ret_cached = true;
+            rc = 0;
+            goto out;
+        }
+    }
+    if (bld__commit_tree(c, &st->img, stagefd, false, err) < 0) {
         goto out;
     }
-    bool keyed = bld__cache_key(c, st, in, &content, &key);
-    int hit = keyed ? bld__cache_use(c, &st->img, &key, err) : 0;
-    if (hit < 0) {
-        goto out;
-    }
-    if (hit) {
-        *ret_cached = true;
-    } else if (bld__commit_tree(c, &st->img, stagefd, false, err) < 0) {
-        goto out;
-    } else if (keyed) {
+    if (keyed) {
         bld__cache_record(c, &st->img, &key);
     }
     rc = 0;

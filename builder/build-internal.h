@@ -140,8 +140,9 @@ MAR_MUST_USE int bld__tree_diff_id(const bld__ctx *c, int dirfd, bool overlay_up
                                    mar_digest *ret, mar_err **err);
 
 /* The step cache (build-cache.c; docs/internals/build.md §11). The key of a RUN, COPY or ADD
- * step on the stage's current image; content is the diff_id of a COPY's staged tree (NULL for
- * RUN). False when the step is not cached (a RUN with a bind mount). */
+ * step on the stage's current image; content is the digest of a COPY's sources as read where
+ * they are (or of the staged tree of an ADD of a URL; NULL for RUN). False when the step is not
+ * cached (a RUN with a bind mount). */
 bool bld__cache_key(const bld__ctx *c, const bld__stage *st, const bld_instr *in,
                     const mar_digest *content, mar_digest *ret);
 /* A recorded result for key appended to im: 1, or 0 when there is none usable (no record, or

@@ -924,6 +924,67 @@ static void test_cache(void **state)
     check_nothing_left();
 }
 
+/* The cache keys a COPY by its sources as they are in the context: a directory copied into a
+ * directory the base does not have (whose time is the time of the copy) is reused; a file that
+ * .dockerignore excludes changes nothing; a source's new modification time or contents run the
+ * step again; a COPY --from is keyed by the stage's layers, so it follows its stage. */
+static void test_cache_sources(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/csrc", itest_tmpdir());
+    mkdir(dir, 0755);
+    _cleanup_free_ char *data = mar_xasprintf("%s/csrc/data", itest_tmpdir());
+    mkdir(data, 0755);
+    free(itest_write("csrc/data/one", "1\n", 0644));
+    free(itest_write("csrc/data/two", "2\n", 0644));
+    free(itest_write("csrc/.dockerignore", "data/*.tmp\n", 0644));
+    free(itest_write("csrc/stamp", "s1\n", 0644));
+    free(itest_write("csrc/Dockerfile",
+                     "ARG BASE\nFROM ${BASE} AS b\n"
+                     "COPY stamp /stamp\n"
+                     "RUN cat /proc/sys/kernel/random/uuid > /made\n"
+                     "FROM ${BASE}\n"
+                     "COPY data/ /newdir/\n"
+                     "COPY --from=b /made /made\n",
+                     0644));
+    const char *b[] = {"build",       "--platform", "linux/amd64", "-t", "built:csrc",
+                       "--build-arg", base_arg,     dir,           NULL};
+    itest_run r;
+    mar(&r, 0, b);
+    assert_int_equal(count(r.err.data, "CACHED"), 0);
+    itest_run_release(&r);
+    _cleanup_free_ char *m1 = cat_in("built:csrc", "/made");
+
+    free(itest_write("csrc/data/scratch.tmp", "ignored\n", 0644));
+    mar(&r, 0, b);
+    assert_int_equal(count(r.err.data, "] CACHED"), 4);
+    itest_run_release(&r);
+
+    /* Same contents, a new time: the layer would hold the new time. */
+    _cleanup_free_ char *two = mar_xasprintf("%s/csrc/data/two", itest_tmpdir());
+    struct timespec ts[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    assert_int_equal(utimensat(AT_FDCWD, two, ts, 0), 0);
+    mar(&r, 0, b);
+    assert_contains(r.err.data, "[linux/amd64 stage-1 1/2] COPY data/ /newdir/\n");
+    assert_int_equal(count(r.err.data, "] CACHED"), 2); /* stage b's two steps */
+    itest_run_release(&r);
+
+    /* The stage's COPY source changes: its RUN, and the COPY --from of its result, run again. */
+    free(itest_write("csrc/stamp", "s2\n", 0644));
+    mar(&r, 0, b);
+    assert_int_equal(count(r.err.data, "] CACHED"), 1);
+    assert_contains(r.err.data, "[linux/amd64 stage-1 1/2] CACHED");
+    itest_run_release(&r);
+    _cleanup_free_ char *m2 = cat_in("built:csrc", "/made");
+    assert_string_not_equal(m1, m2);
+    _cleanup_free_ char *t = cat_in("built:csrc", "/newdir/two");
+    assert_string_equal(t, "2\n");
+    const char *rmi[] = {"rmi", "-q", "built:csrc", NULL};
+    mar(&r, 0, rmi);
+    itest_run_release(&r);
+    check_nothing_left();
+}
+
 /* A base pulled for another platform does not stand in for the one asked: with only multi's
  * linux/386 entry in a fresh store, a linux/amd64 build FROM multi builds on its amd64 entry
  * (the RUN sees a 64-bit busybox: ELF class 2 at offset 4). */
@@ -1234,25 +1295,16 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),
-            cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),
-            cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),
-            cmocka_unit_test(test_push_by_digest),
-            cmocka_unit_test(test_explain),
-            cmocka_unit_test(test_heredoc),
-            cmocka_unit_test(test_mounts),
-            cmocka_unit_test(test_onbuild),
-            cmocka_unit_test(test_add),
-            cmocka_unit_test(test_shared_stage),
-            cmocka_unit_test(test_exclude),
-            cmocka_unit_test(test_cache),
-            cmocka_unit_test(test_other_platform_stored),
-            cmocka_unit_test(test_zstd),
-            cmocka_unit_test(test_add_url),
-            cmocka_unit_test(test_failing_run),
-            cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_multistage),    cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),    cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),          cmocka_unit_test(test_push_by_digest),
+            cmocka_unit_test(test_explain),       cmocka_unit_test(test_heredoc),
+            cmocka_unit_test(test_mounts),        cmocka_unit_test(test_onbuild),
+            cmocka_unit_test(test_add),           cmocka_unit_test(test_shared_stage),
+            cmocka_unit_test(test_exclude),       cmocka_unit_test(test_cache),
+            cmocka_unit_test(test_cache_sources), cmocka_unit_test(test_other_platform_stored),
+            cmocka_unit_test(test_zstd),          cmocka_unit_test(test_add_url),
+            cmocka_unit_test(test_failing_run),   cmocka_unit_test(test_missing_source),
             cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
