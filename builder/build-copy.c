@@ -6,37 +6,15 @@
  * (https://docs.docker.com/reference/dockerfile/#copy): a directory source copies its contents,
  * several sources or a trailing '/' make the destination a directory, a relative destination
  * is under WORKDIR, `*?[` in the last component of a source match like filepath.Match. */
-#include "build-internal.h"
+#include "copy-internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
-typedef struct copy_job {
-    bld__ctx *c;
-    const bld_instr *in;
-    int srcroot;   /* the context or the mounted stage */
-    bool from_ctx; /* apply .dockerignore; owner 0:0 */
-    bool chown;    /* --chown */
-    uid_t uid;
-    gid_t gid;
-    bool chmod; /* --chmod (octal) */
-    mode_t mode;
-    size_t files;
-    bld_ignore *exclude; /* --exclude, matched below the source being copied */
-    size_t src_len;      /* length of that source's path plus its '/' (0 for the root) */
-} copy_job;
-
-static bool has_wildcard(const char *s)
-{
-    return strpbrk(s, "*?[") != NULL;
-}
-
-static int set_meta(copy_job *j, int dirfd, const char *name, const struct stat *st, bool link)
+static int set_meta(bld__copy_job *j, int dirfd, const char *name, const struct stat *st, bool link)
 {
     uid_t uid = j->chown ? j->uid : j->from_ctx ? 0 : st->st_uid;
     gid_t gid = j->chown ? j->gid : j->from_ctx ? 0 : st->st_gid;
@@ -80,9 +58,10 @@ MAR_MUST_USE static int copy_file(int sfd, int dfd, const char *name, mar_err **
     }
 }
 
-MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err);
-MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
-                                     bool last_too, mar_err **err);
+MAR_MUST_USE static int copy_tree(bld__copy_job *j, int sdir, const char *rel, int ddir,
+                                  mar_err **err);
+MAR_MUST_USE static int make_parents(bld__copy_job *j, int stagefd, const oci_lview *v,
+                                     const char *path, bool last_too, mar_err **err);
 
 int bld__archive_kind(int fd)
 {
@@ -108,7 +87,7 @@ int bld__archive_kind(int fd)
 
 /* ADD of a local archive: its entries applied into the destination directory of the staging
  * tree by oci/'s unpacker (every write inside that directory; owners and modes as archived). */
-static int extract(copy_job *j, int stagefd, const oci_lview *v, int fd, const char *src,
+static int extract(bld__copy_job *j, int stagefd, const oci_lview *v, int fd, const char *src,
                    const char *resolved, mar_err **err)
 {
     if (make_parents(j, stagefd, v, resolved, true, err) < 0) {
@@ -134,7 +113,7 @@ static int extract(copy_job *j, int stagefd, const oci_lview *v, int fd, const c
 }
 
 /* Copies one entry (name in sdir, at context path rel) to dname in ddir. */
-MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, const char *rel,
+MAR_MUST_USE static int copy_entry(bld__copy_job *j, int sdir, const char *name, const char *rel,
                                    int ddir, const char *dname, bool follow, mar_err **err)
 {
     struct stat st;
@@ -199,39 +178,11 @@ MAR_MUST_USE static int copy_entry(copy_job *j, int sdir, const char *name, cons
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-MAR_MUST_USE static int list_dir(int dfd, mar_strv *ret, mar_err **err)
-{
-    int fd = dup(dfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        return mar_err_set(err, MAR_EIO, errno, "cannot list a directory");
-    }
-    rewinddir(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            mar_strv_push(ret, de->d_name);
-        }
-    }
-    closedir(d);
-    if (ret->n) {
-        qsort(ret->v, ret->n, sizeof(*ret->v), cmp_str);
-    }
-    return 0;
-}
-
-MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int ddir, mar_err **err)
+MAR_MUST_USE static int copy_tree(bld__copy_job *j, int sdir, const char *rel, int ddir,
+                                  mar_err **err)
 {
     _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
-    if (list_dir(sdir, &names, err) < 0) {
+    if (bld__list_dir(sdir, &names, err) < 0) {
         return -mar_err_code(*err);
     }
     for (size_t i = 0; i < names.n; i++) {
@@ -246,8 +197,8 @@ MAR_MUST_USE static int copy_tree(copy_job *j, int sdir, const char *rel, int dd
 
 /* Makes the directories of path (relative) in the staging tree, each with the metadata the
  * stage's filesystem gives it, or 0755 root for a new one (owned by --chown as BuildKit does). */
-MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *v, const char *path,
-                                     bool last_too, mar_err **err)
+MAR_MUST_USE static int make_parents(bld__copy_job *j, int stagefd, const oci_lview *v,
+                                     const char *path, bool last_too, mar_err **err)
 {
     size_t len = strlen(path);
     for (size_t i = 0; i <= len; i++) {
@@ -287,7 +238,7 @@ MAR_MUST_USE static int make_parents(copy_job *j, int stagefd, const oci_lview *
 }
 
 /* Resolves --chown against the stage's /etc/passwd and /etc/group. */
-MAR_MUST_USE static int resolve_chown(copy_job *j, bld__stage *st, const oci_lview *v,
+MAR_MUST_USE static int resolve_chown(bld__copy_job *j, bld__stage *st, const oci_lview *v,
                                       mar_err **err)
 {
     _cleanup_free_ char *spec = NULL;
@@ -328,45 +279,11 @@ MAR_MUST_USE int bld__mount_image(bld__ctx *c, const bld__image *im, char **ret_
     return 0;
 }
 
-/* The sources of one argument: a path, or the matches of a wildcard last component. */
-MAR_MUST_USE static int expand_source(copy_job *j, const char *src, mar_strv *ret, mar_err **err)
-{
-    _cleanup_free_ char *clean = NULL;
-    if (oci_clean_path(src, &clean, err) < 0) {
-        return mar_err_wrap(err, "%s:%u: COPY source '%s'", j->c->df->filename, j->in->line, src);
-    }
-    const char *slash = strrchr(clean, '/');
-    const char *last = slash ? slash + 1 : clean;
-    if (!has_wildcard(last)) {
-        mar_strv_push(ret, clean);
-        return 0;
-    }
-    _cleanup_free_ char *dir =
-            slash ? mar_xstrndup(clean, (size_t)(slash - clean)) : mar_xstrdup("");
-    int dfd = *dir ? mar_in_root_open(j->srcroot, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-                   : openat(j->srcroot, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        return 0;
-    }
-    _cleanup_close_ int dd = dfd;
-    _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
-    if (list_dir(dd, &names, err) < 0) {
-        return -mar_err_code(*err);
-    }
-    for (size_t i = 0; i < names.n; i++) {
-        if (fnmatch(last, names.v[i], FNM_PERIOD) == 0) {
-            mar_strv_push_take(ret, *dir ? mar_xasprintf("%s/%s", dir, names.v[i])
-                                         : mar_xstrdup(names.v[i]));
-        }
-    }
-    return 0;
-}
-
 /* COPY <<EOF /dest: the body (expanded unless the delimiter was quoted) becomes a file, named
  * after the delimiter when the destination is a directory. */
-MAR_MUST_USE static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
-                                     const bld_heredoc *h, const char *resolved, bool dir_dest,
-                                     mar_err **err)
+MAR_MUST_USE static int copy_heredoc(bld__copy_job *j, bld__stage *st, const oci_lview *v,
+                                     int stagefd, const bld_heredoc *h, const char *resolved,
+                                     bool dir_dest, mar_err **err)
 {
     _cleanup_free_ char *content = NULL;
     if (h->expand) {
@@ -408,7 +325,7 @@ MAR_MUST_USE static int copy_heredoc(copy_job *j, bld__stage *st, const oci_lvie
 /* ADD URL: downloaded (and verified) into the work directory, then copied as a file of mode
  * 0600 (or --chmod), root's (or --chown's), its time the server's Last-Modified, named after
  * the URL path's last component in a directory destination. */
-MAR_MUST_USE static int add_url(copy_job *j, const oci_lview *v, int stagefd, const char *url,
+MAR_MUST_USE static int add_url(bld__copy_job *j, const oci_lview *v, int stagefd, const char *url,
                                 const char *resolved, bool dir_dest, mar_err **err)
 {
     bld__ctx *c = j->c;
@@ -470,7 +387,7 @@ MAR_MUST_USE static int add_url(copy_job *j, const oci_lview *v, int stagefd, co
     return 0;
 }
 
-MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
+MAR_MUST_USE static int do_copy(bld__copy_job *j, bld__stage *st, const oci_lview *v, int stagefd,
                                 mar_err **err)
 {
     const bld_instr *in = j->in;
@@ -497,48 +414,25 @@ MAR_MUST_USE static int do_copy(copy_job *j, bld__stage *st, const oci_lview *v,
         dir_dest = true;
     }
     mar_err_free(e);
-    _cleanup_strv_ mar_strv srcs = MAR_STRV_INIT;
-    for (size_t i = 0; i < in->args.n; i++) {
-        _cleanup_free_ char *s = NULL;
-        if (bld__expand(c, st, in, in->args.v[i], &s, err) < 0) {
-            return -MAR_EUSAGE;
-        }
-        if (in->kind == BLD_ADD && bld__is_url(s)) {
-            if (add_url(j, v, stagefd, s, resolved, dir_dest, err) < 0) {
-                return -mar_err_code(*err);
-            }
-            continue;
-        }
-        size_t before = srcs.n;
-        if (expand_source(j, s, &srcs, err) < 0) {
+    _cleanup_strv_ mar_strv srcs = MAR_STRV_INIT, urls = MAR_STRV_INIT;
+    bool wild = false;
+    if (bld__copy_gather(j, st, &srcs, &urls, &wild, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    dir_dest = dir_dest || wild;
+    for (size_t i = 0; i < urls.n; i++) {
+        if (add_url(j, v, stagefd, urls.v[i], resolved, dir_dest, err) < 0) {
             return -mar_err_code(*err);
-        }
-        if (has_wildcard(s)) {
-            dir_dest = true;
-        }
-        if (srcs.n == before) {
-            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s: no source files match '%s'",
-                               c->df->filename, in->line, bld_kind_name(in->kind), s);
         }
     }
     for (size_t i = 0; i < srcs.n; i++) {
         const char *s = srcs.v[i];
-        const char *sbase = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
-        j->src_len = *s ? strlen(s) + 1 : 0;
-        if (j->exclude && *s && bld_ignore_match(j->exclude, sbase, false) == BLD_IGNORE_EXCLUDE) {
-            continue; /* a file source (or wildcard match) the exclusions name */
+        int sfd;
+        if (bld__copy_open_source(j, s, &sfd, err) < 0) {
+            return -mar_err_code(*err);
         }
-        int sfd = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
-                     : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        bool ignored = j->from_ctx && c->ignore && *s &&
-                       bld_ignore_match(c->ignore, s, false) == BLD_IGNORE_EXCLUDE;
-        if (sfd < 0 || ignored) {
-            if (sfd >= 0) {
-                close(sfd);
-            }
-            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s source '%s' not found in %s",
-                               c->df->filename, in->line, bld_kind_name(in->kind), s,
-                               j->from_ctx ? "the build context" : "the --from stage");
+        if (sfd < 0) {
+            continue; /* a file source (or wildcard match) the exclusions name */
         }
         _cleanup_close_ int sf = sfd;
         struct stat sst;
@@ -651,179 +545,10 @@ long bld__stage_ref(const bld_dockerfile *df, const char *from, size_t before)
     return -1;
 }
 
-/* The step's sources in the cache key (docs/internals/build.md §11), read where they are, so a
- * hit copies nothing. Each entry the copy would take, chosen as do_copy and copy_entry choose
- * (wildcards, .dockerignore, --exclude), enters with what the layer keeps of it: its path, type,
- * mode, modification time, link target and contents, and its owner when it comes from a stage.
- * Fields are length-prefixed so that no two different trees hash alike. */
-static void key_field(mar_hasher *h, const char *tag, const char *v, size_t n)
-{
-    char head[64];
-    int k = snprintf(head, sizeof(head), "%s %zu:", tag, n);
-    mar_hasher_update(h, head, (size_t)k);
-    mar_hasher_update(h, v, n);
-}
-
-MAR_MUST_USE static int key_entry(copy_job *j, mar_hasher *h, int sdir, const char *name,
-                                  const char *rel, bool top, mar_err **err)
-{
-    /* At the top, sdir is the source itself, opened O_PATH as do_copy opens it. */
-    struct stat st;
-    if (fstatat(sdir, name, &st, top ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) < 0) {
-        return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", rel);
-    }
-    bool is_dir = S_ISDIR(st.st_mode);
-    if (!top && j->from_ctx && j->c->ignore &&
-        bld_ignore_match(j->c->ignore, rel, is_dir) == BLD_IGNORE_EXCLUDE) {
-        return 0;
-    }
-    if (!top && j->exclude && strlen(rel) > j->src_len &&
-        bld_ignore_match(j->exclude, rel + j->src_len, is_dir) == BLD_IGNORE_EXCLUDE) {
-        return 0;
-    }
-    char meta[160];
-    int k = snprintf(meta, sizeof(meta), "%o %lld.%09ld %lld", (unsigned)st.st_mode,
-                     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
-    if (!j->from_ctx) {
-        k += snprintf(meta + k, sizeof(meta) - (size_t)k, " %u:%u", (unsigned)st.st_uid,
-                      (unsigned)st.st_gid);
-    }
-    key_field(h, "path", rel, strlen(rel));
-    /* A source directory gives its contents, not itself: its own time, which any new file in
-     * it (an ignored one too) changes, is not in the layer. */
-    key_field(h, "meta", meta, top && is_dir ? 0 : (size_t)k);
-    int fl = O_CLOEXEC | (top ? 0 : O_NOFOLLOW);
-    if (is_dir) {
-        _cleanup_close_ int d = openat(sdir, top ? "." : name, O_RDONLY | O_DIRECTORY | fl);
-        _cleanup_strv_ mar_strv names = MAR_STRV_INIT;
-        if (d < 0 || list_dir(d, &names, err) < 0) {
-            return *err ? -mar_err_code(*err)
-                        : mar_err_set(err, MAR_EIO, errno, "cannot open the directory '%s'", rel);
-        }
-        for (size_t i = 0; i < names.n; i++) {
-            _cleanup_free_ char *r =
-                    *rel ? mar_xasprintf("%s/%s", rel, names.v[i]) : mar_xstrdup(names.v[i]);
-            if (key_entry(j, h, d, names.v[i], r, false, err) < 0) {
-                return -mar_err_code(*err);
-            }
-        }
-        key_field(h, "end", "", 0);
-    } else if (S_ISREG(st.st_mode)) {
-        _cleanup_close_ int f =
-                top ? mar_in_root_open(j->srcroot, rel, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0)
-                    : openat(sdir, name, O_RDONLY | O_NONBLOCK | fl);
-        if (f < 0) {
-            return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", rel);
-        }
-        /* The size is in meta: the contents need no prefix, but must be exactly that long. */
-        char buf[1 << 16];
-        off_t total = 0;
-        for (;;) {
-            ssize_t n = read(f, buf, sizeof(buf));
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                return mar_err_set(err, MAR_EIO, errno, "cannot read '%s'", rel);
-            }
-            if (n == 0) {
-                break;
-            }
-            mar_hasher_update(h, buf, (size_t)n);
-            total += n;
-        }
-        if (total != st.st_size) {
-            return mar_err_set(err, MAR_EIO, 0, "'%s' changed while it was read", rel);
-        }
-    } else if (S_ISLNK(st.st_mode)) {
-        char target[4096];
-        ssize_t n = readlinkat(sdir, name, target, sizeof(target));
-        if (n < 0) {
-            return mar_err_set(err, MAR_EIO, errno, "cannot read the link '%s'", rel);
-        }
-        key_field(h, "link", target, (size_t)n);
-    }
-    return 0;
-}
-
-/* *ret_keyed is false when the sources cannot be read without fetching them (ADD of a URL):
- * such a step is keyed by its staged tree instead. Errors: those do_copy gives for a source
- * that is missing or unreadable. */
-MAR_MUST_USE static int key_sources(copy_job *j, bld__stage *st, mar_digest *ret, bool *ret_keyed,
-                                    mar_err **err)
-{
-    bld__ctx *c = j->c;
-    const bld_instr *in = j->in;
-    *ret_keyed = false;
-    _cleanup_hasher_ mar_hasher *h = mar_hasher_new(MAR_DIGEST_SHA256);
-    if (in->from) {
-        /* A stage or image is its layers: the tree the copy reads is a function of them. */
-        _cleanup_free_ char *from = NULL;
-        if (bld__expand(c, st, in, in->from, &from, err) < 0) {
-            return -MAR_EUSAGE;
-        }
-        bld__image tmp;
-        const bld__image *src = bld__from_image(c, from, (size_t)(st - c->stages), &tmp, err);
-        if (!src) {
-            return mar_err_wrap(err, "%s:%u", c->df->filename, in->line);
-        }
-        key_field(h, "from", "", 0);
-        for (size_t i = 0; i < src->n_layers; i++) {
-            key_field(h, "layer", src->layers[i].diff_id.str, strlen(src->layers[i].diff_id.str));
-        }
-        bld__image_release(&tmp);
-        mar_hasher_final(h, ret);
-        *ret_keyed = true;
-        return 0;
-    }
-    _cleanup_strv_ mar_strv srcs = MAR_STRV_INIT;
-    for (size_t i = 0; i < in->args.n; i++) {
-        _cleanup_free_ char *s = NULL;
-        if (bld__expand(c, st, in, in->args.v[i], &s, err) < 0) {
-            return -MAR_EUSAGE;
-        }
-        if (in->kind == BLD_ADD && bld__is_url(s)) {
-            return 0;
-        }
-        size_t before = srcs.n;
-        if (expand_source(j, s, &srcs, err) < 0) {
-            return -mar_err_code(*err);
-        }
-        if (srcs.n == before) {
-            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s: no source files match '%s'",
-                               c->df->filename, in->line, bld_kind_name(in->kind), s);
-        }
-    }
-    for (size_t i = 0; i < srcs.n; i++) {
-        const char *s = srcs.v[i];
-        const char *sbase = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
-        j->src_len = *s ? strlen(s) + 1 : 0;
-        if (j->exclude && *s && bld_ignore_match(j->exclude, sbase, false) == BLD_IGNORE_EXCLUDE) {
-            continue;
-        }
-        bool ignored =
-                c->ignore && *s && bld_ignore_match(c->ignore, s, false) == BLD_IGNORE_EXCLUDE;
-        _cleanup_close_ int sf = *s ? mar_in_root_open(j->srcroot, s, O_PATH | O_CLOEXEC, 0)
-                                    : openat(j->srcroot, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (sf < 0 || ignored) {
-            return mar_err_set(err, MAR_ENOTFOUND, 0, "%s:%u: %s source '%s' not found in %s",
-                               c->df->filename, in->line, bld_kind_name(in->kind), s,
-                               "the build context");
-        }
-        key_field(h, "source", s, strlen(s));
-        if (key_entry(j, h, sf, "", s, true, err) < 0) {
-            return -mar_err_code(*err);
-        }
-    }
-    mar_hasher_final(h, ret);
-    *ret_keyed = true;
-    return 0;
-}
-
 int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached, mar_err **err)
 {
     *ret_cached = false;
-    copy_job j = {.c = c, .in = in, .srcroot = c->context_fd, .from_ctx = true};
+    bld__copy_job j = {.c = c, .in = in, .srcroot = c->context_fd, .from_ctx = true};
     int fds[OCI_LVIEW_MAX_LAYERS];
     size_t n_fds = 0;
     _cleanup_free_ char *stage = NULL, *mnt = NULL;
@@ -837,7 +562,7 @@ int bld__copy(bld__ctx *c, bld__stage *st, const bld_instr *in, bool *ret_cached
         mar_err_wrap(err, "%s:%u: --exclude", c->df->filename, in->line);
         goto out;
     }
-    if (key_sources(&j, st, &content, &keyed, err) < 0) {
+    if (bld__copy_key(&j, st, &content, &keyed, err) < 0) {
         goto out;
     }
     keyed = keyed && bld__cache_key(c, st, in, &content, &key);
