@@ -89,18 +89,19 @@ static void ctr(itest_run *r, const char *const *args)
     itest_runv(r, NULL, argv);
 }
 
-/* containerd runs what mar built: `--output type=oci` imported with `ctr images import`, each
- * platform started with `ctr run --platform`, its CMD printing what its RUN saw. */
+/* containerd runs what mar built: the multistage corpus for three platforms, written with
+ * `--output type=oci`, imported with `ctr images import` (containerd's own unpacker applies the
+ * layers, the whiteout of RUN rm included) and started with `ctr run --platform`: its CMD
+ * prints what the build stage's RUN recorded, natively or under QEMU. */
 static void test_ctr_runs(void **state)
 {
     (void)state;
-    _cleanup_free_ char *dir = context("ctr", "ARG BASE\nFROM ${BASE}\n"
-                                              "RUN uname -m > /machine\n"
-                                              "CMD [\"cat\", \"/machine\"]\n");
+    _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/multistage", getenv("MAR_SRC"));
     _cleanup_free_ char *out = mar_xasprintf("type=oci,dest=%s/ctr.tar", itest_tmpdir());
-    const char *b[] = {"build",       "-q",          "--platform", "linux/amd64,linux/arm64",
-                       "-t",          "edges/ctr:1", "--output",   out,
-                       "--build-arg", base_arg,      dir,          NULL};
+    const char *b[] = {
+            "build",       "-q",          "--platform", "linux/amd64,linux/arm64,linux/arm/v7",
+            "-t",          "edges/ctr:1", "--output",   out,
+            "--build-arg", base_arg,      dir,          NULL};
     itest_run r;
     mar(&r, 0, b);
     itest_run_release(&r);
@@ -111,8 +112,10 @@ static void test_ctr_runs(void **state)
     itest_run_release(&r);
     const struct {
         const char *platform, *machine;
-    } want[] = {{"linux/amd64", "x86_64\n"}, {"linux/arm64", "aarch64\n"}};
-    for (size_t i = 0; i < 2; i++) {
+    } want[] = {{"linux/amd64", "x86_64\n"},
+                {"linux/arm64", "aarch64\n"},
+                {"linux/arm/v7", "armv7l\n"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const char *run[] = {
                 "run",           "--rm", "--platform", want[i].platform, "docker.io/edges/ctr:1",
                 "mar-edges-run", NULL};
@@ -121,6 +124,23 @@ static void test_ctr_runs(void **state)
             fail_msg("ctr run %s: %d\n%s", want[i].platform, r.status, r.err.data);
         }
         assert_string_equal(r.out.data, want[i].machine);
+        itest_run_release(&r);
+        const char *check[] = {"run",
+                               "--rm",
+                               "--platform",
+                               want[i].platform,
+                               "docker.io/edges/ctr:1",
+                               "mar-edges-check",
+                               "sh",
+                               "-c",
+                               "test ! -e /bin/wc && cat /app/ran /srv/a.txt",
+                               NULL};
+        ctr(&r, check);
+        if (r.status != 0) {
+            fail_msg("ctr run %s (check): %d\n%s%s", want[i].platform, r.status, r.out.data,
+                     r.err.data);
+        }
+        assert_string_equal(r.out.data, "ran in /app as test\na\n");
         itest_run_release(&r);
     }
     const char *rm[] = {"images", "rm", "--sync", "docker.io/edges/ctr:1", NULL};
