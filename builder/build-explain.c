@@ -1,24 +1,26 @@
 /* mar build --explain (docs/internals/build.md §10): the plan of a build without pulling or
- * running anything. The RUN steps of a stage run as the stage's platform, so a stage for another
- * architecture than this host's runs every RUN under an emulator, typically 5 to 20 times
- * slower for compilers. The usual remedy is the cross-build pattern of the Dockerfile
- * reference ("Automatic platform ARGs in the global scope"): run the heavy stage as the build
- * platform and let it produce the target's binaries. */
+ * running anything, for this host or another machine (`--build-machine apple-silicon`). The RUN
+ * steps of a stage run as the stage's platform, so a stage for another architecture than the
+ * build machine's runs every RUN under an emulator, typically 5 to 20 times slower for
+ * compilers. The usual remedy is the cross-build pattern of the Dockerfile reference
+ * ("Automatic platform ARGs in the global scope"): run the heavy stage as the build platform
+ * and let it produce the target's binaries. */
 #include "build-internal.h"
 
 #include <string.h>
 
-static char *advice(const bld__ctx *c, size_t i, const char *stage, size_t n_run, const char *emu)
+static char *advice(const bld__ctx *c, size_t i, const char *stage, size_t n_run, const char *emu,
+                    const char *build_platform)
 {
     const bld_instr *from = &c->df->stages[i].instrs[0];
     return mar_xasprintf(
             "stage %s runs %zu RUN step%s under %s for %s: if %s or install%s much, run "
-            "the stage on this machine with `FROM --platform=$BUILDPLATFORM %s AS %s` "
-            "(%s:%u), declare `ARG TARGETOS TARGETARCH` in it and build for "
-            "$TARGETOS/$TARGETARCH (GOOS/GOARCH, --target, a cross toolchain), then COPY the "
-            "result into a stage FROM the target",
+            "the stage as the build machine's own platform (%s) with `FROM "
+            "--platform=$BUILDPLATFORM %s AS %s` (%s:%u), declare `ARG TARGETOS TARGETARCH` in "
+            "it and build for $TARGETOS/$TARGETARCH (GOOS/GOARCH, --target, a cross toolchain), "
+            "then COPY the result into a stage FROM the target",
             stage, n_run, n_run == 1 ? "" : "s", emu, c->target_str,
-            n_run == 1 ? "it compiles" : "they compile", n_run == 1 ? "s" : "",
+            n_run == 1 ? "it compiles" : "they compile", n_run == 1 ? "s" : "", build_platform,
             from->args.n ? from->args.v[0] : "IMAGE", stage, c->df->filename, from->line);
 }
 
@@ -37,11 +39,20 @@ int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err)
     if (ctxfd < 0) {
         return -mar_err_code(*err);
     }
+    /* The plan is for the machine o->vm: BuildKit sets $BUILDPLATFORM to the platform of the
+     * node performing the build (Dockerfile reference, "Automatic platform ARGs in the global
+     * scope"), so a machine other than this host brings its own. */
+    oci_host machine = *o->host;
+    oci_platform_normalize(&o->vm->platform, &machine.platform);
+    bld_opts mo = *o;
+    mo.host = &machine;
+    mar_strlcpy(ret->machine, o->vm->name, sizeof(ret->machine));
+    oci_platform_format(&machine.platform, ret->build_platform, sizeof(ret->build_platform));
     int rc = 0;
     for (size_t p = 0; p < o->n_platforms && rc == 0; p++) {
         bld__ctx c;
         memset(&c, 0, sizeof(c));
-        rc = bld__ctx_init(&c, o, df, p, err);
+        rc = bld__ctx_init(&c, &mo, df, p, err);
         bool *needed = mar_xcalloc(df->n_stages + 1, sizeof(*needed));
         for (size_t i = 0; rc == 0 && i < df->n_stages; i++) {
             needed[i] = c.stages[i].needed;
@@ -77,7 +88,8 @@ int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err)
             if (ps.n_run && ps.verdict.mode == VM_RUN_EMULATED) {
                 ret->n_emulated += ps.n_run;
                 const char *emu = vm_emulator_name(ps.verdict.emu);
-                ps.advice = advice(&c, i, ps.stage, ps.n_run, emu ? emu : "an emulator");
+                ps.advice = advice(&c, i, ps.stage, ps.n_run, emu ? emu : "an emulator",
+                                   ret->build_platform);
             } else if (ps.n_run && ps.verdict.mode == VM_RUN_UNAVAILABLE) {
                 ret->n_unavailable++;
             }

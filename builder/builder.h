@@ -522,16 +522,16 @@ MAR_MUST_USE int bld_output_layout(reg_store *s, const char *name, const mar_dig
 MAR_MUST_USE int bld_output_tar(reg_store *s, const char *name, const mar_digest *index,
                                 int64_t size, int64_t mtime, const char *file, mar_err **err);
 
-/* What a build would do here, without pulling or running anything (mar build --explain): for
- * every target platform and needed stage, its base, the platform its RUN steps run as and how
- * this host would execute them. */
+/* What a build would do, without pulling or running anything (mar build --explain): for every
+ * target platform and needed stage, its base, the platform its RUN steps run as and how the
+ * planned machine (this host, or a profile such as apple-silicon) would execute them. */
 typedef struct bld_plan_stage {
     char target[OCI_PLATFORM_STR_MAX];   /* the target platform */
     char platform[OCI_PLATFORM_STR_MAX]; /* what the stage runs as */
     char *stage;                         /* its name, or "stage-N" */
     char *base;                          /* the expanded FROM: an image, a stage, "scratch" */
     bld_base_kind base_kind;
-    bool build_platform; /* FROM --platform=$BUILDPLATFORM: runs as this host */
+    bool build_platform; /* FROM --platform=$BUILDPLATFORM: runs as the machine's platform */
     size_t n_run;        /* RUN steps */
     unsigned first_run_line;
     vm_verdict verdict; /* for its platform; meaningful when n_run > 0 */
@@ -539,14 +539,19 @@ typedef struct bld_plan_stage {
 } bld_plan_stage;
 
 typedef struct bld_plan {
+    char machine[64]; /* the planned machine: "this host", "apple-silicon" */
+    char build_platform[OCI_PLATFORM_STR_MAX]; /* its native platform: $BUILDPLATFORM */
     bld_plan_stage *v;
     size_t n;
     size_t n_emulated;    /* RUN steps that would run under an emulator */
     size_t n_unavailable; /* stages whose RUN steps cannot run here */
 } bld_plan;
 
-/* Parses, validates (the refusals of bld_build) and plans. Uses o's Dockerfile, context,
- * platforms, build arguments, target and vm only. Errors: as bld_build's refusals. */
+/* Parses, validates (the refusals of bld_build) and plans for the machine o->vm: this host, or
+ * another one (vm_target_parse). $BUILDPLATFORM is that machine's native platform
+ * (o->vm->platform), as BuildKit running there would set it, so a `FROM --platform=$BUILDPLATFORM`
+ * stage runs as, and is planned for, that platform. Uses o's Dockerfile, context, platforms,
+ * build arguments, target, vm and host only. Errors: as bld_build's refusals. */
 MAR_MUST_USE int bld_explain(const bld_opts *o, bld_plan *ret, mar_err **err);
 void bld_plan_release(bld_plan *p);
 

@@ -221,8 +221,8 @@ static const char *base_word(bld_base_kind k)
     return k == BLD_BASE_STAGE ? "stage" : k == BLD_BASE_SCRATCH ? "scratch" : "image";
 }
 
-/* --explain: the plan, text or JSON. Exit 0 when every RUN step can execute here, 7 when some
- * cannot (as mar run --explain). */
+/* --explain: the plan, text or JSON, for this host or the --build-machine. Exit 0 when every RUN
+ * step can execute on that machine, 7 when some cannot (as mar run --explain). */
 static int explain(const cmd_args *args, const bld_opts *o)
 {
     mar_err *err = NULL;
@@ -255,12 +255,24 @@ static int explain(const cmd_args *args, const bld_opts *o)
             }
             json_array_append_new(stages, st);
         }
-        json_t *doc = json_pack("{s:o, s:I, s:I}", "stages", stages, "emulatedRunSteps",
-                                (json_int_t)pl.n_emulated, "unavailableStages",
+        json_t *doc = json_pack("{s:s, s:s, s:o, s:I, s:I}", "machine", pl.machine,
+                                "machinePlatform", pl.build_platform, "stages", stages,
+                                "emulatedRunSteps", (json_int_t)pl.n_emulated, "unavailableStages",
                                 (json_int_t)pl.n_unavailable);
+        if (o->vm->macos_major) {
+            json_object_set_new(doc, "macos", json_integer(o->vm->macos_major));
+        }
         cmd_json_print(doc, cmd_stdout_is_tty());
         json_decref(doc);
     } else {
+        if (!o->vm->is_host) {
+            char mac[32] = "";
+            if (o->vm->macos_major && !strstr(pl.machine, ":macos")) {
+                snprintf(mac, sizeof(mac), " (macOS %d)", o->vm->macos_major);
+            }
+            printf("machine: %s%s, native %s ($BUILDPLATFORM, as BuildKit there sets it)\n",
+                   cmd_esc(pl.machine), mac, pl.build_platform);
+        }
         printf("%-16s %-16s %-16s %4s  %s\n", "TARGET", "STAGE", "RUNS AS", "RUN", "EXECUTES");
         for (size_t i = 0; i < pl.n; i++) {
             const bld_plan_stage *p = &pl.v[i];
@@ -304,6 +316,12 @@ int cmd_build(const cmd_def *def, cmd_args *args)
     if (cmd_flag(args, "json") && !explaining) {
         return cmd_usage_error(def, "--json goes with --explain");
     }
+    /* The machine that builds, for the plan only: the command's own --target is a stage
+     * (docker build's meaning), so the machine has an option of its own. */
+    const char *machine = cmd_value(args, "build-machine");
+    if (machine && !explaining) {
+        return cmd_usage_error(def, "--build-machine goes with --explain");
+    }
     struct stat cst;
     if (stat(context, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
         return cmd_usage_error(def, "the context '%s' is not a directory", context);
@@ -336,14 +354,24 @@ int cmd_build(const cmd_def *def, cmd_args *args)
     }
     oci_host host;
     oci_host_detect(&host);
+    /* Platforms are read, and default, as on the machine that builds: `--platform linux` and no
+     * --platform at all mean its architecture, as for BuildKit running there. */
+    vm_target target;
+    oci_host builder = host;
+    if (machine) {
+        if (vm_target_parse(machine, &host.platform, &target, &err) < 0) {
+            return cmd_fail(err);
+        }
+        builder.platform = target.platform;
+    }
     _cleanup_free_ oci_platform *platforms = NULL;
     size_t n_platforms = 0;
-    if (cmd_parse_platforms(args, &host, &platforms, &n_platforms, &err) < 0) {
+    if (cmd_parse_platforms(args, &builder, &platforms, &n_platforms, &err) < 0) {
         return cmd_fail(err);
     }
     if (n_platforms == 0) {
         platforms = mar_xcalloc(1, sizeof(*platforms));
-        platforms[0] = host.platform;
+        platforms[0] = builder.platform;
         n_platforms = 1;
     }
     _cleanup_buf_ mar_buf text = MAR_BUF_INIT(BLD_CAP_DOCKERFILE);
@@ -351,11 +379,12 @@ int cmd_build(const cmd_def *def, cmd_args *args)
     if (read_dockerfile(def, context, cmd_value(args, "file"), &text, &dfname, &err) < 0) {
         return cmd_fail(err);
     }
-    vm_target target;
-    if (host_target(args, &host, &target, &err) < 0) {
-        return cmd_fail(err);
+    if (!machine) {
+        if (host_target(args, &host, &target, &err) < 0) {
+            return cmd_fail(err);
+        }
+        target.amd64_level = host.amd64_level;
     }
-    target.amd64_level = host.amd64_level;
     const mar_strv *bargs = cmd_list(args, "build-arg");
     if (explaining) {
         bld_opts eo = {

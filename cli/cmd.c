@@ -167,6 +167,10 @@ static const cmd_opt build_opts[] = {
         {"explain", 0, CMD_OPT_FLAG, NULL,
          "print how each stage's RUN steps would execute here, and build nothing"},
         {"json", 0, CMD_OPT_FLAG, NULL, "with --explain: the plan as JSON"},
+        {"build-machine", 0, CMD_OPT_VALUE, "TARGET",
+         "with --explain: plan for the machine that would build (apple-silicon[:macosN], "
+         "apple-silicon-qemu, intel-mac, PLATFORM[+qemu], as mar inspect --target); "
+         "$BUILDPLATFORM is its platform"},
         {"no-cache", 0, CMD_OPT_FLAG, NULL, "run every step; still record the results"},
         {"compression", 0, CMD_OPT_VALUE, "gzip|zstd",
          "how new layers are compressed (default gzip)"},

@@ -1292,6 +1292,124 @@ static int setup(void **state)
     return 0;
 }
 
+/* --explain --build-machine: the plan for another machine, whatever this host's binfmt_misc
+ * holds (here: nothing). On apple-silicon linux/arm64 is native, linux/amd64 runs under Rosetta
+ * (QEMU for apple-silicon-qemu), and $BUILDPLATFORM is linux/arm64, so the `FROM
+ * --platform=$BUILDPLATFORM` stage runs as arm64 for every target; x86-64-v3 cannot run under
+ * macOS 14's Rosetta (exit 7 with the fix); without --platform the machine's platform is the
+ * target; the option without --explain, or a bad machine, is a usage error. */
+static void test_explain_machine(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *fake = mar_xasprintf("%s/empty-binfmt-machine", itest_tmpdir());
+    mkdir(fake, 0700);
+    free(itest_write("empty-binfmt-machine/status", "enabled\n", 0644));
+    itest_run r;
+    const char *e[] = {"--binfmt-root",
+                       fake,
+                       "build",
+                       "--explain",
+                       "--build-machine",
+                       "apple-silicon",
+                       "-p",
+                       "linux/amd64",
+                       "-p",
+                       "linux/arm64",
+                       "--build-arg",
+                       base_arg,
+                       corpus("multistage"),
+                       NULL};
+    mar(&r, 0, e);
+    assert_contains(r.out.data, "machine: apple-silicon (macOS 26), native linux/arm64 "
+                                "($BUILDPLATFORM, as BuildKit there sets it)");
+    assert_contains(r.out.data,
+                    "linux/amd64      build            linux/amd64         1  emulated (rosetta)");
+    assert_contains(r.out.data,
+                    "linux/amd64      stage-1          linux/amd64         1  emulated (rosetta)");
+    assert_contains(r.out.data, "linux/arm64      build            linux/arm64         1  native");
+    assert_contains(r.out.data, "linux/arm64      stage-1          linux/arm64         1  native");
+    assert_contains(r.out.data, "2 RUN steps would run emulated");
+    assert_contains(r.out.data,
+                    "advice: stage build runs 1 RUN step under rosetta for linux/amd64: "
+                    "if it compiles or installs much, run the stage as the build "
+                    "machine's own platform (linux/arm64)");
+    assert_not_contains(r.out.data, "qemu");
+    itest_run_release(&r);
+
+    const char *q[] = {
+            "build",      "--explain",   "--json",      "--build-machine", "apple-silicon-qemu",
+            "--platform", "linux/amd64", "--build-arg", base_arg,          corpus("multistage"),
+            NULL};
+    mar(&r, 0, q);
+    _cleanup_json_ json_t *doc = itest_json(r.out.data);
+    itest_run_release(&r);
+    assert_string_equal(json_string_value(json_object_get(doc, "machine")), "apple-silicon-qemu");
+    assert_string_equal(json_string_value(json_object_get(doc, "machinePlatform")), "linux/arm64");
+    assert_int_equal(json_integer_value(json_object_get(doc, "macos")), 26);
+    assert_int_equal(json_integer_value(json_object_get(doc, "emulatedRunSteps")), 2);
+    const json_t *b0 = json_array_get(json_object_get(doc, "stages"), 0);
+    assert_string_equal(json_string_value(json_object_get(b0, "executes")), "emulated");
+    assert_string_equal(json_string_value(json_object_get(b0, "emulator")), "qemu");
+
+    /* The $BUILDPLATFORM stage of the mislabeled corpus runs as the Mac's arm64 for an amd64
+     * target, where on this host it runs as amd64. */
+    const char *j[] = {"build",         "--explain",          "--json",      "--build-machine",
+                       "apple-silicon", "--platform",         "linux/amd64", "--build-arg",
+                       base_arg,        corpus("mislabeled"), NULL};
+    mar(&r, 0, j);
+    _cleanup_json_ json_t *mis = itest_json(r.out.data);
+    itest_run_release(&r);
+    const json_t *builder = json_array_get(json_object_get(mis, "stages"), 0);
+    assert_string_equal(json_string_value(json_object_get(builder, "stage")), "builder");
+    assert_true(json_is_true(json_object_get(builder, "buildPlatform")));
+    assert_string_equal(json_string_value(json_object_get(builder, "platform")), "linux/arm64");
+    assert_string_equal(json_string_value(json_object_get(builder, "executes")), "native");
+
+    const char *v3[] = {"build",
+                        "--explain",
+                        "--build-machine",
+                        "apple-silicon:macos14",
+                        "--platform",
+                        "linux/amd64/v3",
+                        "--build-arg",
+                        base_arg,
+                        corpus("multistage"),
+                        NULL};
+    mar(&r, 7, v3);
+    assert_contains(r.out.data, "machine: apple-silicon:macos14, native linux/arm64");
+    assert_contains(r.out.data, "why: x86-64-v3 binaries need AVX2, which Rosetta translates only "
+                                "from macOS 15 on (this Mac: macOS 14)");
+    assert_contains(r.out.data, "fix: update the Mac to macOS 15 or later");
+    itest_run_release(&r);
+
+    const char *d[] = {"build",       "--explain", "--build-machine",    "apple-silicon",
+                       "--build-arg", base_arg,    corpus("multistage"), NULL};
+    mar(&r, 0, d);
+    assert_contains(r.out.data, "linux/arm64      stage-1          linux/arm64         1  native");
+    assert_not_contains(r.out.data, "linux/amd64");
+    assert_contains(r.out.data, "0 RUN steps would run emulated");
+    itest_run_release(&r);
+
+    const char *nx[] = {"build",
+                        "-t",
+                        "built:machine",
+                        "--build-machine",
+                        "apple-silicon",
+                        "--build-arg",
+                        base_arg,
+                        corpus("multistage"),
+                        NULL};
+    mar(&r, 2, nx);
+    assert_contains(r.err.data, "--build-machine goes with --explain");
+    assert_string_equal(r.out.data, "");
+    itest_run_release(&r);
+    const char *bad[] = {"build",       "--explain", "--build-machine",    "apple-silicon:macos12",
+                         "--build-arg", base_arg,    corpus("multistage"), NULL};
+    mar(&r, 2, bad);
+    assert_contains(r.err.data, "apple-silicon:macos12");
+    itest_run_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1305,7 +1423,7 @@ int main(void)
             cmocka_unit_test(test_cache_sources), cmocka_unit_test(test_other_platform_stored),
             cmocka_unit_test(test_zstd),          cmocka_unit_test(test_add_url),
             cmocka_unit_test(test_failing_run),   cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_refused),       cmocka_unit_test(test_explain_machine),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
