@@ -134,6 +134,37 @@ static void test_failure_stops_stages(void **state)
     itest_run_release(&r);
 }
 
+/* The same threads when nothing stops them (for ci/tsan.sh, which runs this test): a shared
+ * $BUILDPLATFORM stage, two independent stages, one built on another with a COPY --from, for
+ * two platforms at once; everything built, the result tagged. */
+static void test_stages_complete(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *df = itest_write(
+            "stages-ok/Dockerfile",
+            "ARG BASE\nFROM --platform=$BUILDPLATFORM ${BASE} AS tool\nRUN echo tool > /tool\n"
+            "FROM ${BASE} AS one\nRUN echo one > /one\n"
+            "FROM ${BASE} AS two\nCOPY --from=tool /tool /tool\nRUN echo two > /two\n"
+            "FROM one\nCOPY --from=two /two /tool /\n",
+            0644);
+    _cleanup_free_ char *dir = mar_xstrdup(df);
+    *strrchr(dir, '/') = '\0';
+    _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
+    const char *env[] = {itest_ctd_env(), NULL};
+    itest_run r;
+    itest_mar(&r, env, "--store", store, "build", "--no-cache", "--platform",
+              "linux/amd64,linux/arm64", "--build-arg", base, "-t", "stages-ok:1", dir, NULL);
+    if (r.status != 0 || !strstr(r.err.data, "[linux/arm64 tool] shared with linux/amd64")) {
+        fail_msg("mar build of parallel stages: status %d\n%s", r.status, r.err.data);
+    }
+    itest_run_release(&r);
+    itest_ctd_nothing_left(store);
+    itest_mar(&r, NULL, "images", "--store", store, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out.data, "stages-ok"));
+    itest_run_release(&r);
+}
+
 /* What the interrupted builds committed is reclaimed by gc, and the store checks clean. */
 static void test_gc_after(void **state)
 {
@@ -167,7 +198,7 @@ int main(void)
             cmocka_unit_test(test_sigint),           cmocka_unit_test(test_sigterm),
             cmocka_unit_test(test_sigint_platforms), cmocka_unit_test(test_failure_stops_platforms),
             cmocka_unit_test(test_sigint_stages),    cmocka_unit_test(test_failure_stops_stages),
-            cmocka_unit_test(test_gc_after),
+            cmocka_unit_test(test_stages_complete),  cmocka_unit_test(test_gc_after),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1309,7 +1309,7 @@ static void test_parallel_stages(void **state)
                        "-t",          "built:par",  "--build-arg", base_arg,
                        "--build-arg", id,           dir,           NULL};
     mar(&r, 0, b);
-    assert_not_contains(r.err.data, "alone");
+    assert_not_contains(r.err.data, "] alone");
     const char *a_done = strstr(r.err.data, "] a-done");
     const char *c_first = strstr(r.err.data, "[linux/amd64 c 1/2] COPY --from=a");
     assert_non_null(a_done);
