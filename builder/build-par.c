@@ -52,9 +52,9 @@ typedef struct par {
     oci_platform *plats;
     mar_digest *digests;
     int64_t *sizes;
-    bool **waits; /* per platform: waits[p][i * n + j], stage i waits for stage j */
-    slot *slots;
-    size_t n_slots;
+    bool **waits;          /* per platform: waits[p][i * n + j], stage i waits for stage j */
+    slot *slots;           /* room for one per stage of every platform */
+    size_t n_slots;        /* those with a stop pipe: the workers of the widest phase so far */
     int done_fd;           /* eventfd: a worker finished a unit or returned */
     pthread_mutex_t mu;    /* guards everything below */
     pthread_cond_t cv;     /* a unit finished, or the build stops */
@@ -292,7 +292,12 @@ MAR_MUST_USE static int run_phase(par *P, mar_err **err)
     if (o->jobs && o->jobs < n_workers) {
         n_workers = o->jobs;
     }
-    n_workers = n_workers < P->n_slots ? n_workers : P->n_slots;
+    for (; P->n_slots < n_workers; P->n_slots++) {
+        slot *sl = &P->slots[P->n_slots];
+        if (pipe2(sl->stop, O_CLOEXEC | O_NONBLOCK) < 0) {
+            return mar_err_set(err, MAR_EFAIL, errno, "cannot create a pipe");
+        }
+    }
     P->stopping = false;
     P->running = 0;
     P->exited = 0;
@@ -380,20 +385,10 @@ int bld__build_parallel(bld__ctx *cs, size_t np, size_t fin, oci_platform *plats
         P.waits[p] = mar_xcalloc(n * n + 1, sizeof(**P.waits));
         P.state[p] = mar_xcalloc(n + 2, sizeof(**P.state));
     }
-    /* As many workers as stages can run at once, at most -j. */
-    unsigned jobs = cs[0].o->jobs;
-    P.n_slots = jobs && jobs < np * n ? jobs : np * n;
-    P.n_slots = P.n_slots ? P.n_slots : 1;
-    P.slots = mar_xcalloc(P.n_slots + 1, sizeof(*P.slots));
+    P.slots = mar_xcalloc(np * n + 2, sizeof(*P.slots));
     int rc = 0;
-    for (size_t k = 0; k < P.n_slots; k++) {
-        P.slots[k].stop[0] = P.slots[k].stop[1] = -1;
-        if (rc == 0 && pipe2(P.slots[k].stop, O_CLOEXEC | O_NONBLOCK) < 0) {
-            rc = mar_err_set(err, MAR_EFAIL, errno, "cannot create a pipe");
-        }
-    }
     P.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (rc == 0 && P.done_fd < 0) {
+    if (P.done_fd < 0) {
         rc = mar_err_set(err, MAR_EFAIL, errno, "cannot create an eventfd");
     }
     pthread_mutex_init(&P.mu, NULL);
@@ -422,13 +417,12 @@ int bld__build_parallel(bld__ctx *cs, size_t np, size_t fin, oci_platform *plats
         free(P.waits[p]);
         free(P.state[p]);
     }
-    for (size_t k = 0; k < P.n_slots; k++) {
+    for (size_t k = 0; k < np * n + 1; k++) {
         vm_ctd_free(P.slots[k].ctd);
-        for (int e = 0; e < 2; e++) {
-            if (P.slots[k].stop[e] >= 0) {
-                close(P.slots[k].stop[e]);
-            }
-        }
+    }
+    for (size_t k = 0; k < P.n_slots; k++) {
+        close(P.slots[k].stop[0]);
+        close(P.slots[k].stop[1]);
     }
     free(P.bases);
     free(P.waits);
