@@ -30,6 +30,10 @@ typedef struct bld__image {
 typedef struct bld__stage {
     bool needed, done;
     bool shared; /* taken from the first platform's build (target-independent) */
+    /* What the ONBUILD triggers of its base image do (set when the base is resolved): a RUN
+     * (the stage needs containerd), a COPY --from (which stage it names is seen only when the
+     * trigger runs). */
+    bool triggers_run, triggers_from;
     bld__image img;
     bld_scope *scope;
     const char *name; /* "build" or "stage-2" (borrowed or static storage in name_buf) */
@@ -44,9 +48,9 @@ typedef struct bld__ctx {
     int context_fd;     /* O_PATH root of the context */
     char *work;         /* <store>/containers/<id>: upper dirs, staging, mounts */
     char *work_rel;     /* containers/<id> */
-    unsigned seq;       /* for names under work (the platform's index in the top bits) */
-    int sigfd;          /* o->sigfd, or this platform's stop pipe (build-par.c) */
-    vm_ctd *ctd;        /* connected on the first RUN */
+    unsigned seq;       /* for names under work (a worker's unit number in the top bits) */
+    int sigfd;          /* o->sigfd, or the worker's stop pipe (build-par.c) */
+    vm_ctd *ctd;        /* connected on the first RUN (a worker's own: build-par.c) */
     oci_platform target;
     char target_str[OCI_PLATFORM_STR_MAX];
     bld_scope *global;
@@ -70,9 +74,11 @@ MAR_MUST_USE int bld__build_stage(bld__ctx *c, size_t i, const reg_store_image *
 /* The final stage's config and manifest, committed to the store. Errors: as reg_store_put. */
 MAR_MUST_USE int bld__write_image(bld__ctx *c, bld__image *im, const oci_platform *p,
                                   mar_digest *ret, int64_t *ret_size, mar_err **err);
-/* Builds the np platforms of cs on threads (build-par.c): stage fin of each gated and written
- * as plats[p], digests[p], sizes[p]. The first failure, or a signal on the build's sigfd, stops
- * the others. Errors: the first platform's to fail; MAR_EFAIL "interrupted by signal N". */
+/* Builds the needed stages of the np platforms of cs on threads (build-par.c), each stage once
+ * the stages it waits for are built, at most o->jobs at once: stage fin of each platform gated
+ * and written as plats[p], digests[p], sizes[p]. The first failure, or a signal on the build's
+ * sigfd, stops the others. Errors: the first stage's to fail; MAR_EFAIL "interrupted by signal
+ * N". */
 MAR_MUST_USE int bld__build_parallel(bld__ctx *cs, size_t np, size_t fin, oci_platform *plats,
                                      mar_digest *digests, int64_t *sizes, mar_err **err);
 
@@ -91,6 +97,16 @@ void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret);
 MAR_MUST_USE int bld__check_dockerfile(const bld_dockerfile *df, int ctxfd, const bool *needed,
                                        mar_err **err);
 bool bld__stage_runs(const bld_stage *s);
+/* Whether stage i of c runs a container: a RUN of its own, or of the ONBUILD triggers of its
+ * base (a stage's, or an image's once resolved). */
+bool bld__stage_needs_ctd(const bld__ctx *c, size_t i);
+/* The stages stage i must wait for before it starts (build-par.c): ret[j] for each of the
+ * df->n_stages stages. Those the graph says it needs (its base, COPY --from, RUN --mount from=,
+ * the ONBUILD triggers of a stage base: --from takes no variables, so these are all). `wide`:
+ * the ONBUILD triggers of its base image name a --from, which the graph never saw; then also
+ * every needed stage before it, as a build in stage order has them. */
+void bld__stage_waits(const bld_dockerfile *df, const bld_graph *g, const bool *needed, size_t i,
+                      bool wide, bool *ret);
 
 void bld__image_release(bld__image *im);
 /* A deep copy (a stage based on another stage). */

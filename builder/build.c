@@ -113,6 +113,22 @@ bool bld__stage_runs(const bld_stage *s)
     return false;
 }
 
+bool bld__stage_needs_ctd(const bld__ctx *c, size_t i)
+{
+    const bld_node *n = &c->graph->nodes[i];
+    if (bld__stage_runs(&c->df->stages[i]) || c->stages[i].triggers_run) {
+        return true;
+    }
+    const bld_stage *b = n->base_kind == BLD_BASE_STAGE ? &c->df->stages[n->base_stage] : NULL;
+    for (size_t k = 1; b && k < b->n_instrs; k++) {
+        const bld_instr *t = b->instrs[k].trigger;
+        if (b->instrs[k].kind == BLD_ONBUILD && t && t->kind == BLD_RUN) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void bld__stage_platform(const bld__ctx *c, size_t i, oci_platform *ret)
 {
     const bld_node *n = &c->graph->nodes[i];
@@ -241,6 +257,14 @@ MAR_MUST_USE int bld__resolve_images(bld__ctx *c, reg_store_image *bases, mar_er
             }
             if (rc < 0) {
                 return rc;
+            }
+            for (size_t k = 1; tdf && k < tdf->stages[0].n_instrs; k++) {
+                const bld_instr *in = &tdf->stages[0].instrs[k];
+                c->stages[i].triggers_run |= in->kind == BLD_RUN;
+                c->stages[i].triggers_from |= in->from != NULL;
+                for (size_t m = 0; m < in->n_mounts; m++) {
+                    c->stages[i].triggers_from |= in->mounts[m].from != NULL;
+                }
             }
         }
         for (size_t k = 0; k < n->images.n; k++) {
@@ -724,7 +748,12 @@ int bld_build(const bld_opts *o, bld_result *ret, mar_err **err)
         cs[p].work = work;
         cs[p].work_rel = work_rel;
     }
-    bool par = rc == 0 && np > 1 && o->jobs != 1;
+    /* Threads pay off with more than one stage to build (docs/internals/build.md §12). */
+    size_t n_needed = 0;
+    for (size_t i = 0; rc == 0 && i < df->n_stages; i++) {
+        n_needed += cs[0].stages[i].needed;
+    }
+    bool par = rc == 0 && o->jobs != 1 && (np > 1 || n_needed > 1);
     if (par) {
         rc = bld__build_parallel(cs, np, fin, plats, digests, sizes, err);
     }

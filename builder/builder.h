@@ -488,8 +488,10 @@ typedef struct bld_opts {
     bool zstd;             /* new layers compressed with zstd instead of gzip */
     bool has_epoch;        /* SOURCE_DATE_EPOCH */
     int64_t epoch;
-    /* Platforms built at once, each on a thread of its own (docs/internals/build.md §2); 0:
-     * all of them, 1: one after another. The hooks are then called from several threads. */
+    /* Stages built at once over all platforms, each on a thread of its own
+     * (docs/internals/build.md §12); 0: every stage whose dependencies are built, 1: one after
+     * another in stage order, platform after platform. The hooks are then called from several
+     * threads. */
     unsigned jobs;
     bld_hooks hooks;
 } bld_opts;

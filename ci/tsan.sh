@@ -2,8 +2,9 @@
 # ThreadSanitizer (docs/architecture.md "Threads and locks"): a TSan build, its unit tests, and the
 # integration tests whose mar processes run threads: it-pull and it-pull-concurrency (the pull's
 # download loop, committer thread and unpack workers; concurrent pulls and kills), it-inspect-deep
-# (the deep-scan threads), it-run (run I/O and its wait thread) and it-build-signal (a
-# two-platform build's workers, stopped by a signal and by one platform's failure). Every process writes its
+# (the deep-scan threads), it-run (run I/O and its wait thread) and it-build-signal (a build's
+# stage workers: two platforms and two stages of one platform, stopped by a signal, by a
+# failure, and left to finish). Every process writes its
 # reports under one directory; any report fails the run, even from a mar whose exit status a test
 # did not look at. There are no suppressions: the libraries are not instrumented, so what TSan
 # checks is mar's own code and the library calls it intercepts, and that must be clean.

@@ -438,7 +438,8 @@ int cmd_build(const cmd_def *def, cmd_args *args)
         return src;
     }
     build_ui ui = {.args = args, .s = s, .quiet = cmd_flag(args, "quiet")};
-    /* -j also bounds the platforms built at once; without it, all of them. */
+    /* -j also bounds the stages built at once over all platforms; without it, every stage
+     * whose stages are built starts. */
     int jobs = 0;
     if (cmd_value(args, "jobs") && cmd_jobs(args, 0, &jobs, &err) < 0) {
         return cmd_fail(err);

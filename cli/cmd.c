@@ -183,7 +183,8 @@ static const cmd_opt build_opts[] = {
         {"namespace", 'n', CMD_OPT_VALUE, "NS",
          "containerd namespace (default $CONTAINERD_NAMESPACE or mar)"},
         {"jobs", 'j', CMD_OPT_VALUE, "N",
-         "downloads when pulling bases (default 4); platforms built at once (default all)"},
+         "downloads when pulling bases (default 4); stages built at once, over all platforms "
+         "(default all that can)"},
 };
 
 static const cmd_opt check_opts[] = {

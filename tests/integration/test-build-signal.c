@@ -4,7 +4,8 @@
  * nothing left in containerd's namespace or the store's work area; a later `mar gc` leaves the
  * store consistent. testdata/build/slow's first RUN prints "started" and sleeps 20 s, its second
  * must never run. With two platforms built in parallel, the signal, or the first platform to
- * fail (testdata/build/fail-one), stops both. */
+ * fail (testdata/build/fail-one), stops both; so it does for two stages of one platform built in
+ * parallel (testdata/build/slow-stages, testdata/build/fail-stage). */
 #include "itest.h"
 
 #include <signal.h>
@@ -23,9 +24,10 @@ static char *read_text(const char *path)
     return s;
 }
 
-static void interrupt_during_run(int sig, const char *platforms, const char *tag)
+static void interrupt_during_run(int sig, const char *corpus, const char *platforms,
+                                 const char *tag)
 {
-    _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/slow", getenv("MAR_SRC"));
+    _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/%s", getenv("MAR_SRC"), corpus);
     _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
     _cleanup_free_ char *out = mar_xasprintf("%s/out-%d", itest_tmpdir(), sig);
     _cleanup_free_ char *err = mar_xasprintf("%s/err-%d", itest_tmpdir(), sig);
@@ -63,20 +65,20 @@ static void interrupt_during_run(int sig, const char *platforms, const char *tag
 static void test_sigint(void **state)
 {
     (void)state;
-    interrupt_during_run(SIGINT, "linux/amd64", "sig-int:1");
+    interrupt_during_run(SIGINT, "slow", "linux/amd64", "sig-int:1");
 }
 
 static void test_sigterm(void **state)
 {
     (void)state;
-    interrupt_during_run(SIGTERM, "linux/amd64", "sig-term:1");
+    interrupt_during_run(SIGTERM, "slow", "linux/amd64", "sig-term:1");
 }
 
 /* Platforms built in parallel: one signal stops them all, every running step killed. */
 static void test_sigint_platforms(void **state)
 {
     (void)state;
-    interrupt_during_run(SIGINT, "linux/amd64,linux/arm64", "sig-par:1");
+    interrupt_during_run(SIGINT, "slow", "linux/amd64,linux/arm64", "sig-par:1");
 }
 
 /* The first platform to fail stops the others: amd64's step is killed in its sleep, so its
@@ -98,6 +100,68 @@ static void test_failure_stops_platforms(void **state)
     itest_mar(&r, NULL, "images", "--store", store, NULL);
     assert_int_equal(r.status, 0);
     assert_null(strstr(r.out.data, "fail-par"));
+    itest_run_release(&r);
+}
+
+/* Two stages of one platform built at the same time: one signal kills both running steps. */
+static void test_sigint_stages(void **state)
+{
+    (void)state;
+    interrupt_during_run(SIGINT, "slow-stages", "linux/amd64", "sig-stages:1");
+}
+
+/* The first stage to fail stops the others of its platform: slow's step is killed in its sleep
+ * (or never starts), its second RUN never runs, the build ends with bad's error and nothing is
+ * tagged. One stage after another, slow would have run to its end first. */
+static void test_failure_stops_stages(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/testdata/build/fail-stage", getenv("MAR_SRC"));
+    _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
+    const char *env[] = {itest_ctd_env(), NULL};
+    itest_run r;
+    itest_mar(&r, env, "--store", store, "build", "--no-cache", "--platform", "linux/amd64",
+              "--build-arg", base, "-t", "fail-stages:1", dir, NULL);
+    if (r.status != 1 || !strstr(r.err.data, "] failing") || strstr(r.err.data, "] never") ||
+        !strstr(r.err.data, "stage bad: Dockerfile:9: RUN echo failing; exit 3: exit status 3")) {
+        fail_msg("mar build with a failing stage: status %d\n%s", r.status, r.err.data);
+    }
+    itest_run_release(&r);
+    itest_ctd_nothing_left(store);
+    itest_mar(&r, NULL, "images", "--store", store, NULL);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out.data, "fail-stages"));
+    itest_run_release(&r);
+}
+
+/* The same threads when nothing stops them (for ci/tsan.sh, which runs this test): a shared
+ * $BUILDPLATFORM stage, two independent stages, one built on another with a COPY --from, for
+ * two platforms at once; everything built, the result tagged. */
+static void test_stages_complete(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *df = itest_write(
+            "stages-ok/Dockerfile",
+            "ARG BASE\nFROM --platform=$BUILDPLATFORM ${BASE} AS tool\nRUN echo tool > /tool\n"
+            "FROM ${BASE} AS one\nRUN echo one > /one\n"
+            "FROM ${BASE} AS two\nCOPY --from=tool /tool /tool\nRUN echo two > /two\n"
+            "FROM one\nCOPY --from=two /two /tool /\n",
+            0644);
+    _cleanup_free_ char *dir = mar_xstrdup(df);
+    *strrchr(dir, '/') = '\0';
+    _cleanup_free_ char *base = mar_xasprintf("BASE=%s", itest_fixture_ref("multi"));
+    const char *env[] = {itest_ctd_env(), NULL};
+    itest_run r;
+    itest_mar(&r, env, "--store", store, "build", "--no-cache", "--platform",
+              "linux/amd64,linux/arm64", "--build-arg", base, "-t", "stages-ok:1", dir, NULL);
+    if (r.status != 0 || !strstr(r.err.data, "[linux/arm64 tool] shared with linux/amd64")) {
+        fail_msg("mar build of parallel stages: status %d\n%s", r.status, r.err.data);
+    }
+    itest_run_release(&r);
+    itest_ctd_nothing_left(store);
+    itest_mar(&r, NULL, "images", "--store", store, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out.data, "stages-ok"));
     itest_run_release(&r);
 }
 
@@ -133,7 +197,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sigint),           cmocka_unit_test(test_sigterm),
             cmocka_unit_test(test_sigint_platforms), cmocka_unit_test(test_failure_stops_platforms),
-            cmocka_unit_test(test_gc_after),
+            cmocka_unit_test(test_sigint_stages),    cmocka_unit_test(test_failure_stops_stages),
+            cmocka_unit_test(test_stages_complete),  cmocka_unit_test(test_gc_after),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1274,6 +1274,82 @@ static void test_refused(void **state)
     check_nothing_left();
 }
 
+/* Independent stages of one platform run at the same time (docs/internals/build.md §12). Proof
+ * by rendezvous, not by timing: stages a and b each leave a marker in a cache mount they share
+ * (same id, same platform) and wait for the other's; run one after another, the first would
+ * wait for nothing and fail at its bound (exit 9). Stage c needs a (COPY --from), so its first
+ * step starts only after a's RUN ended: a's last output line comes before c's first step line.
+ * With SOURCE_DATE_EPOCH the index is the same one stage at a time (-j 1) and four at once
+ * (-j 4), for two platforms. */
+static void test_parallel_stages(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = mar_xasprintf("%s/par-stages", itest_tmpdir());
+    mkdir(dir, 0755);
+    static const char meet[] =
+            "RUN --mount=type=cache,id=meet,target=/meet if [ -n \"$MEET\" ]; then "
+            "touch /meet/$MEET-%s; i=0; while [ ! -e /meet/$MEET-%s ] && [ $i -lt 120 ]; do "
+            "sleep 1; i=$((i+1)); done; [ -e /meet/$MEET-%s ] || { echo alone; exit 9; }; fi; "
+            "echo %s > /%s.txt; echo %s-done\n";
+    _cleanup_free_ char *ra = mar_xasprintf(meet, "a", "b", "b", "a", "a", "a");
+    _cleanup_free_ char *rb = mar_xasprintf(meet, "b", "a", "a", "b", "b", "b");
+    _cleanup_free_ char *text = mar_xasprintf(
+            "ARG BASE\nFROM ${BASE} AS a\nARG MEET\n%s"
+            "FROM ${BASE} AS b\nARG MEET\n%s"
+            "FROM ${BASE} AS c\nCOPY --from=a /a.txt /c-a.txt\n"
+            "RUN cat /c-a.txt > /c.txt && echo c >> /c.txt\n"
+            "FROM ${BASE}\nCOPY --from=c /c.txt /c.txt\nCOPY --from=b /b.txt /b.txt\n"
+            "COPY --from=a /a.txt /a.txt\nCMD [\"cat\", \"/a.txt\", \"/b.txt\", \"/c.txt\"]\n",
+            ra, rb);
+    free(itest_write("par-stages/Dockerfile", text, 0644));
+    _cleanup_free_ char *id = mar_xasprintf("MEET=%d-%llx", (int)getpid(),
+                                            (unsigned long long)mar_random_below(UINT64_MAX));
+    itest_run r;
+    const char *b[] = {"build",       "--no-cache", "--platform",  "linux/amd64",
+                       "-t",          "built:par",  "--build-arg", base_arg,
+                       "--build-arg", id,           dir,           NULL};
+    mar(&r, 0, b);
+    assert_not_contains(r.err.data, "] alone");
+    const char *a_done = strstr(r.err.data, "] a-done");
+    const char *c_first = strstr(r.err.data, "[linux/amd64 c 1/2] COPY --from=a");
+    assert_non_null(a_done);
+    assert_non_null(c_first);
+    if (c_first < a_done) {
+        fail_msg("stage c started before stage a ended:\n%s", r.err.data);
+    }
+    itest_run_release(&r);
+    const char *run_cmd[] = {"run", "-q", "--platform", "linux/amd64", "built:par", NULL};
+    mar(&r, 0, run_cmd);
+    assert_string_equal(r.out.data, "a\nb\na\nc\n");
+    itest_run_release(&r);
+    /* One stage at a time, and four at once: the same documents. */
+    char *digests[2];
+    const char *jobs[] = {"1", "4"};
+    for (size_t k = 0; k < 2; k++) {
+        _cleanup_free_ char *tag = mar_xasprintf("built:par-j%s", jobs[k]);
+        const char *d[] = {"build",
+                           "-q",
+                           "--no-cache",
+                           "-j",
+                           jobs[k],
+                           "--platform",
+                           "linux/amd64,linux/arm64",
+                           "-t",
+                           tag,
+                           "--build-arg",
+                           base_arg,
+                           dir,
+                           NULL};
+        mar_env(&r, 0, "SOURCE_DATE_EPOCH=1700000000", d);
+        digests[k] = built_digest(&r);
+        itest_run_release(&r);
+    }
+    assert_string_equal(digests[0], digests[1]);
+    free(digests[0]);
+    free(digests[1]);
+    check_nothing_left();
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1413,17 +1489,29 @@ static void test_explain_machine(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_multistage),    cmocka_unit_test(test_reproducible),
-            cmocka_unit_test(test_truth_gate),    cmocka_unit_test(test_output),
-            cmocka_unit_test(test_push),          cmocka_unit_test(test_push_by_digest),
-            cmocka_unit_test(test_explain),       cmocka_unit_test(test_heredoc),
-            cmocka_unit_test(test_mounts),        cmocka_unit_test(test_onbuild),
-            cmocka_unit_test(test_add),           cmocka_unit_test(test_shared_stage),
-            cmocka_unit_test(test_exclude),       cmocka_unit_test(test_cache),
-            cmocka_unit_test(test_cache_sources), cmocka_unit_test(test_other_platform_stored),
-            cmocka_unit_test(test_zstd),          cmocka_unit_test(test_add_url),
-            cmocka_unit_test(test_failing_run),   cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),       cmocka_unit_test(test_explain_machine),
+            cmocka_unit_test(test_multistage),
+            cmocka_unit_test(test_reproducible),
+            cmocka_unit_test(test_truth_gate),
+            cmocka_unit_test(test_output),
+            cmocka_unit_test(test_push),
+            cmocka_unit_test(test_push_by_digest),
+            cmocka_unit_test(test_explain),
+            cmocka_unit_test(test_heredoc),
+            cmocka_unit_test(test_mounts),
+            cmocka_unit_test(test_onbuild),
+            cmocka_unit_test(test_add),
+            cmocka_unit_test(test_shared_stage),
+            cmocka_unit_test(test_exclude),
+            cmocka_unit_test(test_cache),
+            cmocka_unit_test(test_cache_sources),
+            cmocka_unit_test(test_other_platform_stored),
+            cmocka_unit_test(test_zstd),
+            cmocka_unit_test(test_add_url),
+            cmocka_unit_test(test_failing_run),
+            cmocka_unit_test(test_missing_source),
+            cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_explain_machine),
+            cmocka_unit_test(test_parallel_stages),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

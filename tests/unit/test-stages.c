@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "builder/build-internal.h"
 #include "builder/builder.h"
 
 static bld_dockerfile *parse(const char *text)
@@ -445,6 +446,82 @@ static void test_copy_from(void **state)
     }
 }
 
+/* What each stage waits for before it may start in a parallel build (build-par.c): what the
+ * graph says it needs, and every needed stage before it when the ONBUILD triggers of its base
+ * image name a --from, which the graph never sees. Each case: the Dockerfile, the needed stages,
+ * the stage, whether its base image's triggers name a --from, and the stages it waits for ('1' per
+ * stage). */
+static void test_stage_waits(void **state)
+{
+    (void)state;
+    const struct {
+        const char *text, *needed;
+        size_t stage;
+        bool wide;
+        const char *want;
+    } c[] = {
+            /* two independent stages, a third that copies from both */
+            {"FROM a AS x\nRUN x\nFROM b AS y\nRUN y\nFROM c\nCOPY --from=x /a /a\n"
+             "COPY --from=y /b /b\n",
+             "111", 0, false, "000"},
+            {"FROM a AS x\nRUN x\nFROM b AS y\nRUN y\nFROM c\nCOPY --from=x /a /a\n"
+             "COPY --from=y /b /b\n",
+             "111", 1, false, "000"},
+            {"FROM a AS x\nRUN x\nFROM b AS y\nRUN y\nFROM c\nCOPY --from=x /a /a\n"
+             "COPY --from=y /b /b\n",
+             "111", 2, false, "110"},
+            /* two stages on one base are independent of each other */
+            {"FROM a AS base\nFROM base AS one\nFROM base AS two\nFROM two\nCOPY --from=one /a "
+             "/a\n",
+             "1111", 1, false, "1000"},
+            {"FROM a AS base\nFROM base AS one\nFROM base AS two\nFROM two\nCOPY --from=one /a "
+             "/a\n",
+             "1111", 2, false, "1000"},
+            {"FROM a AS base\nFROM base AS one\nFROM base AS two\nFROM two\nCOPY --from=one /a "
+             "/a\n",
+             "1111", 3, false, "0110"},
+            /* COPY --from by index, RUN --mount from= */
+            {"FROM a AS x\nFROM b AS y\nFROM c\nCOPY --from=0 /a /a\n"
+             "RUN --mount=type=bind,from=y,target=/m true\n",
+             "111", 2, false, "110"},
+            {"FROM a AS x\nFROM b AS y\nFROM c\nRUN --mount=type=bind,from=y,target=/m true\n",
+             "011", 2, false, "010"},
+            /* the ONBUILD triggers of a stage base run in the stage built on it */
+            {"FROM a AS x\nFROM b AS base\nONBUILD COPY --from=x /a /a\nFROM c AS y\nFROM base\n",
+             "1101", 3, false, "1100"},
+            {"FROM a AS x\nFROM b AS base\nONBUILD COPY --from=x /a /a\nFROM c AS y\nFROM base\n",
+             "1101", 1, false, "0000"},
+            /* the triggers of an image base name a --from */
+            {"FROM a AS x\nFROM b AS y\nFROM onbuild-image\n", "111", 2, true, "110"},
+            {"FROM a AS x\nFROM b AS y\nFROM onbuild-image\n", "011", 2, true, "010"},
+            {"FROM a AS x\nFROM b AS y\nFROM onbuild-image\n", "111", 2, false, "000"},
+    };
+    for (size_t k = 0; k < MAR_ARRAY_SIZE(c); k++) {
+        built b;
+        mar_err *err = NULL;
+        if (build(&b, c[k].text, NULL, &err) < 0) {
+            fail_msg("case %zu: %s", k, err->msg);
+        }
+        size_t n = b.df->n_stages;
+        assert_int_equal(strlen(c[k].needed), n);
+        bool needed[8] = {0}, got[8];
+        for (size_t i = 0; i < n; i++) {
+            needed[i] = c[k].needed[i] == '1';
+        }
+        memset(got, 0xff, sizeof(got));
+        bld__stage_waits(b.df, b.graph, needed, c[k].stage, c[k].wide, got);
+        char text[9] = {0};
+        for (size_t i = 0; i < n; i++) {
+            text[i] = got[i] ? '1' : '0';
+        }
+        if (strcmp(text, c[k].want) != 0) {
+            fail_msg("case %zu (stage %zu of '%s'): waits %s, want %s", k, c[k].stage, c[k].text,
+                     text, c[k].want);
+        }
+        release(&b);
+    }
+}
+
 /* A stage may name a later one; that is an error only when it is built (BuildKit: "needs to be
  * defined before"). */
 static void test_forward_reference(void **state)
@@ -504,15 +581,11 @@ static void test_bases(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_platform_args),
-            cmocka_unit_test(test_global_args),
-            cmocka_unit_test(test_stage_scope),
-            cmocka_unit_test(test_cross_build),
-            cmocka_unit_test(test_target_independence),
-            cmocka_unit_test(test_stage_references),
-            cmocka_unit_test(test_copy_from),
-            cmocka_unit_test(test_forward_reference),
-            cmocka_unit_test(test_bases),
+            cmocka_unit_test(test_platform_args),       cmocka_unit_test(test_global_args),
+            cmocka_unit_test(test_stage_scope),         cmocka_unit_test(test_cross_build),
+            cmocka_unit_test(test_target_independence), cmocka_unit_test(test_stage_references),
+            cmocka_unit_test(test_copy_from),           cmocka_unit_test(test_forward_reference),
+            cmocka_unit_test(test_stage_waits),         cmocka_unit_test(test_bases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
