@@ -176,8 +176,8 @@ MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr 
                                    bld__mounts *ret, mar_err **err);
 void bld__mounts_release(bld__mounts *m);
 
-/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain, gzip or
- * zstd), or refuse it (a tar mar cannot decompress: bzip2, xz). */
+/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain or gzip,
+ * zstd, bzip2, xz), or refuse it (bzip2 or xz that this libarchive cannot decompress). */
 enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
 int bld__archive_kind(int fd);
 

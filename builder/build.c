@@ -20,7 +20,7 @@ static int refuse(const bld_dockerfile *df, const bld_instr *in, mar_err **err, 
                        df->filename, in->line, what);
 }
 
-/* ADD extracts a local tar archive; mar reads plain, gzip and zstd ones, not bzip2 or xz. */
+/* ADD extracts a local tar archive; bzip2 and xz ones need libarchive's built-in decoders. */
 static bool unsupported_archive(int ctxfd, const char *src)
 {
     _cleanup_free_ char *clean = NULL;
@@ -78,7 +78,8 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
                     return refuse(df, in, err, "ADD from git or a URL with --from");
                 }
                 if (!in->from && !bld__is_url(s) && unsupported_archive(ctxfd, s)) {
-                    return refuse(df, in, err, "ADD of a bzip2 or xz archive");
+                    return refuse(df, in, err,
+                                  "ADD of a bzip2 or xz archive without libarchive's decoder");
                 }
             }
         }
