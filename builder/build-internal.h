@@ -170,7 +170,10 @@ typedef struct bld__mounts {
     vm_bind *binds;
     size_t n;
     mar_strv env;     /* secrets given as environment variables, "K=V" */
-    mar_strv unmount; /* stage mounts to undo */
+    mar_strv unmount; /* stage mounts and writable binds' overlays to undo, in order */
+    mar_strv discard; /* writable binds' upper directories, removed after the step */
+    int *locks;       /* cache locks held until the step ends */
+    size_t n_locks;
 } bld__mounts;
 MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,
                                    bld__mounts *ret, mar_err **err);

@@ -37,20 +37,6 @@ MAR_MUST_USE static int check_instr(const bld_dockerfile *df, int ctxfd, const b
                                     mar_err **err)
 {
     switch (in->kind) {
-    case BLD_RUN:
-        for (size_t i = 0; i < in->n_mounts; i++) {
-            const bld_mount *m = &in->mounts[i];
-            if (m->deferred) {
-                continue; /* checked when the step runs, with the stage's variables */
-            }
-            if (m->type == BLD_MOUNT_BIND && !m->readonly) {
-                return refuse(df, in, err, "a writable RUN --mount=type=bind");
-            }
-            if (m->type == BLD_MOUNT_CACHE && m->from) {
-                return refuse(df, in, err, "RUN --mount=type=cache,from=");
-            }
-        }
-        return 0;
     case BLD_ONBUILD:
         return in->trigger ? check_instr(df, ctxfd, in->trigger, err) : 0;
     case BLD_COPY:
