@@ -173,6 +173,7 @@ typedef struct bld__mounts {
     mar_strv unmount; /* stage mounts and writable binds' overlays to undo, in order */
     mar_strv discard; /* writable binds' upper directories, removed after the step */
     int *locks;       /* cache locks held until the step ends */
+    mar_strv held;    /* the cache directories (store-relative) they lock */
     size_t n_locks;
 } bld__mounts;
 MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,

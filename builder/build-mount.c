@@ -50,6 +50,7 @@ void bld__mounts_release(bld__mounts *m)
         close(m->locks[i]);
     }
     free(m->locks);
+    mar_strv_release(&m->held);
     memset(m, 0, sizeof(*m));
 }
 
@@ -128,11 +129,13 @@ static int lock_wait(bld__ctx *c, int fd, int op, const char *what, mar_err **er
             return mar_err_set(err, MAR_EIO, errno, "cannot lock the cache '%s'", what);
         }
         struct pollfd p = {.fd = c->sigfd, .events = POLLIN};
-        if (c->sigfd >= 0 && poll(&p, 1, 250) > 0 && bld__interrupted(c->sigfd, err) < 0) {
-            return -mar_err_code(*err);
-        }
-        if (c->sigfd < 0) {
-            poll(NULL, 0, 250);
+        int pr = c->sigfd >= 0 ? poll(&p, 1, 250) : poll(NULL, 0, 250);
+        if (pr > 0 && (p.revents & POLLIN)) {
+            if (bld__interrupted(c->sigfd, err) < 0) {
+                return -mar_err_code(*err);
+            }
+        } else if (pr > 0) {
+            poll(NULL, 0, 250); /* a closed or failed fd: no busy loop */
         }
     }
 }
@@ -221,6 +224,13 @@ static int cache_dir(bld__ctx *c, bld__stage *st, const bld_mount *m, const char
         free(rel);
         rel = k ? mar_xasprintf("cache/%s-%u", mar_digest_hex(&d), k)
                 : mar_xasprintf("cache/%s", mar_digest_hex(&d));
+        bool held = false;
+        for (size_t i = 0; i < ret->held.n && !held; i++) {
+            held = strcmp(ret->held.v[i], rel) == 0;
+        }
+        if (held) {
+            break; /* another mount of this step has it: a second lock would wait for itself */
+        }
         _cleanup_free_ char *lock = mar_xasprintf("%s.lock", rel);
         int lfd = openat(sfd, lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (lfd < 0) {
@@ -230,6 +240,7 @@ static int cache_dir(bld__ctx *c, bld__stage *st, const bld_mount *m, const char
         ret->locks[ret->n_locks++] = lfd;
         if (m->sharing == BLD_SHARING_PRIVATE) {
             if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+                mar_strv_push(&ret->held, rel);
                 break;
             }
             if (errno != EWOULDBLOCK || k >= 255) {
@@ -241,6 +252,7 @@ static int cache_dir(bld__ctx *c, bld__stage *st, const bld_mount *m, const char
         if (lock_wait(c, lfd, m->sharing == BLD_SHARING_LOCKED ? LOCK_EX : LOCK_SH, rel, err) < 0) {
             return -mar_err_code(*err);
         }
+        mar_strv_push(&ret->held, rel);
         break;
     }
     if (seed_src) {
@@ -252,7 +264,7 @@ static int cache_dir(bld__ctx *c, bld__stage *st, const bld_mount *m, const char
             }
             /* Another build may have made it meanwhile: its copy stands, ours goes with the
              * work directory. */
-            if (renameat(AT_FDCWD, tree, sfd, rel) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
+            if (renameat2(AT_FDCWD, tree, sfd, rel, RENAME_NOREPLACE) < 0 && errno != EEXIST) {
                 return mar_err_set(err, MAR_EIO, errno, "cannot create '%s/%s'",
                                    reg_store_path(c->o->store), rel);
             }
