@@ -8,7 +8,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "oci/oci.h"
 #include "tbuf.h"
@@ -379,8 +382,8 @@ static void test_caps(void **state)
 }
 
 /* Archives that are not layers (ADD): bzip2 and xz read through oci_archive_open with the same
- * listing and DiffID as the plain tar, never through oci_layer_open; truncation, a stream that
- * is no tar and a bomb against the cap refused. */
+ * listing and DiffID as the plain tar, never through oci_layer_open, and unpacked by oci_unpack
+ * only with .archive; truncation, a stream that is no tar and a bomb against the cap refused. */
 static void test_archive_codecs(void **state)
 {
     (void)state;
@@ -401,6 +404,29 @@ static void test_archive_codecs(void **state)
         assert_int_equal(list(&blob, NULL, &out, &got, &e), -MAR_EUNSUPPORTED);
         assert_non_null(strstr(e->msg, progs[i]));
         e = mar_err_free(e);
+        /* oci_unpack reads it only as an archive. */
+        char tmpl[] = "/tmp/mar-test-archive-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        int root = mar_root_open(tmpl, &e);
+        assert_true(root >= 0);
+        int bfd = memfd_of(&blob);
+        oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+        oci_unpack_result res;
+        assert_int_equal(oci_unpack(bfd, root, &uo, &res, &e), -MAR_EUNSUPPORTED);
+        e = mar_err_free(e);
+        oci_unpack_result_release(&res);
+        uo.archive = true;
+        lseek(bfd, 0, SEEK_SET);
+        assert_int_equal(oci_unpack(bfd, root, &uo, &res, &e), 0);
+        assert_true(mar_digest_eq(&res.diff_id, &want));
+        oci_unpack_result_release(&res);
+        mar_buf passwd = MAR_BUF_INIT(4096);
+        assert_int_equal(mar_read_file_at(root, "etc/passwd", 4096, &passwd, &e), 0);
+        assert_string_equal(passwd.data, "root:x:0:0");
+        mar_buf_release(&passwd);
+        close(bfd);
+        close(root);
+        assert_int_equal(oci_remove_at(AT_FDCWD, tmpl, &e), 0);
         mar_buf_truncate(&blob, blob.len / 2);
         assert_int_equal(list_with(oci_archive_open, &blob, NULL, &out, &got, &e), -MAR_EINTEGRITY);
         assert_non_null(strstr(e->msg, progs[i]));
