@@ -1491,10 +1491,8 @@ int main(void)
             cmocka_unit_test(test_cache_sources), cmocka_unit_test(test_other_platform_stored),
             cmocka_unit_test(test_zstd),          cmocka_unit_test(test_add_url),
             cmocka_unit_test(test_failing_run),   cmocka_unit_test(test_missing_source),
-            cmocka_unit_test(test_refused),
-            cmocka_unit_test(test_bind_rw),
-            cmocka_unit_test(test_cache_from),
-            cmocka_unit_test(test_add_bz2_xz),
+            cmocka_unit_test(test_refused),       cmocka_unit_test(test_bind_rw),
+            cmocka_unit_test(test_cache_from),    cmocka_unit_test(test_add_bz2_xz),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
