@@ -63,26 +63,31 @@ MAR_MUST_USE static int copy_tree(bld__copy_job *j, int sdir, const char *rel, i
 MAR_MUST_USE static int make_parents(bld__copy_job *j, int stagefd, const oci_lview *v,
                                      const char *path, bool last_too, mar_err **err);
 
+/* Docker's ADD extracts a local file when it decompresses (gzip, bzip2, xz; zstd too in
+ * BuildKit) to a tar stream whose first header reads (moby pkg/archive IsArchivePath, BuildKit
+ * solver/llbsolver/file/unpack.go): the same test with oci/'s reader, the offset of fd kept. */
 int bld__archive_kind(int fd)
 {
     struct stat st;
-    unsigned char b[512];
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         return BLD__ARCHIVE_NONE;
     }
-    ssize_t n = pread(fd, b, sizeof(b), 0);
-    if ((n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
-        (n >= 4 && memcmp(b, "\x28\xb5\x2f\xfd", 4) == 0) ||
-        (n >= 262 && memcmp(b + 257, "ustar", 5) == 0)) {
-        return BLD__ARCHIVE_TAR;
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    if (at < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+        return BLD__ARCHIVE_NONE;
     }
-    if ((n >= 3 && memcmp(b, "BZh", 3) == 0) || (n >= 5 && memcmp(b,
-                                                                  "\xfd"
-                                                                  "7zXZ",
-                                                                  5) == 0)) {
-        return BLD__ARCHIVE_UNSUPPORTED;
+    oci_layer_reader *r = NULL;
+    mar_err *e = NULL;
+    const oci_layer_entry *entry;
+    int kind = BLD__ARCHIVE_NONE;
+    if (oci_archive_open(fd, NULL, &r, &e) < 0) {
+        kind = mar_err_code(e) == MAR_EUNSUPPORTED ? BLD__ARCHIVE_UNSUPPORTED : BLD__ARCHIVE_NONE;
+    } else if (oci_layer_next(r, &entry, &e) != 0) {
+        kind = BLD__ARCHIVE_TAR; /* a header, or a bad one, which extracting will name */
     }
-    return BLD__ARCHIVE_NONE;
+    mar_err_free(e);
+    oci_layer_free(r);
+    return lseek(fd, at, SEEK_SET) < 0 ? BLD__ARCHIVE_NONE : kind;
 }
 
 /* ADD of a local archive: its entries applied into the destination directory of the staging
@@ -100,7 +105,7 @@ static int extract(bld__copy_job *j, int stagefd, const oci_lview *v, int fd, co
         return mar_err_set(err, MAR_EIO, errno, "cannot open '%s' in the staging directory",
                            resolved);
     }
-    oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+    oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY, .archive = true};
     oci_unpack_result res;
     memset(&res, 0, sizeof(res));
     int rc = oci_unpack(fd, dd, &uo, &res, err);
@@ -445,9 +450,9 @@ MAR_MUST_USE static int do_copy(bld__copy_job *j, bld__stage *st, const oci_lvie
             int kind = af >= 0 ? bld__archive_kind(af) : BLD__ARCHIVE_NONE;
             if (kind == BLD__ARCHIVE_UNSUPPORTED) {
                 return mar_err_set(err, MAR_EUSAGE, 0,
-                                   "%s:%u: ADD of a bzip2 or xz archive is not supported by mar "
-                                   "build yet",
-                                   c->df->filename, in->line);
+                                   "%s:%u: ADD of '%s', which this libarchive cannot decompress, "
+                                   "is not supported by mar build",
+                                   c->df->filename, in->line, s);
             }
             if (kind == BLD__ARCHIVE_TAR) {
                 if (extract(j, stagefd, v, af, s, resolved, err) < 0) {

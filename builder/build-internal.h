@@ -186,14 +186,18 @@ typedef struct bld__mounts {
     vm_bind *binds;
     size_t n;
     mar_strv env;     /* secrets given as environment variables, "K=V" */
-    mar_strv unmount; /* stage mounts to undo */
+    mar_strv unmount; /* stage mounts and writable binds' overlays to undo, in order */
+    mar_strv discard; /* writable binds' upper directories, removed after the step */
+    int *locks;       /* cache locks held until the step ends */
+    mar_strv held;    /* the cache directories (store-relative) they lock */
+    size_t n_locks;
 } bld__mounts;
 MAR_MUST_USE int bld__mounts_setup(bld__ctx *c, bld__stage *st, const bld_instr *in,
                                    bld__mounts *ret, mar_err **err);
 void bld__mounts_release(bld__mounts *m);
 
-/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain, gzip or
- * zstd), or refuse it (a tar mar cannot decompress: bzip2, xz). */
+/* What ADD does with a regular file (build-copy.c): copy it, extract it (a tar, plain or gzip,
+ * zstd, bzip2, xz), or refuse it (bzip2 or xz that this libarchive cannot decompress). */
 enum { BLD__ARCHIVE_NONE = 0, BLD__ARCHIVE_TAR, BLD__ARCHIVE_UNSUPPORTED };
 int bld__archive_kind(int fd);
 

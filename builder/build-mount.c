@@ -1,17 +1,23 @@
 /* RUN --mount (Dockerfile reference, "RUN --mount"; docs/internals/build.md §5): every mount
  * becomes a bind of a directory or file mar prepares, so that what the step writes there stays
  * out of its upper directory and so out of the layer.
- *   cache   a directory of the store, <store>/cache/<sha256 of id and platform>, kept between
- *           builds (created with mode, uid, gid); sharing modes are not told apart
+ *   cache   a directory of the store, <store>/cache/<sha256 of id, platform and from=>, kept
+ *           between builds: created with mode, uid, gid, or seeded with a copy of from='s
+ *           source; sharing=locked and private through flock(2) on <dir>.lock
  *   tmpfs   an empty directory under the work directory, gone with the build
- *   bind    a path of the context or of a stage or image (mounted read-only), read-only
+ *   bind    a path of the context or of a stage or image (mounted read-only), read-only; with
+ *           rw, the same path under an overlay whose upper directory is thrown away after the
+ *           step (BuildKit: writes to a writable bind are discarded)
  *   secret  the --secret file (or a file holding the environment variable's value), read-only
  *           at /run/secrets/<id> or its target, or an environment variable with env= */
 #include "build-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -23,11 +29,28 @@ void bld__mounts_release(bld__mounts *m)
     }
     free(m->binds);
     mar_strv_release(&m->env);
-    for (size_t i = 0; i < m->unmount.n; i++) {
+    /* Last mounted first: a writable bind's overlay may sit on a stage mounted before it. */
+    for (size_t i = m->unmount.n; i-- > 0;) {
         umount2(m->unmount.v[i], MNT_DETACH);
         rmdir(m->unmount.v[i]);
     }
     mar_strv_release(&m->unmount);
+    for (size_t i = 0; i < m->discard.n; i++) {
+        _cleanup_free_ char *dir = mar_xstrdup(m->discard.v[i]);
+        const char *base = strrchr(m->discard.v[i], '/') + 1;
+        _cleanup_close_ int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        mar_err *e = NULL;
+        if (dfd < 0 || oci_remove_at(dfd, base, &e) < 0) {
+            mar_diag_warn("cannot remove '%s': %s", m->discard.v[i], e ? e->msg : strerror(errno));
+            mar_err_free(e);
+        }
+    }
+    mar_strv_release(&m->discard);
+    for (size_t i = 0; i < m->n_locks; i++) {
+        close(m->locks[i]);
+    }
+    free(m->locks);
+    mar_strv_release(&m->held);
     memset(m, 0, sizeof(*m));
 }
 
@@ -63,21 +86,190 @@ static int inside(const char *root, const char *rel, char **ret, mar_err **err)
     return 0;
 }
 
-static int cache_dir(bld__ctx *c, const bld_mount *m, const char *target, char **ret, mar_err **err)
+/* The root of a mount's from= (a stage or image, mounted read-only until the step ends), or
+ * the context. *ret_root is borrowed (the mount belongs to ret); *ret_chain, when asked for,
+ * is what identifies the from's content: its top layer's ChainID (new string). */
+static int from_root(bld__ctx *c, bld__stage *st, const bld_mount *m, bld__mounts *ret,
+                     const char **ret_root, char **ret_chain, mar_err **err)
+{
+    *ret_root = c->o->context;
+    if (!m->from) {
+        return 0;
+    }
+    bld__image tmp;
+    const bld__image *im = bld__from_image(c, m->from, (size_t)(st - c->stages), &tmp, err);
+    if (!im) {
+        return -mar_err_code(*err);
+    }
+    if (ret_chain) {
+        *ret_chain = mar_xstrdup(im->n_layers ? im->layers[im->n_layers - 1].chain.str : "empty");
+    }
+    char *mnt = NULL;
+    int rc = bld__mount_image(c, im, &mnt, err);
+    bld__image_release(&tmp);
+    if (mnt) {
+        mar_strv_push_take(&ret->unmount, mnt);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    *ret_root = ret->unmount.v[ret->unmount.n - 1];
+    return 0;
+}
+
+/* Waits for flock(fd, op) while watching the build's signal fd: a signal ends the wait as it
+ * ends a step (bld__interrupted). */
+static int lock_wait(bld__ctx *c, int fd, int op, const char *what, mar_err **err)
+{
+    for (;;) {
+        if (flock(fd, op | LOCK_NB) == 0) {
+            return 0;
+        }
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot lock the cache '%s'", what);
+        }
+        struct pollfd p = {.fd = c->sigfd, .events = POLLIN};
+        int pr = c->sigfd >= 0 ? poll(&p, 1, 250) : poll(NULL, 0, 250);
+        if (pr > 0 && (p.revents & POLLIN)) {
+            if (bld__interrupted(c->sigfd, err) < 0) {
+                return -mar_err_code(*err);
+            }
+        } else if (pr > 0) {
+            poll(NULL, 0, 250); /* a closed or failed fd: no busy loop */
+        }
+    }
+}
+
+/* Copies from='s source (rootdir/rel) into a new directory of the work directory through the
+ * layer writer and the unpacker (modes, owners, times, links kept; nothing followed out of the
+ * source). Returns: its path. */
+static int seed_copy(bld__ctx *c, const char *src, char **ret, mar_err **err)
+{
+    _cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0) {
+        return mar_err_set(err, MAR_EUSAGE, errno, "the source of a cache must be a directory");
+    }
+    _cleanup_free_ char *dir = NULL;
+    if (bld__mkwork(c, "seed", &dir, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_free_ char *tarp = mar_xasprintf("%s/seed.tar", dir);
+    _cleanup_free_ char *tree = mar_xasprintf("%s/tree", dir);
+    _cleanup_close_ int tfd = open(tarp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    struct stat st;
+    if (tfd < 0 || fstat(sfd, &st) < 0 || mkdir(tree, 0700) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot seed a cache in '%s'", dir);
+    }
+    oci_layer_write_opts wo = OCI_LAYER_WRITE_OPTS_INIT;
+    wo.codec = OCI_CODEC_NONE;
+    wo.threads = 1;
+    oci_layer_written w;
+    if (oci_layer_write_dir(sfd, &wo, tfd, &w, err) < 0) {
+        return -mar_err_code(*err);
+    }
+    _cleanup_close_ int dfd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+    oci_unpack_result res;
+    if (dfd < 0 || lseek(tfd, 0, SEEK_SET) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot seed a cache in '%s'", dir);
+    }
+    int rc = oci_unpack(tfd, dfd, &uo, &res, err);
+    oci_unpack_result_release(&res);
+    /* The directory itself is the source's, as BuildKit mounts the source path. */
+    if (rc == 0 && (fchown(dfd, st.st_uid, st.st_gid) < 0 || fchmod(dfd, st.st_mode & 07777) < 0)) {
+        rc = mar_err_set(err, MAR_EIO, errno, "cannot seed a cache in '%s'", dir);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    *ret = TAKE_PTR(tree);
+    return 0;
+}
+
+/* The cache directory of a mount: <store>/cache/<hex of id, target platform and, with from=,
+ * the from's content and source>; with sharing=private, the first of <hex>, <hex>-1, ... that
+ * no other step holds. Made on first use: empty with mode, uid and gid, or a copy of from='s
+ * source (BuildKit: "from: build stage, context, or image name to use as a base of the cache
+ * mount"). Its lock (<dir>.lock) is held in ret until the step ends: shared for shared, the
+ * default, exclusive for locked (waiting for the holders) and private. */
+static int cache_dir(bld__ctx *c, bld__stage *st, const bld_mount *m, const char *target,
+                     bld__mounts *ret, char **ret_dir, mar_err **err)
 {
     int sfd = reg_store_dirfd(c->o->store);
     if (mkdirat(sfd, "cache", 0700) < 0 && errno != EEXIST) {
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s/cache'",
                            reg_store_path(c->o->store));
     }
-    size_t kl = strlen(m->id ? m->id : target) + 1;
-    _cleanup_free_ char *keyed = mar_xmalloc(kl + strlen(c->target_str) + 1);
-    memcpy(keyed, m->id ? m->id : target, kl);
-    memcpy(keyed + kl, c->target_str, strlen(c->target_str) + 1);
+    _cleanup_free_ char *seed_src = NULL;
+    mar_buf keyed = MAR_BUF_INIT(MAR_BUF_NOCAP);
+    mar_buf_xappend(&keyed, m->id ? m->id : target, strlen(m->id ? m->id : target) + 1);
+    mar_buf_xappend(&keyed, c->target_str, strlen(c->target_str));
+    if (m->from) {
+        const char *root;
+        _cleanup_free_ char *chain = NULL;
+        if (from_root(c, st, m, ret, &root, &chain, err) < 0 ||
+            inside(root, m->source ? m->source : ".", &seed_src, err) < 0) {
+            mar_buf_release(&keyed);
+            return mar_err_wrap(err, "--mount=%s", m->spec);
+        }
+        mar_buf_xappend(&keyed, "", 1);
+        mar_buf_xappend(&keyed, chain, strlen(chain) + 1);
+        mar_buf_xputs(&keyed, m->source ? m->source : ".");
+    }
     mar_digest d;
-    mar_digest_of(MAR_DIGEST_SHA256, keyed, kl + strlen(c->target_str), &d);
-    _cleanup_free_ char *rel = mar_xasprintf("cache/%s", mar_digest_hex(&d));
-    if (mkdirat(sfd, rel, 0755) == 0) {
+    mar_digest_of(MAR_DIGEST_SHA256, keyed.data, keyed.len, &d);
+    mar_buf_release(&keyed);
+    _cleanup_free_ char *rel = NULL;
+    for (unsigned k = 0;; k++) {
+        free(rel);
+        rel = k ? mar_xasprintf("cache/%s-%u", mar_digest_hex(&d), k)
+                : mar_xasprintf("cache/%s", mar_digest_hex(&d));
+        bool held = false;
+        for (size_t i = 0; i < ret->held.n && !held; i++) {
+            held = strcmp(ret->held.v[i], rel) == 0;
+        }
+        if (held) {
+            break; /* another mount of this step has it: a second lock would wait for itself */
+        }
+        _cleanup_free_ char *lock = mar_xasprintf("%s.lock", rel);
+        int lfd = openat(sfd, lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (lfd < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot open '%s'", lock);
+        }
+        ret->locks = mar_xrealloc(ret->locks, (ret->n_locks + 1) * sizeof(*ret->locks));
+        ret->locks[ret->n_locks++] = lfd;
+        if (m->sharing == BLD_SHARING_PRIVATE) {
+            if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+                mar_strv_push(&ret->held, rel);
+                break;
+            }
+            if (errno != EWOULDBLOCK || k >= 255) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot lock a private cache '%s'", rel);
+            }
+            close(ret->locks[--ret->n_locks]);
+            continue;
+        }
+        if (lock_wait(c, lfd, m->sharing == BLD_SHARING_LOCKED ? LOCK_EX : LOCK_SH, rel, err) < 0) {
+            return -mar_err_code(*err);
+        }
+        mar_strv_push(&ret->held, rel);
+        break;
+    }
+    if (seed_src) {
+        _cleanup_free_ char *tree = NULL;
+        struct stat dst;
+        if (fstatat(sfd, rel, &dst, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (seed_copy(c, seed_src, &tree, err) < 0) {
+                return mar_err_wrap(err, "--mount=%s", m->spec);
+            }
+            /* Another build may have made it meanwhile: its copy stands, ours goes with the
+             * work directory. */
+            if (renameat2(AT_FDCWD, tree, sfd, rel, RENAME_NOREPLACE) < 0 && errno != EEXIST) {
+                return mar_err_set(err, MAR_EIO, errno, "cannot create '%s/%s'",
+                                   reg_store_path(c->o->store), rel);
+            }
+        }
+    } else if (mkdirat(sfd, rel, 0755) == 0) {
         if (fchownat(sfd, rel, m->uid >= 0 ? (uid_t)m->uid : 0, m->gid >= 0 ? (gid_t)m->gid : 0,
                      0) < 0 ||
             fchmodat(sfd, rel, m->mode >= 0 ? (mode_t)m->mode : 0755, 0) < 0) {
@@ -87,7 +279,46 @@ static int cache_dir(bld__ctx *c, const bld_mount *m, const char *target, char *
         return mar_err_set(err, MAR_EIO, errno, "cannot create '%s/%s'",
                            reg_store_path(c->o->store), rel);
     }
-    *ret = mar_xasprintf("%s/%s", reg_store_path(c->o->store), rel);
+    *ret_dir = mar_xasprintf("%s/%s", reg_store_path(c->o->store), rel);
+    return 0;
+}
+
+/* A writable bind (BuildKit: what the step writes there is discarded): an overlay with the
+ * source directory (a file's directory) as its lower directory, named by a descriptor so that
+ * no path is parsed as mount options, and a fresh upper directory under the work directory
+ * that is removed after the step. Returns: the path to bind. */
+static int discardable(bld__ctx *c, const char *source, bld__mounts *ret, char **ret_path,
+                       mar_err **err)
+{
+    struct stat st;
+    if (stat(source, &st) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot stat '%s'", source);
+    }
+    bool dir = S_ISDIR(st.st_mode);
+    _cleanup_free_ char *copy = mar_xstrdup(source);
+    _cleanup_close_ int lfd = open(dir ? source : dirname(copy), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char *top = NULL;
+    if (lfd < 0 || bld__mkwork(c, "rw", &top, err) < 0) {
+        return *err ? -mar_err_code(*err)
+                    : mar_err_set(err, MAR_EIO, errno, "cannot open the directory of '%s'", source);
+    }
+    mar_strv_push_take(&ret->discard, top);
+    static const char *const sub[] = {"upper", "work", "mnt"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(sub); i++) {
+        _cleanup_free_ char *p = mar_xasprintf("%s/%s", top, sub[i]);
+        if (mkdir(p, 0755) < 0) {
+            return mar_err_set(err, MAR_EIO, errno, "cannot create '%s'", p);
+        }
+    }
+    _cleanup_free_ char *mnt = mar_xasprintf("%s/mnt", top);
+    _cleanup_free_ char *opts = mar_xasprintf(
+            "lowerdir=/proc/self/fd/%d,upperdir=%s/upper,workdir=%s/work", lfd, top, top);
+    if (mount("overlay", mnt, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) {
+        return mar_err_set(err, MAR_EIO, errno, "cannot mount an overlay over '%s'", source);
+    }
+    mar_strv_push(&ret->unmount, mnt);
+    _cleanup_free_ char *scopy = mar_xstrdup(source);
+    *ret_path = dir ? TAKE_PTR(mnt) : mar_xasprintf("%s/%s", mnt, basename(scopy));
     return 0;
 }
 
@@ -172,12 +403,8 @@ static int one(bld__ctx *c, bld__stage *st, const bld_instr *in, const bld_mount
     }
     switch (m->type) {
     case BLD_MOUNT_CACHE: {
-        if (m->from) {
-            return mar_err_set(err, MAR_EUSAGE, 0,
-                               "--mount=%s: a cache seeded from= is not supported yet", m->spec);
-        }
         char *dir = NULL;
-        if (cache_dir(c, m, target, &dir, err) < 0) {
+        if (cache_dir(c, st, m, target, ret, &dir, err) < 0) {
             return -mar_err_code(*err);
         }
         add_bind(ret, dir, target, m->readonly);
@@ -193,32 +420,20 @@ static int one(bld__ctx *c, bld__stage *st, const bld_instr *in, const bld_mount
         return 0;
     }
     case BLD_MOUNT_BIND: {
-        if (!m->readonly) {
-            return mar_err_set(err, MAR_EUSAGE, 0,
-                               "--mount=%s: a writable bind mount is not supported yet", m->spec);
-        }
-        const char *root = c->o->context;
-        _cleanup_free_ char *mnt = NULL;
-        if (m->from) {
-            bld__image tmp;
-            const bld__image *im = bld__from_image(c, m->from, (size_t)(st - c->stages), &tmp, err);
-            if (!im) {
-                return -mar_err_code(*err);
-            }
-            int rc = bld__mount_image(c, im, &mnt, err);
-            bld__image_release(&tmp);
-            if (rc < 0) {
-                free(TAKE_PTR(mnt));
-                return rc;
-            }
-            mar_strv_push(&ret->unmount, mnt);
-            root = mnt;
-        }
+        const char *root;
         char *source = NULL;
-        if (inside(root, m->source ? m->source : ".", &source, err) < 0) {
+        if (from_root(c, st, m, ret, &root, NULL, err) < 0 ||
+            inside(root, m->source ? m->source : ".", &source, err) < 0) {
             return mar_err_wrap(err, "--mount=%s", m->spec);
         }
-        add_bind(ret, source, target, true);
+        if (!m->readonly) {
+            _cleanup_free_ char *real = source;
+            source = NULL;
+            if (discardable(c, real, ret, &source, err) < 0) {
+                return mar_err_wrap(err, "--mount=%s", m->spec);
+            }
+        }
+        add_bind(ret, source, target, m->readonly);
         return 0;
     }
     case BLD_MOUNT_SECRET:

@@ -12,7 +12,7 @@ PKGS=(
     lowdown zsh fish
     # test bed and peers
     docker-registry containerd runc qemu-user-static skopeo umoci buildah chromium
-    apache2-utils openssl python3 curl ca-certificates valgrind
+    apache2-utils openssl python3 curl ca-certificates valgrind bzip2 xz-utils
     # benchmarks
     hyperfine
 )

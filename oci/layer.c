@@ -3,7 +3,10 @@
  * never taken from the media type; mar decompresses itself (ISA-L's igzip, about 3.5 times zlib's
  * speed on layers; zstd with a bounded window) so that the uncompressed stream can be hashed for
  * the DiffID, counted against the size cap and read to the very end, and libarchive only ever
- * parses tar. It never writes anything. */
+ * parses tar. The one exception is oci_archive_open, for archives a Dockerfile's ADD extracts:
+ * Docker's ADD also reads bzip2 and xz, which no OCI layer may use (image-spec layer.md lists
+ * tar, gzip and zstd), and those are decoded by libarchive's built-in filters in a reader of
+ * their own, ahead of the same tar reader, caps and hash. It never writes anything. */
 #include "oci.h"
 
 #include <errno.h>
@@ -34,6 +37,10 @@ struct oci_layer_reader {
     bool gz_member_done;
     ZSTD_DCtx *zs;
     bool zs_frame_done;
+    /* bzip2 or xz (archives only, oci_archive_open): libarchive's built-in decoder under its
+     * raw format, so that the tar reader below still sees decompressed bytes */
+    struct archive *dec;
+    const char *dec_name;
     /* uncompressed output handed to libarchive: two buffers used in turn, so that the one
      * handed out before the current one is still there to read a header block back from */
     unsigned char *out;
@@ -139,6 +146,18 @@ static ssize_t decode(oci_layer_reader *r)
     }
     if (r->out_eof) {
         return 0;
+    }
+    if (r->dec) {
+        la_ssize_t n = archive_read_data(r->dec, r->out, OUT_CHUNK);
+        if (n < 0) {
+            if (!r->err) {
+                mar_err_set(&r->err, MAR_EINTEGRITY, 0, "invalid %s data: %s, refusing",
+                            r->dec_name, archive_error_string(r->dec));
+            }
+            return -1;
+        }
+        r->out_eof = n == 0;
+        return (ssize_t)n;
     }
     if (r->codec == OCI_CODEC_NONE) {
         ssize_t n = fill(r);
@@ -278,6 +297,44 @@ static oci_codec sniff(const unsigned char *p, size_t n, int *bad)
     return OCI_CODEC_NONE;
 }
 
+/* The compressed bytes as they are, for the decoder of r->dec. */
+static la_ssize_t on_read_raw(struct archive *a, void *ud, const void **buf)
+{
+    (void)a;
+    oci_layer_reader *r = ud;
+    ssize_t n = fill(r);
+    if (n < 0) {
+        return -1;
+    }
+    *buf = r->in + r->in_pos;
+    r->in_pos = r->in_len;
+    return n;
+}
+
+/* bzip2 (bad 2) or xz (bad 1) through libarchive. A libarchive built without the library
+ * answers ARCHIVE_WARN and would run an external bzip2 or xz program instead, which mar never
+ * does: refused. */
+static int open_decoder(oci_layer_reader *r, int bad, mar_err **err)
+{
+    r->dec_name = bad == 1 ? "xz" : "bzip2";
+    r->dec = archive_read_new();
+    int fr = bad == 1 ? archive_read_support_filter_xz(r->dec)
+                      : archive_read_support_filter_bzip2(r->dec);
+    if (fr != ARCHIVE_OK) {
+        return mar_err_set(err, MAR_EUNSUPPORTED, 0, "this libarchive has no built-in %s decoder",
+                           r->dec_name);
+    }
+    archive_read_support_format_raw(r->dec);
+    struct archive_entry *e;
+    if (archive_read_open(r->dec, r, NULL, on_read_raw, NULL) != ARCHIVE_OK ||
+        archive_read_next_header(r->dec, &e) != ARCHIVE_OK) {
+        int code = r->err ? mar_err_code(r->err) : MAR_EINTEGRITY;
+        return mar_err_set(err, code, 0, "invalid %s data: %s, refusing", r->dec_name,
+                           r->err ? r->err->msg : archive_error_string(r->dec));
+    }
+    return 0;
+}
+
 oci_layer_reader *oci_layer_free(oci_layer_reader *r)
 {
     if (!r) {
@@ -285,6 +342,9 @@ oci_layer_reader *oci_layer_free(oci_layer_reader *r)
     }
     if (r->a) {
         archive_read_free(r->a);
+    }
+    if (r->dec) {
+        archive_read_free(r->dec);
     }
     free(r->gz);
     ZSTD_freeDCtx(r->zs);
@@ -301,7 +361,8 @@ oci_layer_reader *oci_layer_free(oci_layer_reader *r)
     return NULL;
 }
 
-int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err)
+static int open_reader(int fd, const oci_layer_limits *lim, bool archive, oci_layer_reader **ret,
+                       mar_err **err)
 {
     oci_layer_reader *r = mar_xcalloc(1, sizeof(*r));
     r->fd = fd;
@@ -324,11 +385,15 @@ int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, 
     }
     int bad;
     r->codec = sniff(r->in, (size_t)n, &bad);
-    if (bad) {
+    if (bad && !archive) {
         oci_layer_free(r);
         return mar_err_set(err, MAR_EUNSUPPORTED, 0,
                            "layer is %s-compressed, which is not an OCI layer codec, refusing",
                            bad == 1 ? "xz" : "bzip2");
+    }
+    if (bad && open_decoder(r, bad, err) < 0) {
+        oci_layer_free(r);
+        return -mar_err_code(*err);
     }
     if (r->codec == OCI_CODEC_GZIP) {
         r->gz = mar_xmalloc(sizeof(*r->gz));
@@ -355,6 +420,16 @@ int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, 
     }
     *ret = r;
     return 0;
+}
+
+int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err)
+{
+    return open_reader(fd, lim, false, ret, err);
+}
+
+int oci_archive_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err)
+{
+    return open_reader(fd, lim, true, ret, err);
 }
 
 oci_codec oci_layer_codec(const oci_layer_reader *r)

@@ -395,6 +395,12 @@ typedef struct oci_layer_reader oci_layer_reader;
  * MAR_EINTEGRITY (not tar), MAR_EIO. */
 MAR_MUST_USE int oci_layer_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret,
                                 mar_err **err);
+/* oci_layer_open for a tar archive that is not an image layer (what a Dockerfile's ADD
+ * extracts): bzip2 and xz are decompressed too, by libarchive's built-in decoders; the codec
+ * then reads as OCI_CODEC_NONE. Errors: as oci_layer_open; MAR_EUNSUPPORTED when libarchive
+ * was built without that decoder. */
+MAR_MUST_USE int oci_archive_open(int fd, const oci_layer_limits *lim, oci_layer_reader **ret,
+                                  mar_err **err);
 oci_layer_reader *oci_layer_free(oci_layer_reader *r);
 MAR_DEFINE_CLEANUP(oci_layer_reader, oci_layer_free)
 #define _cleanup_layer_ _cleanup_(oci_layer_freep)
@@ -562,6 +568,7 @@ typedef struct oci_unpack_opts {
     oci_unpack_mode mode;
     const oci_layer_limits *lim;      /* NULL: defaults */
     const mar_digest *expect_diff_id; /* verified after the last byte, when set */
+    bool archive; /* an archive ADD extracts, not a layer: bzip2 and xz too (oci_archive_open) */
     /* Called about every MiB of compressed input with the bytes read so far. */
     void (*progress)(void *ud, uint64_t in_bytes);
     void *progress_ud;

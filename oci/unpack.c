@@ -826,7 +826,7 @@ int oci_unpack(int blobfd, int rootfd, const oci_unpack_opts *o, oci_unpack_resu
 {
     memset(ret, 0, sizeof(*ret));
     _cleanup_layer_ oci_layer_reader *r = NULL;
-    if (oci_layer_open(blobfd, o->lim, &r, err) < 0) {
+    if ((o->archive ? oci_archive_open : oci_layer_open)(blobfd, o->lim, &r, err) < 0) {
         return -mar_err_code(*err);
     }
     ret->codec = oci_layer_codec(r);

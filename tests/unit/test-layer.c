@@ -1,5 +1,6 @@
 /* The layer reader: codecs sniffed by magic, DiffIDs over the whole uncompressed stream, name
- * cleaning and refusals, whiteouts, caps (bombs, PAX records), trailing data. Layers are built by
+ * cleaning and refusals, whiteouts, caps (bombs, PAX records), trailing data; bzip2 and xz only
+ * for archives (oci_archive_open). Layers are built by
  * the tests' tar writer. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,7 +8,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "oci/oci.h"
 #include "tbuf.h"
@@ -41,13 +45,16 @@ static void compress(const mar_buf *tar, codec c, mar_buf *out)
     }
 }
 
-/* Reads every entry into a text listing "kind path [-> link] [=data]". */
-static int list(const mar_buf *blob, const oci_layer_limits *lim, mar_buf *out, mar_digest *diff,
-                mar_err **err)
+typedef int (*open_fn)(int fd, const oci_layer_limits *lim, oci_layer_reader **ret, mar_err **err);
+
+/* Reads every entry into a text listing "kind path [-> link] [=data]", the blob opened with
+ * open (oci_layer_open, or oci_archive_open). */
+static int list_with(open_fn open, const mar_buf *blob, const oci_layer_limits *lim, mar_buf *out,
+                     mar_digest *diff, mar_err **err)
 {
     int fd = memfd_of(blob);
     oci_layer_reader *r = NULL;
-    int rc = oci_layer_open(fd, lim, &r, err);
+    int rc = open(fd, lim, &r, err);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -78,6 +85,27 @@ static int list(const mar_buf *blob, const oci_layer_limits *lim, mar_buf *out, 
     oci_layer_free(r);
     close(fd);
     return rc;
+}
+
+static int list(const mar_buf *blob, const oci_layer_limits *lim, mar_buf *out, mar_digest *diff,
+                mar_err **err)
+{
+    return list_with(oci_layer_open, blob, lim, out, diff, err);
+}
+
+/* in through a compressor program (bzip2 or xz) into out. */
+static void compress_with(const char *prog, const mar_buf *in, mar_buf *out)
+{
+    char *argv[] = {(char *)prog, "-c", NULL};
+    mar_proc_result pr;
+    mar_err *e = NULL;
+    if (mar_proc_run(argv, in->data, in->len, 256u << 20, 1u << 16, 60000, &pr, &e) < 0) {
+        fail_msg("%s: %s", prog, e->msg);
+    }
+    assert_int_equal(pr.status, 0);
+    mar_buf_init(out, MAR_BUF_NOCAP);
+    T_BUF(mar_buf_append(out, pr.out.data, pr.out.len));
+    mar_proc_result_release(&pr);
 }
 
 static void base_tar(mar_buf *t)
@@ -353,6 +381,94 @@ static void test_caps(void **state)
     mar_buf_release(&out);
 }
 
+/* Archives that are not layers (ADD): bzip2 and xz read through oci_archive_open with the same
+ * listing and DiffID as the plain tar, never through oci_layer_open, and unpacked by oci_unpack
+ * only with .archive; truncation, a stream that is no tar and a bomb against the cap refused. */
+static void test_archive_codecs(void **state)
+{
+    (void)state;
+    mar_buf tar;
+    base_tar(&tar);
+    mar_digest want;
+    mar_digest_of(MAR_DIGEST_SHA256, tar.data, tar.len, &want);
+    static const char *const progs[] = {"bzip2", "xz"};
+    for (size_t i = 0; i < MAR_ARRAY_SIZE(progs); i++) {
+        mar_buf blob, out = MAR_BUF_INIT(1 << 20);
+        mar_digest got;
+        mar_err *e = NULL;
+        compress_with(progs[i], &tar, &blob);
+        assert_int_equal(list_with(oci_archive_open, &blob, NULL, &out, &got, &e), 0);
+        assert_string_equal(out.data, base_listing);
+        assert_true(mar_digest_eq(&got, &want));
+        mar_buf_truncate(&out, 0);
+        assert_int_equal(list(&blob, NULL, &out, &got, &e), -MAR_EUNSUPPORTED);
+        assert_non_null(strstr(e->msg, progs[i]));
+        e = mar_err_free(e);
+        /* oci_unpack reads it only as an archive. */
+        char tmpl[] = "/tmp/mar-test-archive-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        int root = mar_root_open(tmpl, &e);
+        assert_true(root >= 0);
+        int bfd = memfd_of(&blob);
+        oci_unpack_opts uo = {.mode = OCI_UNPACK_APPLY};
+        oci_unpack_result res;
+        assert_int_equal(oci_unpack(bfd, root, &uo, &res, &e), -MAR_EUNSUPPORTED);
+        e = mar_err_free(e);
+        oci_unpack_result_release(&res);
+        uo.archive = true;
+        lseek(bfd, 0, SEEK_SET);
+        assert_int_equal(oci_unpack(bfd, root, &uo, &res, &e), 0);
+        assert_true(mar_digest_eq(&res.diff_id, &want));
+        oci_unpack_result_release(&res);
+        mar_buf passwd = MAR_BUF_INIT(4096);
+        assert_int_equal(mar_read_file_at(root, "etc/passwd", 4096, &passwd, &e), 0);
+        assert_string_equal(passwd.data, "root:x:0:0");
+        mar_buf_release(&passwd);
+        close(bfd);
+        close(root);
+        assert_int_equal(oci_remove_at(AT_FDCWD, tmpl, &e), 0);
+        mar_buf_truncate(&blob, blob.len / 2);
+        assert_int_equal(list_with(oci_archive_open, &blob, NULL, &out, &got, &e), -MAR_EINTEGRITY);
+        assert_non_null(strstr(e->msg, progs[i]));
+        e = mar_err_free(e);
+        mar_buf_release(&blob);
+        /* A compressed text is no tar. */
+        mar_buf text = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        for (int k = 0; k < 200; k++) {
+            T_BUF(mar_buf_puts(&text, "not a tar archive at all\n"));
+        }
+        compress_with(progs[i], &text, &blob);
+        assert_int_equal(list_with(oci_archive_open, &blob, NULL, &out, &got, &e), -MAR_EINTEGRITY);
+        assert_non_null(strstr(e->msg, "not a tar"));
+        e = mar_err_free(e);
+        mar_buf_release(&blob);
+        mar_buf_release(&text);
+        /* 64 MiB of zeros against an 8 MiB cap. */
+        mar_buf t = MAR_BUF_INIT(MAR_BUF_NOCAP);
+        size_t n = 4u << 20;
+        char *zeros = mar_xcalloc(1, n);
+        for (int k = 0; k < 16; k++) {
+            char name[16];
+            snprintf(name, sizeof(name), "bomb%d", k);
+            tarw_add(&t, &(tarw_entry){.name = name, .type = '0', .data = zeros, .size = n});
+        }
+        tarw_finish(&t);
+        free(zeros);
+        compress_with(progs[i], &t, &blob);
+        assert_true(blob.len < (1u << 20));
+        oci_layer_limits lim;
+        oci_layer_limits_default(&lim);
+        lim.max_uncompressed = 8u << 20;
+        assert_true(list_with(oci_archive_open, &blob, &lim, &out, &got, &e) < 0);
+        assert_non_null(strstr(e->msg, "decompression bomb"));
+        e = mar_err_free(e);
+        mar_buf_release(&blob);
+        mar_buf_release(&t);
+        mar_buf_release(&out);
+    }
+    mar_buf_release(&tar);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +477,7 @@ int main(void)
             cmocka_unit_test(test_truncated_and_foreign),
             cmocka_unit_test(test_refused_names),
             cmocka_unit_test(test_caps),
+            cmocka_unit_test(test_archive_codecs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
