@@ -1,7 +1,8 @@
 /* The images stages build on and the layers they add (docs/internals/build.md §3): a tree (an
  * overlay upper directory after RUN, a staging directory after COPY) becomes a layer blob in the
  * store through oci/'s layer writer, and is unpacked into its ChainID directory as a pull would
- * unpack it, so that the next step and `mar run` mount it like any pulled layer. */
+ * unpack it (its regular files hard-linked from the tree rather than written again), so that the
+ * next step and `mar run` mount it like any pulled layer. */
 #include "build-internal.h"
 
 #include <errno.h>
@@ -215,7 +216,7 @@ fail:
 /* Unpacks the committed blob into unpack/<chain> and settles it against the layers under it,
  * as a pull does (registry/pull-unpack.c). */
 MAR_MUST_USE static int unpack_layer(bld__ctx *c, const bld__image *im, const bld__layer *l,
-                                     mar_err **err)
+                                     const int *tree, mar_err **err)
 {
     reg_store *s = c->o->store;
     int lock, rootfd;
@@ -235,7 +236,8 @@ MAR_MUST_USE static int unpack_layer(bld__ctx *c, const bld__image *im, const bl
         return -mar_err_code(*err);
     }
     _cleanup_close_ int blobfd = bfd;
-    oci_unpack_opts uo = {.mode = OCI_UNPACK_LAYER, .expect_diff_id = &l->diff_id};
+    oci_unpack_opts uo = {
+            .mode = OCI_UNPACK_LAYER, .expect_diff_id = &l->diff_id, .link_from = tree};
     oci_unpack_result res;
     memset(&res, 0, sizeof(res));
     int fds[OCI_LVIEW_MAX_LAYERS];
@@ -272,7 +274,10 @@ out:
     return 0;
 }
 
-int bld__add_layer(bld__ctx *c, bld__image *im, bld__layer *l, mar_err **err)
+/* tree: the directory the layer was just written from, whose files the unpack may take over
+ * (NULL for a layer from the cache). */
+MAR_MUST_USE static int add_layer(bld__ctx *c, bld__image *im, bld__layer *l, const int *tree,
+                                  mar_err **err)
 {
     if (im->n_layers >= OCI_LVIEW_MAX_LAYERS) {
         return mar_err_set(err, MAR_EUNSUPPORTED, 0, "more than %d layers", OCI_LVIEW_MAX_LAYERS);
@@ -285,12 +290,17 @@ int bld__add_layer(bld__ctx *c, bld__image *im, bld__layer *l, mar_err **err)
     diffs[im->n_layers] = l->diff_id;
     oci_chain_ids(diffs, im->n_layers + 1, ids);
     l->chain = ids[im->n_layers];
-    if (unpack_layer(c, im, l, err) < 0) {
+    if (unpack_layer(c, im, l, tree, err) < 0) {
         return -mar_err_code(*err);
     }
     im->layers = mar_xrealloc(im->layers, (im->n_layers + 2) * sizeof(*im->layers));
     im->layers[im->n_layers++] = *l;
     return 0;
+}
+
+int bld__add_layer(bld__ctx *c, bld__image *im, bld__layer *l, mar_err **err)
+{
+    return add_layer(c, im, l, NULL, err);
 }
 
 /* The layer writer's options for a build's layers: the same for the layer and its cache key. */
@@ -350,7 +360,8 @@ int bld__commit_tree(bld__ctx *c, bld__image *im, int dirfd, bool overlay_upper,
                     .digest = w.digest,
                     .size = (int64_t)w.size,
                     .diff_id = w.diff_id};
-    if (bld__add_layer(c, im, &l, err) < 0) {
+    /* The tree is discarded after this: its files become the unpacked layer's. */
+    if (add_layer(c, im, &l, &dirfd, err) < 0) {
         free(l.media_type);
         return -mar_err_code(*err);
     }

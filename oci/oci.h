@@ -569,6 +569,11 @@ typedef struct oci_unpack_opts {
     const oci_layer_limits *lim;      /* NULL: defaults */
     const mar_digest *expect_diff_id; /* verified after the last byte, when set */
     bool archive; /* an archive ADD extracts, not a layer: bzip2 and xz too (oci_archive_open) */
+    /* The tree the layer was just written from (a build's upper or staging directory, about to
+     * be discarded): its regular files are hard-linked into the layer instead of written
+     * again, then given the entry's owner, mode, xattrs and times as written ones are. The
+     * data is still read through, so expect_diff_id is verified all the same. NULL: none. */
+    const int *link_from;
     /* Called about every MiB of compressed input with the bytes read so far. */
     void (*progress)(void *ud, uint64_t in_bytes);
     void *progress_ud;
