@@ -288,9 +288,14 @@ MAR_MUST_USE static int run_phase(par *P, mar_err **err)
             return rc;
         }
     }
+    /* Without -j, up to twice the CPUs (at least 4): each worker holds a thread, a containerd
+     * connection and, while a RUN runs, a container, so a Dockerfile of many independent stages
+     * must not start them all at once. */
     size_t n_workers = n_stage_units ? n_stage_units : 1;
-    if (o->jobs && o->jobs < n_workers) {
-        n_workers = o->jobs;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t cap = o->jobs ? o->jobs : ncpu > 2 ? 2 * (size_t)ncpu : 4;
+    if (cap < n_workers) {
+        n_workers = cap;
     }
     for (; P->n_slots < n_workers; P->n_slots++) {
         slot *sl = &P->slots[P->n_slots];
